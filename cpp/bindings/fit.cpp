@@ -1,0 +1,3 @@
+#include "bindings.hpp"
+
+void bind_fit(py::module_& /*m*/) {}

@@ -1,0 +1,3 @@
+#include "bindings.hpp"
+
+void bind_stability(py::module_& /*m*/) {}

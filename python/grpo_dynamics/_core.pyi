@@ -1,0 +1,1 @@
+# Stubs for the compiled module grpo_dynamics._core (kept in step with cpp/bindings/*.cpp).

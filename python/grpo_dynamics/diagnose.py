@@ -1,0 +1,3 @@
+"""diagnose (being written)."""
+
+__all__: list[str] = []

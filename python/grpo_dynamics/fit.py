@@ -1,0 +1,3 @@
+"""fit (being written)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""io (being written)."""
+
+__all__: list[str] = []

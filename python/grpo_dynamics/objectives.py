@@ -1,0 +1,3 @@
+"""objectives (being written)."""
+
+__all__: list[str] = []

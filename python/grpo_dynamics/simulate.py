@@ -1,0 +1,3 @@
+"""simulate (being written)."""
+
+__all__: list[str] = []

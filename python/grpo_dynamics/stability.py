@@ -1,0 +1,3 @@
+"""stability (being written)."""
+
+__all__: list[str] = []

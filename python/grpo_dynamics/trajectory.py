@@ -1,0 +1,3 @@
+"""trajectory (being written)."""
+
+__all__: list[str] = []
