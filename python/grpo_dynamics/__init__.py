@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from . import diagnose as _diagnose_module
 from . import fit as _fit_module
+from . import forecast as _forecast_module
 from . import io as _io_module
 from . import objectives as _objectives_module
 from . import simulate as _simulate_module
@@ -24,6 +25,7 @@ _modules = (
     _simulate_module,
     _objectives_module,
     _io_module,
+    _forecast_module,
     _diagnose_module,
 )
 __all__ = ["__version__"]

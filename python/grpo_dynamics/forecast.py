@@ -1,0 +1,3 @@
+"""forecast (being written)."""
+
+__all__: list[str] = []
