@@ -1,3 +1,627 @@
-"""diagnose (being written)."""
+"""What is going on in a GRPO run: the five failure modes of MODEL.md s.8 (docs/diagnose.md).
 
-__all__: list[str] = []
+diagnose(run) looks at the columns a training log carries (reward, an eval/gold reward,
+frac_reward_zero_std, reward_std, entropy) and the fitted trajectory, and scores each mode:
+
+- reward_hacking: the rolling train-eval coupling d eval / d train collapses.
+- advantage_degeneracy: most groups carry no advantage (all rewards equal).
+- policy_concentration: the entropy (or the within-group reward spread) collapses.
+- dynamical_instability: deviations from the plateau grow, or persist barely damped; with
+  hyperparameters, the exact spectral radius of the cycle matrix (stability module).
+- healthy_saturation: the run reached its plateau and the residuals there are stationary.
+
+Scores are in [0, 1]; a mode is "detected" at score >= 0.5 and "possible" at >= 0.25.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .forecast import fit_curve, gain_step, run_frame
+
+__all__ = ["Diagnosis", "Finding", "diagnose", "FAILURE_MODES"]
+
+FAILURE_MODES = (
+    "reward_hacking",
+    "advantage_degeneracy",
+    "policy_concentration",
+    "dynamical_instability",
+)
+_MODES = (*FAILURE_MODES, "healthy_saturation")
+DETECTED, POSSIBLE = 0.5, 0.25
+
+_FIXES = {
+    "reward_hacking": (
+        "the policy is exploiting the training reward: stop at the step where the coupling broke "
+        "(checkpoint before the window), harden the reward model/verifier, add a KL penalty "
+        "(beta_kl) or lower the learning rate, and keep an eval/gold reward in the loop"
+    ),
+    "advantage_degeneracy": (
+        "groups with equal rewards give zero advantage: raise group_size G (the degenerate "
+        "fraction p^G + (1-p)^G falls geometrically), filter prompts that are always solved or "
+        "always failed (dynamic sampling), or use a graded reward instead of a 0/1 one"
+    ),
+    "policy_concentration": (
+        "the policy is collapsing onto few completions: raise the sampling temperature, add or "
+        "raise the KL penalty to the reference, an entropy bonus, or a larger eps_high "
+        "(clip-higher); lower the learning rate"
+    ),
+    "dynamical_instability": (
+        "the mean-field dynamics are (nearly) unstable: lower the learning rate or the refresh "
+        "interval K (num_iterations / steps per generation batch), or reduce momentum (adam "
+        "beta1); with hyperparameters, use the largest safe K / learning rate reported"
+    ),
+    "healthy_saturation": (
+        "the run has reached its plateau: more steps will not help; change the data, the reward "
+        "or the model size to move r_inf"
+    ),
+}
+
+
+@dataclass
+class Finding:
+    """One failure mode: score in [0, 1], verdict, the evidence behind it and a suggested fix."""
+
+    mode: str
+    score: float
+    verdict: str  # "detected" | "possible" | "not detected" | "not assessable"
+    summary: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    fix: str = ""
+
+    @property
+    def detected(self) -> bool:
+        return self.verdict == "detected"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "score": self.score,
+            "verdict": self.verdict,
+            "summary": self.summary,
+            "evidence": _jsonable(self.evidence),
+            "fix": self.fix,
+        }
+
+
+@dataclass
+class Diagnosis:
+    """Result of diagnose(): per-mode findings, the overall verdict, the fit and stability."""
+
+    verdict: str
+    findings: dict[str, Finding]
+    trend: dict[str, Any]
+    fit: Any = None
+    stability: dict[str, Any] | None = None
+    n_steps: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def detected(self) -> list[str]:
+        """Failure modes detected, strongest first."""
+        found = [f for m, f in self.findings.items() if m in FAILURE_MODES and f.detected]
+        return [f.mode for f in sorted(found, key=lambda f: -f.score)]
+
+    def __getitem__(self, mode: str) -> Finding:
+        return self.findings[mode]
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per mode: score, verdict, summary, fix."""
+        rows = [
+            {"mode": f.mode, "score": f.score, "verdict": f.verdict, "summary": f.summary,
+             "fix": f.fix if f.verdict in ("detected", "possible") else ""}
+            for f in self.findings.values()
+        ]
+        return pd.DataFrame(rows).set_index("mode")
+
+    def to_dict(self) -> dict[str, Any]:
+        fit = self.fit
+        fit_doc = None
+        if fit is not None:
+            fit_doc = {
+                "params": {k: float(v) for k, v in dict(fit.params).items()},
+                "status": str(getattr(fit, "status", "")),
+                "regime": str(getattr(fit, "regime", "")),
+                "r2": float(getattr(fit, "r2", float("nan"))),
+            }
+        return {
+            "verdict": self.verdict,
+            "detected": self.detected,
+            "n_steps": self.n_steps,
+            "trend": _jsonable(self.trend),
+            "fit": fit_doc,
+            "stability": _jsonable(self.stability),
+            "findings": {m: f.to_dict() for m, f in self.findings.items()},
+            "warnings": list(self.warnings),
+        }
+
+    def __str__(self) -> str:
+        lines = [f"verdict: {self.verdict}"]
+        for f in self.findings.values():
+            lines.append(f"  {f.mode:<22} {f.score:5.2f}  {f.verdict:<15} {f.summary}")
+        for f in self.findings.values():
+            if f.verdict in ("detected", "possible") and f.fix:
+                lines.append(f"  fix ({f.mode}): {f.fix}")
+        return "\n".join(lines)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _verdict(score: float) -> str:
+    return "detected" if score >= DETECTED else "possible" if score >= POSSIBLE else "not detected"
+
+
+def _na(mode: str, why: str, **evidence: Any) -> Finding:
+    return Finding(mode, 0.0, "not assessable", why, evidence, "")
+
+
+# --------------------------------------------------------------------------------------------
+# statistics helpers
+
+
+def _ar1_inflation(resid: np.ndarray) -> float:
+    """sqrt((1 + rho1) / (1 - rho1)): standard-error inflation for AR(1)-correlated residuals."""
+    if resid.size < 8:
+        return 1.0
+    r = resid - resid.mean()
+    denom = float(r @ r)
+    rho = float(r[1:] @ r[:-1]) / denom if denom > 0 else 0.0
+    rho = min(max(rho, 0.0), 0.95)  # negative autocorrelation never shrinks the error here
+    return math.sqrt((1 + rho) / (1 - rho))
+
+
+def _slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """OLS slope of y on x and its standard error (AR(1)-corrected)."""
+    if x.size < 3 or np.ptp(x) == 0:
+        return 0.0, float("inf")
+    xc = x - x.mean()
+    sxx = float(xc @ xc)
+    b = float(xc @ (y - y.mean())) / sxx
+    resid = y - y.mean() - b * xc
+    s2 = float(resid @ resid) / max(x.size - 2, 1)
+    return b, math.sqrt(s2 / sxx) * _ar1_inflation(resid)
+
+
+def _noise_sd(y: np.ndarray) -> float:
+    """Step-to-step noise from first differences (robust MAD): blind to slow trends/oscillations."""
+    d = np.diff(y)
+    if d.size < 2:
+        return float("nan")
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / math.sqrt(2.0))
+
+
+def _bins(t: np.ndarray, y: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    edges = np.linspace(0, t.size, n_bins + 1).astype(int)
+    centers = np.array([t[a:b].mean() for a, b in zip(edges[:-1], edges[1:], strict=True)])
+    means = np.array([y[a:b].mean() for a, b in zip(edges[:-1], edges[1:], strict=True)])
+    return centers, means
+
+
+def trend_test(t: np.ndarray, r: np.ndarray) -> dict[str, Any]:
+    """Does the reward move at all? Quadratic vs constant on bin means (MODEL.md s.6 "no trend").
+
+    Bin means absorb the per-step noise and most of its autocorrelation; the F-test then asks
+    whether a smooth curve beats a constant (p < 1e-4) and the change is at least half the
+    spread of the bin means around it ... and at least one step-noise sd.
+    """
+    n_bins = int(min(40, max(6, t.size // 8)))
+    if t.size < 12:
+        return {"trend": False, "p_value": float("nan"), "change": float("nan"), "n_bins": 0,
+                "reason": "fewer than 12 points"}
+    s, m = _bins(t, r, n_bins)
+    x = (s - s.mean()) / (np.ptp(s) or 1.0)
+    rss0 = float(((m - m.mean()) ** 2).sum())
+    coef = np.polyfit(x, m, 2)
+    fitted = np.polyval(coef, x)
+    rss2 = float(((m - fitted) ** 2).sum())
+    dof = n_bins - 3
+    if rss2 <= 0:
+        p = 0.0
+    else:
+        f_stat = ((rss0 - rss2) / 2) / (rss2 / dof)
+        p = float(stats.f.sf(f_stat, 2, dof))
+    change = float(np.ptp(fitted))
+    noise = _noise_sd(r)
+    moved = change >= max(noise, 1e-12) * 1.0
+    return {
+        "trend": bool(p < 1e-4 and moved),
+        "p_value": p,
+        "change": change,
+        "step_noise_sd": noise,
+        "n_bins": n_bins,
+        "direction": "up" if fitted[-1] > fitted[0] else "down",
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# the five modes
+
+
+def _eval_column(frame: pd.DataFrame, eval_column: str | None) -> str | None:
+    if eval_column is not None:
+        if eval_column not in frame.columns:
+            raise ValueError(f"eval_column: {eval_column!r} not in the run")
+        return eval_column
+    for name in ("eval_reward", "gold_reward", "heldout_reward", "eval/reward"):
+        if name in frame.columns:
+            return name
+    for name in frame.columns:
+        low = str(name).lower()
+        if (low.startswith("eval") or "gold" in low) and "reward" in low and "std" not in low:
+            return str(name)
+    return None
+
+
+def _reward_hacking(frame: pd.DataFrame, eval_col: str | None) -> Finding:
+    mode = "reward_hacking"
+    if eval_col is None:
+        return _na(mode, "no eval/gold reward column: the coupling cannot be measured")
+    train = frame["reward"].astype(float)
+    ev = frame[eval_col].astype(float).dropna()
+    if ev.size < 8:
+        return _na(mode, f"only {ev.size} eval points (need 8)", columns=["reward", eval_col])
+    t_tr = np.asarray(train.dropna().index, float)
+    y_tr = train.dropna().to_numpy()
+    t_ev = np.asarray(ev.index, float)
+    y_ev = ev.to_numpy()
+    # train reward at each eval step: mean over the half-spacing around it (train is noisier)
+    half = 0.5 * float(np.median(np.diff(t_ev)))
+    aligned = np.array([
+        y_tr[(t_tr >= s - half) & (t_tr <= s + half)].mean()
+        if np.any((t_tr >= s - half) & (t_tr <= s + half)) else np.nan
+        for s in t_ev
+    ])
+    ok = np.isfinite(aligned)
+    t_ev, y_ev, aligned = t_ev[ok], y_ev[ok], aligned[ok]
+    n = t_ev.size
+    if n < 8:
+        return _na(mode, "train and eval steps do not overlap", columns=["reward", eval_col])
+    width = max(5, n // 3)
+    # baseline coupling from the first window where training moves the train reward
+    base_b, base_se = _slope(t_ev[:width], aligned[:width])
+    kappa0 = 1.0
+    if abs(base_b) > 2 * base_se:
+        ev_b, _ = _slope(t_ev[:width], y_ev[:width])
+        kappa0 = float(np.clip(ev_b / base_b, 0.2, 2.0))
+    span = max(float(np.ptp(aligned)), _noise_sd(aligned), 1e-12)
+    worst = None
+    windows = []
+    for start in range(0, n - width + 1, max(1, width // 3)):
+        sl = slice(start, start + width)
+        tt = t_ev[sl]
+        b_tr, se_tr = _slope(tt, aligned[sl])
+        b_ev, se_ev = _slope(tt, y_ev[sl])
+        length = float(tt[-1] - tt[0])
+        gap = (b_ev - kappa0 * b_tr) * length  # eval change not explained by train change
+        se_gap = math.hypot(se_ev, kappa0 * se_tr) * length
+        z = gap / se_gap if se_gap > 0 else 0.0
+        coupling = b_ev / b_tr if abs(b_tr) > 2 * se_tr else float("nan")
+        w = {"start_step": float(tt[0]), "end_step": float(tt[-1]), "coupling": coupling,
+             "train_change": b_tr * length, "eval_change": b_ev * length, "z": z}
+        windows.append(w)
+        if worst is None or z < worst["z"]:
+            worst = w | {"gap": gap}
+    assert worst is not None
+    # significant (z) and practically large (relative to the train reward's range) divergence
+    significance = float(np.clip((-worst["z"] - 2.0) / 3.0, 0.0, 1.0))
+    size = float(np.clip(-worst["gap"] / (0.3 * span), 0.0, 1.0))
+    score = significance * size
+    summary = (
+        f"eval moved {worst['eval_change']:+.3g} while train moved {worst['train_change']:+.3g} "
+        f"over steps {worst['start_step']:g}-{worst['end_step']:g} (baseline coupling "
+        f"{kappa0:.2f}, window coupling {worst['coupling']:.2f})"
+    )
+    return Finding(
+        mode, score, _verdict(score), summary,
+        {"columns": ["reward", eval_col], "window": [worst["start_step"], worst["end_step"]],
+         "baseline_coupling": kappa0, "window_coupling": worst["coupling"], "z": worst["z"],
+         "rolling_coupling": [w["coupling"] for w in windows]},
+        _FIXES[mode],
+    )
+
+
+def _late(frame: pd.DataFrame, column: str, share: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    s = frame[column].astype(float).dropna()
+    k = max(int(math.ceil(share * s.size)), 1)
+    return np.asarray(s.index[-k:], float), s.to_numpy()[-k:]
+
+
+def _group_size(metadata: dict[str, Any], hyperparameters: Any) -> int | None:
+    for source in (hyperparameters, metadata):
+        if source is None:
+            continue
+        for key in ("group_size", "num_generations", "G"):
+            value = source.get(key) if isinstance(source, dict) else getattr(source, key, None)
+            if value is not None:
+                try:
+                    return int(value)
+                except (TypeError, ValueError):
+                    continue
+    return None
+
+
+def _advantage_degeneracy(frame: pd.DataFrame, group_size: int | None) -> Finding:
+    mode = "advantage_degeneracy"
+    if "frac_reward_zero_std" in frame.columns and frame["frac_reward_zero_std"].notna().sum() >= 3:
+        steps, frac = _late(frame, "frac_reward_zero_std")
+        value = float(np.clip(np.mean(frac), 0.0, 1.0))
+        whole = float(frame["frac_reward_zero_std"].mean())
+        summary = f"{value:.0%} of groups have zero reward spread (late half; whole run {whole:.0%})"
+        evidence = {"columns": ["frac_reward_zero_std"], "window": [steps[0], steps[-1]],
+                    "late_fraction": value, "run_fraction": whole}
+    elif "reward_std" in frame.columns and frame["reward_std"].notna().sum() >= 3:
+        steps, spread = _late(frame, "reward_std")
+        scale = float(np.nanmax(np.abs(frame["reward"].to_numpy(float)))) or 1.0
+        # within-group std at zero on most steps: every group degenerate there
+        value = float(np.mean(spread <= 1e-6 * scale))
+        summary = f"reward_std is zero on {value:.0%} of late steps"
+        evidence = {"columns": ["reward_std"], "window": [steps[0], steps[-1]],
+                    "late_fraction_zero_std": value}
+    elif group_size is not None:
+        steps, p = _late(frame, "reward")
+        if np.nanmin(p) < 0 or np.nanmax(p) > 1:
+            return _na(mode, "no frac_reward_zero_std / reward_std and rewards are not in [0, 1]")
+        # binary rewards: a group is degenerate with probability p^G + (1 - p)^G
+        value = float(np.mean(p**group_size + (1 - p) ** group_size))
+        summary = f"p^G + (1-p)^G = {value:.0%} at G = {group_size} (assuming 0/1 rewards)"
+        evidence = {"columns": ["reward"], "window": [steps[0], steps[-1]],
+                    "group_size": group_size, "late_fraction": value}
+    else:
+        return _na(mode, "no frac_reward_zero_std, reward_std or group size")
+    # half the groups dead is a detected failure; a quarter is worth a look
+    score = float(np.clip(value, 0.0, 1.0))
+    return Finding(mode, score, _verdict(score), summary, evidence, _FIXES[mode])
+
+
+def _early_late_ratio(frame: pd.DataFrame, column: str) -> dict[str, float] | None:
+    s = frame[column].astype(float).dropna()
+    if s.size < 10:
+        return None
+    k_early = max(3, s.size // 10)
+    k_late = max(3, s.size // 5)
+    early, late = s.to_numpy()[:k_early], s.to_numpy()[-k_late:]
+    e, la = float(early.mean()), float(late.mean())
+    se = math.hypot(early.std(ddof=1) / math.sqrt(early.size), late.std(ddof=1) / math.sqrt(late.size))
+    return {
+        "early": e, "late": la, "ratio": la / e if e > 0 else float("nan"),
+        "z": (la - e) / se if se > 0 else float("-inf") if la < e else 0.0,
+        "early_window": [float(s.index[0]), float(s.index[k_early - 1])],
+        "late_window": [float(s.index[-k_late]), float(s.index[-1])],
+    }
+
+
+def _policy_concentration(frame: pd.DataFrame) -> Finding:
+    mode = "policy_concentration"
+    for column, cap in (("entropy", 1.0), ("reward_std", 0.45)):
+        if column not in frame.columns:
+            continue
+        ratio = _early_late_ratio(frame, column)
+        if ratio is None or not ratio["early"] > 0:
+            continue
+        # a drop to a quarter of the early value is a collapse, to 3/4 is normal sharpening;
+        # reward_std alone is weaker evidence (it also shrinks as the mean reward saturates)
+        drop = float(np.clip((0.75 - ratio["ratio"]) / 0.5, 0.0, 1.0))
+        significant = float(np.clip((-ratio["z"] - 2.0) / 2.0, 0.0, 1.0))
+        score = cap * drop * significant
+        summary = (
+            f"{column} fell from {ratio['early']:.3g} to {ratio['late']:.3g} "
+            f"({ratio['ratio']:.0%} of its early value)"
+        )
+        evidence = {"columns": [column], "window": [ratio["early_window"][0], ratio["late_window"][1]]}
+        evidence |= {k: v for k, v in ratio.items() if not k.endswith("window")}
+        return Finding(mode, score, _verdict(score), summary, evidence, _FIXES[mode])
+    return _na(mode, "no entropy or reward_std column")
+
+
+def _exact_stability(hyperparameters: Any) -> dict[str, Any] | None:
+    """Exact spectral radius, margin, safe refresh interval / learning rate (stability module)."""
+    if hyperparameters is None:
+        return None
+    import grpo_dynamics as gd
+
+    stability = getattr(gd, "stability", None)
+    if not callable(stability):
+        return {"error": "stability module not available"}
+    result = stability(hyperparameters)
+    out: dict[str, Any] = {}
+    for name in ("spectral_radius", "rho", "margin", "stable", "oscillatory", "regime",
+                 "decay_per_step", "zeta"):
+        if hasattr(result, name):
+            out[name] = getattr(result, name)
+    if "spectral_radius" not in out and "rho" in out:
+        out["spectral_radius"] = out["rho"]
+    if "margin" not in out and "spectral_radius" in out:
+        out["margin"] = 1.0 - float(out["spectral_radius"])
+    for fn_name, key in (("critical_refresh_interval", "max_safe_refresh_interval"),
+                         ("critical_learning_rate", "max_safe_learning_rate")):
+        fn = getattr(gd, fn_name, None)
+        if callable(fn):
+            try:
+                out[key] = fn(hyperparameters)
+            except (ValueError, TypeError) as exc:  # e.g. no finite threshold for this setting
+                out[key] = f"n/a ({exc})"
+    return out
+
+
+def _dynamical_instability(
+    t: np.ndarray, r: np.ndarray, fit: Any, exact: dict[str, Any] | None
+) -> Finding:
+    mode = "dynamical_instability"
+    noise = _noise_sd(r)
+    # the late median, not the fitted r_inf: a growing oscillation drives the fit off the data
+    center = float(np.median(r[r.size // 2 :]))
+    quarters = np.array_split(np.arange(r.size), 4)
+    # deviation amplitude above the step noise, per quarter of the run
+    amp = []
+    for q in quarters:
+        rms2 = float(np.mean((r[q] - center) ** 2))
+        amp.append(math.sqrt(max(rms2 - noise**2, 0.0)))
+    growth = amp[3] / max(amp[1], 0.5 * noise, 1e-12)
+    visible = amp[3] > 2.0 * noise
+    growth_score = float(np.clip((growth - 1.3) / 1.2, 0.0, 1.0)) if visible else 0.0
+    evidence: dict[str, Any] = {
+        "columns": ["reward"], "window": [float(t[quarters[1][0]]), float(t[-1])],
+        "deviation_amplitude_by_quarter": amp, "growth": growth, "step_noise_sd": noise,
+    }
+    weak_score = 0.0
+    sane = fit is not None and float(np.min(r)) <= float(fit.params["r_inf"]) <= float(np.max(r))
+    if sane and "mu" in fit.params:
+        mu = float(fit.params["mu"])
+        tau = float(fit.params["tau"])
+        zeta = 0.5 / math.sqrt(mu) if mu > 0 else float("inf")
+        evidence["zeta"] = zeta
+        if mu > 0.25:
+            decay_time = 2.0 * mu * tau  # 1/a: the envelope's e-folding time in steps
+            period = 2 * math.pi * 2 * mu * tau / math.sqrt(4 * mu - 1)
+            evidence |= {"decay_time": decay_time, "period": period}
+            span = float(t[-1] - t[0])
+            # an oscillation seen for 2+ periods that barely decays within the run
+            if span >= 2 * period and decay_time > span and zeta < 0.2:
+                amp_osc = abs(float(fit.params["r0"]) - float(fit.params["r_inf"]))
+                weak_score = 0.6 if amp_osc > 2 * noise else 0.3
+    exact_score = 0.0
+    if exact and "spectral_radius" in exact:
+        rho = float(exact["spectral_radius"])
+        exact_score = 1.0 if rho >= 1.0 else 0.0
+        evidence["spectral_radius"] = rho
+    score = max(growth_score, weak_score, exact_score)
+    parts = [f"deviation amplitude grew x{growth:.2f} from the 2nd to the 4th quarter"]
+    if "zeta" in evidence:
+        parts.append(f"fitted zeta {evidence['zeta']:.3g}")
+    if "spectral_radius" in evidence:
+        parts.append(f"exact spectral radius {evidence['spectral_radius']:.4g}")
+    return Finding(mode, score, _verdict(score), "; ".join(parts), evidence, _FIXES[mode])
+
+
+def _healthy_saturation(
+    t: np.ndarray, r: np.ndarray, fit: Any, trend: dict[str, Any]
+) -> Finding:
+    mode = "healthy_saturation"
+    if not trend["trend"]:
+        return _na(mode, "no trend: the reward never moved, there is no plateau to reach")
+    if fit is None:
+        return _na(mode, "the trajectory fit failed")
+    p = fit.params
+    tau, mu = float(p["tau"]), float(p.get("mu", 0.0))
+    try:
+        t95 = gain_step(0.95, tau, mu)
+    except ValueError:
+        return _na(mode, "fitted parameters out of range")
+    end = float(t[-1])
+    # saturated: 95 % of the gain reached with at least a fifth of the run left after it
+    late_from = max(t95, end - 0.5 * (end - float(t[0])))
+    saturated = t95 <= end - 0.2 * (end - float(t[0]))
+    late = t >= late_from
+    if late.sum() < 10:
+        return Finding(mode, 0.0, "not detected",
+                       f"95% of the gain is reached at step {t95:.0f}, too close to the end ({end:g})",
+                       {"columns": ["reward"], "t95": t95}, "")
+    resid = r[late] - np.asarray(fit.predict(t[late]), dtype=float)
+    b, se = _slope(t[late], resid)
+    z_trend = b / se if se > 0 else 0.0
+    halves = np.array_split(resid, 2)
+    var_ratio = float(np.var(halves[1], ddof=1) / max(np.var(halves[0], ddof=1), 1e-300))
+    flat = abs(z_trend) < 3.0
+    steady = 0.5 < var_ratio < 2.0
+    score = 0.4 * saturated + 0.3 * flat + 0.3 * steady
+    summary = (
+        f"95% of the gain reached at step {t95:.0f} (run ends {end:g}); late residuals: "
+        f"trend z {z_trend:+.2f}, variance ratio {var_ratio:.2f}"
+    )
+    # all three checks: detected; saturated but not (yet) stationary: possible
+    verdict = "detected" if score >= 0.99 else "possible" if saturated else "not detected"
+    return Finding(
+        mode, float(score), verdict, summary,
+        {"columns": ["reward"], "window": [float(t[late][0]), end], "t95": t95,
+         "r_inf": float(p["r_inf"]), "residual_sd": float(resid.std(ddof=1)),
+         "trend_z": z_trend, "variance_ratio": var_ratio},
+        _FIXES[mode],
+    )
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def diagnose(
+    run: Any,
+    hyperparameters: Any = None,
+    *,
+    column: str = "reward",
+    eval_column: str | None = None,
+) -> Diagnosis:
+    """Score the failure modes of MODEL.md s.8 on one run (docs/diagnose.md).
+
+    run: a Run from read_log, or a DataFrame indexed by step with canonical column names.
+    hyperparameters: optional Hyperparameters (stability module); adds the exact spectral
+      radius, the stability margin 1 - rho and the largest safe refresh interval / learning
+      rate. column: the training reward; eval_column: held-out/gold reward (auto-detected).
+    """
+    frame = run_frame(run).sort_index()
+    if column not in frame.columns:
+        raise ValueError(f"column: {column!r} not in the run (columns: {list(frame.columns)})")
+    if column != "reward":
+        frame = frame.rename(columns={column: "reward"})
+    frame = frame[~frame.index.duplicated(keep="last")]  # restarts: the later entry wins
+    series = frame["reward"].astype(float).dropna()
+    if series.size < 12:
+        raise ValueError(f"run: only {series.size} finite {column!r} values; need at least 12")
+    t = np.asarray(series.index, dtype=float)
+    r = series.to_numpy()
+    metadata = dict(getattr(run, "metadata", {}) or {})
+    warnings: list[str] = []
+
+    trend = trend_test(t, r)
+    fit = None
+    try:
+        fit = fit_curve(t, r, "oscillator")
+        status = str(getattr(fit, "status", "converged")).lower()
+        if not all(np.isfinite(float(v)) for v in dict(fit.params).values()):
+            warnings.append(f"oscillator fit returned non-finite parameters (status {status})")
+            fit = None
+    except (ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
+        warnings.append(f"oscillator fit failed: {exc}")
+
+    exact = _exact_stability(hyperparameters)
+    findings = {
+        "reward_hacking": _reward_hacking(frame, _eval_column(frame, eval_column)),
+        "advantage_degeneracy": _advantage_degeneracy(
+            frame, _group_size(metadata, hyperparameters)
+        ),
+        "policy_concentration": _policy_concentration(frame),
+        "dynamical_instability": _dynamical_instability(t, r, fit, exact),
+        "healthy_saturation": _healthy_saturation(t, r, fit, trend),
+    }
+    failures = sorted(
+        (f for m, f in findings.items() if m in FAILURE_MODES and f.detected),
+        key=lambda f: -f.score,
+    )
+    healthy = findings["healthy_saturation"]
+    if failures and healthy.detected:
+        # a plateau reached while a failure mode is active is not healthy saturation
+        healthy.verdict = "possible"
+        healthy.summary += f"; but {failures[0].mode} is detected"
+    if failures:
+        verdict = failures[0].mode
+    elif not trend["trend"]:
+        verdict = "no trend"
+    elif findings["healthy_saturation"].detected:
+        verdict = "healthy_saturation"
+    else:
+        verdict = "still improving" if trend.get("direction") == "up" else "declining"
+    return Diagnosis(verdict, findings, trend, fit, exact, int(t.size), warnings)

@@ -1,0 +1,165 @@
+"""diagnose: each failure mode on a run built to show exactly it, written as a TRL log and
+read back; no false alarm on a healthy saturating run; the real public logs."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import grpo_dynamics as gd
+from grpo_dynamics.diagnose import FAILURE_MODES, diagnose, trend_test
+from grpo_dynamics.forecast import trajectory_fn
+
+N_STEPS = 600
+EVAL_EVERY = 20
+
+
+def _refresh_recurrence(n: int, refresh_interval: int, beta: float, c_lag: float, x0: float):
+    """MODEL.md s.3 refresh model, c_now = 0, simulated directly (no library code)."""
+    x = np.zeros(n)
+    x[0] = x[1] = x0
+    for t in range(1, n - 1):
+        lagged = refresh_interval * (t // refresh_interval)
+        x[t + 1] = x[t] + beta * (x[t] - x[t - 1]) - c_lag * x[lagged]
+    return x
+
+
+def make_run(kind: str, seed: int = 0) -> dict[str, np.ndarray]:
+    """Columns of a purpose-built run (steps 1..N_STEPS) for one mode, or 'healthy'."""
+    rng = np.random.default_rng(seed)
+    steps = np.arange(1.0, N_STEPS + 1)
+    noise = rng.standard_normal
+    curve = np.asarray(trajectory_fn()(steps, 0.2, 0.8, 40.0, 0.5), dtype=float)
+    cols = {
+        "reward": curve + 0.03 * noise(steps.size),
+        "reward_std": 0.30 + 0.01 * noise(steps.size),
+        "frac_reward_zero_std": np.clip(0.10 + 0.03 * noise(steps.size), 0, 1),
+        "entropy": 0.80 + 0.02 * noise(steps.size),
+        "kl": 0.02 + 0.002 * noise(steps.size),
+        "learning_rate": np.full(steps.size, 1e-6),
+    }
+    eval_steps = steps[EVAL_EVERY - 1 :: EVAL_EVERY]
+    gold = 0.9 * np.asarray(trajectory_fn()(eval_steps, 0.2, 0.8, 40.0, 0.5), dtype=float)
+    if kind == "reward_hacking":
+        # gold follows train until step 250, then falls while train stays on its plateau
+        gold = gold - 0.0015 * np.clip(eval_steps - 250.0, 0.0, None)
+    cols_eval = gold + 0.02 * noise(eval_steps.size)
+    if kind == "advantage_degeneracy":
+        # sparse 0/1 reward at G = 4 with p ~ 0.03: almost every group is all-zero
+        p = 0.02 + 0.02 * (1 - np.exp(-steps / 200))
+        cols["reward"] = rng.binomial(64, p) / 64.0
+        cols["reward_std"] = 0.05 + 0.01 * noise(steps.size)
+        cols["frac_reward_zero_std"] = np.clip(1 - 4 * p + 0.02 * noise(steps.size), 0, 1)
+    elif kind == "policy_concentration":
+        cols["entropy"] = 0.05 + 0.9 * np.exp(-steps / 120) + 0.02 * noise(steps.size)
+        cols["reward_std"] = 0.05 + 0.25 * np.exp(-steps / 120) + 0.01 * noise(steps.size)
+    elif kind == "dynamical_instability":
+        # refresh interval 38 at beta 0.9, c_lag 0.01: the first unstable K (MODEL.md s.3)
+        x = _refresh_recurrence(steps.size, 38, 0.9, 0.01, -0.01)
+        cols["reward"] = 0.6 + x + 0.03 * noise(steps.size)
+    elif kind != "healthy" and kind != "reward_hacking":
+        raise ValueError(kind)
+    return {"steps": steps, "eval_steps": eval_steps, "eval_reward": cols_eval, **cols}
+
+
+def write_trl(columns: dict[str, np.ndarray], path: Path) -> Path:
+    """A TRL trainer_state.json, written by hand (independent of io.write_log)."""
+    history = []
+    eval_at = dict(zip(columns["eval_steps"].tolist(), columns["eval_reward"].tolist(), strict=True))
+    names = {"entropy": "entropy", "completion_length": "completions/mean_length"}
+    for i, step in enumerate(columns["steps"].tolist()):
+        entry = {"step": int(step), "epoch": step / N_STEPS}
+        for key in ("reward", "reward_std", "frac_reward_zero_std", "entropy", "kl", "learning_rate"):
+            entry[names.get(key, key)] = float(columns[key][i])
+        history.append(entry)
+        if step in eval_at:
+            history.append({"step": int(step), "eval_reward": eval_at[step], "eval_loss": 0.1})
+    state = {"global_step": int(columns["steps"][-1]), "log_history": history,
+             "max_steps": int(columns["steps"][-1])}
+    path.write_text(json.dumps(state, indent=1))
+    return path
+
+
+def read_back(path: Path):
+    reader = getattr(gd, "read_log", None)
+    if callable(reader):
+        return reader(path)
+    # until io.read_log lands: the same table from the log_history entries
+    history = json.loads(path.read_text())["log_history"]
+    frame = pd.DataFrame(history).groupby("step").first()
+    return frame
+
+
+@pytest.fixture(scope="module")
+def diagnoses(tmp_path_factory):
+    out = {}
+    root = tmp_path_factory.mktemp("runs")
+    for kind in ("healthy", *FAILURE_MODES):
+        path = write_trl(make_run(kind), root / f"{kind}.json")
+        out[kind] = diagnose(read_back(path))
+    return out
+
+
+def test_healthy_run_raises_no_alarm(diagnoses):
+    d = diagnoses["healthy"]
+    assert d.detected == [], str(d)
+    assert d.verdict == "healthy_saturation", str(d)
+    for mode in FAILURE_MODES:
+        assert d[mode].verdict == "not detected", str(d)
+
+
+@pytest.mark.parametrize("mode", FAILURE_MODES)
+def test_each_mode_is_separated_from_the_others(diagnoses, mode):
+    d = diagnoses[mode]
+    assert d.detected == [mode], str(d)
+    assert d.verdict == mode
+    assert d[mode].fix and d[mode].evidence["columns"]
+    assert d["healthy_saturation"].verdict != "detected"
+
+
+def test_hacking_window_points_at_the_break(diagnoses):
+    finding = diagnoses["reward_hacking"]["reward_hacking"]
+    start, end = finding.evidence["window"]
+    assert end > 250  # the worst window contains the decoupled part
+    assert finding.evidence["window_coupling"] < 0.3 or math.isnan(finding.evidence["window_coupling"])
+
+
+def test_json_round_trip(diagnoses):
+    for d in diagnoses.values():
+        doc = json.loads(json.dumps(d.to_dict()))
+        assert doc["verdict"] == d.verdict
+        assert set(doc["findings"]) == {*FAILURE_MODES, "healthy_saturation"}
+        assert list(d.to_frame().index) == list(doc["findings"])
+
+
+def test_trend_test_on_pure_noise_and_on_a_rise():
+    rng = np.random.default_rng(5)
+    t = np.arange(500.0)
+    assert not trend_test(t, 0.3 + 0.1 * rng.standard_normal(500))["trend"]
+    assert trend_test(t, 0.3 + 0.1 * rng.standard_normal(500) + 0.2 * (1 - np.exp(-t / 100)))["trend"]
+
+
+def test_flat_noise_run_is_no_trend():
+    rng = np.random.default_rng(7)
+    frame = pd.DataFrame({"reward": 0.4 + 0.1 * rng.standard_normal(400)},
+                         index=pd.Index(np.arange(400.0), name="step"))
+    d = diagnose(frame)
+    assert d.verdict == "no trend" and d.detected == []
+    assert d["healthy_saturation"].verdict == "not assessable"
+
+
+def test_bad_input_names_argument():
+    frame = pd.DataFrame({"loss": np.arange(50.0)})
+    with pytest.raises(ValueError, match="column"):
+        diagnose(frame)
+    with pytest.raises(ValueError, match="run"):
+        diagnose(pd.DataFrame({"reward": [0.1, 0.2]}))
+    with pytest.raises(ValueError, match="run"):
+        diagnose(object())
+    with pytest.raises(ValueError, match="eval_column"):
+        diagnose(pd.DataFrame({"reward": np.linspace(0, 1, 40)}), eval_column="gold")
