@@ -1,0 +1,356 @@
+"""Numba kernels for the two-position GRPO policy (docs/objectives.md s.2-3).
+
+Private. The public wrapper is grpo_dynamics.objectives.train_two_position; the plain NumPy twin
+of every kernel here lives in objectives.py (_train_numpy, surrogate_gradient) and the tests
+compare the two to round-off under common random numbers.
+
+Configuration arrives as two flat arrays (ints, floats) so the kernel signature stays fixed;
+the index constants below are the single source of truth for both sides.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+# ---- configuration layout (shared with objectives.py) ----
+CFG_WEIGHTING = 0  # 0 sequence_mean, 1 group_mean, 2 token_sum
+CFG_ADVANTAGE = 1  # 0 std_normalized, 1 centered
+CFG_RATIO = 2  # 0 token, 1 sequence
+CFG_CLIP = 3  # 0 off, 1 on
+CFG_OPT_KIND = 4  # 0 sgd, 1 heavy_ball, 2 adam, 3 adamw
+CFG_RESET = 5  # 1: optimizer state reset at every rollout refresh
+CFG_SHARED = 6  # 1: one prefix per group, shared by all members
+N_CFG_INT = 7
+
+CFG_EPS_LOW = 0
+CFG_EPS_HIGH = 1
+CFG_BETA_KL = 2
+CFG_EPS_STD = 3
+CFG_LR = 4
+CFG_MOMENTUM = 5
+CFG_DAMPENING = 6
+CFG_BETA1 = 7
+CFG_BETA2 = 8
+CFG_EPS = 9
+CFG_WEIGHT_DECAY = 10
+CFG_MAX_GRAD_NORM = 11  # inf = no clipping
+CFG_REWARD_SCALE = 12
+N_CFG_FLOAT = 13
+
+# ---- counter-based RNG (splitmix64): identical streams in Numba and NumPy, any thread count ----
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+MIX2 = np.uint64(0x94D049BB133111EB)
+SHIFT30 = np.uint64(30)
+SHIFT27 = np.uint64(27)
+SHIFT31 = np.uint64(31)
+SHIFT11 = np.uint64(11)
+ONE = np.uint64(1)
+TWO_POW_M53 = 1.0 / 9007199254740992.0
+N_STREAMS = 4  # per member: prefix, action, reward, (spare)
+
+
+@njit(cache=True)
+def mix64(z):  # pragma: no cover - compiled
+    z = (z ^ (z >> SHIFT30)) * MIX1
+    z = (z ^ (z >> SHIFT27)) * MIX2
+    return z ^ (z >> SHIFT31)
+
+
+@njit(cache=True)
+def replica_key(seed, replica):  # pragma: no cover - compiled
+    return mix64(seed * GOLDEN + np.uint64(replica) + ONE)
+
+
+@njit(cache=True)
+def uniform(key, counter):  # pragma: no cover - compiled
+    z = mix64(key + (np.uint64(counter) + ONE) * GOLDEN)
+    return np.float64(z >> SHIFT11) * TWO_POW_M53
+
+
+@njit(cache=True)
+def draw_counter(refresh, group, member, stream, n_groups, group_size):  # pragma: no cover
+    # member == group_size addresses the group-level (shared prefix) draw
+    return ((refresh * n_groups + group) * (group_size + 1) + member) * N_STREAMS + stream
+
+
+# ---- policy helpers ----
+@njit(cache=True)
+def log_softmax_into(theta, start, n, out, out_start):  # pragma: no cover - compiled
+    top = theta[start]
+    for k in range(1, n):
+        if theta[start + k] > top:
+            top = theta[start + k]
+    total = 0.0
+    for k in range(n):
+        total += np.exp(theta[start + k] - top)
+    log_total = np.log(total) + top
+    for k in range(n):
+        out[out_start + k] = theta[start + k] - log_total
+
+
+@njit(cache=True)
+def policy_logprobs(theta, n_prefixes, n_actions, out):  # pragma: no cover - compiled
+    """out[0:P] = log pi_prefix, out[P + p*A + a] = log pi_cont(a | p) (same layout as theta)."""
+    log_softmax_into(theta, 0, n_prefixes, out, 0)
+    for p in range(n_prefixes):
+        start = n_prefixes + p * n_actions
+        log_softmax_into(theta, start, n_actions, out, start)
+
+
+@njit(cache=True)
+def sample_categorical(logp, start, n, u):  # pragma: no cover - compiled
+    cumulative = 0.0
+    for k in range(n):
+        cumulative += np.exp(logp[start + k])
+        if u < cumulative:
+            return k
+    return n - 1
+
+
+@njit(cache=True)
+def clipped_term(s, adv, use_clip, eps_low, eps_high):  # pragma: no cover - compiled
+    """(min(s A, clip(s) A), active); active = 0 where the clipped branch is strictly smaller."""
+    if not use_clip:
+        return s * adv, 1.0
+    clipped = min(max(s, 1.0 - eps_low), 1.0 + eps_high)
+    if (adv > 0.0 and s > 1.0 + eps_high) or (adv < 0.0 and s < 1.0 - eps_low):
+        return clipped * adv, 0.0
+    return s * adv, 1.0
+
+
+@njit(cache=True)
+def batch_objective_gradient(
+    logp, logp_old, logp_ref, n_prefixes, n_actions, lengths,
+    prefixes, actions, rewards, cfg_int, cfg_float, grad,
+):  # pragma: no cover - compiled
+    """J averaged over the groups and dJ/dtheta (into grad, overwritten). docs/objectives.md s.1."""
+    n_groups, group_size = actions.shape
+    weighting = cfg_int[CFG_WEIGHTING]
+    centered = cfg_int[CFG_ADVANTAGE] == 1
+    sequence_ratio = cfg_int[CFG_RATIO] == 1
+    use_clip = cfg_int[CFG_CLIP] == 1
+    eps_low = cfg_float[CFG_EPS_LOW]
+    eps_high = cfg_float[CFG_EPS_HIGH]
+    beta_kl = cfg_float[CFG_BETA_KL]
+    eps_std = cfg_float[CFG_EPS_STD]
+    n_params = grad.shape[0]
+    for k in range(n_params):
+        grad[k] = 0.0
+    coef_prefix = np.zeros(n_prefixes)  # dJ/dlog pi_prefix(p), summed over tokens
+    coef_cont = np.zeros(n_prefixes * n_actions)
+    total = 0.0
+    adv = np.empty(group_size)
+    weight = np.empty(group_size)
+    for b in range(n_groups):
+        mean = 0.0
+        for i in range(group_size):
+            mean += rewards[b, i]
+        mean /= group_size
+        if centered:
+            for i in range(group_size):
+                adv[i] = rewards[b, i] - mean
+        else:
+            var = 0.0
+            for i in range(group_size):
+                var += (rewards[b, i] - mean) ** 2
+            std = np.sqrt(var / (group_size - 1))  # torch.std: unbiased
+            for i in range(group_size):
+                adv[i] = (rewards[b, i] - mean) / (std + eps_std)
+        token_total = 0.0
+        for i in range(group_size):
+            token_total += 1.0 + lengths[actions[b, i]]
+        for i in range(group_size):
+            n_tokens = 1.0 + lengths[actions[b, i]]
+            if weighting == 0:
+                weight[i] = 1.0 / (group_size * n_tokens)
+            elif weighting == 1:
+                weight[i] = 1.0 / group_size
+            else:
+                weight[i] = 1.0 / token_total
+        for i in range(group_size):
+            p = prefixes[b, i]
+            a = actions[b, i]
+            idx_cont = n_prefixes + p * n_actions + a
+            n_tokens = 1.0 + lengths[a]
+            w = weight[i]
+            d0 = logp[p] - logp_old[p]
+            d1 = logp[idx_cont] - logp_old[idx_cont]
+            if sequence_ratio:
+                s = np.exp((d0 + d1) / n_tokens)  # GSPO: geometric mean over all |o_i| tokens
+                term, active = clipped_term(s, adv[i], use_clip, eps_low, eps_high)
+                total += w * n_tokens * term
+                c0 = w * adv[i] * s * active
+                c1 = c0
+            else:
+                s0 = np.exp(d0)
+                s1 = np.exp(d1)
+                term0, active0 = clipped_term(s0, adv[i], use_clip, eps_low, eps_high)
+                term1, active1 = clipped_term(s1, adv[i], use_clip, eps_low, eps_high)
+                # deterministic tail tokens have ratio 1 and no parameters: value only
+                total += w * (term0 + term1 + (n_tokens - 2.0) * adv[i])
+                c0 = w * adv[i] * s0 * active0
+                c1 = w * adv[i] * s1 * active1
+            if beta_kl != 0.0:
+                r0 = logp_ref[p] - logp[p]
+                r1 = logp_ref[idx_cont] - logp[idx_cont]
+                total -= beta_kl * w * ((np.exp(r0) - r0 - 1.0) + (np.exp(r1) - r1 - 1.0))
+                c0 -= beta_kl * w * (1.0 - np.exp(r0))
+                c1 -= beta_kl * w * (1.0 - np.exp(r1))
+            coef_prefix[p] += c0
+            coef_cont[p * n_actions + a] += c1
+    # chain rule through the softmaxes: d log pi(k) / d theta_j = 1[j = k] - pi_j
+    prefix_sum = 0.0
+    for p in range(n_prefixes):
+        prefix_sum += coef_prefix[p]
+    for p in range(n_prefixes):
+        grad[p] = (coef_prefix[p] - prefix_sum * np.exp(logp[p])) / n_groups
+        row_sum = 0.0
+        for a in range(n_actions):
+            row_sum += coef_cont[p * n_actions + a]
+        for a in range(n_actions):
+            idx = n_prefixes + p * n_actions + a
+            grad[idx] = (coef_cont[p * n_actions + a] - row_sum * np.exp(logp[idx])) / n_groups
+    return total / n_groups
+
+
+@njit(cache=True)
+def optimizer_step(theta, loss_grad, buf, exp_avg, exp_avg_sq, step_count, cfg_int, cfg_float):
+    # pragma: no cover - compiled
+    """One PyTorch-semantics update of theta in place; returns the new step count."""
+    n = theta.shape[0]
+    kind = cfg_int[CFG_OPT_KIND]
+    lr = cfg_float[CFG_LR]
+    weight_decay = cfg_float[CFG_WEIGHT_DECAY]
+    max_norm = cfg_float[CFG_MAX_GRAD_NORM]
+    if max_norm < np.inf:
+        norm = 0.0
+        for k in range(n):
+            norm += loss_grad[k] * loss_grad[k]
+        norm = np.sqrt(norm)
+        coef = max_norm / (norm + 1e-6)  # torch.nn.utils.clip_grad_norm_
+        if coef < 1.0:
+            for k in range(n):
+                loss_grad[k] *= coef
+    if kind != 3 and weight_decay != 0.0:  # coupled L2 (SGD, heavy ball, Adam)
+        for k in range(n):
+            loss_grad[k] += weight_decay * theta[k]
+    if kind == 0:
+        for k in range(n):
+            theta[k] -= lr * loss_grad[k]
+        return step_count + 1
+    if kind == 1:
+        momentum = cfg_float[CFG_MOMENTUM]
+        dampening = cfg_float[CFG_DAMPENING]
+        for k in range(n):
+            if step_count == 0:
+                buf[k] = loss_grad[k]  # torch: the first buffer is the raw gradient
+            else:
+                buf[k] = momentum * buf[k] + (1.0 - dampening) * loss_grad[k]
+            theta[k] -= lr * buf[k]
+        return step_count + 1
+    beta1 = cfg_float[CFG_BETA1]
+    beta2 = cfg_float[CFG_BETA2]
+    eps = cfg_float[CFG_EPS]
+    t = step_count + 1
+    bias1 = 1.0 - beta1**t
+    bias2 = 1.0 - beta2**t
+    for k in range(n):
+        if kind == 3:
+            theta[k] *= 1.0 - lr * weight_decay  # AdamW: decoupled decay
+        exp_avg[k] = beta1 * exp_avg[k] + (1.0 - beta1) * loss_grad[k]
+        exp_avg_sq[k] = beta2 * exp_avg_sq[k] + (1.0 - beta2) * loss_grad[k] * loss_grad[k]
+        denom = np.sqrt(exp_avg_sq[k] / bias2) + eps
+        if denom > 0.0:  # eps = 0 with an all-zero history: no step instead of 0/0
+            theta[k] -= lr * (exp_avg[k] / bias1) / denom
+    return t
+
+
+@njit(cache=True, parallel=True)
+def train_kernel(
+    theta0, theta_ref, n_prefixes, n_actions, lengths, success_prob,
+    cfg_int, cfg_float, group_size, n_groups, n_steps, refresh_interval, seed,
+):  # pragma: no cover - compiled
+    """Trajectories theta[replica, step] of the two-position policy (prange over replicas)."""
+    n_replicas, n_params = theta0.shape
+    out = np.empty((n_replicas, n_steps + 1, n_params))
+    shared = cfg_int[CFG_SHARED] == 1
+    reset = cfg_int[CFG_RESET] == 1
+    reward_scale = cfg_float[CFG_REWARD_SCALE]
+    logp_ref = np.empty(n_params)
+    policy_logprobs(theta_ref, n_prefixes, n_actions, logp_ref)
+    for r in prange(n_replicas):
+        key = replica_key(seed, r)
+        theta = theta0[r].copy()
+        logp = np.empty(n_params)
+        logp_old = np.empty(n_params)
+        grad = np.empty(n_params)
+        buf = np.zeros(n_params)
+        exp_avg = np.zeros(n_params)
+        exp_avg_sq = np.zeros(n_params)
+        prefixes = np.empty((n_groups, group_size), dtype=np.int64)
+        actions = np.empty((n_groups, group_size), dtype=np.int64)
+        rewards = np.empty((n_groups, group_size))
+        step_count = 0
+        for k in range(n_params):
+            out[r, 0, k] = theta[k]
+        for t in range(n_steps):
+            if t % refresh_interval == 0:
+                refresh = t // refresh_interval
+                policy_logprobs(theta, n_prefixes, n_actions, logp_old)
+                if reset:
+                    step_count = 0
+                    for k in range(n_params):
+                        buf[k] = 0.0
+                        exp_avg[k] = 0.0
+                        exp_avg_sq[k] = 0.0
+                for b in range(n_groups):
+                    u = uniform(key, draw_counter(refresh, b, group_size, 0, n_groups, group_size))
+                    group_prefix = sample_categorical(logp_old, 0, n_prefixes, u)
+                    for i in range(group_size):
+                        if shared:
+                            p = group_prefix
+                        else:
+                            u = uniform(key, draw_counter(refresh, b, i, 0, n_groups, group_size))
+                            p = sample_categorical(logp_old, 0, n_prefixes, u)
+                        u = uniform(key, draw_counter(refresh, b, i, 1, n_groups, group_size))
+                        a = sample_categorical(logp_old, n_prefixes + p * n_actions, n_actions, u)
+                        u = uniform(key, draw_counter(refresh, b, i, 2, n_groups, group_size))
+                        prefixes[b, i] = p
+                        actions[b, i] = a
+                        rewards[b, i] = reward_scale * (1.0 if u < success_prob[p, a] else 0.0)
+            policy_logprobs(theta, n_prefixes, n_actions, logp)
+            batch_objective_gradient(
+                logp, logp_old, logp_ref, n_prefixes, n_actions, lengths,
+                prefixes, actions, rewards, cfg_int, cfg_float, grad,
+            )
+            for k in range(n_params):
+                grad[k] = -grad[k]  # the optimizer minimises the loss -J
+            step_count = optimizer_step(
+                theta, grad, buf, exp_avg, exp_avg_sq, step_count, cfg_int, cfg_float
+            )
+            for k in range(n_params):
+                out[r, t + 1, k] = theta[k]
+    return out
+
+
+@njit(cache=True)
+def objective_gradient_single(
+    theta, theta_old, theta_ref, n_prefixes, n_actions, lengths,
+    prefixes, actions, rewards, cfg_int, cfg_float,
+):  # pragma: no cover - compiled
+    """Test hook: the kernel's J and dJ/dtheta for one batch of groups."""
+    n_params = theta.shape[0]
+    logp = np.empty(n_params)
+    logp_old = np.empty(n_params)
+    logp_ref = np.empty(n_params)
+    policy_logprobs(theta, n_prefixes, n_actions, logp)
+    policy_logprobs(theta_old, n_prefixes, n_actions, logp_old)
+    policy_logprobs(theta_ref, n_prefixes, n_actions, logp_ref)
+    grad = np.empty(n_params)
+    value = batch_objective_gradient(
+        logp, logp_old, logp_ref, n_prefixes, n_actions, lengths,
+        prefixes, actions, rewards, cfg_int, cfg_float, grad,
+    )
+    return value, grad

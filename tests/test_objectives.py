@@ -1,0 +1,511 @@
+"""Tests for grpo_dynamics.objectives (docs/objectives.md).
+
+References are independent of the code under test: central finite differences of the plain
+surrogate, a loop-by-loop re-statement of J, brute-force enumeration of ordered group outcomes,
+Monte Carlo, the Numba kernel against its NumPy twin, and direct scalar recurrences.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from grpo_dynamics import objectives as ob
+from grpo_dynamics import _objective_kernels as kernels
+from grpo_dynamics.objectives import (
+    OBJECTIVE_PRESETS,
+    Objective,
+    Optimizer,
+    TwoPositionPolicy,
+    adam_overshoot_ratio,
+    clip_overshoot,
+    effective_dynamics,
+    objective_preset,
+    prefix_bias,
+    reward_scale_invariance,
+    surrogate_gradient,
+    surrogate_value,
+    train_two_position,
+)
+
+POLICY = TwoPositionPolicy(lengths=(1, 3, 6), success_prob=[[0.9, 0.5, 0.1], [0.2, 0.6, 0.8]],
+                           prefix_mode="sampled")
+
+objectives_st = st.builds(
+    Objective,
+    weighting=st.sampled_from(["sequence_mean", "group_mean", "token_sum"]),
+    advantage=st.sampled_from(["std_normalized", "centered"]),
+    ratio_level=st.sampled_from(["token", "sequence"]),
+    clip=st.booleans(),
+    eps_low=st.floats(0.05, 0.3),
+    eps_high=st.floats(0.05, 0.4),
+    kl=st.just("k3"),
+    beta_kl=st.sampled_from([0.0, 0.3]),
+)
+
+
+def _random_batch(seed: int, n_groups: int = 3, group_size: int = 5, spread: float = 0.3):
+    rng = np.random.default_rng(seed)
+    theta = rng.normal(size=POLICY.n_params)
+    theta_old = theta + spread * rng.normal(size=POLICY.n_params)
+    theta_ref = rng.normal(size=POLICY.n_params)
+    prefixes = rng.integers(0, POLICY.n_prefixes, (n_groups, group_size))
+    actions = rng.integers(0, POLICY.n_actions, (n_groups, group_size))
+    rewards = rng.integers(0, 2, (n_groups, group_size)) * rng.uniform(0.5, 2.0)
+    rewards[0] = 1.0  # one degenerate group: zero advantage
+    return theta, theta_old, theta_ref, prefixes, actions, rewards
+
+
+def _loop_surrogate(objective, policy, theta, theta_old, theta_ref, prefixes, actions, rewards):
+    """J restated with Python loops straight from docs/objectives.md s.1 (no vectorisation)."""
+    n_pre, n_act = policy.n_prefixes, policy.n_actions
+
+    def logprob(logits, p, a):
+        pre = logits[:n_pre]
+        cont = logits[n_pre + p * n_act: n_pre + (p + 1) * n_act]
+        return (pre[p] - math.log(sum(math.exp(x) for x in pre)),
+                cont[a] - math.log(sum(math.exp(x) for x in cont)))
+
+    total = 0.0
+    for b in range(actions.shape[0]):
+        r = rewards[b]
+        g = len(r)
+        mean = sum(r) / g
+        std = math.sqrt(sum((x - mean) ** 2 for x in r) / (g - 1))
+        lens = [1 + policy.lengths[a] for a in actions[b]]
+        for i in range(g):
+            adv = r[i] - mean
+            if objective.advantage == "std_normalized":
+                adv /= std + objective.eps_std
+            w = {"sequence_mean": 1 / (g * lens[i]), "group_mean": 1 / g,
+                 "token_sum": 1 / sum(lens)}[objective.weighting]
+            cur = logprob(theta, prefixes[b, i], actions[b, i]) + (0.0,) * (lens[i] - 2)
+            old = logprob(theta_old, prefixes[b, i], actions[b, i]) + (0.0,) * (lens[i] - 2)
+            ref = logprob(theta_ref, prefixes[b, i], actions[b, i]) + (0.0,) * (lens[i] - 2)
+            seq = math.exp(sum(c - o for c, o in zip(cur, old)) / lens[i])
+            for t in range(lens[i]):
+                s = math.exp(cur[t] - old[t]) if objective.ratio_level == "token" else seq
+                term = s * adv
+                if objective.clip:
+                    clipped = min(max(s, 1 - objective.eps_low), 1 + objective.eps_high)
+                    term = min(term, clipped * adv)
+                q = ref[t] - cur[t]
+                total += w * (term - objective.kl_coefficient * (math.exp(q) - q - 1))
+    return total / actions.shape[0]
+
+
+# ---------------------------------------------------------------- configuration and validation
+def test_presets_encode_the_published_choices():
+    grpo, dr, dapo, gspo = (OBJECTIVE_PRESETS[k] for k in ("grpo", "dr_grpo", "dapo", "gspo"))
+    assert (grpo.weighting, grpo.advantage, grpo.kl) == ("sequence_mean", "std_normalized", "k3")
+    assert (dr.weighting, dr.advantage, dr.kl_coefficient) == ("group_mean", "centered", 0.0)
+    assert dapo.weighting == "token_sum" and dapo.eps_high > dapo.eps_low
+    assert gspo.ratio_level == "sequence"
+    assert objective_preset("grpo", kl="none").kl_coefficient == 0.0
+    assert objective_preset("dapo", eps_high=0.3).eps_high == 0.3
+
+
+@pytest.mark.parametrize(
+    ("factory", "field"),
+    [
+        (lambda: Objective(weighting="mean"), "weighting"),
+        (lambda: Objective(advantage="rank"), "advantage"),
+        (lambda: Objective(ratio_level="step"), "ratio_level"),
+        (lambda: Objective(eps_low=1.0), "eps_low"),
+        (lambda: Objective(eps_high=-0.1), "eps_high"),
+        (lambda: Objective(beta_kl=0.1), "beta_kl"),
+        (lambda: Objective(kl="k3", beta_kl=float("nan")), "beta_kl"),
+        (lambda: objective_preset("ppo"), "name"),
+        (lambda: objective_preset("grpo", temperature=1.0), "overrides"),
+        (lambda: Optimizer("rmsprop"), "kind"),
+        (lambda: Optimizer("adam", lr=0.0), "lr"),
+        (lambda: Optimizer("sgd", momentum=0.9), "momentum"),
+        (lambda: Optimizer("heavy_ball", momentum=0.0), "momentum"),
+        (lambda: Optimizer("adam", beta2=1.0), "beta2"),
+        (lambda: Optimizer("adam", eps=-1.0), "eps"),
+        (lambda: Optimizer("adam", max_grad_norm=0.0), "max_grad_norm"),
+        (lambda: TwoPositionPolicy((0, 2), (0.5, 0.5)), "lengths"),
+        (lambda: TwoPositionPolicy((1, 2), (0.5, 0.5, 0.5)), "success_prob"),
+        (lambda: TwoPositionPolicy((1, 2), (0.5, 1.5)), "success_prob"),
+        (lambda: TwoPositionPolicy((1, 2), (0.5, 0.5), "mixed"), "prefix_mode"),
+        (lambda: train_two_position(POLICY, Objective(), Optimizer(), group_size=1, n_steps=2),
+         "group_size"),
+        (lambda: train_two_position(POLICY, Objective(), Optimizer(), group_size=4, n_steps=2,
+                                    theta0=np.zeros(3)), "theta0"),
+        (lambda: train_two_position(POLICY, Objective(), Optimizer(), group_size=4, n_steps=2,
+                                    backend="torch"), "backend"),
+        (lambda: clip_overshoot(Optimizer("adam"), n_correct=0), "n_correct"),
+        (lambda: clip_overshoot(Optimizer("adamw", weight_decay=0.1)), "weight_decay"),
+        (lambda: clip_overshoot(Optimizer("adam"), objective=Objective(clip=False)), "clip"),
+        (lambda: effective_dynamics(Optimizer("adam"), kappa_lag=1.0), "grad_rms"),
+        (lambda: adam_overshoot_ratio(0.9, 0.95, 0, 1), "last_active_step"),
+        (lambda: reward_scale_invariance(Objective(), Optimizer(), phi=-1.0), "phi"),
+    ],
+)
+def test_bad_input_names_the_field(factory, field):
+    with pytest.raises(ValueError, match=field):
+        factory()
+
+
+# ---------------------------------------------------------------- surrogate and its gradient
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(objective=objectives_st, seed=st.integers(0, 10_000))
+def test_surrogate_value_matches_loop_restatement(objective, seed):
+    theta, old, ref, pre, act, rew = _random_batch(seed)
+    value = surrogate_value(objective, POLICY, theta, theta_old=old, theta_ref=ref,
+                            prefixes=pre, actions=act, rewards=rew)
+    expected = _loop_surrogate(objective, POLICY, theta, old, ref, pre, act, rew)
+    assert value == pytest.approx(expected, rel=1e-12, abs=1e-13)
+
+
+def _near_clip_edge(objective, theta, old, pre, act, margin=1e-4):
+    lp = ob._gather(POLICY, theta, pre, act)
+    lo = ob._gather(POLICY, old, pre, act)
+    if objective.ratio_level == "token":
+        ratios = np.exp(np.stack(lp) - np.stack(lo))
+    else:
+        ratios = np.exp((lp[0] - lo[0] + lp[1] - lo[1]) / POLICY.sequence_lengths[act])
+    edges = (1 - objective.eps_low, 1 + objective.eps_high)
+    return any(np.any(np.abs(ratios - e) < margin) for e in edges)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(objective=objectives_st, seed=st.integers(0, 10_000))
+def test_analytic_gradient_matches_central_differences(objective, seed):
+    theta, old, ref, pre, act, rew = _random_batch(seed)
+    assume(not objective.clip or not _near_clip_edge(objective, theta, old, pre, act))
+    kwargs = dict(theta_old=old, theta_ref=ref, prefixes=pre, actions=act, rewards=rew)
+    grad = surrogate_gradient(objective, POLICY, theta, **kwargs)
+    h = 1e-6
+    fd = np.array([
+        (surrogate_value(objective, POLICY, theta + h * e, **kwargs)
+         - surrogate_value(objective, POLICY, theta - h * e, **kwargs)) / (2 * h)
+        for e in np.eye(POLICY.n_params)
+    ])
+    np.testing.assert_allclose(grad, fd, atol=1e-8 * max(1.0, np.abs(rew).max()), rtol=1e-6)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(objective=objectives_st, seed=st.integers(0, 10_000))
+def test_numba_gradient_matches_numpy_twin(objective, seed):
+    theta, old, ref, pre, act, rew = _random_batch(seed)
+    cfg_int, cfg_float = ob._config_arrays(POLICY, objective, Optimizer(), 1.0)
+    value_k, grad_k = kernels.objective_gradient_single(
+        theta, old, ref, POLICY.n_prefixes, POLICY.n_actions,
+        np.asarray(POLICY.lengths, dtype=np.int64), pre, act, rew, cfg_int, cfg_float)
+    kwargs = dict(theta_old=old, theta_ref=ref, prefixes=pre, actions=act, rewards=rew)
+    assert value_k == pytest.approx(surrogate_value(objective, POLICY, theta, **kwargs),
+                                    rel=1e-12, abs=1e-14)
+    np.testing.assert_allclose(grad_k, surrogate_gradient(objective, POLICY, theta, **kwargs),
+                               rtol=1e-11, atol=1e-14)
+
+
+def test_surrogate_broadcasts_over_replicas():
+    theta, old, ref, pre, act, rew = _random_batch(1)
+    stack = np.stack([theta, theta + 0.1])
+    kwargs = dict(theta_old=np.stack([old, old]), theta_ref=ref, prefixes=np.stack([pre, pre]),
+                  actions=np.stack([act, act]), rewards=np.stack([rew, rew]))
+    both = surrogate_gradient(Objective(), POLICY, stack, **kwargs)
+    single = surrogate_gradient(Objective(), POLICY, theta + 0.1, theta_old=old, theta_ref=ref,
+                                prefixes=pre, actions=act, rewards=rew)
+    np.testing.assert_allclose(both[1], single, rtol=1e-14)
+
+
+def test_clip_zeroes_the_gradient_outside_the_band():
+    # every member pushed beyond its band edge: the advantage gradient is exactly zero
+    policy = TwoPositionPolicy((1, 1), (0.0, 1.0))
+    actions = np.array([[0, 0, 1, 1]])
+    old = np.array([0.0, 0.0, 0.0])
+    far = np.array([0.0, -1.0, 1.0])  # pi_1 = 0.88 > 0.6, pi_0 = 0.12 < 0.4
+    kwargs = dict(theta_old=old, prefixes=np.zeros_like(actions), actions=actions,
+                  rewards=actions.astype(float))
+    assert np.all(surrogate_gradient(Objective(), policy, far, **kwargs) == 0.0)
+    assert np.any(surrogate_gradient(Objective(clip=False), policy, far, **kwargs) != 0.0)
+
+
+# ---------------------------------------------------------------- training kernel
+TRAIN_CASES = [
+    (objective_preset("grpo"), Optimizer("adamw", lr=0.05, weight_decay=0.01), "sampled", 1),
+    (objective_preset("dr_grpo"), Optimizer("heavy_ball", lr=0.3, momentum=0.9, dampening=0.3),
+     "shared", 3),
+    (objective_preset("dapo"), Optimizer("sgd", lr=0.5, weight_decay=0.01, max_grad_norm=0.05),
+     "sampled", 2),
+    (objective_preset("gspo", eps_low=0.05, eps_high=0.05), Optimizer(
+        "adam", lr=0.05, beta2=0.95, weight_decay=0.01, reset_state=True), "shared", 4),
+]
+
+
+@pytest.mark.parametrize(("objective", "optimizer", "mode", "refresh"), TRAIN_CASES)
+def test_numba_training_matches_numpy_reference(objective, optimizer, mode, refresh):
+    policy = TwoPositionPolicy(POLICY.lengths, POLICY.success_prob, mode)
+    kwargs = dict(group_size=6, n_groups=3, n_steps=60, refresh_interval=refresh, n_replicas=5,
+                  seed=11, theta_ref=np.linspace(-0.5, 0.5, policy.n_params))
+    fast = train_two_position(policy, objective, optimizer, backend="numba", **kwargs)
+    slow = train_two_position(policy, objective, optimizer, backend="numpy", **kwargs)
+    np.testing.assert_allclose(fast.theta, slow.theta, rtol=1e-9, atol=1e-11)
+    assert np.ptp(fast.theta[:, -1], axis=0).max() > 1e-3  # replicas really differ
+
+
+def test_training_is_thread_count_independent_and_seeded():
+    kwargs = dict(group_size=8, n_groups=2, n_steps=80, n_replicas=7, seed=5)
+    objective, optimizer = objective_preset("grpo"), Optimizer("adam", lr=0.05)
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        serial = train_two_position(POLICY, objective, optimizer, **kwargs).theta
+    finally:
+        numba.set_num_threads(threads)
+    parallel = train_two_position(POLICY, objective, optimizer, **kwargs).theta
+    np.testing.assert_array_equal(serial, parallel)
+    # a replica's stream depends on (seed, replica) only, not on how many replicas run
+    few = train_two_position(POLICY, objective, optimizer, **{**kwargs, "n_replicas": 3}).theta
+    np.testing.assert_array_equal(few, parallel[:3])
+    other = train_two_position(POLICY, objective, optimizer, **{**kwargs, "seed": 6}).theta
+    assert np.abs(other - parallel).max() > 1e-3
+
+
+def test_training_learns_the_better_answer_on_average():
+    # statistical sanity: Dr. GRPO with SGD raises E[success] from the uniform start
+    run = train_two_position(POLICY, objective_preset("dr_grpo"), Optimizer("sgd", lr=1.0),
+                             group_size=8, n_groups=4, n_steps=150, n_replicas=32, seed=2)
+    gain = run.expected_reward[:, -1] - run.expected_reward[:, 0]
+    assert gain.mean() > 5 * gain.std(ddof=1) / np.sqrt(gain.size)
+
+
+# ---------------------------------------------------------------- effect 1: shared-prefix bias
+def _brute_force_prefix_mean(objective, lengths, success, group_size):
+    """E[sum_i w_i A_i] over all ordered (action, reward) sequences: independent of multinomial."""
+    policy = TwoPositionPolicy(lengths, success)
+    pi = np.full(len(lengths), 1.0 / len(lengths))
+    theta = np.zeros(policy.n_params)
+    total = 0.0
+    cats = [(a, r) for a in range(len(lengths)) for r in (0, 1)]
+    for outcome in itertools.product(cats, repeat=group_size):
+        prob = math.prod(pi[a] * (success[a] if r else 1 - success[a]) for a, r in outcome)
+        actions = np.array([[a for a, _ in outcome]])
+        rewards = np.array([[float(r) for _, r in outcome]])
+        total += prob * ob._prefix_coefficient(objective, policy, theta, actions, rewards)[0]
+    return total
+
+
+def test_prefix_coefficient_is_sum_of_weighted_advantages():
+    policy = TwoPositionPolicy((2, 9), (1.0, 0.0))
+    actions = np.array([[0, 1, 1, 0, 1]])
+    rewards = np.array([[1.0, 0.0, 0.0, 1.0, 0.0]])
+    lengths = 1 + np.array(policy.lengths)[actions[0]]
+    adv = (rewards[0] - rewards[0].mean()) / (rewards[0].std(ddof=1) + 1e-4)
+    coeff = ob._prefix_coefficient(objective_preset("grpo"), policy, np.zeros(3), actions, rewards)
+    assert coeff[0] == pytest.approx(np.sum(adv / (5 * lengths)), rel=1e-13)
+    # and it really is the gradient on the prefix's log-probability: two prefixes, shared p = 1
+    two = TwoPositionPolicy((2, 9), [(1.0, 0.0), (1.0, 0.0)])
+    grad = surrogate_gradient(objective_preset("grpo"), two, np.zeros(two.n_params),
+                              theta_old=np.zeros(two.n_params), prefixes=np.ones_like(actions),
+                              actions=actions, rewards=rewards)
+    np.testing.assert_allclose(grad[:2], coeff[0] * np.array([-0.5, 0.5]), rtol=1e-13)
+
+
+def test_prefix_bias_exact_sum_matches_brute_force_and_monte_carlo():
+    for name in ("grpo", "gspo"):
+        objective = objective_preset(name)
+        bias = prefix_bias(objective, lengths=(2, 10), success_prob=(0.8, 0.3), group_size=5,
+                           n_groups=40_000, seed=3)
+        brute = _brute_force_prefix_mean(objective, (2, 10), (0.8, 0.3), 5)
+        assert bias.exact_mean == pytest.approx(brute, rel=1e-12)
+        assert abs(bias.monte_carlo_mean - bias.exact_mean) < 4 * bias.standard_error
+        assert abs(bias.exact_mean) > 10 * bias.standard_error
+
+
+def test_prefix_bias_sign_flips_with_which_answers_are_long():
+    short_right = prefix_bias(objective_preset("grpo"), lengths=(2, 12),
+                              success_prob=(0.9, 0.1), group_size=8, n_groups=5000)
+    long_right = prefix_bias(objective_preset("grpo"), lengths=(2, 12),
+                             success_prob=(0.1, 0.9), group_size=8, n_groups=5000)
+    assert short_right.exact_mean > 0 > long_right.exact_mean
+    assert short_right.monte_carlo_mean > 0 > long_right.monte_carlo_mean
+    assert short_right.exact_mean == pytest.approx(-long_right.exact_mean, rel=1e-12)
+
+
+@pytest.mark.parametrize("weighting", ["group_mean", "token_sum"])
+def test_uniform_weights_cancel_on_the_prefix_for_every_group(weighting):
+    objective = Objective(weighting=weighting, advantage="std_normalized")
+    policy = TwoPositionPolicy((2, 12, 5), (0.9, 0.1, 0.5))
+    rng = np.random.default_rng(0)
+    actions = rng.integers(0, 3, (2000, 8))
+    rewards = (rng.random((2000, 8)) < 0.5).astype(float)
+    coeff = ob._prefix_coefficient(objective, policy, np.zeros(4), actions, rewards)
+    assert np.abs(coeff).max() < 1e-14
+    assert abs(prefix_bias(objective, lengths=(2, 12), success_prob=(0.9, 0.1),
+                           n_groups=2000).exact_mean) < 1e-15
+
+
+# ---------------------------------------------------------------- effect 2: reward-scale invariance
+CENTRED = objective_preset("dr_grpo")
+
+
+@pytest.mark.parametrize("optimizer", [
+    Optimizer("adam", lr=0.05, beta2=0.95, eps=0.0),
+    Optimizer("adamw", lr=0.05, beta2=0.95, eps=0.0, weight_decay=0.1),
+])
+def test_adam_family_is_reward_scale_invariant_to_round_off(optimizer):
+    for phi in (1e-3, 10.0):
+        result = reward_scale_invariance(CENTRED, optimizer, phi=phi, n_steps=200)
+        assert result.predicted_invariant
+        assert result.max_abs_difference < 1e-12  # eps = 0: only round-off remains
+    # with eps > 0 the deviation is the eps effect, linear in eps (1e-12 -> 1e-10: x100)
+    small = reward_scale_invariance(CENTRED, optimizer.__class__(
+        **{**optimizer.__dict__, "eps": 1e-12}), phi=10.0, n_steps=200).max_abs_difference
+    large = reward_scale_invariance(CENTRED, optimizer.__class__(
+        **{**optimizer.__dict__, "eps": 1e-10}), phi=10.0, n_steps=200).max_abs_difference
+    assert small < 1e-8
+    assert large / small == pytest.approx(100.0, rel=0.05)
+
+
+@pytest.mark.parametrize("optimizer", [
+    Optimizer("sgd", lr=0.5),
+    Optimizer("heavy_ball", lr=0.2, momentum=0.9),
+    Optimizer("heavy_ball", lr=0.2, momentum=0.9, dampening=0.9),
+])
+def test_sgd_and_heavy_ball_feel_the_reward_scale(optimizer):
+    result = reward_scale_invariance(CENTRED, optimizer, phi=3.0, n_steps=100)
+    assert not result.predicted_invariant
+    assert result.max_abs_difference > 1e-2
+    # independent check of the mechanism: x phi rewards == x phi learning rate for these rules
+    faster = Optimizer(**{**optimizer.__dict__, "lr": optimizer.lr * 3.0})
+    same = train_two_position(ob._default_effect_policy(), CENTRED, faster, group_size=8,
+                              n_groups=4, n_steps=100, n_replicas=8, seed=0)
+    np.testing.assert_allclose(same.theta, result.scaled.theta, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize(("objective", "optimizer"), [
+    (objective_preset("dr_grpo", kl="k3", beta_kl=0.1), Optimizer("adam", lr=0.05, eps=0.0)),
+    (CENTRED, Optimizer("adam", lr=0.05, eps=0.1)),  # eps comparable to the gradient scale
+    (CENTRED, Optimizer("adam", lr=0.05, eps=0.0, weight_decay=0.1)),  # coupled L2
+])
+def test_kl_large_eps_or_coupled_l2_break_the_invariance(objective, optimizer):
+    result = reward_scale_invariance(objective, optimizer, phi=10.0, n_steps=200)
+    assert result.max_abs_difference > 1e-2
+
+
+# ---------------------------------------------------------------- effect 3: clip overshoot
+def _adam_ratio_by_recurrence(beta1, beta2, grads, n_after):
+    """Scalar Adam (eps = 0) fed grads then zeros: ratios of later steps to the last active."""
+    m = v = 0.0
+    steps = []
+    for t, g in enumerate(list(grads) + [0.0] * n_after, start=1):
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        steps.append((m / (1 - beta1**t)) / math.sqrt(v / (1 - beta2**t)))
+    return np.array(steps[len(grads):]) / steps[len(grads) - 1]
+
+
+@given(n=st.integers(1, 300), beta1=st.floats(0.5, 0.99), beta2=st.floats(0.9, 0.9999),
+       seed=st.integers(0, 1000))
+@settings(max_examples=40, deadline=None)
+def test_adam_overshoot_formula_matches_recurrence(n, beta1, beta2, seed):
+    grads = np.random.default_rng(seed).uniform(0.5, 2.0, n)
+    ratios = adam_overshoot_ratio(beta1, beta2, n, np.arange(20))
+    np.testing.assert_allclose(ratios, _adam_ratio_by_recurrence(beta1, beta2, grads, 20),
+                               rtol=1e-10)
+
+
+def test_adam_overshoot_early_clip_matches_exact_expression():
+    result = clip_overshoot(Optimizer("adam", lr=0.1, beta2=0.95, eps=1e-12), n_steps=120)
+    n = result.last_active_step
+    assert 1 <= n <= 10
+    assert np.all(result.gradient_norms[n:] == 0.0) and result.gradient_norms[n - 1] > 0
+    np.testing.assert_allclose(result.step_ratios, result.predicted_ratios, rtol=1e-6, atol=0)
+    # early: the bias corrections matter, the asymptotic law is visibly off
+    assert np.abs(result.step_ratios[:5] - result.asymptotic_ratios[:5]).max() > 1e-2
+    assert result.final_ratio > result.ratio_at_clip > result.clip_edge - 1e-12
+
+
+def test_adam_overshoot_late_clip_approaches_asymptotic_law():
+    asym_gap = []
+    for lr in (0.01, 0.002, 0.0005):
+        result = clip_overshoot(Optimizer("adam", lr=lr, beta2=0.95, eps=1e-12), n_steps=500)
+        np.testing.assert_allclose(result.step_ratios[:30], result.predicted_ratios[:30],
+                                   rtol=1e-6)
+        asym_gap.append(np.abs(result.step_ratios[:30] / result.asymptotic_ratios[:30] - 1).max())
+    # later clip (larger n): bias corrections -> 1, the ratios -> (beta1/sqrt(beta2))^(k+1)
+    assert asym_gap[2] < asym_gap[1] < asym_gap[0] and asym_gap[2] < 1e-6
+    assert 0.9 / math.sqrt(0.95) == pytest.approx(0.9234, abs=1e-4)
+    # the step decays by 0.923 per step: it keeps going ~12 steps' worth past the band
+    assert result.overshoot / result.step_sizes[result.last_active_step - 1] > 10
+
+
+@pytest.mark.parametrize("dampening", [0.0, 0.5])
+def test_heavy_ball_overshoot_is_beta_power(dampening):
+    result = clip_overshoot(Optimizer("heavy_ball", lr=0.3, momentum=0.8, dampening=dampening),
+                            n_steps=60)
+    k = np.arange(result.step_ratios.size)
+    np.testing.assert_allclose(result.step_ratios, 0.8 ** (k + 1.0), rtol=1e-9)
+    assert result.overshoot > 0
+
+
+def test_sgd_stops_at_the_clip():
+    result = clip_overshoot(Optimizer("sgd", lr=0.5), n_steps=40)
+    assert result.last_active_step < 40
+    assert np.all(result.step_sizes[result.last_active_step:] == 0.0)
+    assert result.overshoot == 0.0 and result.final_ratio == result.ratio_at_clip
+
+
+# ---------------------------------------------------------------- effective dynamics
+def _simulate_optimizer_on_quadratic(optimizer, kappa, steps, scale):
+    """Hand-written update rules (frozen Adam preconditioner `scale`) on loss kappa x^2 / 2."""
+    x, buf, m = 1.0, None, 0.0
+    path = [x]
+    for _ in range(steps):
+        g = kappa * x
+        if optimizer.kind != "adamw":
+            g += optimizer.weight_decay * x
+        if optimizer.kind == "sgd":
+            x -= optimizer.lr * g
+        elif optimizer.kind == "heavy_ball":
+            # steady-state torch buffer (the first-step special case is a transient)
+            buf = (1 - optimizer.dampening) * g if buf is None else (
+                optimizer.momentum * buf + (1 - optimizer.dampening) * g)
+            x -= optimizer.lr * buf
+        else:
+            if optimizer.kind == "adamw":
+                x *= 1 - optimizer.lr * optimizer.weight_decay
+            m = optimizer.beta1 * m + (1 - optimizer.beta1) * g
+            x -= optimizer.lr * m / scale
+        path.append(x)
+    return np.array(path)
+
+
+@pytest.mark.parametrize("optimizer", [
+    Optimizer("sgd", lr=0.1, weight_decay=0.3),
+    Optimizer("heavy_ball", lr=0.1, momentum=0.8, dampening=0.4, weight_decay=0.2),
+    Optimizer("adam", lr=0.01, beta1=0.9, eps=1e-3, weight_decay=0.5),
+    Optimizer("adamw", lr=0.01, beta1=0.9, eps=1e-3, weight_decay=2.0),
+])
+def test_effective_dynamics_reproduces_the_optimizer_recurrence(optimizer):
+    kappa, grad_rms = 0.7, 0.05
+    eff = effective_dynamics(optimizer, kappa_lag=kappa, grad_rms=grad_rms)
+    path = _simulate_optimizer_on_quadratic(optimizer, kappa, 200, grad_rms + optimizer.eps)
+    # MODEL.md s.3 on-policy recurrence with the mapped coefficients (same first step)
+    ar = [path[0], path[1]]
+    for _ in range(199):
+        ar.append(ar[-1] + eff.beta_effective * (ar[-1] - ar[-2])
+                  - (eff.c_lag + eff.c_now) * ar[-1])
+    np.testing.assert_allclose(ar, path, rtol=1e-9, atol=1e-13)
+
+
+def test_effective_dynamics_continuum_form():
+    eff = effective_dynamics(Optimizer("adam", lr=0.02, beta1=0.9, eps=0.0), kappa_lag=2.0,
+                             kappa_now=0.5, lag=4.0, grad_rms=0.1)
+    eta = 0.02 * 0.1 / 0.1
+    assert eff.eta_effective == pytest.approx(eta)
+    assert eff.beta_effective == 0.9
+    c_lag, c_now = eta * 2.0, eta * 0.5
+    assert eff.mass == pytest.approx(0.95 + c_lag * 16 / 2)
+    assert eff.damping == pytest.approx(0.1 - c_lag * 4)
+    assert eff.stiffness == pytest.approx(c_lag + c_now)
+    assert eff.zeta == pytest.approx(eff.damping / (2 * math.sqrt(eff.mass * eff.stiffness)))
