@@ -1,0 +1,585 @@
+"""Log readers and writers (docs/io.md): real logs checked against independent parsing,
+exact round trips in every format, messy logs handled with warnings, bad files -> clear errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import struct
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from grpo_dynamics.io import (
+    CANONICAL_COLUMNS,
+    GrpoLogWarning,
+    LogFormatError,
+    Run,
+    read_log,
+    read_logs,
+    write_log,
+)
+
+DATA = Path(__file__).parent / "data"
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-grpo-logs"
+
+
+def read_quiet(path, **kwargs) -> Run:
+    """read_log, collecting its warnings: each must be a GrpoLogWarning and be in run.warnings."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = read_log(path, **kwargs)
+    assert all(issubclass(w.category, GrpoLogWarning) for w in caught), [w.message for w in caught]
+    assert [str(w.message) for w in caught] == [f"{run.source}: {m}" for m in run.warnings]
+    return run
+
+
+def shared_file(name: str) -> Path:
+    path = SHARED / name
+    if not path.is_file():
+        pytest.skip(f"{name} not available (../shared/data/real-grpo-logs absent)")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Real logs, against an independent extraction (json.load + manual selection, or regex counts)
+
+TRL_FILES = [
+    "CYCLOP5__metascaler-hack__training_metrics.json",
+    "Rishabh200729__incident-commander-openenv__training_log.json",
+    "Rusheel86__Chaos-Economy__training_logs.json",
+    "aaravarora01__agent-memory-redteam__trainer_state.json",
+    "alexchilton__CAS_NLP_MODULE4_GRPO__trainer_state.json",
+    "gauri0508__med-record__trainer_state.json",
+]
+
+
+def _history(name: str) -> list[dict]:
+    document = json.loads((DATA / name).read_text())
+    return document if isinstance(document, list) else document["log_history"]
+
+
+@pytest.mark.parametrize("name", TRL_FILES)
+def test_trl_logs_match_manual_extraction(name):
+    run = read_quiet(DATA / name)
+    entries = [e for e in _history(name) if "reward" in e]
+    assert len({e["step"] for e in entries}) == len(entries)  # these logs have no restarts
+    expected = sorted((e["step"], e["reward"]) for e in entries)
+    np.testing.assert_array_equal(run.steps, [s for s, _ in expected])
+    np.testing.assert_array_equal(run.reward, [r for _, r in expected])
+    for canonical, key in (("reward_std", "reward_std"), ("kl", "kl"),
+                           ("learning_rate", "learning_rate")):
+        by_step = {e["step"]: e[key] for e in entries}
+        np.testing.assert_array_equal(run.column(canonical, dropna=False).to_numpy(),
+                                      [by_step[s] for s in run.steps])
+    assert run.format == "trl"
+    assert run.original_names["reward"] == "reward"
+
+
+def test_readme_shapes_of_the_real_logs():
+    # facts from the README table of the collection, not from the reader
+    cyclops = read_quiet(DATA / TRL_FILES[0])
+    assert len(cyclops) == 400
+    assert cyclops.reward[0] == pytest.approx(0.62, abs=0.005)
+    assert cyclops.reward[-50:].mean() == pytest.approx(1.30, abs=0.08)
+    assert cyclops.original_names["completion_length"] == "completions/mean_length"
+    assert {"entropy", "frac_reward_zero_std", "clip_ratio"} <= set(cyclops.frame.columns)
+    # the final TRL summary entries become metadata, not a step
+    assert cyclops.metadata["train_summary"]["train_runtime"] == 17469.8813
+
+    rusheel = read_quiet(DATA / TRL_FILES[2])
+    assert rusheel.logging_interval == 5
+    assert rusheel.reward.min() == pytest.approx(-1.15, abs=0.01)
+    assert rusheel.reward.max() == pytest.approx(2.09, abs=0.01)
+    assert any("outside [0, 1]" in n for n in rusheel.notes)
+    assert rusheel.metadata["batch_size"] == 2 and rusheel.metadata["logging_steps"] == 5
+
+    rishabh = read_quiet(DATA / TRL_FILES[1])
+    assert rishabh.logging_interval == 10
+    assert rishabh.metadata["group_size"] == 2
+    assert rishabh.metadata["learning_rate"] == 5e-6
+    assert rishabh.metadata["model_name"] == "Qwen/Qwen2.5-0.5B-Instruct"
+
+    degenerate = read_quiet(DATA / TRL_FILES[3])
+    zero_std = [e["frac_reward_zero_std"] for e in _history(TRL_FILES[3])]
+    np.testing.assert_array_equal(degenerate.column("frac_reward_zero_std"), zero_std)
+    assert np.mean(degenerate.reward == 0.0) > 0.5
+
+    wordle = read_quiet(DATA / TRL_FILES[4])
+    assert wordle.reward.mean() == pytest.approx(-0.25, abs=0.15)
+
+
+def test_literal_nan_in_trainer_state_is_kept_and_warned():
+    name = "gauri0508__med-record__trainer_state.json"
+    nan_steps = [e["step"] for e in _history(name) if math.isnan(e.get("grad_norm", 0.0))]
+    assert len(nan_steps) == 1
+    with pytest.warns(GrpoLogWarning, match=rf"grad_norm: 1 non-finite.*steps {nan_steps[0]}"):
+        run = read_log(DATA / name)
+    assert math.isnan(run.frame.loc[nan_steps[0], "grad_norm"])
+    assert run.has("grad_norm") and len(run) == 150
+
+
+def test_dict_of_lists_without_steps():
+    name = "yuxuanwang2009__RL_GRPO__grpo_metrics.json"
+    document = json.loads((DATA / name).read_text())
+    with pytest.warns(GrpoLogWarning, match="no step column"):
+        run = read_log(DATA / name)
+    np.testing.assert_array_equal(run.steps, np.arange(len(document["rewards_avg"])))
+    np.testing.assert_array_equal(run.reward, document["rewards_avg"])
+    np.testing.assert_array_equal(run.column("kl"), document["kl_avg"])
+    np.testing.assert_array_equal(run.column("accuracies_avg"), document["accuracies_avg"])
+    assert run.original_names == {"reward": "rewards_avg", "kl": "kl_avg"}
+
+
+def test_console_trl_dicts_sunshine():
+    path = DATA / "Sunshine535__nips-grpo-dynamics__gate2_rho1.00_seed42.log"
+    text = path.read_text()
+    rewards = [float(v) for v in re.findall(r"'reward': '([^']+)'", text)]
+    assert len(rewards) == 200
+    run = read_quiet(path)
+    assert run.warnings == []  # steps recovered from the epoch column and steps per epoch
+    np.testing.assert_array_equal(run.steps, np.arange(1, 201))
+    np.testing.assert_array_equal(run.reward, rewards)
+    assert run.metadata["model_name"] == "Qwen/Qwen3.5-9B"
+    assert run.metadata["max_steps"] == 200
+    assert run.metadata["train_summary"]["train_runtime"] == 6702.0
+
+
+def test_console_key_value_lines_coicozoi():
+    path = shared_file("Coicozoi__minimind-from-scratch__grpo.log")
+    text = path.read_text()
+    found = re.findall(r"^Epoch:\[1/1\]\((\d+)/9751\), Reward: (\S+),", text, flags=re.M)
+    debug_rewards = len(re.findall(r"^\[DEBUG\] gen\[\d+\] reward=", text, flags=re.M))
+    with pytest.warns(GrpoLogWarning, match=rf"^.*: {debug_rewards} entries .* no step ignored"):
+        run = read_log(path)
+    np.testing.assert_array_equal(run.steps, [int(s) for s, _ in found])
+    np.testing.assert_array_equal(run.reward, [float(r) for _, r in found])
+    assert len(run) == 9751
+    assert run.original_names["kl"] == "KL_ref"
+    assert run.column("Learning Rate").iloc[0] == pytest.approx(3e-7)
+
+
+def test_per_call_reward_summaries_soumiguria():
+    path = shared_file("soumiguria__cognitive-load-manager__reward_curve_full.json")
+    document = json.loads(path.read_text())
+    with pytest.warns(GrpoLogWarning, match="reward taken from the column 'mean'"):
+        run = read_log(path)
+    np.testing.assert_array_equal(run.steps, [e["step"] for e in document["training_steps"]])
+    np.testing.assert_array_equal(run.reward, [e["mean"] for e in document["training_steps"]])
+    assert len(run) == 1117
+    assert run.metadata["model_name"] == "Qwen/Qwen2.5-1.5B-Instruct"
+    assert run.metadata["group_size"] == 4
+    assert run.reward[:20].mean() < 0.2 < run.reward[-200:].mean()
+
+
+# ---------------------------------------------------------------------------------------------
+# Round trips: a Run written in each format reads back identically
+
+
+@st.composite
+def runs(draw) -> Run:
+    n = draw(st.integers(1, 40))
+    steps = np.asarray(sorted(draw(st.sets(st.integers(0, 10**6), min_size=n, max_size=n))),
+                       dtype=np.int64)
+    finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+    reward = np.array(draw(st.lists(finite, min_size=n, max_size=n)))
+    columns = {}
+    for name in draw(st.sets(st.sampled_from(["kl", "entropy", "eval_reward", "grad_norm",
+                                              "rewards/format/mean", "eval_loss", "custom"]))):
+        values = np.array(draw(st.lists(finite, min_size=n, max_size=n)))
+        holes = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+        holes[draw(st.integers(0, n - 1))] = False  # at least one finite value
+        values[holes] = np.nan
+        columns[name] = values
+    metadata = draw(st.fixed_dictionaries(
+        {}, optional={"group_size": st.integers(2, 64), "learning_rate": finite,
+                      "model_name": st.text(max_size=20)}))
+    return Run.from_arrays(steps, reward, metadata=metadata, **columns)
+
+
+@pytest.mark.parametrize("fmt,name", [("trl", "trainer_state.json"), ("csv", "log.csv"),
+                                      ("jsonl", "log.jsonl"),
+                                      ("tensorboard", "events.out.tfevents.1.host")])
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(run=runs())
+def test_round_trip_is_exact(tmp_path, fmt, name, run):
+    path = write_log(run, tmp_path / name, format=fmt)
+    back = read_log(path)  # no warnings: pytest turns any into an error
+    pd.testing.assert_frame_equal(back.frame, run.frame, check_exact=True)
+    assert back.metadata == run.metadata
+    assert back.format == fmt
+    # the format is told from the name alone as well
+    assert read_log(write_log(run, tmp_path / ("again-" + name))).format == fmt
+
+
+def test_round_trip_of_a_real_log(tmp_path):
+    run = read_quiet(DATA / TRL_FILES[1])
+    for fmt, name in (("trl", "a.json"), ("csv", "a.csv"), ("jsonl", "a.jsonl"),
+                      ("tensorboard", "a.tfevents")):
+        back = read_log(write_log(run, tmp_path / name, format=fmt))
+        pd.testing.assert_frame_equal(back.frame, run.frame, check_exact=True)
+        assert back.metadata == run.metadata
+
+
+# ---------------------------------------------------------------------------------------------
+# TensorBoard framing against independent references
+
+
+def _crc32c_bitwise(data: bytes) -> int:
+    # bit-at-a-time CRC-32C, written from the polynomial (not the reader's table)
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 & -(crc & 1))
+    return crc ^ 0xFFFFFFFF
+
+
+def test_crc32c_reference_vectors():
+    # RFC 3720 appendix B.4 and the usual check value
+    vectors = {bytes(32): 0x8A9136AA, b"\xff" * 32: 0x62A8AB43,
+               bytes(range(32)): 0x46DD794E, bytes(range(31, -1, -1)): 0x113FDB5C,
+               b"123456789": 0xE3069283}
+    for data, crc in vectors.items():
+        assert _crc32c_bitwise(data) == crc
+    from grpo_dynamics.io import _crc32c
+    for data, crc in vectors.items():
+        assert _crc32c(data) == crc
+
+
+def _record(payload: bytes) -> bytes:
+    def masked(data):
+        crc = _crc32c_bitwise(data)
+        return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+    header = struct.pack("<Q", len(payload))
+    return header + struct.pack("<I", masked(header)) + payload + struct.pack("<I", masked(payload))
+
+
+def _len(data: bytes) -> bytes:
+    assert len(data) < 128
+    return bytes([len(data)])
+
+
+def _event(step: int, tag: bytes, value_field: bytes) -> bytes:
+    # Event{wall_time=1.5 (1, fixed64), step (2, varint), summary (5){value (1){tag (1), ...}}}
+    value = b"\x0a" + _len(tag) + tag + value_field
+    summary = b"\x0a" + _len(value) + value
+    return b"\x09" + struct.pack("<d", 1.5) + b"\x10" + bytes([step]) + b"\x2a" + _len(summary) + summary
+
+
+def test_tensorboard_hand_assembled_events(tmp_path):
+    version = b"\x09" + struct.pack("<d", 1.0) + b"\x1a\x0dbrain.Event:2"
+    simple = b"\x15" + struct.pack("<f", 0.25)  # simple_value (2, float32), PyTorch style
+    # TF2 style: tensor (8) {dtype DT_FLOAT (1)=1, float_val (5) packed}
+    tensor_packed = b"\x08\x01\x12\x00\x2a\x04" + struct.pack("<f", 0.75)
+    # tensor_content (4) bytes of one DT_DOUBLE
+    tensor_content = b"\x08\x02\x12\x00\x22\x08" + struct.pack("<d", 0.1)
+    blob = b"".join([
+        _record(version),
+        _record(_event(1, b"train/reward", simple)),
+        _record(_event(1, b"train/kl", b"\x42" + _len(tensor_packed) + tensor_packed)),
+        _record(_event(3, b"train/reward", b"\x42" + _len(tensor_content) + tensor_content)),
+        _record(_event(3, b"eval/reward", simple)),
+    ])
+    path = tmp_path / "events.out.tfevents.123.host"
+    path.write_bytes(blob)
+    run = read_quiet(path)
+    assert run.format == "tensorboard"
+    np.testing.assert_array_equal(run.steps, [1, 3])
+    np.testing.assert_array_equal(run.reward, [0.25, 0.1])
+    assert run.column("kl").to_dict() == {1: 0.75}
+    assert run.column("eval_reward").to_dict() == {3: 0.25}
+    assert run.original_names["reward"] == "train/reward"
+    # a directory of event files reads as one run
+    assert read_quiet(tmp_path, format="tensorboard").frame.equals(run.frame)
+    # a truncated last record (writer killed) is dropped with a warning
+    path.write_bytes(blob[:-7])
+    with pytest.warns(GrpoLogWarning, match="last record truncated"):
+        cut = read_log(path)
+    np.testing.assert_array_equal(cut.steps, [1, 3])
+    assert not cut.has("eval_reward")
+    # a flipped payload byte fails the checksum with the record named
+    corrupt = bytearray(blob)
+    corrupt[len(_record(version)) + 20] ^= 0xFF
+    path.write_bytes(bytes(corrupt))
+    with pytest.raises(LogFormatError, match=r"events.out.tfevents.123.host: record 1 .*checksum"):
+        read_log(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Messy logs
+
+
+def _trl(tmp_path, history, name="trainer_state.json", **top) -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps({"log_history": history, **top}))
+    return path
+
+
+def test_restart_keeps_last_occurrence(tmp_path):
+    first = [{"step": s, "reward": 0.1 * s, "loss": 1.0} for s in range(1, 11)]
+    second = [{"step": s, "reward": 0.1 * s + 0.05} for s in range(6, 13)]
+    path = _trl(tmp_path, first + second)
+    with pytest.warns(GrpoLogWarning, match=r"restart: 5 steps .*6\.\.10.*kept the last"):
+        run = read_log(path)
+    expected = {e["step"]: e["reward"] for e in first + second}  # dict keeps the last one
+    np.testing.assert_array_equal(run.steps, sorted(expected))
+    np.testing.assert_array_equal(run.reward, [expected[s] for s in sorted(expected)])
+    # the restarted steps carry only what the second run logged
+    assert run.frame.loc[1:5, "loss"].eq(1.0).all() and run.frame.loc[6:, "loss"].isna().all()
+
+
+def test_eval_entries_merge_on_step_and_every_n(tmp_path):
+    history = []
+    for step in range(5, 55, 5):
+        history.append({"step": step, "reward": 1 - 0.5 ** step, "kl": 0.01 * step})
+        if step % 10 == 0:
+            history.append({"step": step, "eval_reward": 0.5, "eval_loss": 2.0})
+    history.append({"step": 50, "train_runtime": 12.0, "train_loss": 0.1})
+    path = _trl(tmp_path, history, logging_steps=5, global_step=50)
+    run = read_quiet(path)
+    assert run.warnings == []
+    assert run.logging_interval == 5 and len(run) == 10
+    assert run.column("eval_reward").index.tolist() == [10, 20, 30, 40, 50]
+    assert "train_loss" not in run.frame and run.metadata["train_summary"]["train_loss"] == 0.1
+    assert run.metadata["logging_steps"] == 5
+    assert any("every 5 steps" in n for n in run.notes)
+
+
+def test_nan_rows_and_infinities(tmp_path):
+    path = tmp_path / "log.jsonl"
+    lines = ['{"step": 1, "reward": 0.1, "kl": 0.0}',
+             '{"step": 2, "reward": NaN, "kl": 0.2}',
+             '{"step": 3, "reward": NaN, "kl": NaN}',
+             '{"step": 4, "reward": 0.4, "kl": Infinity}']
+    path.write_text("\n".join(lines) + "\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = read_log(path)
+    messages = " | ".join(str(w.message) for w in caught)
+    assert "reward: 2 non-finite" in messages and "kl: 2 non-finite" in messages
+    assert "1 rows with no finite value dropped" in messages
+    assert "reward missing or NaN at 1 logged steps (first 2)" in messages
+    np.testing.assert_array_equal(run.steps, [1, 4])
+    np.testing.assert_array_equal(run.frame.index, [1, 2, 4])
+    assert math.isnan(run.frame.loc[4, "kl"])
+    assert run.column("kl").to_dict() == {1: 0.0, 2: 0.2}
+
+
+def test_rewards_outside_unit_interval_are_kept_without_warning(tmp_path):
+    path = _trl(tmp_path, [{"step": s, "reward": -3.0 + s} for s in range(1, 8)])
+    run = read_log(path)  # any warning would fail here (filterwarnings=error)
+    np.testing.assert_array_equal(run.reward, np.arange(1, 8) - 3.0)
+    assert any("outside [0, 1]" in n for n in run.notes)
+
+
+def test_per_function_rewards_summed_when_no_total(tmp_path):
+    history = [{"step": s, "rewards/format/mean": 0.1 * s, "rewards/format/std": 9.0,
+                "rewards/accuracy/mean": 0.01 * s} for s in range(1, 6)]
+    with pytest.warns(GrpoLogWarning, match="sum of per-function means"):
+        run = read_log(_trl(tmp_path, history))
+    np.testing.assert_array_equal(
+        run.reward, [e["rewards/format/mean"] + e["rewards/accuracy/mean"] for e in history])
+    assert run.original_names["reward"] == "rewards/accuracy/mean + rewards/format/mean"
+
+
+def test_missing_columns_and_lookups(tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_text("Step,train/reward,train/loss\n1,0.5,2\n2,0.6,1.5\n")
+    run = read_quiet(path)
+    assert not run.has("kl") and run.has("reward") and run.has("train/loss")
+    with pytest.raises(KeyError, match="column 'kl' is not in this run"):
+        run.column("kl")
+    assert run.column("train/reward").equals(run.column("reward"))
+    assert any("absent canonical columns" in n and "kl" in n for n in run.notes)
+
+
+def test_wandb_csv_export(tmp_path):
+    path = tmp_path / "wandb.csv"
+    table = pd.DataFrame({
+        "Step": [10, 20, 30],
+        "my-run - train/reward": [0.1, np.nan, 0.3],
+        "my-run - train/reward__MIN": [0.0, np.nan, 0.2],
+        "my-run - eval/reward": [np.nan, 0.25, np.nan],
+    })
+    table.to_csv(path, index=False)
+    run = read_quiet(path)
+    assert run.warnings == []  # a step with only eval metrics is not a missing reward
+    assert "1 steps carry only eval metrics" in run.notes
+    np.testing.assert_array_equal(run.steps, [10, 30])
+    np.testing.assert_array_equal(run.reward, [0.1, 0.3])
+    assert run.column("eval_reward").to_dict() == {20: 0.25}
+    assert run.original_names["eval_reward"] == "eval/reward"
+    assert "train/reward__MIN" in run.frame
+
+
+@pytest.mark.parametrize("step_name", ["step", "global_step", "_step", "Step",
+                                       "train/global_step", "iteration"])
+def test_csv_step_column_names(tmp_path, step_name):
+    path = tmp_path / "log.csv"
+    path.write_text(f"{step_name},reward\n3,0.5\n7,0.25\n")
+    run = read_quiet(path)
+    np.testing.assert_array_equal(run.steps, [3, 7])
+    assert step_name not in run.frame
+
+
+def test_wandb_step_counter_loses_to_global_step(tmp_path):
+    path = tmp_path / "history.jsonl"
+    path.write_text('{"_step": 0, "train/global_step": 8, "train/reward": 0.5}\n'
+                    '{"_step": 1, "train/global_step": 16, "train/reward": 0.75}\n')
+    run = read_quiet(path)
+    np.testing.assert_array_equal(run.steps, [8, 16])
+    assert run.frame["_step"].tolist() == [0.0, 1.0]
+
+
+def test_console_step_lines_and_unnumbered_dicts(tmp_path):
+    path = tmp_path / "train.log"
+    path.write_text("loading model...\n"
+                    "step 1 | loss=0.5 reward=0.25 kl=0.01\n"
+                    "noise without numbers\n"
+                    "step 2 | loss=0.4 reward=0.5 kl=0.02\n"
+                    "[Step 3] reward: 0.75, entropy: 1.2\n")
+    run = read_quiet(path)
+    np.testing.assert_array_equal(run.steps, [1, 2, 3])
+    np.testing.assert_array_equal(run.reward, [0.25, 0.5, 0.75])
+    assert run.column("entropy").to_dict() == {3: 1.2}
+
+    dicts = tmp_path / "trl.out"
+    dicts.write_text("{'loss': 0.1, 'reward': 0.2, 'epoch': 0.1}\nwarming up\n"
+                     " 10%|#  | 1/10 {'loss': 0.1, 'reward': 0.4, 'epoch': 0.2}\n")
+    with pytest.warns(GrpoLogWarning, match="steps numbered 1..n"):
+        run = read_log(dicts)
+    np.testing.assert_array_equal(run.steps, [1, 2])
+    np.testing.assert_array_equal(run.reward, [0.2, 0.4])
+
+
+def test_entries_without_step_among_stepped_ones(tmp_path):
+    history = [{"step": 1, "reward": 0.1}, {"reward": 0.9}, {"step": 2, "reward": 0.2}]
+    with pytest.warns(GrpoLogWarning, match=r"1 entries .* no step ignored \(first: log_history\[1\]"):
+        run = read_log(_trl(tmp_path, history))
+    np.testing.assert_array_equal(run.reward, [0.1, 0.2])
+
+
+def test_out_of_order_steps_are_sorted(tmp_path):
+    run = read_log(_trl(tmp_path, [{"step": 3, "reward": 0.3}, {"step": 1, "reward": 0.1},
+                                   {"step": 2, "reward": 0.2}]))
+    np.testing.assert_array_equal(run.steps, [1, 2, 3])
+    np.testing.assert_array_equal(run.reward, [0.1, 0.2, 0.3])
+
+
+def test_directory_with_trainer_state_and_model_name(tmp_path):
+    _trl(tmp_path, [{"step": 1, "reward": 0.5}])
+    (tmp_path / "adapter_config.json").write_text('{"base_model_name_or_path": "org/base-1B"}')
+    run = read_quiet(tmp_path)
+    assert run.metadata["model_name"] == "org/base-1B"
+    assert run.source == str(tmp_path / "trainer_state.json")
+
+
+def test_canonical_names_are_the_documented_ones():
+    assert CANONICAL_COLUMNS[:9] == ("reward", "reward_std", "frac_reward_zero_std", "entropy",
+                                     "kl", "completion_length", "clip_ratio", "learning_rate",
+                                     "eval_reward")
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "io.md").read_text()
+    for name in CANONICAL_COLUMNS:
+        assert f"`{name}`" in doc
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors name the file and the line or key
+
+
+@pytest.mark.parametrize("name", ["empty.json", "empty.csv", "empty.log", "empty.jsonl"])
+def test_empty_file(tmp_path, name):
+    path = tmp_path / name
+    path.write_text("  \n")
+    with pytest.raises(LogFormatError, match=re.escape(f"{path}: file is empty")):
+        read_log(path)
+
+
+def test_truncated_and_corrupt_json(tmp_path):
+    text = (DATA / TRL_FILES[2]).read_text()
+    cut = tmp_path / "cut.json"
+    cut.write_text(text[: len(text) // 2])
+    line = text[: len(text) // 2].count("\n") + 1
+    with pytest.raises(LogFormatError, match=rf"{re.escape(str(cut))}: line {line} .*truncated JSON"):
+        read_log(cut)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"log_history": [\n{"step": 1, "reward": 0.5},\n{"step": 2 "reward": 1}]}')
+    with pytest.raises(LogFormatError, match=r"bad.json: line 3 column 12: invalid JSON"):
+        read_log(bad)
+    lines = tmp_path / "bad.jsonl"
+    lines.write_text('{"step": 1, "reward": 0.5}\n{"step": 2, "reward": 0.6}\n{"step": 3, "rew\n')
+    with pytest.raises(LogFormatError, match=r"bad.jsonl: line 3 .*invalid JSON"):
+        read_log(lines)
+
+
+def test_missing_reward_column(tmp_path):
+    path = _trl(tmp_path, [{"step": 1, "loss": 0.5, "kl": 0.1}])
+    with pytest.raises(LogFormatError, match=r"trainer_state.json: reward: no reward column.*loss"):
+        read_log(path)
+    csv = tmp_path / "x.csv"
+    csv.write_text("step,loss\n1,2\n")
+    with pytest.raises(LogFormatError, match=r"x.csv: reward: no reward column"):
+        read_log(csv)
+
+
+def test_other_malformed_inputs(tmp_path):
+    with pytest.raises(LogFormatError, match=r"log_history\[1\]: step field 'step' is not an int"):
+        read_log(_trl(tmp_path, [{"step": 1, "reward": 0.5}, {"step": 1.5, "reward": 0.5}]))
+    with pytest.raises(LogFormatError, match=r"key 'log_history': is not a list"):
+        read_log(_trl(tmp_path, {"step": 1}))
+    weird = tmp_path / "w.json"
+    weird.write_text('{"name": "x"}')
+    with pytest.raises(LogFormatError, match=r"w.json: top level: no per-step data.*keys: name"):
+        read_log(weird)
+    uneven = tmp_path / "u.json"
+    uneven.write_text('{"reward": [1, 2], "kl": [1]}')
+    with pytest.raises(LogFormatError, match=r"different lengths: reward=2, kl=1"):
+        read_log(uneven)
+    chatter = tmp_path / "c.log"
+    chatter.write_text("hello\nworld\n")
+    with pytest.raises(LogFormatError, match=r"c.log: no metric lines found"):
+        read_log(chatter)
+    with pytest.raises(FileNotFoundError, match="nope.json"):
+        read_log(tmp_path / "nope.json")
+    with pytest.raises(ValueError, match="format must be one of"):
+        read_log(weird, format="parquet")
+
+
+def test_run_and_writer_validation(tmp_path):
+    with pytest.raises(ValueError, match=r"kl has shape \(2,\), steps \(3,\)"):
+        Run.from_arrays([1, 2, 3], [0.1, 0.2, 0.3], kl=[1, 2])
+    with pytest.raises(ValueError, match="steps must be a 1-D array of integers"):
+        Run.from_arrays([1.5], [0.1])
+    with pytest.raises(ValueError, match="'reward' column"):
+        Run(frame=pd.DataFrame({"kl": [1.0]}))
+    with pytest.raises(ValueError, match="unique and increasing"):
+        Run(frame=pd.DataFrame({"reward": [1.0, 2.0]}, index=[2, 1]))
+    run = Run.from_arrays([1], [0.5])
+    with pytest.raises(ValueError, match="format must be one of trl, csv, jsonl, tensorboard"):
+        write_log(run, tmp_path / "x", format="xml")
+
+
+def test_batch_never_loses_an_item(tmp_path):
+    good = _trl(tmp_path, [{"step": 1, "reward": 0.5}], name="good.json")
+    (tmp_path / "empty.json").write_text("")
+    (tmp_path / "cut.json").write_text('{"log_history": [{"step": 1, "rew')
+    _trl(tmp_path, [{"step": 1, "loss": 0.5}], name="noreward.json")
+    (tmp_path / "notes.md").write_text("not a log")  # not a log suffix: not picked up
+    results = read_logs([tmp_path, str(tmp_path / "*.nothing")])
+    outcome = {Path(p).name: r for p, r in results}
+    assert set(outcome) == {"good.json", "empty.json", "cut.json", "noreward.json", "*.nothing"}
+    assert isinstance(outcome["good.json"], Run)
+    assert outcome["good.json"].source == str(good)
+    for name in ("empty.json", "cut.json", "noreward.json"):
+        assert isinstance(outcome[name], LogFormatError) and name in str(outcome[name])
+    assert isinstance(outcome["*.nothing"], FileNotFoundError)
+    globbed = read_logs(str(tmp_path / "g*.json"))
+    assert [Path(p).name for p, _ in globbed] == ["good.json"]
