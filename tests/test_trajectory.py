@@ -1,0 +1,271 @@
+"""The closed-form trajectory against independent references: scipy's ODE solvers, the exact
+exponential, central differences, and its own limits (continuity across regimes)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.integrate import solve_ivp
+
+import grpo_dynamics as gd
+from grpo_dynamics import _core
+
+SPECIAL_MU = [0.0, 1e-12, 1e-6, 0.01, 3 / 16, 0.25 - 1e-12, 0.25, 0.25 + 1e-12, 0.5, 3.0, 100.0]
+
+
+def ode_reference(t, r0, r_inf, tau, mu, t0=0.0, v0=0.0, method=None):
+    """mu tau^2 x'' + tau x' + x = 0 integrated numerically from (x0, v0) at t0 (explicit DOP853
+    unless the problem is stiff, mu < 1e-3, where the implicit Radau is the right reference)."""
+    if method is None:
+        method = "DOP853" if mu >= 1e-3 else "Radau"
+
+    def rhs(_s, y):
+        return [y[1], -(tau * y[1] + y[0]) / (mu * tau * tau)]
+
+    def jac(_s, _y):
+        return [[0.0, 1.0], [-1.0 / (mu * tau * tau), -1.0 / (mu * tau)]]
+
+    s = np.asarray(t) - t0
+    # Tightest tolerances scipy accepts; the implicit solver is only asked for what it can give.
+    options = {"rtol": 2.5e-14, "atol": 1e-18} if method == "DOP853" else {"jac": jac, "rtol": 1e-12, "atol": 1e-15}
+    sol = solve_ivp(rhs, (0.0, float(s[-1])), [r0 - r_inf, v0], method=method, t_eval=s, **options)
+    assert sol.success, sol.message
+    return r_inf + sol.y[0]
+
+
+def scale(r0, r_inf, v0=0.0, tau=1.0):
+    return max(abs(r0), abs(r_inf), abs(r0 - r_inf), abs(v0 * tau), 1e-3)
+
+
+@pytest.mark.parametrize("mu", [m for m in SPECIAL_MU if m >= 1e-3])
+@pytest.mark.parametrize("v0", [0.0, 0.02])
+def test_matches_dop853(mu, v0):
+    r0, r_inf, tau = 0.15, 0.83, 12.0
+    t = np.linspace(0.0, 10 * tau * max(1.0, math.sqrt(mu)), 400)
+    ref = ode_reference(t, r0, r_inf, tau, mu, v0=v0)
+    got = gd.trajectory(t, r0, r_inf, tau, mu, v0=v0)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-10 * scale(r0, r_inf, v0, tau))
+
+
+@pytest.mark.parametrize("mu", [1e-12, 1e-9])
+def test_stiff_limit_matches_the_exponential(mu):
+    r0, r_inf, tau = 0.9, 0.1, 5.0
+    t = np.linspace(0.0, 40.0, 300)
+    got = gd.trajectory(t, r0, r_inf, tau, mu)
+    exponential = r_inf + (r0 - r_inf) * np.exp(-t / tau)
+    # Outside the O(mu tau) boundary layer the oscillator is O(mu) away from the exponential.
+    np.testing.assert_allclose(got, exponential, rtol=0, atol=10 * mu)
+
+
+def test_stiff_case_matches_implicit_solver():
+    r0, r_inf, tau, mu = 0.9, 0.1, 5.0, 1e-5
+    t = np.linspace(0.0, 20.0, 100)
+    radau = ode_reference(t, r0, r_inf, tau, mu, v0=0.01, method="Radau")
+    np.testing.assert_allclose(gd.trajectory(t, r0, r_inf, tau, mu, v0=0.01), radau, atol=1e-9)
+
+
+def test_mu_zero_is_exactly_the_exponential():
+    t = np.linspace(0, 300, 1001)
+    got = gd.trajectory(t, 0.2, 0.9, 37.0, 0.0, v0=5.0)
+    np.testing.assert_allclose(got, 0.9 + (0.2 - 0.9) * np.exp(-t / 37.0), rtol=1e-15, atol=1e-16)
+
+
+def test_critical_and_oscillatory_closed_forms():
+    """Against MODEL.md's regime formulas written out in NumPy."""
+    t = np.linspace(0, 60, 500)
+    r0, r_inf, tau = 0.1, 0.7, 6.0
+    x0 = r0 - r_inf
+    critical = r_inf + x0 * np.exp(-2 * t / tau) * (1 + 2 * t / tau)
+    np.testing.assert_allclose(gd.trajectory(t, r0, r_inf, tau, 0.25), critical, atol=1e-15)
+    mu = 2.0
+    a = 1 / (2 * mu * tau)
+    w = math.sqrt(4 * mu - 1) / (2 * mu * tau)
+    oscillatory = r_inf + x0 * np.exp(-a * t) * (np.cos(w * t) + a / w * np.sin(w * t))
+    np.testing.assert_allclose(gd.trajectory(t, r0, r_inf, tau, mu), oscillatory, atol=1e-14)
+    mu = 0.1
+    q = math.sqrt(1 - 4 * mu)
+    s1, s2 = -2 / (tau * (1 + q)), -(1 + q) / (2 * mu * tau)
+    over = r_inf + x0 * (s2 * np.exp(s1 * t) - s1 * np.exp(s2 * t)) / (s2 - s1)
+    np.testing.assert_allclose(gd.trajectory(t, r0, r_inf, tau, mu), over, atol=1e-14)
+
+
+params = st.fixed_dictionaries(
+    {
+        "r0": st.floats(-2, 2),
+        "r_inf": st.floats(-2, 2),
+        "tau": st.floats(0.5, 200),
+        "mu": st.one_of(st.sampled_from(SPECIAL_MU[3:]), st.floats(1e-3, 50)),
+        "t0": st.floats(-5, 5),
+        "v0": st.floats(-0.05, 0.05),
+    }
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(p=params)
+def test_random_parameters_match_dop853(p):
+    t = p["t0"] + np.linspace(0.0, 8 * p["tau"] * max(1.0, math.sqrt(p["mu"])), 120)
+    ref = ode_reference(t, **p)
+    got = gd.trajectory(t, **p)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-10 * scale(p["r0"], p["r_inf"], p["v0"], p["tau"]))
+
+
+def central_difference(t, p, name, rel=1e-6):
+    base = dict(p)
+    h = rel * max(1.0, abs(base[name]))
+    if name == "mu":
+        h = min(h, 0.5 * base["mu"])
+    plus, minus = dict(base), dict(base)
+    plus[name] += h
+    minus[name] -= h
+    return (gd.trajectory(t, **plus) - gd.trajectory(t, **minus)) / (2 * h), h
+
+
+@settings(max_examples=60, deadline=None)
+@given(p=params)
+def test_jacobian_matches_central_differences(p):
+    # Keep t away from t0, where the held-at-r0 start makes r(t) non-smooth in t0.
+    t = p["t0"] + np.linspace(0.05, 6, 80) * p["tau"]
+    jac = gd.trajectory_jacobian(t, **p)
+    assert jac.shape == (t.size, 6)
+    for j, name in enumerate(gd.JACOBIAN_PARAMS):
+        numeric, h = central_difference(t, p, name)
+        # Central-difference truncation (h^2 r''') plus round-off (eps * |r| / h).
+        tol = 1e-6 * (1 + np.max(np.abs(numeric))) + 1e-15 * scale(p["r0"], p["r_inf"]) / h
+        np.testing.assert_allclose(jac[:, j], numeric, rtol=0, atol=tol, err_msg=name)
+
+
+def test_mu_column_at_mu_zero_is_the_one_sided_derivative():
+    t = np.linspace(0.5, 40, 50)
+    p = dict(r0=0.1, r_inf=0.9, tau=5.0, mu=0.0)
+    h = 1e-7
+    numeric = (gd.trajectory(t, **{**p, "mu": h}) - gd.trajectory(t, **p)) / h
+    np.testing.assert_allclose(gd.trajectory_jacobian(t, **p)[:, 3], numeric, atol=1e-5)
+    # And equals its analytic limit x0 (1 - u) e^{-u}.
+    u = t / 5.0
+    np.testing.assert_allclose(gd.trajectory_jacobian(t, **p)[:, 3], (0.1 - 0.9) * (1 - u) * np.exp(-u), atol=1e-14)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    r0=st.floats(-1, 1), r_inf=st.floats(-1, 1), tau=st.floats(0.5, 100), v0=st.floats(-0.1, 0.1),
+    mu_switch=st.sampled_from([0.25, 3 / 16]), delta=st.floats(1e-13, 1e-9),
+)
+def test_continuity_across_critical_point_and_form_switch(r0, r_inf, tau, v0, mu_switch, delta):
+    t = np.linspace(0, 10 * tau, 60)
+    below = gd.trajectory_jacobian(t, r0, r_inf, tau, mu_switch - delta, v0=v0)
+    above = gd.trajectory_jacobian(t, r0, r_inf, tau, mu_switch + delta, v0=v0)
+    at = gd.trajectory_jacobian(t, r0, r_inf, tau, mu_switch, v0=v0)
+    # Each column is Lipschitz in mu: a jump would show as an O(1) difference.
+    bound = 1e3 * delta * (1 + abs(r0 - r_inf) + abs(v0) * tau) + 1e-12 * (1 + abs(v0) * tau)
+    np.testing.assert_allclose(below, at, rtol=0, atol=bound * (1 + tau))
+    np.testing.assert_allclose(above, at, rtol=0, atol=bound * (1 + tau))
+    values = [gd.trajectory(t, r0, r_inf, tau, m, v0=v0) for m in (mu_switch - delta, mu_switch + delta)]
+    np.testing.assert_allclose(values[0], values[1], rtol=0, atol=bound)
+
+
+@settings(max_examples=40, deadline=None)
+@given(r0=st.floats(-1, 1), r_inf=st.floats(-1, 1), tau=st.floats(0.5, 100), mu=st.floats(1e-300, 1e-14))
+def test_continuity_as_mu_goes_to_zero(r0, r_inf, tau, mu):
+    # Outside the boundary layer of width ~ mu tau, value and every column tend to mu = 0's.
+    t = np.linspace(0.01, 10, 50) * tau
+    np.testing.assert_allclose(
+        gd.trajectory_jacobian(t, r0, r_inf, tau, mu), gd.trajectory_jacobian(t, r0, r_inf, tau, 0.0),
+        rtol=0, atol=1e-12,
+    )
+
+
+@pytest.mark.parametrize(
+    ("tau", "mu", "t_max"),
+    [(1e-8, 0.0, 1e8), (1e-8, 1e-300, 1e8), (1e-8, 1e12, 1e8), (1e8, 1e-200, 1e3), (1.0, 0.25, 1e12),
+     (1.0, 0.1875, 1e15), (1e-300, 5.0, 1e300), (1e300, 1e-300, 1.0)],
+)
+def test_overflow_free(tau, mu, t_max):
+    t = np.concatenate([[0.0], np.geomspace(1e-12, t_max, 200)])
+    with np.errstate(all="raise"):
+        values = gd.trajectory(t, 0.0, 1.0, tau, mu, v0=0.3)
+        jac = gd.trajectory_jacobian(t, 0.0, 1.0, tau, mu, v0=0.3)
+    assert np.all(np.isfinite(values))
+    assert np.all(np.isfinite(jac))
+
+
+@pytest.mark.parametrize("mu", SPECIAL_MU)
+def test_uniform_grid_recurrence_equals_direct_evaluation(mu):
+    t_first, dt, n = -3.0, 0.37, 2000
+    t = t_first + dt * np.arange(n)
+    value, jac = _core.trajectory_uniform(t_first, dt, n, 0.3, 0.95, 25.0, mu, 0.0, 0.004)
+    np.testing.assert_allclose(value, gd.trajectory(t, 0.3, 0.95, 25.0, mu, v0=0.004), rtol=0, atol=1e-13)
+    np.testing.assert_allclose(jac, gd.trajectory_jacobian(t, 0.3, 0.95, 25.0, mu, v0=0.004), rtol=0, atol=1e-11)
+
+
+def test_before_t0_the_reward_is_held():
+    t = np.array([0.0, 4.0, 9.999])
+    np.testing.assert_array_equal(gd.trajectory(t, 0.4, 0.9, 3.0, 1.0, t0=10.0, v0=1.0), 0.4)
+    jac = gd.trajectory_jacobian(t, 0.4, 0.9, 3.0, 1.0, t0=10.0)
+    np.testing.assert_array_equal(jac, np.tile([1.0, 0, 0, 0, 0, 0], (3, 1)))
+
+
+@settings(max_examples=100, deadline=None)
+@given(tau=st.floats(1e-3, 1e3), mu=st.floats(1e-6, 1e3), k=st.floats(1e-3, 1e3))
+def test_parametrizations_round_trip(tau, mu, k):
+    m, g, kk = gd.shape_to_physical(tau, mu, stiffness=k)
+    assert kk == k
+    tau2, mu2 = gd.physical_to_shape(m, g, kk)
+    assert tau2 == pytest.approx(tau, rel=1e-13) and mu2 == pytest.approx(mu, rel=1e-12)
+    omega0, zeta = gd.shape_to_frequency(tau, mu)
+    assert omega0 == pytest.approx(math.sqrt(kk / m), rel=1e-12)
+    assert zeta == pytest.approx(g / (2 * math.sqrt(m * kk)), rel=1e-12)
+    tau3, mu3 = gd.frequency_to_shape(omega0, zeta)
+    assert tau3 == pytest.approx(tau, rel=1e-12) and mu3 == pytest.approx(mu, rel=1e-12)
+
+
+def test_physical_trajectory_solves_the_physical_ode():
+    m, gamma, k = 3.0, 0.8, 0.05
+    tau, mu = gd.physical_to_shape(m, gamma, k)
+    t = np.linspace(0, 200, 300)
+    sol = solve_ivp(lambda _s, y: [y[1], -(gamma * y[1] + k * y[0]) / m], (0, 200), [-1.0, 0.0],
+                    method="DOP853", rtol=1e-13, atol=1e-15, t_eval=t)
+    np.testing.assert_allclose(gd.trajectory(t, -1.0, 0.0, tau, mu), sol.y[0], atol=1e-10)
+
+
+def test_regime_names():
+    assert gd.regime(0.0) == "overdamped"
+    assert gd.regime(0.2499) == "overdamped"
+    assert gd.regime(0.25) == "critical"
+    assert gd.regime(0.2501) == "oscillatory"
+    assert gd.regime(0.2501, tol=1e-3) == "critical"
+    assert gd.shape_to_frequency(2.0, 0.0) == (math.inf, math.inf)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"tau": 0.0}, "tau"), ({"tau": -1.0}, "tau"), ({"tau": math.nan}, "tau"), ({"mu": -0.1}, "mu"),
+        ({"mu": math.inf}, "mu"), ({"r0": math.nan}, "r0"), ({"r_inf": math.inf}, "r_inf"),
+        ({"t0": math.nan}, "t0"), ({"v0": math.nan}, "v0"),
+    ],
+)
+def test_bad_parameters_raise_value_error_naming_them(kwargs, name):
+    p = {"r0": 0.0, "r_inf": 1.0, "tau": 2.0, "mu": 0.5, **kwargs}
+    with pytest.raises(ValueError, match=name):
+        gd.trajectory([0.0, 1.0], **p)
+    with pytest.raises(ValueError, match=name):
+        gd.trajectory_jacobian([0.0, 1.0], **p)
+
+
+def test_bad_times_raise_value_error():
+    with pytest.raises(ValueError, match="t must be finite"):
+        gd.trajectory([0.0, math.nan], 0, 1, 2, 0.5)
+    with pytest.raises(ValueError, match="1-D"):
+        gd.trajectory(np.zeros((2, 2)), 0, 1, 2, 0.5)
+    # The compiled core validates on its own too (the check crosses the C++ boundary).
+    with pytest.raises(ValueError, match="t must be finite"):
+        _core.trajectory(np.array([0.0, np.inf]), 0, 1, 2, 0.5)
+    with pytest.raises(ValueError, match="dt"):
+        _core.trajectory_uniform(0.0, -1.0, 5, 0, 1, 2, 0.5)
+    with pytest.raises(ValueError, match="conversion|mass|damping"):
+        gd.physical_to_shape(-1.0, 1.0, 1.0)
