@@ -14,3 +14,31 @@ def trajectory_uniform(
     t_first: float, dt: float, n: int, r0: float, r_inf: float, tau: float, mu: float,
     t0: float = 0.0, v0: float = 0.0,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...
+
+# --- fit ------------------------------------------------------------------------------------
+from typing import Any
+
+def fit_batch(
+    t: ArrayLike,
+    t_offsets: ArrayLike,
+    r: ArrayLike,
+    offsets: ArrayLike,
+    weights: ArrayLike | None,
+    model: str,
+    lower: ArrayLike,
+    upper: ArrayLike,
+    p0: ArrayLike | None,
+    threads: int,
+    t0: float = 0.0,
+    max_iter: int = 200,
+    n_starts: int = 2,
+    ftol: float = 1e-10,
+    xtol: float = 1e-10,
+    gtol: float = 1e-10,
+    range_widen: float = 1.0,
+    mu_max: float = 1e4,
+) -> dict[str, Any]: ...
+def logistic_curve(
+    t: ArrayLike, r_lo: float, r_hi: float, t_mid: float, s: float
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...
+def fit_model_param_names(model: str) -> list[str]: ...

@@ -1,0 +1,703 @@
+// Batched bounded Levenberg-Marquardt (docs/fitting.md). See fit.hpp for the contract.
+#include "grpo_dynamics/fit.hpp"
+
+#include <Eigen/Dense>
+#include <algorithm>
+#include <cmath>
+#include <exception>
+#include <limits>
+#include <stdexcept>
+#include <thread>
+#include <utility>
+
+#include "grpo_dynamics/trajectory.hpp"
+
+namespace grpo_dynamics {
+
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kPi = 3.14159265358979323846;
+constexpr int kJacStride = kMaxFitParams;  // every model writes an n x 4 Jacobian
+constexpr std::size_t kGridPoints = 64;    // starts are ranked on at most this many points
+
+using MatP = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, 0, kMaxFitParams, kMaxFitParams>;
+using VecP = Eigen::Matrix<double, Eigen::Dynamic, 1, 0, kMaxFitParams, 1>;
+
+// Time points of one series, flagged when they lie on a uniform grid t_first + i * dt.
+struct Grid {
+  const double* t = nullptr;
+  std::size_t n = 0;
+  bool uniform = false;
+  double dt = 0.0;
+};
+
+Grid make_grid(const double* t, std::size_t n) {
+  Grid g{t, n, false, 0.0};
+  if (n < 3) return g;
+  const double dt = (t[n - 1] - t[0]) / static_cast<double>(n - 1);
+  const double tol = 1e-12 * (std::fabs(t[0]) + std::fabs(t[n - 1]) + dt);
+  for (std::size_t i = 1; i + 1 < n; ++i)
+    if (std::fabs(t[i] - (t[0] + static_cast<double>(i) * dt)) > tol) return g;
+  g.uniform = dt > 0;
+  g.dt = dt;
+  return g;
+}
+
+// Evaluates one model on one series' time points: the single place where a model meets the
+// data. Uniform grids take the trajectory's recurrence path (multiplications, no exp/cos/sin).
+class CurveModel {
+ public:
+  CurveModel(FitModel model, double t0) : model_(model), t0_(t0) {}
+  int num_params() const { return fit_model_num_params(model_); }
+  FitModel model() const { return model_; }
+
+  // value[i] = model(t[i]); jac (row stride 4) = d value / d params, or null for values only.
+  void eval(const Grid& g, const double* x, double* value, double* jac) const {
+    if (model_ == FitModel::kLogistic) {
+      logistic_curve(g.t, g.n, x[0], x[1], x[2], x[3], value, jac);
+      return;
+    }
+    // The exponential is the oscillator with mu fixed at 0, its exact limit (column 3 unused).
+    const OscillatorParams p{x[0], x[1], x[2], model_ == FitModel::kOscillator ? x[3] : 0.0, t0_,
+                             0.0};
+    if (g.uniform)
+      trajectory_uniform(g.t[0], g.dt, g.n, p, value, jac, kJacStride);
+    else
+      trajectory(g.t, g.n, p, value, jac, kJacStride);
+  }
+
+ private:
+  FitModel model_;
+  double t0_;
+};
+
+struct Workspace {
+  std::vector<double> t, y, w;            // cleaned series
+  std::vector<double> f, jac, f_trial, jac_trial;
+  std::vector<double> t_grid, y_grid, w_grid, shape;  // subsample used to rank starts
+};
+
+struct LmRun {
+  double x[kMaxFitParams] = {0, 0, 0, 0};
+  double rss = kInf;
+  int n_iter = 0;
+  bool converged = false;
+};
+
+struct Problem {
+  const CurveModel* model;
+  Grid grid;
+  const double* t;
+  const double* y;
+  const double* w;
+  std::size_t n;
+  int p;
+  double lower[kMaxFitParams];
+  double upper[kMaxFitParams];
+};
+
+double clip(double v, double lo, double hi) { return std::min(std::max(v, lo), hi); }
+
+double weighted_rss(const double* f, const double* y, const double* w, std::size_t n) {
+  double s = 0.0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const double d = f[i] - y[i];
+    s += w[i] * d * d;
+  }
+  return s;
+}
+
+// A = J^T W J, g = J^T W (f - y) over the first p columns.
+void normal_equations(const double* f, const double* jac, const double* y, const double* w,
+                      std::size_t n, int p, MatP& A, VecP& g) {
+  double a[kMaxFitParams][kMaxFitParams] = {};
+  double gg[kMaxFitParams] = {};
+  for (std::size_t i = 0; i < n; ++i) {
+    const double* J = jac + i * kJacStride;
+    const double wd = w[i] * (f[i] - y[i]);
+    for (int j = 0; j < p; ++j) {
+      const double wj = w[i] * J[j];
+      gg[j] += J[j] * wd;
+      for (int k = j; k < p; ++k) a[j][k] += wj * J[k];
+    }
+  }
+  A.resize(p, p);
+  g.resize(p);
+  for (int j = 0; j < p; ++j) {
+    g(j) = gg[j];
+    for (int k = j; k < p; ++k) A(j, k) = A(k, j) = a[j][k];
+  }
+}
+
+bool eval_safe(const Problem& pb, const double* x, double* f, double* jac) {
+  try {
+    pb.model->eval(pb.grid, x, f, jac);
+  } catch (const std::exception&) {
+    return false;  // a trial outside the model's domain is a rejected step, not a crash
+  }
+  for (std::size_t i = 0; i < pb.n; ++i)
+    if (!std::isfinite(f[i])) return false;
+  return true;
+}
+
+// Classic Levenberg-Marquardt with Marquardt (diagonal) scaling and box bounds handled by an
+// active set + projection: parameters held at a bound by the gradient leave the step system.
+LmRun run_lm(const Problem& pb, const double* x_start, const FitOptions& o, Workspace& ws) {
+  const int p = pb.p;
+  LmRun run;
+  for (int j = 0; j < p; ++j) run.x[j] = clip(x_start[j], pb.lower[j], pb.upper[j]);
+  ws.f.resize(pb.n);
+  ws.jac.resize(pb.n * kJacStride);
+  ws.f_trial.resize(pb.n);
+  ws.jac_trial.resize(pb.n * kJacStride);
+  if (!eval_safe(pb, run.x, ws.f.data(), ws.jac.data())) return run;
+  double rss = weighted_rss(ws.f.data(), pb.y, pb.w, pb.n);
+  MatP A;
+  VecP g;
+  normal_equations(ws.f.data(), ws.jac.data(), pb.y, pb.w, pb.n, p, A, g);
+  double diag[kMaxFitParams];
+  for (int j = 0; j < p; ++j) diag[j] = std::max(A(j, j), 1e-300);
+  double lambda = 1e-3;
+  double nu = 2.0;
+  int iter = 0;
+  bool converged = false;
+  while (iter < o.max_iter) {
+    if (rss == 0.0) {
+      converged = true;
+      break;
+    }
+    // Active set: at a bound with the descent direction pointing outside, or fixed.
+    int free_idx[kMaxFitParams];
+    int nfree = 0;
+    double gmax = 0.0;
+    for (int j = 0; j < p; ++j) {
+      if (pb.lower[j] == pb.upper[j]) continue;
+      if (run.x[j] <= pb.lower[j] && g(j) > 0) continue;
+      if (run.x[j] >= pb.upper[j] && g(j) < 0) continue;
+      free_idx[nfree++] = j;
+      if (A(j, j) > 0) gmax = std::max(gmax, std::fabs(g(j)) / std::sqrt(A(j, j) * rss));
+    }
+    if (nfree == 0 || gmax <= o.gtol) {
+      converged = true;
+      break;
+    }
+    MatP M(nfree, nfree);
+    VecP rhs(nfree);
+    for (int a = 0; a < nfree; ++a) {
+      rhs(a) = -g(free_idx[a]);
+      for (int b = 0; b < nfree; ++b) M(a, b) = A(free_idx[a], free_idx[b]);
+      M(a, a) += lambda * diag[free_idx[a]];
+    }
+    Eigen::LLT<MatP> llt(M);
+    ++iter;
+    if (llt.info() != Eigen::Success) {
+      lambda *= nu;
+      nu *= 2.0;
+      continue;
+    }
+    const VecP delta = llt.solve(rhs);
+    double x_trial[kMaxFitParams];
+    for (int j = 0; j < p; ++j) x_trial[j] = run.x[j];
+    for (int a = 0; a < nfree; ++a) {
+      const int j = free_idx[a];
+      x_trial[j] = clip(run.x[j] + delta(a), pb.lower[j], pb.upper[j]);
+    }
+    // Predicted reduction of the projected step from the local quadratic model.
+    VecP step(p);
+    double step_norm = 0.0, x_norm = 0.0;
+    for (int j = 0; j < p; ++j) {
+      step(j) = x_trial[j] - run.x[j];
+      step_norm += diag[j] * step(j) * step(j);
+      x_norm += diag[j] * run.x[j] * run.x[j];
+    }
+    step_norm = std::sqrt(step_norm);
+    x_norm = std::sqrt(x_norm);
+    const double pred = -(2.0 * g.dot(step) + step.dot(A * step));
+    double rss_trial = kInf;
+    if (step_norm > 0 && eval_safe(pb, x_trial, ws.f_trial.data(), ws.jac_trial.data()))
+      rss_trial = weighted_rss(ws.f_trial.data(), pb.y, pb.w, pb.n);
+    const double actual = rss - rss_trial;
+    const double rho = pred > 0 ? actual / pred : -1.0;
+    const double rss_before = rss;
+    if (rho > 1e-4 && actual > 0) {
+      for (int j = 0; j < p; ++j) run.x[j] = x_trial[j];
+      std::swap(ws.f, ws.f_trial);
+      std::swap(ws.jac, ws.jac_trial);
+      rss = rss_trial;
+      normal_equations(ws.f.data(), ws.jac.data(), pb.y, pb.w, pb.n, p, A, g);
+      for (int j = 0; j < p; ++j) diag[j] = std::max(diag[j], A(j, j));
+      const double c = 2.0 * rho - 1.0;
+      lambda *= std::max(1.0 / 3.0, 1.0 - c * c * c);
+      nu = 2.0;
+    } else {
+      lambda *= nu;
+      nu *= 2.0;
+    }
+    // MINPACK-style tests: negligible relative reduction (actual and predicted) or step.
+    if (std::isfinite(actual) && std::fabs(actual) <= o.ftol * rss_before &&
+        pred <= o.ftol * rss_before && rho <= 2.0) {
+      converged = true;
+      break;
+    }
+    if (step_norm <= o.xtol * (x_norm + o.xtol)) {
+      converged = true;
+      break;
+    }
+    if (lambda > 1e30) {  // no descent left at machine precision
+      converged = true;
+      break;
+    }
+  }
+  run.rss = rss;
+  run.n_iter = iter;
+  run.converged = converged;
+  return run;
+}
+
+struct Candidate {
+  double x[kMaxFitParams];
+  double rss;
+  int family;
+};
+
+// Best levels (a, b) of a*shape + b*(1 - shape) by weighted least squares: for each shape the
+// two level parameters are linear, so ranking starts on shapes alone is exact and cheap.
+bool best_levels(const std::vector<double>& shape, const std::vector<double>& y,
+                 const std::vector<double>& w, double lo, double hi, double& a, double& b,
+                 double& rss) {
+  double s11 = 0, s12 = 0, s22 = 0, r1 = 0, r2 = 0;
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    const double u = shape[i], v = 1.0 - shape[i];
+    s11 += w[i] * u * u;
+    s12 += w[i] * u * v;
+    s22 += w[i] * v * v;
+    r1 += w[i] * u * y[i];
+    r2 += w[i] * v * y[i];
+  }
+  const double det = s11 * s22 - s12 * s12;
+  if (!(det > 1e-12 * s11 * s22)) return false;
+  a = clip((r1 * s22 - r2 * s12) / det, lo, hi);
+  b = clip((s11 * r2 - s12 * r1) / det, lo, hi);
+  rss = 0.0;
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    const double d = a * shape[i] + b * (1.0 - shape[i]) - y[i];
+    rss += w[i] * d * d;
+  }
+  return std::isfinite(rss);
+}
+
+std::vector<double> geometric_grid(double lo, double hi, int count) {
+  std::vector<double> g;
+  if (!(hi > lo)) {
+    g.push_back(lo);
+    return g;
+  }
+  for (int k = 0; k < count; ++k)
+    g.push_back(lo * std::pow(hi / lo, static_cast<double>(k) / (count - 1)));
+  return g;
+}
+
+// Time for a running mean of the data to cover 63% of the first-to-last gain (the exponential
+// tau), or NaN when the curve never gets there.
+double tau63_estimate(const Workspace& ws, double t0) {
+  const std::size_t n = ws.y.size();
+  const std::size_t m = std::max<std::size_t>(1, std::min<std::size_t>(10, n / 10));
+  double first = 0, last = 0;
+  for (std::size_t i = 0; i < m; ++i) {
+    first += ws.y[i];
+    last += ws.y[n - 1 - i];
+  }
+  first /= m;
+  last /= m;
+  const double gain = last - first;
+  if (gain == 0.0) return kNaN;
+  double run = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    run += ws.y[i];
+    if (i >= m) run -= ws.y[i - m];
+    if (i + 1 >= m && (run / m - first) / gain >= 0.63) {
+      const std::size_t centre = i + 1 - (m + 1) / 2;
+      return ws.t[centre] - t0;
+    }
+  }
+  return kNaN;
+}
+
+std::vector<Candidate> grid_candidates(const Problem& pb, const FitOptions& o, double dt,
+                                       double duration, Workspace& ws) {
+  // Subsample at most kGridPoints evenly spaced points (ends included).
+  const std::size_t n = pb.n;
+  const std::size_t m = std::min(n, kGridPoints);
+  ws.t_grid.resize(m);
+  ws.y_grid.resize(m);
+  ws.w_grid.resize(m);
+  ws.shape.resize(m);
+  for (std::size_t k = 0; k < m; ++k) {
+    const std::size_t i = m == n ? k : static_cast<std::size_t>(std::llround(
+                                           static_cast<double>(k) * (n - 1) / (m - 1)));
+    ws.t_grid[k] = pb.t[i];
+    ws.y_grid[k] = pb.y[i];
+    ws.w_grid[k] = pb.w[i];
+  }
+  std::vector<Candidate> out;
+  const double lev_lo = std::max(pb.lower[0], pb.lower[1]);
+  const double lev_hi = std::min(pb.upper[0], pb.upper[1]);
+  const FitModel model = pb.model->model();
+  if (model == FitModel::kLogistic) {
+    const double s_lo = std::max(pb.lower[3], dt);
+    const double s_hi = std::max(s_lo, std::min(pb.upper[3], duration));
+    const std::vector<double> s_grid = geometric_grid(s_lo, s_hi, 5);
+    const double t_first = pb.t[0], t_last = pb.t[n - 1];
+    for (int js = 0; js < static_cast<int>(s_grid.size()); ++js) {
+      for (int jm = 0; jm < 7; ++jm) {
+        const double t_mid = clip(t_first + (t_last - t_first) * jm / 6.0, pb.lower[2], pb.upper[2]);
+        logistic_curve(ws.t_grid.data(), m, 0.0, 1.0, t_mid, s_grid[js], ws.shape.data(), nullptr);
+        Candidate c{{0, 0, t_mid, s_grid[js]}, kInf, js};
+        double hi_level, lo_level;  // shape multiplies r_hi, (1 - shape) multiplies r_lo
+        if (!best_levels(ws.shape, ws.y_grid, ws.w_grid, lev_lo, lev_hi, hi_level, lo_level, c.rss))
+          continue;
+        c.x[0] = clip(lo_level, pb.lower[0], pb.upper[0]);
+        c.x[1] = clip(hi_level, pb.lower[1], pb.upper[1]);
+        out.push_back(c);
+      }
+    }
+    return out;
+  }
+  const double tau_lo = std::max(pb.lower[2], dt);
+  const double tau_hi = std::max(tau_lo, std::min(pb.upper[2], 2.0 * duration));
+  std::vector<double> tau_grid = geometric_grid(tau_lo, tau_hi, 8);
+  const double tau63 = tau63_estimate(ws, o.t0);
+  if (std::isfinite(tau63) && tau63 > 0) tau_grid.push_back(clip(tau63, pb.lower[2], pb.upper[2]));
+  std::vector<double> mu_grid;
+  if (model == FitModel::kOscillator) {
+    for (double mu : {0.0, 0.25, 1.0, 4.0}) {
+      const double v = clip(mu, pb.lower[3], pb.upper[3]);
+      if (std::find(mu_grid.begin(), mu_grid.end(), v) == mu_grid.end()) mu_grid.push_back(v);
+    }
+  } else {
+    mu_grid.push_back(0.0);
+  }
+  const CurveModel& cm = *pb.model;
+  for (int jt = 0; jt < static_cast<int>(tau_grid.size()); ++jt) {
+    for (int jm = 0; jm < static_cast<int>(mu_grid.size()); ++jm) {
+      const double x[kMaxFitParams] = {1.0, 0.0, tau_grid[jt], mu_grid[jm]};
+      try {
+        cm.eval(make_grid(ws.t_grid.data(), m), x, ws.shape.data(), nullptr);
+      } catch (const std::exception&) {
+        continue;
+      }
+      Candidate c{{0, 0, tau_grid[jt], mu_grid[jm]}, kInf,
+                  model == FitModel::kOscillator ? jm : jt};
+      if (!best_levels(ws.shape, ws.y_grid, ws.w_grid, lev_lo, lev_hi, c.x[0], c.x[1], c.rss))
+        continue;
+      c.x[0] = clip(c.x[0], pb.lower[0], pb.upper[0]);
+      c.x[1] = clip(c.x[1], pb.lower[1], pb.upper[1]);
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+void fill_nan_row(const BatchFitOutput& out, std::size_t i, int p) {
+  for (int j = 0; j < p; ++j) {
+    out.params[i * p + j] = kNaN;
+    out.stderr_[i * p + j] = kNaN;
+    out.at_bound[i * p + j] = 0;
+    for (int k = 0; k < p; ++k) out.cov[(i * p + j) * p + k] = kNaN;
+  }
+  out.rss[i] = out.r2[i] = out.sigma2[i] = out.aic[i] = out.bic[i] = kNaN;
+  out.n_iter[i] = 0;
+}
+
+void bad_input(const BatchFitOutput& out, std::size_t i, int p, const std::string& why) {
+  fill_nan_row(out, i, p);
+  out.status[i] = static_cast<std::int32_t>(FitStatus::kBadInput);
+  (*out.reason)[i] = why;
+}
+
+void fit_one(const SeriesView& s, std::size_t i, const CurveModel& model, const FitBounds& bounds,
+             const FitOptions& o, const double* p0, const BatchFitOutput& out, Workspace& ws) {
+  const int p = model.num_params();
+  for (int j = 0; j < p; ++j) out.lower[i * p + j] = out.upper[i * p + j] = kNaN;
+  (*out.reason)[i].clear();
+  // Gap removal: non-finite rewards (or weights) and zero weights are not observations.
+  ws.t.clear();
+  ws.y.clear();
+  ws.w.clear();
+  for (std::size_t k = 0; k < s.n; ++k) {
+    if (!std::isfinite(s.r[k])) continue;
+    const double wk = s.w ? s.w[k] : 1.0;
+    if (!std::isfinite(s.t[k])) {
+      out.n_points[i] = 0;
+      return bad_input(out, i, p, "t: non-finite time at index " + std::to_string(k));
+    }
+    if (!std::isfinite(wk) || wk < 0) {
+      out.n_points[i] = 0;
+      return bad_input(out, i, p, "weights: negative or non-finite weight at index " + std::to_string(k));
+    }
+    if (wk == 0) continue;
+    ws.t.push_back(s.t[k]);
+    ws.y.push_back(s.r[k]);
+    ws.w.push_back(wk);
+  }
+  const std::size_t n = ws.y.size();
+  out.n_points[i] = static_cast<std::int32_t>(n);
+  if (n == 0) return bad_input(out, i, p, "r: no finite points (all NaN/inf)");
+  if (n < static_cast<std::size_t>(p) + 1)
+    return bad_input(out, i, p, "r: " + std::to_string(n) + " finite points, need at least " +
+                                    std::to_string(p + 1) + " for " + std::to_string(p) +
+                                    " parameters");
+  for (std::size_t k = 1; k < n; ++k)
+    if (!(ws.t[k] > ws.t[k - 1]))
+      return bad_input(out, i, p, "t: not strictly increasing (unsorted or duplicate times)");
+  const auto [y_min_it, y_max_it] = std::minmax_element(ws.y.begin(), ws.y.end());
+  const double y_min = *y_min_it, y_max = *y_max_it, span = y_max - y_min;
+  if (!(span > 0)) return bad_input(out, i, p, "r: constant series (nothing to fit)");
+
+  // Logging interval = median spacing: the shortest timescale the data can resolve.
+  std::vector<double> gaps(n - 1);
+  for (std::size_t k = 1; k < n; ++k) gaps[k - 1] = ws.t[k] - ws.t[k - 1];
+  std::nth_element(gaps.begin(), gaps.begin() + gaps.size() / 2, gaps.end());
+  const double dt = gaps[gaps.size() / 2];
+  const FitModel m = model.model();
+  const double t_origin = m == FitModel::kLogistic ? ws.t[0] : std::min(ws.t[0], o.t0);
+  const double duration = std::max(ws.t[n - 1] - t_origin, dt);
+
+  Problem pb{&model, make_grid(ws.t.data(), n), ws.t.data(), ws.y.data(), ws.w.data(), n, p, {}, {}};
+  const double lev_lo = y_min - o.range_widen * span, lev_hi = y_max + o.range_widen * span;
+  double auto_lo[kMaxFitParams], auto_hi[kMaxFitParams];
+  auto_lo[0] = auto_lo[1] = lev_lo;
+  auto_hi[0] = auto_hi[1] = lev_hi;
+  if (m == FitModel::kLogistic) {
+    auto_lo[2] = ws.t[0] - duration;
+    auto_hi[2] = ws.t[n - 1] + duration;
+    auto_lo[3] = dt;
+    auto_hi[3] = 1e3 * duration;
+  } else {
+    auto_lo[2] = dt;  // tau >= dt also forces the period 2 pi / w >= 2 pi dt (docs)
+    auto_hi[2] = 1e3 * duration;
+    auto_lo[3] = 0.0;
+    auto_hi[3] = o.mu_max;
+  }
+  for (int j = 0; j < p; ++j) {
+    pb.lower[j] = std::isnan(bounds.lower[j]) ? auto_lo[j] : bounds.lower[j];
+    pb.upper[j] = std::isnan(bounds.upper[j]) ? auto_hi[j] : bounds.upper[j];
+    out.lower[i * p + j] = pb.lower[j];
+    out.upper[i * p + j] = pb.upper[j];
+    if (!(pb.lower[j] <= pb.upper[j]))
+      return bad_input(out, i, p, "bounds: lower > upper for parameter " +
+                                      fit_model_param_names(m)[j] + " on this series");
+  }
+
+  // Starts: the user's p0 (if any), then the best grid start of each of n_starts families.
+  double fallback[kMaxFitParams];
+  std::vector<const double*> starts;
+  bool has_p0 = p0 != nullptr;
+  if (has_p0)
+    for (int j = 0; j < p; ++j) has_p0 = has_p0 && std::isfinite(p0[j]);
+  if (has_p0) starts.push_back(p0);
+  std::vector<Candidate> cands = grid_candidates(pb, o, dt, duration, ws);
+  std::sort(cands.begin(), cands.end(),
+            [](const Candidate& a, const Candidate& b) { return a.rss < b.rss; });
+  std::vector<int> families;
+  for (const Candidate& c : cands) {
+    if (static_cast<int>(families.size()) >= o.n_starts) break;
+    if (std::find(families.begin(), families.end(), c.family) != families.end()) continue;
+    families.push_back(c.family);
+    starts.push_back(c.x);
+  }
+  if (starts.empty()) {
+    // Always at least one start: middle of the level range, the shortest resolvable timescale.
+    fallback[0] = ws.y.front();
+    fallback[1] = ws.y.back();
+    fallback[2] = m == FitModel::kLogistic ? 0.5 * (ws.t.front() + ws.t.back()) : duration / 3;
+    fallback[3] = m == FitModel::kLogistic ? duration / 8 : 0.0;
+    starts.push_back(fallback);
+  }
+  LmRun best;
+  for (const double* x0 : starts) {
+    LmRun run = run_lm(pb, x0, o, ws);
+    if (run.rss < best.rss) best = run;
+  }
+  if (!std::isfinite(best.rss)) return bad_input(out, i, p, "r: model could not be evaluated on this series");
+
+  // Statistics at the optimum (docs/fitting.md s.statistics).
+  model.eval(pb.grid, best.x, ws.f.data(), ws.jac.data());
+  const double rss = weighted_rss(ws.f.data(), pb.y, pb.w, n);
+  MatP A;
+  VecP g;
+  normal_equations(ws.f.data(), ws.jac.data(), pb.y, pb.w, n, p, A, g);
+  int k_est = 0;
+  int free_idx[kMaxFitParams];
+  int nfree = 0;
+  for (int j = 0; j < p; ++j) {
+    out.params[i * p + j] = best.x[j];
+    const bool fixed = pb.lower[j] == pb.upper[j];
+    const bool at = best.x[j] <= pb.lower[j] || best.x[j] >= pb.upper[j];
+    out.at_bound[i * p + j] = at ? 1 : 0;
+    if (!fixed) ++k_est;
+    if (!at) free_idx[nfree++] = j;
+  }
+  double sw = 0, swy = 0, sum_log_w = 0;
+  for (std::size_t k = 0; k < n; ++k) {
+    sw += pb.w[k];
+    swy += pb.w[k] * pb.y[k];
+    sum_log_w += std::log(pb.w[k]);
+  }
+  const double y_mean = swy / sw;
+  double tss = 0;
+  for (std::size_t k = 0; k < n; ++k) tss += pb.w[k] * (pb.y[k] - y_mean) * (pb.y[k] - y_mean);
+  const double nd = static_cast<double>(n);
+  const double sigma2 = rss / (nd - k_est);
+  const double rss_floor = std::max(rss, 1e-300);  // keeps AIC finite on noise-free data
+  const double log_lik =
+      -0.5 * nd * (std::log(2.0 * kPi * rss_floor / nd) + 1.0) + 0.5 * sum_log_w;
+  out.rss[i] = rss;
+  out.r2[i] = 1.0 - rss / tss;
+  out.sigma2[i] = sigma2;
+  out.aic[i] = 2.0 * (k_est + 1) - 2.0 * log_lik;  // +1: the noise variance is estimated too
+  out.bic[i] = (k_est + 1) * std::log(nd) - 2.0 * log_lik;
+  out.n_iter[i] = best.n_iter;
+  out.status[i] = static_cast<std::int32_t>(best.converged ? FitStatus::kConverged : FitStatus::kMaxIter);
+
+  for (int j = 0; j < p; ++j) {
+    out.stderr_[i * p + j] = kNaN;
+    for (int k = 0; k < p; ++k) out.cov[(i * p + j) * p + k] = kNaN;
+  }
+  if (nfree == 0) return;
+  // Covariance on the free parameters, from the scaled matrix so that units do not matter.
+  MatP Af(nfree, nfree);
+  VecP scale(nfree);
+  bool singular = false;
+  for (int a = 0; a < nfree; ++a) {
+    const double d = A(free_idx[a], free_idx[a]);
+    if (!(d > 0)) singular = true;
+    scale(a) = d > 0 ? 1.0 / std::sqrt(d) : 0.0;
+  }
+  if (!singular) {
+    for (int a = 0; a < nfree; ++a)
+      for (int b = 0; b < nfree; ++b)
+        Af(a, b) = A(free_idx[a], free_idx[b]) * scale(a) * scale(b);
+    Eigen::SelfAdjointEigenSolver<MatP> eig(Af);
+    const auto ev = eig.eigenvalues();
+    if (eig.info() != Eigen::Success || !(ev.minCoeff() > o.singular_rcond * ev.maxCoeff())) {
+      singular = true;
+    } else {
+      const MatP inv = eig.eigenvectors() * ev.cwiseInverse().asDiagonal() *
+                       eig.eigenvectors().transpose();
+      for (int a = 0; a < nfree; ++a) {
+        for (int b = 0; b < nfree; ++b)
+          out.cov[(i * p + free_idx[a]) * p + free_idx[b]] =
+              sigma2 * inv(a, b) * scale(a) * scale(b);
+        out.stderr_[i * p + free_idx[a]] = std::sqrt(out.cov[(i * p + free_idx[a]) * p + free_idx[a]]);
+      }
+    }
+  }
+  if (singular) {
+    out.status[i] = static_cast<std::int32_t>(FitStatus::kSingular);
+    (*out.reason)[i] = "J^T W J is singular at the optimum: the free parameters are not identifiable";
+  }
+}
+
+}  // namespace
+
+int fit_model_num_params(FitModel model) { return model == FitModel::kExponential ? 3 : 4; }
+
+std::vector<std::string> fit_model_param_names(FitModel model) {
+  switch (model) {
+    case FitModel::kExponential:
+      return {"r0", "r_inf", "tau"};
+    case FitModel::kOscillator:
+      return {"r0", "r_inf", "tau", "mu"};
+    case FitModel::kLogistic:
+      return {"r_lo", "r_hi", "t_mid", "s"};
+  }
+  throw std::invalid_argument("model: unknown model code");
+}
+
+FitModel fit_model_from_name(const std::string& name) {
+  if (name == "exponential") return FitModel::kExponential;
+  if (name == "oscillator") return FitModel::kOscillator;
+  if (name == "logistic") return FitModel::kLogistic;
+  throw std::invalid_argument("model: expected 'exponential', 'oscillator' or 'logistic', got '" +
+                              name + "'");
+}
+
+void logistic_curve(const double* t, std::size_t n, double r_lo, double r_hi, double t_mid,
+                    double s, double* value, double* jac) {
+  if (!(s > 0) || !std::isfinite(s) || !std::isfinite(r_lo) || !std::isfinite(r_hi) ||
+      !std::isfinite(t_mid))
+    throw std::invalid_argument("logistic: s must be positive and all parameters finite");
+  const double gain = r_hi - r_lo;
+  for (std::size_t i = 0; i < n; ++i) {
+    const double u = (t[i] - t_mid) / s;
+    // exp of a non-positive argument only: no overflow for any u.
+    const double e = std::exp(-std::fabs(u));
+    const double sig = u >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+    const double one_minus = u >= 0 ? e / (1.0 + e) : 1.0 / (1.0 + e);
+    value[i] = r_lo + gain * sig;
+    if (jac) {
+      double* J = jac + i * kJacStride;
+      const double dsig_du = sig * one_minus;
+      J[0] = one_minus;
+      J[1] = sig;
+      J[2] = -gain * dsig_du / s;
+      J[3] = -gain * dsig_du * u / s;
+    }
+  }
+}
+
+void fit_batch(const std::vector<SeriesView>& series, FitModel model, const FitBounds& bounds,
+               const FitOptions& options, const double* p0, int threads, BatchFitOutput& out) {
+  const int p = fit_model_num_params(model);
+  if (static_cast<int>(bounds.lower.size()) != p || static_cast<int>(bounds.upper.size()) != p)
+    throw std::invalid_argument("bounds: expected " + std::to_string(p) + " lower and upper values");
+  const std::vector<std::string> names = fit_model_param_names(model);
+  for (int j = 0; j < p; ++j) {
+    const double lo = bounds.lower[j], hi = bounds.upper[j];
+    if (lo == kInf || hi == -kInf || (!std::isnan(lo) && !std::isnan(hi) && lo > hi))
+      throw std::invalid_argument("bounds: invalid interval for " + names[j]);
+  }
+  if (model != FitModel::kLogistic) {
+    if (!std::isnan(bounds.lower[2]) && !(bounds.lower[2] > 0))
+      throw std::invalid_argument("bounds: tau lower bound must be > 0");
+    if (p > 3 && !std::isnan(bounds.lower[3]) && !(bounds.lower[3] >= 0))
+      throw std::invalid_argument("bounds: mu lower bound must be >= 0");
+  } else if (!std::isnan(bounds.lower[3]) && !(bounds.lower[3] > 0)) {
+    throw std::invalid_argument("bounds: s lower bound must be > 0");
+  }
+  if (options.max_iter < 1 || options.n_starts < 1 || !(options.range_widen >= 0) ||
+      !std::isfinite(options.t0) || !(options.mu_max > 0))
+    throw std::invalid_argument("options: max_iter, n_starts >= 1, range_widen >= 0, finite t0");
+  if (!out.params || !out.stderr_ || !out.cov || !out.lower || !out.upper || !out.at_bound ||
+      !out.rss || !out.r2 || !out.sigma2 || !out.aic || !out.bic || !out.n_iter || !out.status ||
+      !out.n_points || !out.reason)
+    throw std::invalid_argument("out: every output array must be provided");
+  out.reason->assign(series.size(), std::string());
+  const CurveModel curve(model, options.t0);
+  std::size_t n_threads = threads > 0 ? static_cast<std::size_t>(threads)
+                                      : std::max(1u, std::thread::hardware_concurrency());
+  n_threads = std::max<std::size_t>(1, std::min(n_threads, series.size()));
+  auto worker = [&](std::size_t tid) {
+    Workspace ws;
+    for (std::size_t i = tid; i < series.size(); i += n_threads) {
+      try {
+        fit_one(series[i], i, curve, bounds, options, p0 ? p0 + i * p : nullptr, out, ws);
+      } catch (const std::exception& e) {
+        bad_input(out, i, p, std::string("r: ") + e.what());
+      }
+    }
+  };
+  if (n_threads == 1) {
+    worker(0);
+    return;
+  }
+  std::vector<std::thread> pool;
+  pool.reserve(n_threads);
+  for (std::size_t tid = 0; tid < n_threads; ++tid) pool.emplace_back(worker, tid);
+  for (std::thread& th : pool) th.join();
+}
+
+}  // namespace grpo_dynamics

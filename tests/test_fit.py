@@ -1,0 +1,427 @@
+"""Batched bounded Levenberg-Marquardt fits (docs/fitting.md) against independent references:
+scipy.optimize.least_squares from the truth, numpy statistics recomputed from residuals,
+central differences for the logistic Jacobian, and the sampling law of the estimates."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import optimize, stats
+
+import grpo_dynamics as gd
+from grpo_dynamics import _core
+
+T = np.arange(0.0, 150.0)
+
+
+def _oscillator(t, p):
+    return gd.trajectory(t, p[0], p[1], p[2], p[3])
+
+
+def _oscillator_jac(t, p, cols=4):
+    return gd.trajectory_jacobian(t, p[0], p[1], p[2], p[3])[:, :cols]
+
+
+def _random_truth(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Parameters across regimes: overdamped, near-critical and oscillatory, clearly resolved."""
+    r0 = rng.uniform(0.0, 0.3, n)
+    r_inf = rng.uniform(0.5, 0.9, n)
+    tau = np.exp(rng.uniform(np.log(4.0), np.log(25.0), n))
+    mu = np.exp(rng.uniform(np.log(0.02), np.log(4.0), n))
+    return np.column_stack([r0, r_inf, tau, mu])
+
+
+@pytest.fixture(scope="module")
+def synthetic_batch():
+    rng = np.random.default_rng(20261123)
+    truth = _random_truth(rng, 1000)
+    noise = 0.02
+    R = np.array([_oscillator(T, p) for p in truth]) + noise * rng.standard_normal((1000, T.size))
+    batch = gd.fit_many(T, R, "oscillator", threads=2)
+    return truth, R, batch
+
+
+# ---------------------------------------------------------------------------------------------
+# optimum and uncertainty
+
+
+@pytest.mark.slow
+def test_reaches_least_squares_optimum_from_truth(synthetic_batch):
+    truth, R, batch = synthetic_batch
+    ok = 0
+    for i in range(len(truth)):
+        lo, hi = batch.lower[i], batch.upper[i]
+        x0 = np.clip(truth[i], lo, hi)
+        ref = optimize.least_squares(
+            lambda p, y=R[i]: _oscillator(T, p) - y,
+            x0,
+            jac=lambda p, y=R[i]: _oscillator_jac(T, p),
+            bounds=(lo, hi),
+            method="trf",
+            x_scale="jac",
+            ftol=1e-15,
+            xtol=1e-15,
+            gtol=1e-15,
+        )
+        rss_ref = 2.0 * ref.cost
+        # our RSS, recomputed independently from the returned parameters
+        rss_ours = float(np.sum((_oscillator(T, batch.params[i]) - R[i]) ** 2))
+        assert rss_ours == pytest.approx(batch.rss[i], rel=1e-10)
+        ok += rss_ours <= rss_ref * (1 + 1e-8)
+    assert ok / len(truth) >= 0.99
+
+
+@pytest.mark.slow
+def test_two_stderr_coverage_is_nominal(synthetic_batch):
+    truth, _, batch = synthetic_batch
+    assert np.mean(batch.status == "converged") >= 0.99
+    # only mu can sit on its bound (mu = 0), and only when the true mu is small
+    assert not batch.at_bound[:, :3].any()
+    assert np.all(truth[batch.at_bound[:, 3], 3] < 0.15)
+    nominal = stats.norm.cdf(2) - stats.norm.cdf(-2)
+    for j, name in enumerate(batch.param_names):
+        usable = (batch.status == "converged") & np.isfinite(batch.stderr[:, j])
+        n = int(usable.sum())
+        assert n > 900
+        covered = np.abs(batch.params[usable, j] - truth[usable, j]) <= 2 * batch.stderr[usable, j]
+        # 4 binomial standard deviations plus 1% for t(n - p) vs normal and curvature
+        tol = 4 * math.sqrt(nominal * (1 - nominal) / n) + 0.01
+        assert abs(covered.mean() - nominal) < tol, (name, covered.mean())
+
+
+def test_statistics_match_numpy_recomputation():
+    rng = np.random.default_rng(1)
+    truth = np.array([0.1, 0.7, 12.0, 0.8])
+    y = _oscillator(T, truth) + 0.03 * rng.standard_normal(T.size)
+    w = rng.uniform(0.5, 2.0, T.size)
+    f = gd.fit(T, y, "oscillator", weights=w)
+    p = np.array(list(f.params.values()))
+    resid = _oscillator(T, p) - y
+    rss = float(np.sum(w * resid**2))
+    n, k = T.size, 4
+    assert f.rss == pytest.approx(rss, rel=1e-12)
+    ybar = np.sum(w * y) / np.sum(w)
+    assert f.r2 == pytest.approx(1 - rss / np.sum(w * (y - ybar) ** 2), rel=1e-12)
+    assert f.sigma2 == pytest.approx(rss / (n - k), rel=1e-12)
+    log_lik = -0.5 * n * (np.log(2 * np.pi * rss / n) + 1) + 0.5 * np.sum(np.log(w))
+    assert f.aic == pytest.approx(2 * (k + 1) - 2 * log_lik, rel=1e-12)
+    assert f.bic == pytest.approx((k + 1) * np.log(n) - 2 * log_lik, rel=1e-12)
+    J = _oscillator_jac(T, p)
+    cov = rss / (n - k) * np.linalg.inv(J.T @ (w[:, None] * J))
+    np.testing.assert_allclose(f.covariance, cov, rtol=1e-6)
+    np.testing.assert_allclose(list(f.stderr.values()), np.sqrt(np.diag(cov)), rtol=1e-6)
+    np.testing.assert_allclose(f.predict(T), _oscillator(T, p), rtol=1e-14)
+
+
+def test_weighted_fit_matches_weighted_least_squares():
+    rng = np.random.default_rng(2)
+    truth = np.array([0.2, 0.9, 8.0, 0.1])
+    sd = rng.uniform(0.01, 0.05, T.size)
+    y = _oscillator(T, truth) + sd * rng.standard_normal(T.size)
+    f = gd.fit(T, y, weights=1 / sd**2)
+    ref = optimize.least_squares(
+        lambda p: (_oscillator(T, p) - y) / sd,
+        np.clip(truth, [f.bounds[k][0] for k in f.params], [f.bounds[k][1] for k in f.params]),
+        jac=lambda p: _oscillator_jac(T, p) / sd[:, None],
+        bounds=([f.bounds[k][0] for k in f.params], [f.bounds[k][1] for k in f.params]),
+        x_scale="jac",
+        ftol=1e-15,
+        xtol=1e-15,
+        gtol=1e-15,
+    )
+    assert f.rss <= 2 * ref.cost * (1 + 1e-8)
+    # same optimum: parameters agree to a small fraction of their standard errors
+    diff = np.abs(np.array(list(f.params.values())) - ref.x)
+    assert np.all(diff < 1e-3 * np.array(list(f.stderr.values())))
+
+
+# ---------------------------------------------------------------------------------------------
+# batches, threads, bounds
+
+
+def test_threads_give_identical_results(synthetic_batch):
+    truth, R, _ = synthetic_batch
+    a = gd.fit_many(T, R[:200], threads=1)
+    b = gd.fit_many(T, R[:200], threads=2)
+    c = gd.fit_many(T, R[:200], threads=7)
+    for name in ("params", "stderr", "covariance", "rss", "aic", "n_iter"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+        np.testing.assert_array_equal(getattr(a, name), getattr(c, name))
+    assert list(a.status) == list(b.status) == list(c.status)
+
+
+def test_single_fit_equals_batch_row(synthetic_batch):
+    _, R, batch = synthetic_batch
+    for i in (0, 17, 999):
+        f = gd.fit(T, R[i])
+        np.testing.assert_array_equal(list(f.params.values()), batch.params[i])
+        assert f.status == batch.status[i]
+
+
+def test_user_bounds_are_respected_and_reported():
+    rng = np.random.default_rng(3)
+    y = _oscillator(T, [0.1, 0.8, 20.0, 1.0]) + 0.02 * rng.standard_normal(T.size)
+    f = gd.fit(T, y, bounds={"tau": (30.0, 40.0), "mu": (None, 0.5)})
+    assert 30.0 <= f.params["tau"] <= 40.0 and f.params["mu"] <= 0.5
+    assert f.at_bound["tau"] or f.at_bound["mu"]
+    assert f.bounds["tau"] == (30.0, 40.0)
+    held = [k for k, v in f.at_bound.items() if v]
+    assert all(math.isnan(f.stderr[k]) for k in held)
+    assert all(np.isnan(f.covariance[list(f.params).index(k)]).all() for k in held)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    tau_lo=st.floats(1.0, 30.0),
+    tau_width=st.floats(0.0, 50.0),
+    mu_hi=st.floats(0.0, 5.0),
+    level_lo=st.floats(-1.0, 0.5),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_bounds_respected_property(tau_lo, tau_width, mu_hi, level_lo, seed):
+    rng = np.random.default_rng(seed)
+    truth = _random_truth(rng, 1)[0]
+    y = _oscillator(T, truth) + 0.05 * rng.standard_normal(T.size)
+    bounds = {
+        "r0": (level_lo, None),
+        "r_inf": (level_lo, 1.5),
+        "tau": (tau_lo, tau_lo + tau_width),
+        "mu": (0.0, mu_hi),
+    }
+    b = gd.fit_many(T, y[None, :], bounds=bounds, threads=1)
+    assert b.status[0] in ("converged", "max_iter", "singular")
+    assert np.all(b.params[0] >= b.lower[0]) and np.all(b.params[0] <= b.upper[0])
+    assert b.lower[0][2] == tau_lo and b.upper[0][3] == mu_hi
+
+
+def test_auto_bounds_follow_the_logging_interval():
+    # noise only: unconstrained fits chase tau below one logging interval (MODEL.md s.6)
+    rng = np.random.default_rng(4)
+    t = np.arange(10.0, 1010.0, 10.0)
+    y = 0.5 + 0.05 * rng.standard_normal(t.size)
+    b = gd.fit_many(t, y[None, :])
+    assert b.lower[0][2] == 10.0
+    assert b.params[0][2] >= 10.0
+    lo, hi = y.min() - np.ptp(y), y.max() + np.ptp(y)
+    np.testing.assert_allclose(b.lower[0][:2], [lo, lo])
+    np.testing.assert_allclose(b.upper[0][:2], [hi, hi])
+
+
+def test_ragged_input_and_nan_gaps():
+    rng = np.random.default_rng(5)
+    series = []
+    for n in (40, 150, 75):
+        t = np.sort(rng.choice(np.arange(1, 400), n, replace=False)).astype(float)
+        y = _oscillator(t, [0.1, 0.6, 30.0, 0.6]) + 0.02 * rng.standard_normal(n)
+        series.append((t, y))
+    gappy_t = series[1][0]
+    gappy_y = series[1][1].copy()
+    gappy_y[::7] = np.nan
+    b = gd.fit_many([*series, (gappy_t, gappy_y)], threads=2)
+    assert len(b) == 4
+    for i, (t, y) in enumerate(series):
+        f = gd.fit(t, y)
+        np.testing.assert_array_equal(b.params[i], list(f.params.values()))
+    keep = np.isfinite(gappy_y)
+    f = gd.fit(gappy_t[keep], gappy_y[keep])
+    np.testing.assert_array_equal(b.params[3], list(f.params.values()))
+    assert b.n_points[3] == keep.sum()
+    df = b.to_pandas()
+    assert list(df["status"]) == list(b.status) and "tau_stderr" in df
+
+
+def test_bad_series_get_a_status_never_dropped():
+    rng = np.random.default_rng(6)
+    t = np.arange(50.0)
+    good = _oscillator(t, [0.1, 0.7, 8.0, 0.5]) + 0.02 * rng.standard_normal(t.size)
+    few = np.full(t.size, np.nan)
+    few[:4] = good[:4]
+    series = [
+        (t, good),
+        (t, np.full(t.size, np.nan)),
+        (t, few),
+        (t, np.full(t.size, 0.3)),
+        (t[::-1].copy(), good),
+        (np.r_[t[:10], t[9:48]], good[:49]),
+        (t[:10], good),
+    ]
+    b = gd.fit_many(series, threads=2)
+    assert len(b) == len(series)
+    assert b.status[0] == "converged"
+    assert all(s == "bad_input" for s in b.status[1:])
+    reasons = list(b.reason[1:])
+    assert reasons[0].startswith("r:") and "no finite" in reasons[0]
+    assert reasons[1].startswith("r:") and "need at least 5" in reasons[1]
+    assert reasons[2].startswith("r:") and "constant" in reasons[2]
+    assert reasons[3].startswith("t:") and "increasing" in reasons[3]
+    assert reasons[4].startswith("t:") and "increasing" in reasons[4]
+    assert reasons[5].startswith("r:") and "10 steps" in reasons[5]
+    assert np.all(np.isnan(b.params[1:]))
+    assert all(r is None for r in b.regime[1:])
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input raises ValueError naming the argument
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument"),
+    [
+        ({"r": np.r_[np.nan, np.ones(49)]}, "r"),
+        ({"r": np.r_[np.inf, np.linspace(0, 1, 49)]}, "r"),
+        ({"t": np.r_[np.nan, np.arange(1.0, 50.0)]}, "t"),
+        ({"t": np.arange(4.0), "r": np.array([0.1, 0.4, 0.6, 0.7])}, "r"),
+        ({"r": np.full(50, 0.5)}, "r"),
+        ({"t": np.r_[np.arange(25.0), np.arange(25.0, 0.0, -1.0)]}, "t"),
+        ({"t": np.r_[0.0, np.arange(49.0)]}, "t"),
+        ({"r": np.linspace(0, 1, 49)}, "r"),
+        ({"bounds": {"tau": (-1.0, 10.0)}}, "bounds"),
+        ({"bounds": {"mu": (-0.1, 1.0)}}, "bounds"),
+        ({"bounds": {"tau": (10.0, 5.0)}}, "bounds"),
+        ({"bounds": {"sigma": (0.0, 1.0)}}, "bounds"),
+        ({"p0": [0.1, 0.2]}, "p0"),
+        ({"p0": {"r0": 0.1, "r_inf": 0.5, "tau": np.nan, "mu": 0.0}}, "p0"),
+        ({"weights": -np.ones(50)}, "weights"),
+        ({"weights": np.ones(3)}, "weights"),
+        ({"model": "gompertz"}, "model"),
+    ],
+)
+def test_bad_input_raises_value_error_naming_argument(kwargs, argument):
+    t = np.arange(50.0)
+    r = np.linspace(0.0, 1.0, 50) ** 0.5
+    args = {"t": t, "r": r} | kwargs
+    with pytest.raises(ValueError, match=rf"^{argument}\b"):
+        gd.fit(**args)
+
+
+def test_fit_many_global_errors_name_the_argument():
+    t = np.arange(20.0)
+    R = np.ones((3, 20)) * np.linspace(0, 1, 20)
+    with pytest.raises(ValueError, match="^R:"):
+        gd.fit_many(t, R[:, :10])
+    with pytest.raises(ValueError, match="^t:"):
+        gd.fit_many(t[::-1], R)
+    with pytest.raises(ValueError, match="^threads:"):
+        gd.fit_many(t, R, threads=0)
+    with pytest.raises(ValueError, match="^p0:"):
+        gd.fit_many(t, R, p0=np.ones((2, 4)))
+    with pytest.raises(ValueError, match="^weights:"):
+        gd.fit_many(t, R, weights=np.ones(7))
+
+
+def test_core_exceptions_arrive_as_value_error():
+    t = np.arange(10.0)
+    with pytest.raises(ValueError, match="bounds: tau"):
+        _core.fit_batch(
+            t, np.zeros(1, np.int64), np.linspace(0, 1, 10), np.array([0, 10]), None,
+            "oscillator", np.array([np.nan, np.nan, -1.0, np.nan]), np.full(4, np.nan), None, 1,
+        )
+    with pytest.raises(ValueError, match="model:"):
+        _core.fit_batch(
+            t, np.zeros(1, np.int64), np.linspace(0, 1, 10), np.array([0, 10]), None,
+            "gompertz", np.full(4, np.nan), np.full(4, np.nan), None, 1,
+        )
+    with pytest.raises(ValueError, match="logistic"):
+        _core.logistic_curve(t, 0.0, 1.0, 5.0, 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# models and comparison
+
+
+def test_logistic_curve_and_jacobian_against_references():
+    t = np.linspace(-1e4, 1e4, 2001)
+    params = np.array([0.2, 0.9, 13.0, 7.0])
+    value, jac = _core.logistic_curve(t, *params)
+    u = (t - params[2]) / params[3]
+    ref = params[0] + (params[1] - params[0]) * stats.logistic.cdf(u)
+    np.testing.assert_allclose(value, ref, rtol=1e-14, atol=1e-15)
+    assert np.all(np.isfinite(jac))
+    for j in range(4):
+        h = 1e-6 * max(1.0, abs(params[j]))
+        up, dn = params.copy(), params.copy()
+        up[j] += h
+        dn[j] -= h
+        fd = (_core.logistic_curve(t, *up)[0] - _core.logistic_curve(t, *dn)[0]) / (2 * h)
+        np.testing.assert_allclose(jac[:, j], fd, rtol=1e-6, atol=1e-9)
+
+
+def test_exponential_is_the_oscillator_with_mu_held_at_zero():
+    rng = np.random.default_rng(7)
+    y = gd.trajectory(T, 0.1, 0.8, 15.0, 0.0) + 0.02 * rng.standard_normal(T.size)
+    e = gd.fit(T, y, "exponential")
+    o = gd.fit(T, y, "oscillator", bounds={"mu": (0.0, 0.0)})
+    for k in ("r0", "r_inf", "tau"):
+        assert o.params[k] == pytest.approx(e.params[k], rel=1e-6)
+        assert o.stderr[k] == pytest.approx(e.stderr[k], rel=1e-5)
+    assert o.rss == pytest.approx(e.rss, rel=1e-10)
+    assert o.aic == pytest.approx(e.aic, rel=1e-12)  # mu fixed: not counted as estimated
+    assert e.regime == "overdamped"
+
+
+@pytest.mark.parametrize(
+    ("truth", "model"),
+    [
+        ({"model": "oscillator", "p": (0.1, 0.8, 15.0, 2.0)}, "oscillator"),
+        ({"model": "exponential", "p": (0.1, 0.8, 25.0, 0.0)}, "exponential"),
+        ({"model": "logistic", "p": (0.15, 0.75, 60.0, 8.0)}, "logistic"),
+    ],
+)
+def test_compare_picks_the_generating_model(truth, model):
+    rng = np.random.default_rng(8)
+    p = truth["p"]
+    if truth["model"] == "logistic":
+        clean = _core.logistic_curve(T, *p)[0]
+    else:
+        clean = _oscillator(T, p)
+    y = clean + 0.02 * rng.standard_normal(T.size)
+    table = gd.compare(T, y)
+    assert table.attrs["verdict"] == model
+    assert table.loc[model, "preferred"] and table["preferred"].sum() == 1
+    assert table.loc[model, "delta_aic"] == 0.0
+    assert set(table.index) == {"constant", "exponential", "oscillator", "logistic"}
+    # nesting: the oscillator can always do at least as well as the exponential
+    assert table.loc["oscillator", "rss"] <= table.loc["exponential", "rss"] * (1 + 1e-10)
+
+
+def test_compare_says_no_trend_on_pure_noise():
+    rng = np.random.default_rng(9)
+    verdicts = [gd.compare(T, 0.5 + 0.05 * rng.standard_normal(T.size)).attrs["verdict"]
+                for _ in range(10)]
+    assert verdicts.count("no trend") >= 8
+
+
+@pytest.mark.slow
+def test_boundary_likelihood_ratio_is_a_chi_square_mixture():
+    # exponential truth: mu = 0 is on the boundary, so about half the oscillator fits sit at
+    # mu = 0 (LR = 0) and the other half follow chi2(1)
+    rng = np.random.default_rng(10)
+    n = 400
+    clean = gd.trajectory(T, 0.1, 0.8, 15.0, 0.0)
+    R = clean + 0.05 * rng.standard_normal((n, T.size))
+    e = gd.fit_many(T, R, "exponential", threads=2)
+    p0 = np.column_stack([e.params, np.zeros(n)])
+    o = gd.fit_many(T, R, "oscillator", threads=2, p0=p0)
+    lr = np.maximum(0.0, T.size * np.log(e.rss / o.rss))
+    at_zero = lr < 1e-6
+    sd = math.sqrt(0.25 / n)
+    assert abs(at_zero.mean() - 0.5) < 4 * sd
+    # the positive part: Kolmogorov-Smirnov against chi2(1)
+    assert stats.kstest(lr[~at_zero], stats.chi2(1).cdf).pvalue > 1e-3
+
+
+def test_regime_labels_follow_mu_and_its_interval():
+    rng = np.random.default_rng(11)
+    b = gd.fit_many(T, np.array([_oscillator(T, [0.1, 0.8, 10.0, mu]) for mu in (0.05, 0.25, 3.0)])
+                    + 0.04 * rng.standard_normal((3, T.size)))
+    for i in range(3):
+        mu, se = b.params[i, 3], b.stderr[i, 3]
+        if math.isfinite(se) and mu - 2 * se < 0.25 < mu + 2 * se:
+            assert b.regime[i] == "regime not identified"
+        else:
+            assert b.regime[i] == ("overdamped" if mu < 0.25 else "oscillatory")
+    assert b.regime[0] == "overdamped" and b.regime[2] == "oscillatory"
