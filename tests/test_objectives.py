@@ -321,6 +321,13 @@ def test_prefix_bias_exact_sum_matches_brute_force_and_monte_carlo():
         assert abs(bias.exact_mean) > 10 * bias.standard_error
 
 
+def test_gspo_length_normalised_ratio_carries_the_same_prefix_bias_as_grpo():
+    kwargs = dict(lengths=(2, 7, 12), success_prob=(0.9, 0.4, 0.2), group_size=6, n_groups=100)
+    grpo = prefix_bias(objective_preset("grpo"), **kwargs).exact_mean
+    gspo = prefix_bias(objective_preset("gspo"), **kwargs).exact_mean
+    assert grpo > 0 and gspo == pytest.approx(grpo, rel=1e-12)
+
+
 def test_prefix_bias_sign_flips_with_which_answers_are_long():
     short_right = prefix_bias(objective_preset("grpo"), lengths=(2, 12),
                               success_prob=(0.9, 0.1), group_size=8, n_groups=5000)
@@ -329,6 +336,27 @@ def test_prefix_bias_sign_flips_with_which_answers_are_long():
     assert short_right.exact_mean > 0 > long_right.exact_mean
     assert short_right.monte_carlo_mean > 0 > long_right.monte_carlo_mean
     assert short_right.exact_mean == pytest.approx(-long_right.exact_mean, rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ["grpo", "dr_grpo"])
+def test_training_drifts_the_shared_prefix_as_the_exact_sum_predicts(name):
+    # two prefixes, equally rewarded on average; after prefix 0 the short answers are right,
+    # after prefix 1 the long ones. One SGD step from uniform logits, many replicas.
+    objective = objective_preset(name, kl="none")
+    policy = TwoPositionPolicy((2, 12), [(0.9, 0.1), (0.1, 0.9)], "shared")
+    lr, n_rep = 0.1, 20_000
+    run = train_two_position(policy, objective, Optimizer("sgd", lr=lr), group_size=8,
+                             n_steps=1, n_replicas=n_rep, seed=4)
+    drift = run.theta[:, 1, 0] - run.theta[:, 0, 0]
+    c_short, c_long = (prefix_bias(objective, lengths=(2, 12), success_prob=prob,
+                                   n_groups=2).exact_mean for prob in ((0.9, 0.1), (0.1, 0.9)))
+    # E[d theta_0] = lr sum_p pi_p E[C | p] (1[p = 0] - pi_0) = lr (C_short - C_long) / 4
+    expected = lr * (c_short - c_long) / 4
+    assert abs(drift.mean() - expected) < 4 * drift.std(ddof=1) / np.sqrt(n_rep) + 1e-15
+    if name == "grpo":
+        assert expected > 10 * drift.std(ddof=1) / np.sqrt(n_rep)
+    else:
+        assert expected == 0.0 and np.abs(drift).max() < 1e-15
 
 
 @pytest.mark.parametrize("weighting", ["group_mean", "token_sum"])

@@ -123,9 +123,12 @@ def clipped_term(s, adv, use_clip, eps_low, eps_high):  # pragma: no cover - com
 @njit(cache=True)
 def batch_objective_gradient(
     logp, logp_old, logp_ref, n_prefixes, n_actions, lengths,
-    prefixes, actions, rewards, cfg_int, cfg_float, grad,
+    prefixes, actions, rewards, cfg_int, cfg_float, grad, scratch,
 ):  # pragma: no cover - compiled
-    """J averaged over the groups and dJ/dtheta (into grad, overwritten). docs/objectives.md s.1."""
+    """J averaged over the groups and dJ/dtheta (into grad, overwritten). docs/objectives.md s.1.
+
+    scratch: work array of length >= n_params + 2 G (no allocation inside the replica loop).
+    """
     n_groups, group_size = actions.shape
     weighting = cfg_int[CFG_WEIGHTING]
     centered = cfg_int[CFG_ADVANTAGE] == 1
@@ -138,11 +141,14 @@ def batch_objective_gradient(
     n_params = grad.shape[0]
     for k in range(n_params):
         grad[k] = 0.0
-    coef_prefix = np.zeros(n_prefixes)  # dJ/dlog pi_prefix(p), summed over tokens
-    coef_cont = np.zeros(n_prefixes * n_actions)
+    # dJ/dlog pi of each prefix / continuation entry, summed over tokens (theta's layout)
+    coef_prefix = scratch[:n_prefixes]
+    coef_cont = scratch[n_prefixes:n_params]
+    for k in range(n_params):
+        scratch[k] = 0.0
+    adv = scratch[n_params:n_params + group_size]
+    weight = scratch[n_params + group_size:n_params + 2 * group_size]
     total = 0.0
-    adv = np.empty(group_size)
-    weight = np.empty(group_size)
     for b in range(n_groups):
         mean = 0.0
         for i in range(group_size):
@@ -286,6 +292,7 @@ def train_kernel(
         logp = np.empty(n_params)
         logp_old = np.empty(n_params)
         grad = np.empty(n_params)
+        scratch = np.empty(n_params + 2 * group_size)
         buf = np.zeros(n_params)
         exp_avg = np.zeros(n_params)
         exp_avg_sq = np.zeros(n_params)
@@ -323,7 +330,7 @@ def train_kernel(
             policy_logprobs(theta, n_prefixes, n_actions, logp)
             batch_objective_gradient(
                 logp, logp_old, logp_ref, n_prefixes, n_actions, lengths,
-                prefixes, actions, rewards, cfg_int, cfg_float, grad,
+                prefixes, actions, rewards, cfg_int, cfg_float, grad, scratch,
             )
             for k in range(n_params):
                 grad[k] = -grad[k]  # the optimizer minimises the loss -J
@@ -349,8 +356,9 @@ def objective_gradient_single(
     policy_logprobs(theta_old, n_prefixes, n_actions, logp_old)
     policy_logprobs(theta_ref, n_prefixes, n_actions, logp_ref)
     grad = np.empty(n_params)
+    scratch = np.empty(n_params + 2 * actions.shape[1])
     value = batch_objective_gradient(
         logp, logp_old, logp_ref, n_prefixes, n_actions, lengths,
-        prefixes, actions, rewards, cfg_int, cfg_float, grad,
+        prefixes, actions, rewards, cfg_int, cfg_float, grad, scratch,
     )
     return value, grad
