@@ -73,11 +73,15 @@ def test_trl_logs_match_manual_extraction(name):
     expected = sorted((e["step"], e["reward"]) for e in entries)
     np.testing.assert_array_equal(run.steps, [s for s, _ in expected])
     np.testing.assert_array_equal(run.reward, [r for _, r in expected])
-    for canonical, key in (("reward_std", "reward_std"), ("kl", "kl"),
-                           ("learning_rate", "learning_rate")):
+    for canonical, key in (
+        ("reward_std", "reward_std"),
+        ("kl", "kl"),
+        ("learning_rate", "learning_rate"),
+    ):
         by_step = {e["step"]: e[key] for e in entries}
-        np.testing.assert_array_equal(run.column(canonical, dropna=False).to_numpy(),
-                                      [by_step[s] for s in run.steps])
+        np.testing.assert_array_equal(
+            run.column(canonical, dropna=False).to_numpy(), [by_step[s] for s in run.steps]
+        )
     assert run.format == "trl"
     assert run.original_names["reward"] == "reward"
 
@@ -184,30 +188,58 @@ def test_per_call_reward_summaries_soumiguria():
 
 @st.composite
 def runs(draw) -> Run:
-    n = draw(st.integers(1, 40))
-    steps = np.asarray(sorted(draw(st.sets(st.integers(0, 10**6), min_size=n, max_size=n))),
-                       dtype=np.int64)
+    n = draw(st.integers(1, 25))
+    steps = np.asarray(
+        sorted(draw(st.sets(st.integers(0, 10**6), min_size=n, max_size=n))), dtype=np.int64
+    )
     finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
     reward = np.array(draw(st.lists(finite, min_size=n, max_size=n)))
     columns = {}
-    for name in draw(st.sets(st.sampled_from(["kl", "entropy", "eval_reward", "grad_norm",
-                                              "rewards/format/mean", "eval_loss", "custom"]))):
+    for name in draw(
+        st.sets(
+            st.sampled_from(
+                [
+                    "kl",
+                    "entropy",
+                    "eval_reward",
+                    "grad_norm",
+                    "rewards/format/mean",
+                    "eval_loss",
+                    "custom",
+                ]
+            )
+        )
+    ):
         values = np.array(draw(st.lists(finite, min_size=n, max_size=n)))
         holes = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)))
         holes[draw(st.integers(0, n - 1))] = False  # at least one finite value
         values[holes] = np.nan
         columns[name] = values
-    metadata = draw(st.fixed_dictionaries(
-        {}, optional={"group_size": st.integers(2, 64), "learning_rate": finite,
-                      "model_name": st.text(max_size=20)}))
+    metadata = draw(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "group_size": st.integers(2, 64),
+                "learning_rate": finite,
+                "model_name": st.text(max_size=20),
+            },
+        )
+    )
     return Run.from_arrays(steps, reward, metadata=metadata, **columns)
 
 
-@pytest.mark.parametrize("fmt,name", [("trl", "trainer_state.json"), ("csv", "log.csv"),
-                                      ("jsonl", "log.jsonl"),
-                                      ("tensorboard", "events.out.tfevents.1.host")])
-@settings(max_examples=30, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.parametrize(
+    "fmt,name",
+    [
+        ("trl", "trainer_state.json"),
+        ("csv", "log.csv"),
+        ("jsonl", "log.jsonl"),
+        ("tensorboard", "events.out.tfevents.1.host"),
+    ],
+)
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(run=runs())
 def test_round_trip_is_exact(tmp_path, fmt, name, run):
     path = write_log(run, tmp_path / name, format=fmt)
@@ -221,8 +253,12 @@ def test_round_trip_is_exact(tmp_path, fmt, name, run):
 
 def test_round_trip_of_a_real_log(tmp_path):
     run = read_quiet(DATA / TRL_FILES[1])
-    for fmt, name in (("trl", "a.json"), ("csv", "a.csv"), ("jsonl", "a.jsonl"),
-                      ("tensorboard", "a.tfevents")):
+    for fmt, name in (
+        ("trl", "a.json"),
+        ("csv", "a.csv"),
+        ("jsonl", "a.jsonl"),
+        ("tensorboard", "a.tfevents"),
+    ):
         back = read_log(write_log(run, tmp_path / name, format=fmt))
         pd.testing.assert_frame_equal(back.frame, run.frame, check_exact=True)
         assert back.metadata == run.metadata
@@ -244,12 +280,17 @@ def _crc32c_bitwise(data: bytes) -> int:
 
 def test_crc32c_reference_vectors():
     # RFC 3720 appendix B.4 and the usual check value
-    vectors = {bytes(32): 0x8A9136AA, b"\xff" * 32: 0x62A8AB43,
-               bytes(range(32)): 0x46DD794E, bytes(range(31, -1, -1)): 0x113FDB5C,
-               b"123456789": 0xE3069283}
+    vectors = {
+        bytes(32): 0x8A9136AA,
+        b"\xff" * 32: 0x62A8AB43,
+        bytes(range(32)): 0x46DD794E,
+        bytes(range(31, -1, -1)): 0x113FDB5C,
+        b"123456789": 0xE3069283,
+    }
     for data, crc in vectors.items():
         assert _crc32c_bitwise(data) == crc
     from grpo_dynamics.io import _crc32c
+
     for data, crc in vectors.items():
         assert _crc32c(data) == crc
 
@@ -258,6 +299,7 @@ def _record(payload: bytes) -> bytes:
     def masked(data):
         crc = _crc32c_bitwise(data)
         return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
     header = struct.pack("<Q", len(payload))
     return header + struct.pack("<I", masked(header)) + payload + struct.pack("<I", masked(payload))
 
@@ -271,7 +313,15 @@ def _event(step: int, tag: bytes, value_field: bytes) -> bytes:
     # Event{wall_time=1.5 (1, fixed64), step (2, varint), summary (5){value (1){tag (1), ...}}}
     value = b"\x0a" + _len(tag) + tag + value_field
     summary = b"\x0a" + _len(value) + value
-    return b"\x09" + struct.pack("<d", 1.5) + b"\x10" + bytes([step]) + b"\x2a" + _len(summary) + summary
+    return (
+        b"\x09"
+        + struct.pack("<d", 1.5)
+        + b"\x10"
+        + bytes([step])
+        + b"\x2a"
+        + _len(summary)
+        + summary
+    )
 
 
 def test_tensorboard_hand_assembled_events(tmp_path):
@@ -281,13 +331,15 @@ def test_tensorboard_hand_assembled_events(tmp_path):
     tensor_packed = b"\x08\x01\x12\x00\x2a\x04" + struct.pack("<f", 0.75)
     # tensor_content (4) bytes of one DT_DOUBLE
     tensor_content = b"\x08\x02\x12\x00\x22\x08" + struct.pack("<d", 0.1)
-    blob = b"".join([
-        _record(version),
-        _record(_event(1, b"train/reward", simple)),
-        _record(_event(1, b"train/kl", b"\x42" + _len(tensor_packed) + tensor_packed)),
-        _record(_event(3, b"train/reward", b"\x42" + _len(tensor_content) + tensor_content)),
-        _record(_event(3, b"eval/reward", simple)),
-    ])
+    blob = b"".join(
+        [
+            _record(version),
+            _record(_event(1, b"train/reward", simple)),
+            _record(_event(1, b"train/kl", b"\x42" + _len(tensor_packed) + tensor_packed)),
+            _record(_event(3, b"train/reward", b"\x42" + _len(tensor_content) + tensor_content)),
+            _record(_event(3, b"eval/reward", simple)),
+        ]
+    )
     path = tmp_path / "events.out.tfevents.123.host"
     path.write_bytes(blob)
     run = read_quiet(path)
@@ -311,6 +363,25 @@ def test_tensorboard_hand_assembled_events(tmp_path):
     path.write_bytes(bytes(corrupt))
     with pytest.raises(LogFormatError, match=r"events.out.tfevents.123.host: record 1 .*checksum"):
         read_log(path)
+
+
+def test_tensorboard_files_written_by_tensorboardx(tmp_path):
+    # an independent writer (its own protobuf and CRC code), PyTorch-style float32 simple_value
+    tensorboardx = pytest.importorskip("tensorboardX")
+    rng = np.random.default_rng(5)
+    reward = rng.normal(0.5, 0.2, size=30)
+    with tensorboardx.SummaryWriter(logdir=str(tmp_path)) as writer:
+        for step, value in enumerate(reward, start=1):
+            writer.add_scalar("train/reward", value, step)
+            if step % 10 == 0:
+                writer.add_scalar("eval/reward", value / 2, step)
+                writer.add_histogram("weights", rng.normal(size=100), step)
+    run = read_quiet(tmp_path)
+    np.testing.assert_array_equal(run.steps, np.arange(1, 31))
+    np.testing.assert_array_equal(run.reward, reward.astype(np.float32).astype(float))
+    np.testing.assert_array_equal(
+        run.column("eval_reward"), (reward[9::10] / 2).astype(np.float32).astype(float)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -339,7 +410,7 @@ def test_restart_keeps_last_occurrence(tmp_path):
 def test_eval_entries_merge_on_step_and_every_n(tmp_path):
     history = []
     for step in range(5, 55, 5):
-        history.append({"step": step, "reward": 1 - 0.5 ** step, "kl": 0.01 * step})
+        history.append({"step": step, "reward": 1 - 0.5**step, "kl": 0.01 * step})
         if step % 10 == 0:
             history.append({"step": step, "eval_reward": 0.5, "eval_loss": 2.0})
     history.append({"step": 50, "train_runtime": 12.0, "train_loss": 0.1})
@@ -355,10 +426,12 @@ def test_eval_entries_merge_on_step_and_every_n(tmp_path):
 
 def test_nan_rows_and_infinities(tmp_path):
     path = tmp_path / "log.jsonl"
-    lines = ['{"step": 1, "reward": 0.1, "kl": 0.0}',
-             '{"step": 2, "reward": NaN, "kl": 0.2}',
-             '{"step": 3, "reward": NaN, "kl": NaN}',
-             '{"step": 4, "reward": 0.4, "kl": Infinity}']
+    lines = [
+        '{"step": 1, "reward": 0.1, "kl": 0.0}',
+        '{"step": 2, "reward": NaN, "kl": 0.2}',
+        '{"step": 3, "reward": NaN, "kl": NaN}',
+        '{"step": 4, "reward": 0.4, "kl": Infinity}',
+    ]
     path.write_text("\n".join(lines) + "\n")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -381,12 +454,20 @@ def test_rewards_outside_unit_interval_are_kept_without_warning(tmp_path):
 
 
 def test_per_function_rewards_summed_when_no_total(tmp_path):
-    history = [{"step": s, "rewards/format/mean": 0.1 * s, "rewards/format/std": 9.0,
-                "rewards/accuracy/mean": 0.01 * s} for s in range(1, 6)]
+    history = [
+        {
+            "step": s,
+            "rewards/format/mean": 0.1 * s,
+            "rewards/format/std": 9.0,
+            "rewards/accuracy/mean": 0.01 * s,
+        }
+        for s in range(1, 6)
+    ]
     with pytest.warns(GrpoLogWarning, match="sum of per-function means"):
         run = read_log(_trl(tmp_path, history))
     np.testing.assert_array_equal(
-        run.reward, [e["rewards/format/mean"] + e["rewards/accuracy/mean"] for e in history])
+        run.reward, [e["rewards/format/mean"] + e["rewards/accuracy/mean"] for e in history]
+    )
     assert run.original_names["reward"] == "rewards/accuracy/mean + rewards/format/mean"
 
 
@@ -403,12 +484,14 @@ def test_missing_columns_and_lookups(tmp_path):
 
 def test_wandb_csv_export(tmp_path):
     path = tmp_path / "wandb.csv"
-    table = pd.DataFrame({
-        "Step": [10, 20, 30],
-        "my-run - train/reward": [0.1, np.nan, 0.3],
-        "my-run - train/reward__MIN": [0.0, np.nan, 0.2],
-        "my-run - eval/reward": [np.nan, 0.25, np.nan],
-    })
+    table = pd.DataFrame(
+        {
+            "Step": [10, 20, 30],
+            "my-run - train/reward": [0.1, np.nan, 0.3],
+            "my-run - train/reward__MIN": [0.0, np.nan, 0.2],
+            "my-run - eval/reward": [np.nan, 0.25, np.nan],
+        }
+    )
     table.to_csv(path, index=False)
     run = read_quiet(path)
     assert run.warnings == []  # a step with only eval metrics is not a missing reward
@@ -420,8 +503,9 @@ def test_wandb_csv_export(tmp_path):
     assert "train/reward__MIN" in run.frame
 
 
-@pytest.mark.parametrize("step_name", ["step", "global_step", "_step", "Step",
-                                       "train/global_step", "iteration"])
+@pytest.mark.parametrize(
+    "step_name", ["step", "global_step", "_step", "Step", "train/global_step", "iteration"]
+)
 def test_csv_step_column_names(tmp_path, step_name):
     path = tmp_path / "log.csv"
     path.write_text(f"{step_name},reward\n3,0.5\n7,0.25\n")
@@ -432,8 +516,10 @@ def test_csv_step_column_names(tmp_path, step_name):
 
 def test_wandb_step_counter_loses_to_global_step(tmp_path):
     path = tmp_path / "history.jsonl"
-    path.write_text('{"_step": 0, "train/global_step": 8, "train/reward": 0.5}\n'
-                    '{"_step": 1, "train/global_step": 16, "train/reward": 0.75}\n')
+    path.write_text(
+        '{"_step": 0, "train/global_step": 8, "train/reward": 0.5}\n'
+        '{"_step": 1, "train/global_step": 16, "train/reward": 0.75}\n'
+    )
     run = read_quiet(path)
     np.testing.assert_array_equal(run.steps, [8, 16])
     assert run.frame["_step"].tolist() == [0.0, 1.0]
@@ -441,19 +527,23 @@ def test_wandb_step_counter_loses_to_global_step(tmp_path):
 
 def test_console_step_lines_and_unnumbered_dicts(tmp_path):
     path = tmp_path / "train.log"
-    path.write_text("loading model...\n"
-                    "step 1 | loss=0.5 reward=0.25 kl=0.01\n"
-                    "noise without numbers\n"
-                    "step 2 | loss=0.4 reward=0.5 kl=0.02\n"
-                    "[Step 3] reward: 0.75, entropy: 1.2\n")
+    path.write_text(
+        "loading model...\n"
+        "step 1 | loss=0.5 reward=0.25 kl=0.01\n"
+        "noise without numbers\n"
+        "step 2 | loss=0.4 reward=0.5 kl=0.02\n"
+        "[Step 3] reward: 0.75, entropy: 1.2\n"
+    )
     run = read_quiet(path)
     np.testing.assert_array_equal(run.steps, [1, 2, 3])
     np.testing.assert_array_equal(run.reward, [0.25, 0.5, 0.75])
     assert run.column("entropy").to_dict() == {3: 1.2}
 
     dicts = tmp_path / "trl.out"
-    dicts.write_text("{'loss': 0.1, 'reward': 0.2, 'epoch': 0.1}\nwarming up\n"
-                     " 10%|#  | 1/10 {'loss': 0.1, 'reward': 0.4, 'epoch': 0.2}\n")
+    dicts.write_text(
+        "{'loss': 0.1, 'reward': 0.2, 'epoch': 0.1}\nwarming up\n"
+        " 10%|#  | 1/10 {'loss': 0.1, 'reward': 0.4, 'epoch': 0.2}\n"
+    )
     with pytest.warns(GrpoLogWarning, match="steps numbered 1..n"):
         run = read_log(dicts)
     np.testing.assert_array_equal(run.steps, [1, 2])
@@ -462,16 +552,53 @@ def test_console_step_lines_and_unnumbered_dicts(tmp_path):
 
 def test_entries_without_step_among_stepped_ones(tmp_path):
     history = [{"step": 1, "reward": 0.1}, {"reward": 0.9}, {"step": 2, "reward": 0.2}]
-    with pytest.warns(GrpoLogWarning, match=r"1 entries .* no step ignored \(first: log_history\[1\]"):
+    with pytest.warns(
+        GrpoLogWarning, match=r"1 entries .* no step ignored \(first: log_history\[1\]"
+    ):
         run = read_log(_trl(tmp_path, history))
     np.testing.assert_array_equal(run.reward, [0.1, 0.2])
 
 
 def test_out_of_order_steps_are_sorted(tmp_path):
-    run = read_log(_trl(tmp_path, [{"step": 3, "reward": 0.3}, {"step": 1, "reward": 0.1},
-                                   {"step": 2, "reward": 0.2}]))
+    run = read_log(
+        _trl(
+            tmp_path,
+            [{"step": 3, "reward": 0.3}, {"step": 1, "reward": 0.1}, {"step": 2, "reward": 0.2}],
+        )
+    )
     np.testing.assert_array_equal(run.steps, [1, 2, 3])
     np.testing.assert_array_equal(run.reward, [0.1, 0.2, 0.3])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    steps=st.lists(st.integers(0, 30), min_size=1, max_size=40),
+    rewards=st.lists(st.floats(-5, 5), min_size=40, max_size=40),
+)
+def test_merge_keeps_last_entry_of_each_step(steps, rewards):
+    # reference: a dict assignment in file order keeps the last value of each step
+    history = [{"step": s, "reward": r} for s, r in zip(steps, rewards, strict=False)]
+    expected: dict[int, float] = {}
+    for entry in history:
+        expected[entry["step"]] = entry["reward"]
+    parsed = json.dumps({"log_history": history})
+    from grpo_dynamics.io import _build_run, _read_json
+
+    run = _build_run(_read_json("mem.json", parsed), "mem.json", "trl")
+    np.testing.assert_array_equal(run.steps, sorted(expected))
+    np.testing.assert_array_equal(run.reward, [expected[s] for s in sorted(expected)])
+    restarted = any(
+        expected[s] != r for s, r in zip(steps, rewards, strict=False)
+    )  # some earlier value was overwritten by a different one
+    assert any(w.startswith("restart") for w in run.warnings) == restarted
+
+
+def test_tab_separated_export(tmp_path):
+    path = tmp_path / "log.tsv"
+    path.write_text("global_step\treward\tkl\n2\t0.5\t0.1\n4\t0.7\t\n")
+    run = read_quiet(path)
+    np.testing.assert_array_equal(run.steps, [2, 4])
+    assert run.column("kl").to_dict() == {2: 0.1}
 
 
 def test_directory_with_trainer_state_and_model_name(tmp_path):
@@ -483,9 +610,17 @@ def test_directory_with_trainer_state_and_model_name(tmp_path):
 
 
 def test_canonical_names_are_the_documented_ones():
-    assert CANONICAL_COLUMNS[:9] == ("reward", "reward_std", "frac_reward_zero_std", "entropy",
-                                     "kl", "completion_length", "clip_ratio", "learning_rate",
-                                     "eval_reward")
+    assert CANONICAL_COLUMNS[:9] == (
+        "reward",
+        "reward_std",
+        "frac_reward_zero_std",
+        "entropy",
+        "kl",
+        "completion_length",
+        "clip_ratio",
+        "learning_rate",
+        "eval_reward",
+    )
     doc = (Path(__file__).resolve().parents[1] / "docs" / "io.md").read_text()
     for name in CANONICAL_COLUMNS:
         assert f"`{name}`" in doc
@@ -508,7 +643,9 @@ def test_truncated_and_corrupt_json(tmp_path):
     cut = tmp_path / "cut.json"
     cut.write_text(text[: len(text) // 2])
     line = text[: len(text) // 2].count("\n") + 1
-    with pytest.raises(LogFormatError, match=rf"{re.escape(str(cut))}: line {line} .*truncated JSON"):
+    with pytest.raises(
+        LogFormatError, match=rf"{re.escape(str(cut))}: line {line} .*truncated JSON"
+    ):
         read_log(cut)
     bad = tmp_path / "bad.json"
     bad.write_text('{"log_history": [\n{"step": 1, "reward": 0.5},\n{"step": 2 "reward": 1}]}')
