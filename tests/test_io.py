@@ -690,6 +690,27 @@ def test_other_malformed_inputs(tmp_path):
         read_log(weird, format="parquet")
 
 
+def test_empty_history_and_binary_garbage(tmp_path):
+    with pytest.raises(LogFormatError, match=r"trainer_state.json: no per-step records found"):
+        read_log(_trl(tmp_path, []))
+    garbage = tmp_path / "run.log"
+    garbage.write_bytes(b"\x00\xff\xfe" * 50)
+    with pytest.raises(LogFormatError, match=r"run.log: byte 1: not UTF-8 text"):
+        read_log(garbage)
+
+
+def test_console_epochs_continue_the_step_count(tmp_path):
+    path = tmp_path / "multi.log"
+    path.write_text(
+        "Epoch:[1/2](9/10), Reward: 0.1, KL_ref: 0.0\n"
+        "Epoch:[1/2](10/10), Reward: 0.2, KL_ref: 0.0\n"
+        "Epoch:[2/2](1/10), Reward: 0.3, KL_ref: 0.0\n"
+    )
+    run = read_quiet(path)
+    np.testing.assert_array_equal(run.steps, [9, 10, 11])
+    np.testing.assert_array_equal(run.reward, [0.1, 0.2, 0.3])
+
+
 def test_run_and_writer_validation(tmp_path):
     with pytest.raises(ValueError, match=r"kl has shape \(2,\), steps \(3,\)"):
         Run.from_arrays([1, 2, 3], [0.1, 0.2, 0.3], kl=[1, 2])

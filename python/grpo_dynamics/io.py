@@ -597,13 +597,13 @@ def _read_csv(path: str, text: str) -> _Parsed:
             table[name] = converted
         keep.append(name)
     step_key = _find_step_key(keep)
-    records = []
+    records: list[tuple[str, int | None, dict[str, float]]] = []
     for position, row in enumerate(table[keep].itertuples(index=False, name=None)):
         where = f"data row {position + 1}"
         values = {
             k: float(v) for k, v in zip(keep, row, strict=True) if k != step_key and not pd.isna(v)
         }
-        step = None
+        step: int | None = None
         if step_key is not None:
             raw = row[keep.index(step_key)]
             if pd.isna(raw):
@@ -818,7 +818,8 @@ def _fields(buffer: bytes) -> list[tuple[int, int, Any]]:
                 pos += 1
             else:
                 length, pos = _varint(buffer, pos)
-            value, pos = buffer[pos : pos + length], pos + length
+            value: Any = buffer[pos : pos + length]
+            pos += length
         elif wire == 0:
             value, pos = _varint(buffer, pos)
         elif wire == 1:
@@ -1118,8 +1119,8 @@ def _build_run(parsed: _Parsed, path: str, fmt: str) -> Run:
                     duplicates += 1
                 existing.update(part)
         order.update(dict.fromkeys(values))
-    for group in group_rows:
-        for step, part in group.items():
+    for group_row in group_rows:
+        for step, part in group_row.items():
             rows.setdefault(step, {}).update(part)
     if repeated:
         ordered = sorted(repeated)
@@ -1224,6 +1225,7 @@ def _canonical_columns(
     rename: dict[str, str] = {}
     original: dict[str, str] = {}
     for canonical, aliases in _COLUMN_ALIASES.items():
+        chosen: str | None
         if canonical in exact:
             chosen = canonical  # a column already named canonically is never displaced
         else:
