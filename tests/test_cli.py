@@ -1,43 +1,159 @@
-"""The grpo-dynamics command line: exit codes, outputs that parse, PNGs written."""
+"""The grpo-dynamics command line: exit codes, outputs that parse, PNGs, batches that lose
+nothing."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
+import warnings
+from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
+import grpo_dynamics as gd
 from grpo_dynamics.cli import DEMO_TRUTH, main
 
-
-def _last_json(text: str) -> dict:
-    # the JSON document is the last line of a --json run; human lines come before it
-    return json.loads(text.strip().splitlines()[-1])
+TRUTH = {"r0": 0.1, "r_inf": 0.8, "tau": 30.0, "mu": 1.0}
 
 
-def test_demo_writes_plot_and_recovers_truth(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--json"]) == 0
-    assert (tmp_path / "demo-fit.png").stat().st_size > 10_000
-    doc = _last_json(capsys.readouterr().out)
+def _run(argv, capsys) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _simulated(path: Path, seed: int, fmt: str = "trl", noise: float = 0.03) -> Path:
+    steps = np.arange(1, 301)
+    clean = gd.trajectory(steps.astype(float), **TRUTH)
+    reward = clean + noise * np.random.default_rng(seed).standard_normal(steps.size)
+    run = gd.Run.from_arrays(steps, reward, entropy=np.full(steps.size, 0.5))
+    return Path(gd.write_log(run, path, format=fmt))
+
+
+@pytest.fixture(scope="module")
+def log_dir(tmp_path_factory) -> Path:
+    """Three good logs in three formats, plus a corrupt, an empty and a reward-less one."""
+    root = tmp_path_factory.mktemp("logs")
+    _simulated(root / "a_trainer_state.json", 0)
+    _simulated(root / "b.csv", 1, "csv")
+    _simulated(root / "c.jsonl", 2, "jsonl")
+    (root / "d_corrupt.json").write_text('{"log_history": [{"step": 1, "reward": 0.1}, {"st')
+    (root / "e_empty.json").write_text("")
+    (root / "f_noreward.csv").write_text("step,loss\n1,0.5\n2,0.4\n3,0.3\n")
+    return root
+
+
+GOOD = {"a_trainer_state.json", "b.csv", "c.jsonl"}
+BAD = {"d_corrupt.json", "e_empty.json", "f_noreward.csv"}
+
+
+def test_demo_end_to_end(tmp_path, capsys):
+    code, out, _ = _run(["demo", "--out", tmp_path, "--json"], capsys)
+    assert code == 0
+    doc = json.loads(out)
+    for name in ("demo-fit.png", "demo-forecast.png"):
+        assert (tmp_path / name).stat().st_size > 10_000
+    # the log the demo wrote reads back to the same rewards it fitted
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = gd.read_log(doc["log"])
+    assert len(run) == 300
     osc = doc["oscillator"]
-    # 300 points at noise 0.03 pin the plateau to a few 1e-3 and tau, mu to ~10 %
+    # 300 points at noise 0.03 pin the plateau to ~1e-2 and tau, mu to ~10 %
     assert osc["r_inf"] == pytest.approx(DEMO_TRUTH["r_inf"], abs=0.02)
     assert osc["tau"] == pytest.approx(DEMO_TRUTH["tau"], rel=0.15)
     assert osc["mu"] == pytest.approx(DEMO_TRUTH["mu"], rel=0.2)
+    fc = doc["forecast"]["r_inf"]
+    assert fc["lower"] <= fc["estimate"] <= fc["upper"]
+    assert doc["diagnosis"]["detected"] == []
 
 
-def test_console_entry_point_runs_headless(tmp_path):
-    env_code = "import sys; from grpo_dynamics.cli import main; sys.exit(main())"
+def test_demo_console_script_headless(tmp_path):
+    code = "import sys; from grpo_dynamics.cli import main; sys.exit(main())"
     proc = subprocess.run(
-        [sys.executable, "-c", env_code, "demo", "--out", str(tmp_path / "o")],
-        capture_output=True, text=True, timeout=120, env={"MPLBACKEND": "TkAgg", "PATH": ""},
+        [sys.executable, "-c", code, "demo", "--out", str(tmp_path / "o")],
+        capture_output=True, text=True, timeout=120,
+        env={"MPLBACKEND": "TkAgg", "DISPLAY": "", "PATH": "", "HOME": str(tmp_path)},
     )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "o" / "demo-fit.png").exists()
+    assert "plateau r_inf" in proc.stdout
 
 
-def test_unknown_command_exits_nonzero(capsys):
+def test_fit_directory_keeps_every_file(log_dir, capsys, tmp_path):
+    code, out, err = _run(["fit", log_dir, "--json", "--plot", tmp_path], capsys)
+    assert code == 1  # some files are bad
+    rows = {Path(r["file"]).name: r for r in json.loads(out)}
+    assert set(rows) == GOOD | BAD
+    for name in GOOD:
+        assert rows[name]["status"] == "ok"
+        assert rows[name]["params"]["r_inf"] == pytest.approx(TRUTH["r_inf"], abs=0.03)
+        assert Path(rows[name]["plot"]).stat().st_size > 10_000
+    for name in BAD:
+        assert rows[name]["status"] == "error" and rows[name]["error"]
+    assert "3 of 6 logs failed" in err
+
+
+def test_fit_csv_and_table(log_dir, capsys):
+    code, out, _ = _run(["fit", log_dir / "b.csv", log_dir / "c.jsonl", "--csv"], capsys)
+    assert code == 0
+    frame = pd.read_csv(io.StringIO(out))
+    assert list(frame["status"]) == ["ok", "ok"]
+    np.testing.assert_allclose(frame["tau"], TRUTH["tau"], rtol=0.2)
+    code, out, _ = _run(["fit", str(log_dir / "*.jsonl"), "--model", "exponential"], capsys)
+    assert code == 0 and "c.jsonl" in out and "exponential" in out
+
+
+def test_compare_json(log_dir, capsys):
+    code, out, _ = _run(["compare", log_dir / "a_trainer_state.json", "--json"], capsys)
+    assert code == 0
+    (doc,) = json.loads(out)
+    assert doc["verdict"] == "oscillator"  # an underdamped truth at 300 points
+    assert {m["model"] for m in doc["models"]} >= {"exponential", "oscillator", "logistic"}
+
+
+def test_forecast_json_and_plot(log_dir, capsys, tmp_path):
+    code, out, _ = _run(["forecast", log_dir / "a_trainer_state.json", "--upto", 150, "--json",
+                         "--plot", tmp_path], capsys)
+    assert code == 0
+    (doc,) = json.loads(out)
+    assert doc["upto"] == 150 and doc["n_fit"] == 150
+    assert doc["r_inf"]["lower"] < TRUTH["r_inf"] < doc["r_inf"]["upper"]
+    assert set(doc["gain_steps"]) == {"0.8", "0.9", "0.95"}
+    assert Path(doc["plot"]).stat().st_size > 10_000
+
+
+def test_diagnose_directory_csv_and_human(log_dir, capsys):
+    code, out, _ = _run(["diagnose", log_dir, "--csv"], capsys)
+    assert code == 1
+    frame = pd.read_csv(io.StringIO(out))
+    assert set(frame["file"].map(lambda p: Path(p).name)) == GOOD | BAD
+    ok = frame[frame["status"] == "ok"]
+    assert set(ok["verdict"]) == {"healthy_saturation"}
+    code, out, _ = _run(["diagnose", log_dir / "b.csv"], capsys)
+    assert code == 0 and "healthy_saturation" in out and "fix" not in out.split("verdict")[0]
+
+
+def test_simulate_then_fit_round_trip(tmp_path, capsys):
+    target = tmp_path / "sim.csv"
+    code, out, _ = _run(["simulate", "--out", target, "--format", "csv", "--steps", 250,
+                         "--tau", 25, "--mu", 0.8, "--seed", 3, "--json"], capsys)
+    assert code == 0 and json.loads(out)["file"] == str(target)
+    code, out, _ = _run(["fit", target, "--json"], capsys)
+    (row,) = json.loads(out)
+    assert row["params"]["tau"] == pytest.approx(25, rel=0.15)
+
+
+def test_usage_errors_exit_nonzero(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["no-such-command"])
     assert exc.value.code != 0
+    with pytest.raises(SystemExit) as exc:
+        main(["fit"])  # no log given
+    assert exc.value.code != 0
+    code, _, err = _run(["fit", "/nonexistent/*.json"], capsys)
+    assert code == 1 and "1 of 1 logs failed" in err

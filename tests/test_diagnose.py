@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -163,3 +164,46 @@ def test_bad_input_names_argument():
         diagnose(object())
     with pytest.raises(ValueError, match="eval_column"):
         diagnose(pd.DataFrame({"reward": np.linspace(0, 1, 40)}), eval_column="gold")
+
+
+# Real public logs (provenance: tests/data/README.md). Expected verdicts are the README's own
+# descriptions where they are unambiguous.
+REAL_EXPECTED = {
+    "aaravarora01__agent-memory-redteam__trainer_state.json": "advantage_degeneracy",
+    "alexchilton__CAS_NLP_MODULE4_GRPO__trainer_state.json": "no trend",
+    "Coicozoi__minimind-from-scratch__grpo.log": "no trend",
+    "gauri0508__med-record__trainer_state.json": "no trend",
+    "Rusheel86__Chaos-Economy__training_logs.json": "no trend",
+    "Sunshine535__nips-grpo-dynamics__gate2_rho1.00_seed42.log": "no trend",
+    "Rishabh200729__incident-commander-openenv__training_log.json": "healthy_saturation",
+    "soumiguria__cognitive-load-manager__reward_curve_full.json": "healthy_saturation",
+    # a concave rise that still climbs ~0.1 over its last 200 steps: no failure, plateau near
+    "CYCLOP5__metascaler-hack__training_metrics.json": "no failure",
+    "yuxuanwang2009__RL_GRPO__grpo_metrics.json": "no failure",
+}
+# tests/data holds the small ones; the two large ones live only in the shared data directory
+_REAL_DIRS = (Path(__file__).parent / "data", Path(__file__).parents[2] / "shared/data/real-grpo-logs")
+
+
+def _real_path(name: str) -> Path | None:
+    return next((d / name for d in _REAL_DIRS if (d / name).is_file()), None)
+
+
+@pytest.mark.parametrize("name", sorted(REAL_EXPECTED))
+def test_real_logs_match_their_descriptions(name):
+    path = _real_path(name)
+    if path is None:
+        pytest.skip(f"{name} is not in tests/data nor in the shared data directory")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the reader's data-cleaning notes are not under test here
+        run = gd.read_log(path)
+    d = diagnose(run)
+    expected = REAL_EXPECTED[name]
+    if expected == "no failure":
+        assert d.detected == [], str(d)
+        assert d["healthy_saturation"].verdict in ("detected", "possible"), str(d)
+    else:
+        assert d.verdict == expected, str(d)
+    if expected == "no trend":
+        assert d.detected == []
+

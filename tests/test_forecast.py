@@ -103,15 +103,16 @@ def _binomial_ok(hits: int, n: int, p: float) -> bool:
 
 @pytest.mark.slow
 def test_band_covers_truth_at_nominal_rate():
-    """Honest evaluation: fit only the first 121 of 400 steps (the first overshoot), then count
+    """Honest evaluation of the default (bootstrap) band: fit only the first 121 of 400 steps
+    (up to the first overshoot), then count
     how often the 90 % bands contain the true plateau, the true 90 %-gain step and the true
     curve at the last held-out step."""
-    n_runs, level = 80, 0.9
+    n_runs, level = 60, 0.9
     step90 = gain_step(0.9, TRUTH["tau"], TRUTH["mu"])
     last_true = float(trajectory_fn()(np.array([399.0]), **TRUTH)[0])
     hits = {"r_inf": 0, "step90": 0, "curve": 0}
     for seed in range(n_runs):
-        fc = forecast(STEPS, _noisy_run(seed), upto=120, level=level, n_samples=300, seed=seed)
+        fc = forecast(STEPS, _noisy_run(seed), upto=120, level=level, n_samples=200, seed=seed)
         hits["r_inf"] += fc.r_inf.covers(TRUTH["r_inf"])
         hits["step90"] += fc.gain_steps[0.9].covers(step90)
         hits["curve"] += fc.lower[-1] <= last_true <= fc.upper[-1]
@@ -121,9 +122,9 @@ def test_band_covers_truth_at_nominal_rate():
 
 def test_bootstrap_band_agrees_with_covariance_band():
     r = _noisy_run(3)
-    cov = forecast(STEPS, r, upto=200, n_samples=400)
-    boot = forecast(STEPS, r, upto=200, method="bootstrap", n_samples=40)
-    # same point estimate; widths agree to within the Monte Carlo error of 40 refits
+    cov = forecast(STEPS, r, upto=200, method="covariance", n_samples=400)
+    boot = forecast(STEPS, r, upto=200, method="bootstrap", n_samples=100)
+    # same point estimate; once the overshoot is seen both bands have about the same width
     assert boot.r_inf.estimate == cov.r_inf.estimate
     width_cov = cov.r_inf.upper - cov.r_inf.lower
     width_boot = boot.r_inf.upper - boot.r_inf.lower

@@ -1,114 +1,438 @@
 """The ``grpo-dynamics`` command line (docs/cli.md).
 
-Subcommands: demo (end-to-end on an embedded default). More (fit, compare, forecast,
-diagnose, simulate, stability) arrive as the library pieces they wrap land.
+Subcommands: fit, compare, forecast, diagnose (one or many log files, globs or
+directories), simulate, stability / phase-diagram, demo. Tables for people by default,
+``--json`` / ``--csv`` for machines, ``--plot DIR`` for PNGs. In a batch every file gets a
+row (its status says what went wrong); the exit code is 1 when any file failed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser"]
 
 # Embedded demo run (MODEL.md s.5 parameters): a visibly underdamped curve, as momentum +
-# moderate lag produce, sampled every step with batch noise.
+# moderate lag produce, logged every step with batch noise.
 DEMO_TRUTH = {"r0": 0.15, "r_inf": 0.78, "tau": 30.0, "mu": 1.5}
 DEMO_STEPS = 300
 DEMO_NOISE = 0.03
+_PARAMS = ("r0", "r_inf", "tau", "mu")
 
 
-def _closed_form(t: np.ndarray, r0: float, r_inf: float, tau: float, mu: float) -> np.ndarray:
-    """Stopgap NumPy closed form of MODEL.md s.5 (from rest), used until trajectory lands."""
-    x0 = r0 - r_inf
-    if mu == 0.0:
-        return r_inf + x0 * np.exp(-t / tau)
-    if abs(mu - 0.25) < 1e-9:
-        return r_inf + x0 * np.exp(-2 * t / tau) * (1 + 2 * t / tau)
-    if mu < 0.25:
-        q = np.sqrt(1 - 4 * mu)
-        s1 = -2 / (tau * (1 + q))
-        s2 = -(1 + q) / (2 * mu * tau)
-        return r_inf + x0 * (s2 * np.exp(s1 * t) - s1 * np.exp(s2 * t)) / (s2 - s1)
-    a = 1 / (2 * mu * tau)
-    w = np.sqrt(4 * mu - 1) / (2 * mu * tau)
-    return r_inf + x0 * np.exp(-a * t) * (np.cos(w * t) + (a / w) * np.sin(w * t))
+class _Failure(Exception):
+    """One item of a batch failed; the message goes into its row."""
+
+
+# --------------------------------------------------------------------------------------------
+# library access (public API only)
+
+
+def _gd():
+    import grpo_dynamics
+
+    return grpo_dynamics
 
 
 def _trajectory(t: np.ndarray, r0: float, r_inf: float, tau: float, mu: float) -> np.ndarray:
-    import grpo_dynamics as gd
+    from .forecast import trajectory_fn
 
-    if callable(getattr(gd, "trajectory", None)):  # the submodule until the function lands
-        return np.asarray(gd.trajectory(t, r0, r_inf, tau, mu), dtype=float)
-    return _closed_form(t, r0, r_inf, tau, mu)
+    return np.asarray(trajectory_fn()(np.asarray(t, float), r0, r_inf, tau, mu), dtype=float)
 
 
-def _fit_params(t: np.ndarray, r: np.ndarray, model: str) -> tuple[dict, object | None]:
-    """(params, FitResult or None): the library fitter when present, else a scipy stopgap."""
-    import grpo_dynamics as gd
+def _fit(t: np.ndarray, r: np.ndarray, model: str) -> Any:
+    from .forecast import fit_curve
 
-    if callable(getattr(gd, "fit", None)):
-        result = gd.fit(t, r, model=model)
-        return dict(result.params), result
-    from scipy.optimize import least_squares
+    return fit_curve(t, r, model)
 
-    if model == "exponential":
-        def resid(p: np.ndarray) -> np.ndarray:
-            return _closed_form(t, p[0], p[1], p[2], 0.0) - r
 
-        p0 = [r[:5].mean(), r[-20:].mean(), (t[-1] - t[0]) / 5]
-        sol = least_squares(resid, p0, bounds=([-np.inf, -np.inf, 1e-6], np.inf))
-        return dict(zip(("r0", "r_inf", "tau"), sol.x.tolist(), strict=True)) | {"mu": 0.0}, None
+def _read_many(paths: Sequence[str]) -> list[tuple[str, Any]]:
+    """(path, Run or Exception) for every file the paths/globs/directories name."""
+    gd = _gd()
+    with warnings.catch_warnings():
+        # the reader's data-cleaning warnings are kept in Run.warnings and reported per row
+        warnings.simplefilter("ignore")
+        return list(gd.read_logs(list(paths)))
 
-    def resid4(p: np.ndarray) -> np.ndarray:
-        return _closed_form(t, *p) - r
 
-    best = None
-    for mu0 in (0.1, 0.5, 2.0):
-        p0 = [r[:5].mean(), r[-20:].mean(), (t[-1] - t[0]) / 8, mu0]
-        sol = least_squares(resid4, p0, bounds=([-np.inf, -np.inf, 1e-6, 0.0], np.inf))
-        if best is None or sol.cost < best.cost:
-            best = sol
-    assert best is not None
-    return dict(zip(("r0", "r_inf", "tau", "mu"), best.x.tolist(), strict=True)), None
+def _series(run: Any, column: str) -> tuple[np.ndarray, np.ndarray]:
+    from .forecast import run_series
+
+    t, r = run_series(run, column=column)
+    if t.size == 0:
+        raise _Failure(f"no finite {column!r} values")
+    return t, r
+
+
+def _params(result: Any) -> dict[str, float]:
+    return {k: float(v) for k, v in dict(result.params).items()}
+
+
+def _stderr(result: Any) -> dict[str, float]:
+    err = getattr(result, "stderr", None)
+    if isinstance(err, dict):
+        return {k: float(v) for k, v in err.items()}
+    if err is None:
+        return {}
+    names = list(dict(result.params))
+    return {k: float(v) for k, v in zip(names, np.asarray(err, float).ravel(), strict=False)}
+
+
+# --------------------------------------------------------------------------------------------
+# output
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _clean(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN/inf
+    return value
+
+
+def _emit(args: argparse.Namespace, rows: list[dict[str, Any]], docs: list[dict[str, Any]] | None = None,
+          human: Callable[[], str] | None = None) -> None:
+    """Print rows as a table (default), CSV (--csv) or JSON (--json, full documents)."""
+    if getattr(args, "json", False):
+        print(json.dumps(_clean(docs if docs is not None else rows), indent=1))
+    elif getattr(args, "csv", False):
+        print(pd.DataFrame(rows).to_csv(index=False), end="")
+    else:
+        if human is not None:
+            print(human())
+        else:
+            with pd.option_context("display.width", 200, "display.max_columns", 50):
+                print(pd.DataFrame(rows).to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+
+
+def _progress(items: list, label: str):
+    from tqdm import tqdm
+
+    # only on a terminal and only for real batches: pipes and single files stay clean
+    return tqdm(items, desc=label, unit="log", file=sys.stderr, disable=None if len(items) > 1 else True)
+
+
+def _batch(args: argparse.Namespace, label: str, work: Callable[[str, Any], tuple[dict, dict]]) -> int:
+    """Run ``work(path, run) -> (row, doc)`` on every log; errors become rows, never losses."""
+    rows, docs, failed = [], [], 0
+    for path, run in _progress(_read_many(args.paths), label):
+        if isinstance(run, Exception):
+            row = {"file": path, "status": "error", "error": f"{type(run).__name__}: {run}"}
+            rows.append(row)
+            docs.append(row)
+            failed += 1
+            continue
+        try:
+            row, doc = work(path, run)
+            row = {"file": path, "status": "ok", **row}
+            doc = {"file": path, "status": "ok", **doc}
+            if getattr(run, "warnings", None):
+                doc["log_warnings"] = list(run.warnings)
+        except (_Failure, ValueError, RuntimeError, KeyError, np.linalg.LinAlgError) as exc:
+            row = {"file": path, "status": "error", "error": f"{type(exc).__name__}: {exc}"}
+            doc = row
+            failed += 1
+        rows.append(row)
+        docs.append(doc)
+    _emit(args, rows, docs)
+    if failed:
+        print(f"grpo-dynamics {label}: {failed} of {len(rows)} logs failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _stem(path: str) -> str:
+    p = Path(path)
+    name = p.name if p.name != "trainer_state.json" else f"{p.parent.name}-trainer_state"
+    return name.replace(" ", "_")
+
+
+# --------------------------------------------------------------------------------------------
+# fit / compare / forecast / diagnose
+
+
+def _fit_plot(plot_dir: str, path: str, t: np.ndarray, r: np.ndarray, results: dict[str, Any]) -> str:
+    from . import plotting
+
+    curves = {name: res.predict for name, res in results.items()}
+    out = plotting.plot_fit(t, r, curves, Path(plot_dir) / f"{_stem(path)}-fit.png", title=Path(path).name)
+    return str(out)
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    def work(path: str, run: Any) -> tuple[dict, dict]:
+        t, r = _series(run, args.column)
+        result = _fit(t, r, args.model)
+        params, err = _params(result), _stderr(result)
+        row = {"n": int(t.size), "model": args.model, "fit_status": str(getattr(result, "status", "")),
+               "regime": str(getattr(result, "regime", "")), **params,
+               **{f"{k}_stderr": v for k, v in err.items()},
+               "r2": float(getattr(result, "r2", float("nan")))}
+        doc = dict(row) | {"params": params, "stderr": err}
+        if args.plot:
+            results = {args.model: result}
+            if args.model != "exponential":
+                results["exponential"] = _fit(t, r, "exponential")
+            doc["plot"] = _fit_plot(args.plot, path, t, r, results)
+        return row, doc
+
+    return _batch(args, "fit", work)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    gd = _gd()
+    if not callable(getattr(gd, "compare", None)):
+        raise SystemExit("grpo-dynamics compare: the fit module's compare() is not available")
+
+    def work(path: str, run: Any) -> tuple[dict, dict]:
+        t, r = _series(run, args.column)
+        table = gd.compare(t, r)
+        verdict = str(table.attrs.get("verdict", ""))
+        records = table.drop(columns=[c for c in ("preferred",) if c in table.columns])
+        records = records.reset_index().to_dict(orient="records")
+        row: dict[str, Any] = {"n": int(t.size), "verdict": verdict}
+        for rec in records:
+            if rec["model"] != "constant":
+                row[f"{rec['model']}_delta_aic"] = rec.get("delta_aic")
+        doc = {"n": int(t.size), "verdict": verdict, "models": records}
+        if args.plot:
+            results = {m: _fit(t, r, m) for m in ("oscillator", "exponential", "logistic")}
+            doc["plot"] = _fit_plot(args.plot, path, t, r, results)
+        return row, doc
+
+    return _batch(args, "compare", work)
+
+
+def _cmd_forecast(args: argparse.Namespace) -> int:
+    from .forecast import forecast
+
+    def work(path: str, run: Any) -> tuple[dict, dict]:
+        fc = forecast(run, column=args.column, upto=args.upto, fraction=args.fraction,
+                      model=args.model, level=args.level, method=args.method, seed=args.seed)
+        row: dict[str, Any] = {"upto": fc.upto, "n_fit": fc.n_fit,
+                               "r_inf": fc.r_inf.estimate, "r_inf_lo": fc.r_inf.lower,
+                               "r_inf_hi": fc.r_inf.upper}
+        for g, iv in fc.gain_steps.items():
+            tag = f"t{round(100 * g)}"
+            row |= {tag: iv.estimate, f"{tag}_lo": iv.lower, f"{tag}_hi": iv.upper}
+        doc = fc.to_dict()
+        if args.plot:
+            from . import plotting
+
+            t, r = _series(run, args.column)
+            out = plotting.plot_forecast(
+                t, r, fc.upto, fc.t, fc.mean, fc.lower, fc.upper,
+                Path(args.plot) / f"{_stem(path)}-forecast.png", level=fc.level,
+                r_inf=tuple(fc.r_inf), title=f"{Path(path).name}: forecast from step {fc.upto:g}",
+            )
+            doc["plot"] = str(out)
+        return row, doc
+
+    return _batch(args, "forecast", work)
+
+
+def _hyperparameters(args: argparse.Namespace) -> Any:
+    """A stability.Hyperparameters from the command line, or None when none was given."""
+    given = {k: getattr(args, k, None) for k in _HP_FIELDS}
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return None
+    gd = _gd()
+    hp_class = getattr(gd, "Hyperparameters", None)
+    if hp_class is None:
+        raise SystemExit("grpo-dynamics: the stability module's Hyperparameters is not available")
+    return hp_class(**given)
+
+
+def _cmd_diagnose(args: argparse.Namespace) -> int:
+    from .diagnose import diagnose
+
+    hyper = _hyperparameters(args)
+    human_blocks: list[str] = []
+
+    def work(path: str, run: Any) -> tuple[dict, dict]:
+        d = diagnose(run, hyper, column=args.column)
+        row = {"verdict": d.verdict, "n": d.n_steps,
+               **{m: round(f.score, 3) for m, f in d.findings.items()}}
+        human_blocks.append(f"== {path}\n{d}")
+        if args.plot and d.fit is not None:
+            t, r = _series(run, args.column)
+            results = {"oscillator": d.fit}
+            try:
+                results["exponential"] = _fit(t, r, "exponential")
+            except (ValueError, RuntimeError):
+                pass  # the picture without the exponential beside it is still worth having
+            _fit_plot(args.plot, path, t, r, results)
+        return row, d.to_dict()
+
+    code = _batch(args, "diagnose", work)
+    if not (args.json or args.csv):
+        # people get the summary table first, then the full per-mode story of each log
+        print()
+        print("\n\n".join(human_blocks))
+    return code
+
+
+# --------------------------------------------------------------------------------------------
+# simulate / stability / demo
+
+
+def _write_run(steps: np.ndarray, columns: dict[str, np.ndarray], path: Path, fmt: str,
+               metadata: dict[str, Any] | None = None) -> Path:
+    gd = _gd()
+    run = gd.Run.from_arrays(steps.astype(np.int64), columns.pop("reward"), metadata=metadata or {},
+                             **columns)
+    return Path(gd.write_log(run, path, format=fmt))
+
+
+def _simulated_columns(steps: np.ndarray, truth: dict[str, float], noise: float,
+                       seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    clean = _trajectory(steps, **truth)
+    return {
+        "reward": clean + noise * rng.standard_normal(steps.size),
+        "reward_std": np.full(steps.size, noise * 8.0),  # within-group spread of a batch of 64
+        "entropy": 0.6 + 0.02 * rng.standard_normal(steps.size),
+        "frac_reward_zero_std": np.clip(0.1 + 0.02 * rng.standard_normal(steps.size), 0, 1),
+    }
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    truth = {"r0": args.r0, "r_inf": args.r_inf, "tau": args.tau, "mu": args.mu}
+    steps = np.arange(1, args.steps + 1, dtype=float)
+    cols = _simulated_columns(steps, truth, args.noise, args.seed)
+    out = _write_run(steps, cols, Path(args.out), args.format,
+                     {"simulated": True, **truth, "noise_sd": args.noise, "seed": args.seed})
+    doc = {"file": str(out), "steps": args.steps, "truth": truth, "noise": args.noise}
+    _emit(args, [doc | truth], doc, human=lambda: f"wrote {args.steps} simulated steps to {out}")
+    return 0
+
+
+_HP_FIELDS = ("learning_rate", "momentum", "refresh_interval", "group_size", "c_lag", "c_now",
+              "curvature", "batch_size")
+
+
+def _add_hp_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("hyperparameters (stability module, MODEL.md s.3)")
+    g.add_argument("--learning-rate", dest="learning_rate", type=float)
+    g.add_argument("--momentum", type=float, help="heavy-ball beta or Adam beta1")
+    g.add_argument("--refresh-interval", dest="refresh_interval", type=int,
+                   help="K: optimizer steps per batch of rollouts")
+    g.add_argument("--group-size", dest="group_size", type=int)
+    g.add_argument("--c-lag", dest="c_lag", type=float, help="stale stiffness (per step)")
+    g.add_argument("--c-now", dest="c_now", type=float, help="current stiffness (per step)")
+
+
+def _cmd_stability(args: argparse.Namespace) -> int:
+    gd = _gd()
+    hyper = _hyperparameters(args)
+    if hyper is None:
+        raise SystemExit("grpo-dynamics stability: give at least --momentum and --c-lag")
+    result = gd.stability(hyper)
+    doc = {k: v for k, v in vars(result).items()} if hasattr(result, "__dict__") else dict(result)
+    _emit(args, [doc], doc)
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from . import plotting
+    from .diagnose import diagnose
+    from .forecast import forecast
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(args.seed)
-    t = np.arange(DEMO_STEPS, dtype=float)
-    truth = _trajectory(t, **DEMO_TRUTH)
-    r = truth + DEMO_NOISE * rng.standard_normal(t.size)
+    gd = _gd()
+    steps = np.arange(1, DEMO_STEPS + 1, dtype=float)
+    cols = _simulated_columns(steps, DEMO_TRUTH, DEMO_NOISE, args.seed)
+    r_sim = cols["reward"].copy()
+    say = (lambda *a: None) if args.json else print
+    say(f"grpo-dynamics demo: simulated {DEMO_STEPS} steps (truth {DEMO_TRUTH}, noise sd "
+        f"{DEMO_NOISE}, seed {args.seed})")
+    log: Path | None = None
+    if callable(getattr(gd, "read_log", None)):
+        # the embedded run goes through the same path as a user's log: written, then read back
+        log = _write_run(steps, cols, out / "demo-trainer_state.json", "trl", {"simulated": True})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run: Any = gd.read_log(log)
+        t, r = _series(run, "reward")
+        if not np.array_equal(r, r_sim):
+            raise _Failure("the TRL log did not read back identically")
+        say(f"wrote and read back {log}")
+    else:  # before the io module lands: the same table in memory
+        run = pd.DataFrame(cols, index=pd.Index(steps, name="step"))
+        t, r = steps, r_sim
 
-    osc, _ = _fit_params(t, r, "oscillator")
-    exp, _ = _fit_params(t, r, "exponential")
-    print(f"grpo-dynamics demo: simulated {DEMO_STEPS} steps, noise sd {DEMO_NOISE}, seed {args.seed}")
-    print(f"{'param':>8} {'truth':>10} {'oscillator':>12} {'exponential':>12}")
-    for name in ("r0", "r_inf", "tau", "mu"):
-        print(f"{name:>8} {DEMO_TRUTH[name]:>10.4f} {osc[name]:>12.4f} {exp.get(name, 0.0):>12.4f}")
-    path = plotting.plot_fit(
-        t,
-        r,
-        {
-            "oscillator": lambda s: _trajectory(s, osc["r0"], osc["r_inf"], osc["tau"], osc["mu"]),
-            "exponential": lambda s: _trajectory(s, exp["r0"], exp["r_inf"], exp["tau"], 0.0),
-        },
-        out / "demo-fit.png",
-        title="grpo-dynamics demo: simulated run",
-        truth=lambda s: _trajectory(s, **DEMO_TRUTH),
-    )
-    print(f"plot written to {path}")
+    osc, exp = _fit(t, r, "oscillator"), _fit(t, r, "exponential")
+    po, pe = _params(osc), _params(exp)
+    say(f"\n{'param':>8} {'truth':>10} {'oscillator':>12} {'exponential':>12}")
+    for name in _PARAMS:
+        say(f"{name:>8} {DEMO_TRUTH[name]:>10.4f} {po[name]:>12.4f} {pe.get(name, 0.0):>12.4f}")
+    say(f"{'r2':>8} {'':>10} {float(getattr(osc, 'r2', np.nan)):>12.4f} "
+        f"{float(getattr(exp, 'r2', np.nan)):>12.4f}")
+
+    fc = forecast(t, r, upto=float(t[DEMO_STEPS // 3 - 1]), seed=args.seed)
+    say(f"\nforecast from the first {fc.n_fit} steps: plateau r_inf {fc.r_inf.estimate:.3f} "
+        f"[{fc.r_inf.lower:.3f}, {fc.r_inf.upper:.3f}] (truth {DEMO_TRUTH['r_inf']})")
+    for g, iv in fc.gain_steps.items():
+        say(f"  {g:.0%} of the gain at step {iv.estimate:.0f} [{iv.lower:.0f}, {iv.upper:.0f}]")
+
+    diagnosis = diagnose(run)
+    say(f"\ndiagnosis {diagnosis}")
+
+    plots = [
+        plotting.plot_fit(t, r, {"oscillator": osc.predict, "exponential": exp.predict},
+                          out / "demo-fit.png", title="grpo-dynamics demo: simulated run",
+                          truth=lambda s: _trajectory(s, **DEMO_TRUTH)),
+        plotting.plot_forecast(t, r, fc.upto, fc.t, fc.mean, fc.lower, fc.upper,
+                               out / "demo-forecast.png", level=fc.level, r_inf=tuple(fc.r_inf),
+                               title=f"forecast from step {fc.upto:g}"),
+    ]
+    say("\nplots written: " + ", ".join(str(p) for p in plots))
     if args.json:
-        print(json.dumps({"truth": DEMO_TRUTH, "oscillator": osc, "exponential": exp}))
+        print(json.dumps(_clean({
+            "truth": DEMO_TRUTH, "log": None if log is None else str(log), "oscillator": po, "exponential": pe,
+            "forecast": fc.to_dict(), "diagnosis": diagnosis.to_dict(),
+            "plots": [str(p) for p in plots],
+        })))
     return 0
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _add_output_options(parser: argparse.ArgumentParser, plot: bool = True) -> None:
+    fmt = parser.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print JSON (parses as one document)")
+    fmt.add_argument("--csv", action="store_true", help="print CSV (one row per log)")
+    if plot:
+        parser.add_argument("--plot", metavar="DIR", help="write PNGs into DIR")
+
+
+def _add_log_command(sub, name: str, help_text: str, func) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help_text, description=help_text)
+    p.add_argument("paths", nargs="+", metavar="LOG",
+                   help="log files, directories or globs (TRL trainer_state.json, CSV, JSONL, "
+                        "TensorBoard, console logs)")
+    p.add_argument("--column", default="reward", help="the reward column (default: reward)")
+    _add_output_options(p)
+    p.set_defaults(func=func)
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,10 +441,46 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fit, forecast and diagnose GRPO reward curves with a damped-oscillator model.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    demo = sub.add_parser("demo", help="end-to-end run on an embedded simulated run")
-    demo.add_argument("--out", default="demo-output", help="directory for outputs (PNG, logs)")
+
+    p = _add_log_command(sub, "fit", "fit the closed-form trajectory to each log", _cmd_fit)
+    p.add_argument("--model", default="oscillator", choices=("oscillator", "exponential", "logistic"))
+
+    _add_log_command(sub, "compare", "oscillator vs exponential vs logistic (AIC, BIC)", _cmd_compare)
+
+    p = _add_log_command(sub, "forecast", "fit the first part of each log, predict the rest",
+                         _cmd_forecast)
+    p.add_argument("--upto", type=float, help="last step used for the fit")
+    p.add_argument("--fraction", type=float, help="share of the logged steps used for the fit")
+    p.add_argument("--model", default="oscillator", choices=("oscillator", "exponential"))
+    p.add_argument("--level", type=float, default=0.9, help="band probability (default 0.9)")
+    p.add_argument("--method", default="covariance", choices=("covariance", "bootstrap"))
+    p.add_argument("--seed", type=int, default=0)
+
+    p = _add_log_command(sub, "diagnose", "score the failure modes of each log", _cmd_diagnose)
+    _add_hp_options(p)
+
+    p = sub.add_parser("simulate", help="write a simulated run (trajectory + noise) as a log")
+    p.add_argument("--out", required=True, help="file to write")
+    p.add_argument("--format", default="trl", choices=("trl", "csv", "jsonl", "tensorboard"))
+    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--r0", type=float, default=0.1)
+    p.add_argument("--r-inf", dest="r_inf", type=float, default=0.8)
+    p.add_argument("--tau", type=float, default=40.0)
+    p.add_argument("--mu", type=float, default=1.0)
+    p.add_argument("--noise", type=float, default=0.03)
+    p.add_argument("--seed", type=int, default=0)
+    _add_output_options(p, plot=False)
+    p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("stability", help="exact stability of the refresh model (MODEL.md s.3)")
+    _add_hp_options(p)
+    _add_output_options(p)
+    p.set_defaults(func=_cmd_stability)
+
+    demo = sub.add_parser("demo", help="end to end on an embedded simulated run (< 1 minute)")
+    demo.add_argument("--out", default="demo-output", help="directory for outputs (log, PNGs)")
     demo.add_argument("--seed", type=int, default=0, help="noise seed")
-    demo.add_argument("--json", action="store_true", help="also print the results as JSON")
+    demo.add_argument("--json", action="store_true", help="print only a JSON summary")
     demo.set_defaults(func=_cmd_demo)
     return parser
 
@@ -132,7 +492,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     matplotlib.use("Agg")  # never need a display (CI, ssh)
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except _Failure as exc:
+        print(f"grpo-dynamics {args.command}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -214,34 +214,45 @@ def _bins(t: np.ndarray, y: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.nda
 
 
 def trend_test(t: np.ndarray, r: np.ndarray) -> dict[str, Any]:
-    """Does the reward move at all? Quadratic vs constant on bin means (MODEL.md s.6 "no trend").
+    """Does the reward move at all? (MODEL.md s.6 "no trend"; docs/diagnose.md, "Trend").
 
-    Bin means absorb the per-step noise and most of its autocorrelation; the F-test then asks
-    whether a smooth curve beats a constant (p < 1e-4) and the change is at least half the
-    spread of the bin means around it ... and at least one step-noise sd.
+    Bin means absorb the per-step noise and most of its autocorrelation. Two smooth shapes
+    are tested against a constant by an F-test on the bin means: a quadratic (slow drifts,
+    rises) and a saturating exponential (fast rise then plateau). A trend needs p < 1e-4 for
+    one of them and a fitted change of at least one step-noise sd.
     """
-    n_bins = int(min(40, max(6, t.size // 8)))
+    n_bins = int(min(40, max(6, t.size // 4)))
     if t.size < 12:
         return {"trend": False, "p_value": float("nan"), "change": float("nan"), "n_bins": 0,
                 "reason": "fewer than 12 points"}
     s, m = _bins(t, r, n_bins)
-    x = (s - s.mean()) / (np.ptp(s) or 1.0)
     rss0 = float(((m - m.mean()) ** 2).sum())
-    coef = np.polyfit(x, m, 2)
-    fitted = np.polyval(coef, x)
-    rss2 = float(((m - fitted) ** 2).sum())
-    dof = n_bins - 3
-    if rss2 <= 0:
-        p = 0.0
-    else:
-        f_stat = ((rss0 - rss2) / 2) / (rss2 / dof)
-        p = float(stats.f.sf(f_stat, 2, dof))
-    change = float(np.ptp(fitted))
+    x = (s - s.mean()) / (np.ptp(s) or 1.0)
+    quadratic = np.polyval(np.polyfit(x, m, 2), x)
+    candidates = {"quadratic": quadratic}
+    try:
+        candidates["exponential"] = np.asarray(fit_curve(s, m, "exponential").predict(s), float)
+    except (ValueError, RuntimeError):
+        pass  # e.g. constant bin means: the quadratic alone decides
+    best = ("none", 1.0, 0.0, quadratic)
+    for name, fitted in candidates.items():
+        rss = float(((m - fitted) ** 2).sum())
+        dof = n_bins - 3
+        if rss0 <= 0:
+            p = 1.0
+        elif rss <= 0:
+            p = 0.0
+        else:
+            p = float(stats.f.sf(((rss0 - rss) / 2) / (rss / dof), 2, dof))
+        if p < best[1] or best[0] == "none":
+            best = (name, p, float(np.ptp(fitted)), fitted)
+    shape, p, change, fitted = best
     noise = _noise_sd(r)
-    moved = change >= max(noise, 1e-12) * 1.0
+    moved = change >= max(noise, 1e-12)
     return {
         "trend": bool(p < 1e-4 and moved),
         "p_value": p,
+        "shape": shape,
         "change": change,
         "step_noise_sd": noise,
         "n_bins": n_bins,
@@ -406,27 +417,51 @@ def _early_late_ratio(frame: pd.DataFrame, column: str) -> dict[str, float] | No
     }
 
 
+def _collapse_score(ratio: dict[str, float], full: float, none: float) -> float:
+    """0 when late/early >= none, 1 when <= full, linear between; times a significance factor."""
+    drop = float(np.clip((none - ratio["ratio"]) / (none - full), 0.0, 1.0))
+    significant = float(np.clip((-ratio["z"] - 2.0) / 2.0, 0.0, 1.0))
+    return drop * significant
+
+
 def _policy_concentration(frame: pd.DataFrame) -> Finding:
     mode = "policy_concentration"
-    for column, cap in (("entropy", 1.0), ("reward_std", 0.45)):
-        if column not in frame.columns:
-            continue
-        ratio = _early_late_ratio(frame, column)
-        if ratio is None or not ratio["early"] > 0:
-            continue
-        # a drop to a quarter of the early value is a collapse, to 3/4 is normal sharpening;
-        # reward_std alone is weaker evidence (it also shrinks as the mean reward saturates)
-        drop = float(np.clip((0.75 - ratio["ratio"]) / 0.5, 0.0, 1.0))
-        significant = float(np.clip((-ratio["z"] - 2.0) / 2.0, 0.0, 1.0))
-        score = cap * drop * significant
-        summary = (
-            f"{column} fell from {ratio['early']:.3g} to {ratio['late']:.3g} "
-            f"({ratio['ratio']:.0%} of its early value)"
-        )
-        evidence = {"columns": [column], "window": [ratio["early_window"][0], ratio["late_window"][1]]}
-        evidence |= {k: v for k, v in ratio.items() if not k.endswith("window")}
-        return Finding(mode, score, _verdict(score), summary, evidence, _FIXES[mode])
-    return _na(mode, "no entropy or reward_std column")
+    ratios = {}
+    for column in ("entropy", "reward_std"):
+        if column in frame.columns:
+            ratio = _early_late_ratio(frame, column)
+            if ratio is not None and ratio["early"] > 0:
+                ratios[column] = ratio
+    if not ratios:
+        return _na(mode, "no entropy or reward_std column")
+    scores = {}
+    if "entropy" in ratios:
+        # a fall to a quarter of the early entropy is a collapse, to 3/4 normal sharpening
+        scores["entropy"] = _collapse_score(ratios["entropy"], full=0.25, none=0.75)
+    if "reward_std" in ratios:
+        # the within-group spread also shrinks as a bounded reward saturates (binary rewards:
+        # sqrt(p (1 - p))), so only a fall below half its early value counts
+        scores["reward_std"] = _collapse_score(ratios["reward_std"], full=0.2, none=0.5)
+    if len(scores) == 2:
+        # concentration hurts when it removes the learning signal: both must collapse
+        score = min(scores.values())
+    elif "entropy" in scores:
+        score = scores["entropy"]
+    else:
+        score = 0.45 * scores["reward_std"]  # spread alone: weaker evidence, "possible" at most
+    summary = "; ".join(
+        f"{c} fell from {v['early']:.3g} to {v['late']:.3g} ({v['ratio']:.0%} of its early value)"
+        for c, v in ratios.items()
+    )
+    first = next(iter(ratios.values()))
+    evidence: dict[str, Any] = {
+        "columns": list(ratios),
+        "window": [first["early_window"][0], first["late_window"][1]],
+        "scores": scores,
+    }
+    for c, v in ratios.items():
+        evidence[c] = {k: val for k, val in v.items()}
+    return Finding(mode, score, _verdict(score), summary, evidence, _FIXES[mode])
 
 
 def _exact_stability(hyperparameters: Any) -> dict[str, Any] | None:
@@ -537,12 +572,16 @@ def _healthy_saturation(
     z_trend = b / se if se > 0 else 0.0
     halves = np.array_split(resid, 2)
     var_ratio = float(np.var(halves[1], ddof=1) / max(np.var(halves[0], ddof=1), 1e-300))
-    flat = abs(z_trend) < 3.0
-    steady = 0.5 < var_ratio < 2.0
+    gain = abs(float(p["r_inf"]) - float(p["r0"]))
+    drift = b * float(t[late][-1] - t[late][0])
+    # flat: no significant drift, or one too small to matter (< a quarter of the gain made)
+    flat = abs(z_trend) < 3.0 or abs(drift) < 0.25 * gain
+    # growing residual variance is the warning sign; a shrinking one is a sharpening policy
+    steady = var_ratio < 2.0
     score = 0.4 * saturated + 0.3 * flat + 0.3 * steady
     summary = (
         f"95% of the gain reached at step {t95:.0f} (run ends {end:g}); late residuals: "
-        f"trend z {z_trend:+.2f}, variance ratio {var_ratio:.2f}"
+        f"drift {drift:+.3g} (z {z_trend:+.2f}, gain {gain:.3g}), variance ratio {var_ratio:.2f}"
     )
     # all three checks: detected; saturated but not (yet) stationary: possible
     verdict = "detected" if score >= 0.99 else "possible" if saturated else "not detected"
@@ -550,7 +589,7 @@ def _healthy_saturation(
         mode, float(score), verdict, summary,
         {"columns": ["reward"], "window": [float(t[late][0]), end], "t95": t95,
          "r_inf": float(p["r_inf"]), "residual_sd": float(resid.std(ddof=1)),
-         "trend_z": z_trend, "variance_ratio": var_ratio},
+         "trend_z": z_trend, "late_drift": drift, "gain": gain, "variance_ratio": var_ratio},
         _FIXES[mode],
     )
 
