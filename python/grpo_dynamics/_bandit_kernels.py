@@ -1,0 +1,378 @@
+"""Numba kernels of the softmax-bandit GRPO simulator (docs/simulate.md).
+
+Private: the public API is grpo_dynamics.simulate. Every kernel has a plain per-sample NumPy
+twin in _bandit_reference.py that the tests compare against statistically.
+
+Conventions shared with the reference:
+- each arm a has two reward cells: r_hi[a] with probability p_hi[a], else r_lo[a]
+  (Bernoulli: r_hi = scale, r_lo = 0; fixed: r_hi = r_lo = value, p_hi = 1);
+- a group of G samples is summarised by its per-arm counts n[a] and hi-counts k[a]
+  (multinomial by sequential binomials, then binomials), which is the same distribution as
+  G per-sample draws and costs O(n_arms) instead of O(G);
+- the surrogate gradient only depends on these counts: advantages depend on the reward cell,
+  the importance ratio on the arm.
+Codes: optimizer 0 sgd, 1 heavy_ball, 2 adam, 3 adamw; advantage 0 grpo, 1 dr_grpo;
+ratio 0 none, 1 ppo.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_S30 = np.uint64(30)
+_S27 = np.uint64(27)
+_S31 = np.uint64(31)
+_S11 = np.uint64(11)
+_INV53 = 1.0 / 9007199254740992.0
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _mix64(z):
+    # splitmix64 finaliser: a bijection of uint64 with full avalanche
+    z = (z ^ (z >> _S30)) * _MIX1
+    z = (z ^ (z >> _S27)) * _MIX2
+    return z ^ (z >> _S31)
+
+
+@njit(cache=True, error_model="numpy")
+def _stream_seed(seed, stream):
+    """Start state of the RNG stream `stream` of `seed`: independent of thread scheduling."""
+    return _mix64(_mix64(np.uint64(seed)) ^ _mix64(np.uint64(stream) + _GOLDEN))
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _uniform(state):
+    # splitmix64 generator; state is a 1-element uint64 array owned by one replica/chunk
+    state[0] += _GOLDEN
+    return float(_mix64(state[0]) >> _S11) * _INV53
+
+
+@njit(cache=True, error_model="numpy")
+def _binomial(n, p, state):
+    """Exact Binomial(n, p) by inversion searched outward from the mode: O(sqrt(npq)) steps."""
+    if n <= 0 or p <= 0.0:
+        return 0
+    if p >= 1.0:
+        return n
+    q = 1.0 - p
+    mode = int((n + 1) * p)
+    if mode > n:
+        mode = n
+    f_mode = math.exp(
+        math.lgamma(n + 1.0) - math.lgamma(mode + 1.0) - math.lgamma(n - mode + 1.0)
+        + mode * math.log(p) + (n - mode) * math.log(q)
+    )
+    u = _uniform(state)
+    if u < f_mode:
+        return mode
+    u -= f_mode
+    lo = mode
+    hi = mode
+    f_lo = f_mode
+    f_hi = f_mode
+    # visit mode-1, mode+1, mode-2, ... : the cells still partition [0, 1) exactly
+    while lo > 0 or hi < n:
+        if lo > 0:
+            f_lo *= lo / (n - lo + 1.0) * (q / p)
+            lo -= 1
+            if u < f_lo:
+                return lo
+            u -= f_lo
+        if hi < n:
+            f_hi *= (n - hi) / (hi + 1.0) * (p / q)
+            hi += 1
+            if u < f_hi:
+                return hi
+            u -= f_hi
+    return mode  # only reachable through round-off in the last ulp
+
+
+@njit(cache=True, error_model="numpy")
+def _softmax(theta, out):
+    top = theta.max()
+    total = 0.0
+    for a in range(theta.shape[0]):
+        out[a] = math.exp(theta[a] - top)
+        total += out[a]
+    for a in range(theta.shape[0]):
+        out[a] /= total
+
+
+@njit(cache=True, error_model="numpy")
+def _sample_group(pi_old, p_hi, group_size, state, n_arm, k_arm):
+    """Per-arm counts of one group (multinomial as sequential binomials) and hi-reward counts."""
+    n_arms = pi_old.shape[0]
+    remaining = group_size
+    mass = 1.0
+    for a in range(n_arms):
+        if a == n_arms - 1 or remaining == 0:
+            n_arm[a] = remaining
+        else:
+            ratio = pi_old[a] / mass if mass > 0.0 else 1.0
+            n_arm[a] = _binomial(remaining, min(1.0, ratio), state)
+        remaining -= n_arm[a]
+        mass -= pi_old[a]
+        k_arm[a] = _binomial(n_arm[a], p_hi[a], state)
+
+
+@njit(cache=True, error_model="numpy")
+def _accumulate_group(n_arm, k_arm, r_hi, r_lo, group_size, advantage, eps_std,
+                      adv_pos, adv_neg, cnt_pos, cnt_neg, n_total):
+    """Add one group's advantage sums per arm and sign; return (within-group std, zero-std)."""
+    n_arms = n_arm.shape[0]
+    total = 0.0
+    r_min = math.inf
+    r_max = -math.inf
+    for a in range(n_arms):
+        n_hi = k_arm[a]
+        n_lo = n_arm[a] - k_arm[a]
+        total += n_hi * r_hi[a] + n_lo * r_lo[a]
+        if n_hi > 0:
+            r_min = min(r_min, r_hi[a])
+            r_max = max(r_max, r_hi[a])
+        if n_lo > 0:
+            r_min = min(r_min, r_lo[a])
+            r_max = max(r_max, r_lo[a])
+        n_total[a] += n_arm[a]
+    if r_max == r_min:
+        # degenerate group: no reward contrast, no advantage (exactly, not up to round-off)
+        return 0.0, True
+    mean = total / group_size
+    ss = 0.0
+    for a in range(n_arms):
+        ss += k_arm[a] * (r_hi[a] - mean) ** 2 + (n_arm[a] - k_arm[a]) * (r_lo[a] - mean) ** 2
+    std = math.sqrt(ss / (group_size - 1))  # unbiased, as torch.std
+    scale = 1.0 / (std + eps_std) if advantage == 0 else 1.0
+    for a in range(n_arms):
+        for cell in range(2):
+            count = k_arm[a] if cell == 0 else n_arm[a] - k_arm[a]
+            if count == 0:
+                continue
+            adv = ((r_hi[a] if cell == 0 else r_lo[a]) - mean) * scale
+            if adv > 0.0:
+                adv_pos[a] += count * adv
+                cnt_pos[a] += count
+            elif adv < 0.0:
+                adv_neg[a] += count * adv
+                cnt_neg[a] += count
+    return std, False
+
+
+@njit(cache=True, error_model="numpy")
+def _surrogate_gradient(pi, pi_old, ref_pi, adv_pos, adv_neg, cnt_pos, cnt_neg, n_total,
+                        ratio, eps_low, eps_high, kl_coef, kl_is, n_samples, grad):
+    """Ascent gradient of J (mean over n_samples) w.r.t. the logits; returns clipped count.
+
+    kl_is: weight each sample's k3 gradient by pi/pi_old (its expectation is then exactly
+    pi - pi_ref at the current parameters); otherwise k3 at the rollout samples as in TRL.
+    """
+    n_arms = pi.shape[0]
+    clipped = 0.0
+    weight_sum = 0.0
+    for a in range(n_arms):
+        if n_total[a] == 0.0:
+            grad[a] = 0.0  # arm not sampled: no term, and pi_old[a] may be 0
+            continue
+        if ratio == 0:
+            weight = adv_pos[a] + adv_neg[a]
+        else:
+            s = pi[a] / pi_old[a]
+            weight = 0.0
+            # min(s A, clip(s) A): the clipped branch (zero gradient) wins outside the band
+            if s <= 1.0 + eps_high:
+                weight += s * adv_pos[a]
+            else:
+                clipped += cnt_pos[a]
+            if s >= 1.0 - eps_low:
+                weight += s * adv_neg[a]
+            else:
+                clipped += cnt_neg[a]
+        # k3 = pi_ref/pi - log(pi_ref/pi) - 1 at the rollout samples; d/dlogit_a-direction
+        if kl_coef != 0.0:
+            kl_weight = kl_coef * n_total[a] * (1.0 - ref_pi[a] / pi[a])
+            weight -= kl_weight * (pi[a] / pi_old[a] if kl_is else 1.0)
+        grad[a] = weight / n_samples
+        weight_sum += grad[a]
+    for a in range(n_arms):
+        grad[a] -= pi[a] * weight_sum  # d log pi(a) / d theta = e_a - pi
+    return clipped
+
+
+@njit(cache=True, error_model="numpy")
+def _optimizer_step(theta, loss_grad, buf, second, step, optimizer, lr, beta1, beta2, eps,
+                    weight_decay):
+    """One PyTorch-form update of theta in place from the loss gradient (step counts from 1)."""
+    n_arms = theta.shape[0]
+    if optimizer == 3:
+        for a in range(n_arms):
+            theta[a] *= 1.0 - lr * weight_decay  # AdamW: decoupled decay before the step
+    else:
+        for a in range(n_arms):
+            loss_grad[a] += weight_decay * theta[a]
+    if optimizer == 0:
+        for a in range(n_arms):
+            theta[a] -= lr * loss_grad[a]
+    elif optimizer == 1:
+        for a in range(n_arms):
+            buf[a] = beta1 * buf[a] + loss_grad[a]  # SGD(momentum, dampening=0)
+            theta[a] -= lr * buf[a]
+    else:
+        c1 = 1.0 - beta1**step
+        c2 = 1.0 - beta2**step
+        for a in range(n_arms):
+            buf[a] = beta1 * buf[a] + (1.0 - beta1) * loss_grad[a]
+            second[a] = beta2 * second[a] + (1.0 - beta2) * loss_grad[a] ** 2
+            theta[a] -= lr * (buf[a] / c1) / (math.sqrt(second[a] / c2) + eps)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def simulate_kernel(r_hi, r_lo, p_hi, group_size, batch_prompts, steps, replicas, seed,
+                    optimizer, lr, beta1, beta2, eps, weight_decay, advantage, eps_std,
+                    refresh_interval, ratio, eps_low, eps_high, kl_coef, kl_is, ref_logits,
+                    init_logits, out_reward, out_std, out_zero, out_entropy, out_kl, out_clip,
+                    final_logits):
+    """Run `replicas` independent GRPO runs; fill the (replicas, steps) output arrays."""
+    n_arms = r_hi.shape[0]
+    ref_pi = np.empty(n_arms)
+    _softmax(ref_logits, ref_pi)
+    arm_mean = p_hi * r_hi + (1.0 - p_hi) * r_lo
+    n_samples = float(group_size * batch_prompts)
+    for rep in prange(replicas):
+        state = np.empty(1, dtype=np.uint64)
+        state[0] = _stream_seed(seed, rep)  # one stream per replica: thread-count independent
+        theta = init_logits.copy()
+        pi = np.empty(n_arms)
+        pi_old = np.empty(n_arms)
+        buf = np.zeros(n_arms)
+        second = np.zeros(n_arms)
+        grad = np.empty(n_arms)
+        adv_pos = np.zeros(n_arms)
+        adv_neg = np.zeros(n_arms)
+        cnt_pos = np.zeros(n_arms)
+        cnt_neg = np.zeros(n_arms)
+        n_total = np.zeros(n_arms)
+        n_arm = np.zeros(n_arms, dtype=np.int64)
+        k_arm = np.zeros(n_arms, dtype=np.int64)
+        std_mean = 0.0
+        zero_frac = 0.0
+        for t in range(steps):
+            _softmax(theta, pi)
+            if t % refresh_interval == 0:
+                # refresh: new rollouts from the current policy, reused for the whole cycle
+                pi_old[:] = pi
+                adv_pos[:] = 0.0
+                adv_neg[:] = 0.0
+                cnt_pos[:] = 0.0
+                cnt_neg[:] = 0.0
+                n_total[:] = 0.0
+                std_sum = 0.0
+                zeros = 0
+                for _ in range(batch_prompts):
+                    _sample_group(pi_old, p_hi, group_size, state, n_arm, k_arm)
+                    std, degenerate = _accumulate_group(
+                        n_arm, k_arm, r_hi, r_lo, group_size, advantage, eps_std,
+                        adv_pos, adv_neg, cnt_pos, cnt_neg, n_total)
+                    std_sum += std
+                    zeros += degenerate
+                std_mean = std_sum / batch_prompts
+                zero_frac = zeros / batch_prompts
+            reward = 0.0
+            entropy = 0.0
+            kl = 0.0
+            for a in range(n_arms):
+                reward += pi[a] * arm_mean[a]
+                if pi[a] > 0.0:
+                    entropy -= pi[a] * math.log(pi[a])
+                    kl += pi[a] * (math.log(pi[a]) - math.log(ref_pi[a]))
+            clipped = _surrogate_gradient(pi, pi_old, ref_pi, adv_pos, adv_neg, cnt_pos,
+                                          cnt_neg, n_total, ratio, eps_low, eps_high, kl_coef,
+                                          kl_is, n_samples, grad)
+            out_reward[rep, t] = reward
+            out_std[rep, t] = std_mean
+            out_zero[rep, t] = zero_frac
+            out_entropy[rep, t] = entropy
+            out_kl[rep, t] = kl
+            out_clip[rep, t] = clipped / n_samples
+            for a in range(n_arms):
+                grad[a] = -grad[a]  # optimizers minimise the loss -J
+            _optimizer_step(theta, grad, buf, second, t + 1, optimizer, lr, beta1, beta2, eps,
+                            weight_decay)
+        final_logits[rep, :] = theta
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def probe_kernel(r_hi, r_lo, p_hi, group_size, advantage, eps_std, ratio, eps_low, eps_high,
+                 kl_coef, kl_is, ref_pi, pi_old_a, pi_a, pi_old_b, pi_b, direction,
+                 groups_per_chunk,
+                 chunks, seed, out):
+    """Surrogate gradient of single groups at two points with common random numbers.
+
+    Point a = (pi_old_a, pi_a), point b = (pi_old_b, pi_b); the same uniforms drive both
+    (monotone coupling), so their difference has a small variance. Per chunk, out[chunk] holds
+    sums of: d.g_a, d.g_b, (d.g_a)^2, (d.g_b)^2, (d.g_a - d.g_b)^2, then n_arms sums of g_a
+    and n_arms sums of g_a^2 (per-arm moments for Adam's preconditioner).
+    """
+    n_arms = pi_a.shape[0]
+    for chunk in prange(chunks):
+        state = np.empty(1, dtype=np.uint64)
+        saved = np.uint64(0)
+        grad_a = np.empty(n_arms)
+        grad_b = np.empty(n_arms)
+        adv_pos = np.zeros(n_arms)
+        adv_neg = np.zeros(n_arms)
+        cnt_pos = np.zeros(n_arms)
+        cnt_neg = np.zeros(n_arms)
+        n_total = np.zeros(n_arms)
+        n_arm = np.zeros(n_arms, dtype=np.int64)
+        k_arm = np.zeros(n_arms, dtype=np.int64)
+        state[0] = _stream_seed(seed, chunk)
+        acc = np.zeros(out.shape[1])
+        for _ in range(groups_per_chunk):
+            saved = state[0]
+            for point in range(2):
+                state[0] = saved  # common random numbers for the two points
+                adv_pos[:] = 0.0
+                adv_neg[:] = 0.0
+                cnt_pos[:] = 0.0
+                cnt_neg[:] = 0.0
+                n_total[:] = 0.0
+                old = pi_old_a if point == 0 else pi_old_b
+                cur = pi_a if point == 0 else pi_b
+                target = grad_a if point == 0 else grad_b
+                _sample_group(old, p_hi, group_size, state, n_arm, k_arm)
+                _accumulate_group(n_arm, k_arm, r_hi, r_lo, group_size, advantage, eps_std,
+                                  adv_pos, adv_neg, cnt_pos, cnt_neg, n_total)
+                _surrogate_gradient(cur, old, ref_pi, adv_pos, adv_neg, cnt_pos, cnt_neg,
+                                    n_total, ratio, eps_low, eps_high, kl_coef, kl_is,
+                                    float(group_size), target)
+            proj_a = 0.0
+            proj_b = 0.0
+            for a in range(n_arms):
+                proj_a += direction[a] * grad_a[a]
+                proj_b += direction[a] * grad_b[a]
+            acc[0] += proj_a
+            acc[1] += proj_b
+            acc[2] += proj_a * proj_a
+            acc[3] += proj_b * proj_b
+            acc[4] += (proj_a - proj_b) ** 2
+            for a in range(n_arms):
+                acc[5 + a] += grad_a[a]
+                acc[5 + n_arms + a] += grad_a[a] ** 2
+        out[chunk, :] = acc
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def binomial_draws(n, p, size, seed, chunks, out):
+    """`size` Binomial(n, p) draws (for testing the sampler against scipy.stats.binom)."""
+    per = size // chunks
+    for chunk in prange(chunks):
+        state = np.empty(1, dtype=np.uint64)
+        state[0] = _stream_seed(seed, chunk)
+        for i in range(chunk * per, (chunk + 1) * per):
+            out[i] = _binomial(n, p, state)
