@@ -8,6 +8,7 @@ temperature. Each concept lives in one module; this package re-exports their pub
 from __future__ import annotations
 
 from . import diagnose as _diagnose_module
+from . import distributed as _distributed_module
 from . import fit as _fit_module
 from . import forecast as _forecast_module
 from . import io as _io_module
@@ -21,6 +22,7 @@ __version__ = "0.1.0"
 _modules = (
     _trajectory_module,
     _fit_module,
+    _distributed_module,
     _stability_module,
     _simulate_module,
     _objectives_module,
