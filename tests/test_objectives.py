@@ -252,6 +252,45 @@ def test_numba_training_matches_numpy_reference(objective, optimizer, mode, refr
     assert np.ptp(fast.theta[:, -1], axis=0).max() > 1e-3  # replicas really differ
 
 
+def test_reset_state_restarts_adam_every_rollout():
+    # Adam's first step after a reset is lr * sign(g) per coordinate (eps = 0): an independent
+    # signature of the reset, absent when the state is kept.
+    policy = TwoPositionPolicy((1, 4), (0.7, 0.3), "sampled")
+    kwargs = dict(group_size=8, n_groups=2, n_steps=40, refresh_interval=5, n_replicas=4, seed=1)
+    for reset in (True, False):
+        optimizer = Optimizer("adam", lr=0.05, beta2=0.95, eps=0.0, reset_state=reset)
+        run = train_two_position(policy, objective_preset("dr_grpo"), optimizer, **kwargs)
+        first = np.abs(np.diff(run.theta, axis=1)[:, 5::5, 1:])  # continuation logits
+        moved = first[first > 0]
+        if reset:
+            np.testing.assert_allclose(moved, 0.05, rtol=1e-12)
+        else:
+            assert np.abs(moved - 0.05).max() > 1e-3
+
+
+def test_gradient_norm_clipping_bounds_sgd_steps():
+    max_norm, lr = 0.01, 0.5
+    run = train_two_position(POLICY, objective_preset("grpo", kl="none"),
+                             Optimizer("sgd", lr=lr, max_grad_norm=max_norm), group_size=8,
+                             n_groups=2, n_steps=50, n_replicas=4, seed=3)
+    step_norm = np.linalg.norm(np.diff(run.theta, axis=1), axis=-1) / lr
+    assert step_norm.max() <= max_norm * (1 + 1e-12)
+    assert np.isclose(step_norm, max_norm, rtol=1e-3).mean() > 0.5  # most steps were clipped
+
+
+def test_zero_std_group_has_zero_advantage_even_without_eps_std():
+    objective = Objective(eps_std=0.0)
+    theta, old, ref, pre, act, rew = _random_batch(7)
+    rew[:] = 1.0  # every group degenerate
+    kwargs = dict(theta_old=old, prefixes=pre, actions=act, rewards=rew)
+    assert np.all(surrogate_gradient(objective, POLICY, theta, **kwargs) == 0.0)
+    cfg_int, cfg_float = ob._config_arrays(POLICY, objective, Optimizer(), 1.0)
+    _, grad_k = kernels.objective_gradient_single(
+        theta, old, ref, POLICY.n_prefixes, POLICY.n_actions,
+        np.asarray(POLICY.lengths, dtype=np.int64), pre, act, rew, cfg_int, cfg_float)
+    assert np.all(grad_k == 0.0)
+
+
 def test_training_is_thread_count_independent_and_seeded():
     kwargs = dict(group_size=8, n_groups=2, n_steps=80, n_replicas=7, seed=5)
     objective, optimizer = objective_preset("grpo"), Optimizer("adam", lr=0.05)

@@ -1,6 +1,7 @@
 """Numba kernels for the two-position GRPO policy (docs/objectives.md s.2-3).
 
-Private. The public wrapper is grpo_dynamics.objectives.train_two_position; the plain NumPy twin
+Private. The public wrapper is grpo_dynamics.objectives.train_two_position (it splits the replicas
+over threads); the plain NumPy twin
 of every kernel here lives in objectives.py (_train_numpy, surrogate_gradient) and the tests
 compare the two to round-off under common random numbers.
 
@@ -11,7 +12,7 @@ the index constants below are the single source of truth for both sides.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 # ---- configuration layout (shared with objectives.py) ----
 CFG_WEIGHTING = 0  # 0 sequence_mean, 1 group_mean, 2 token_sum
@@ -100,10 +101,10 @@ def policy_logprobs(theta, n_prefixes, n_actions, out):  # pragma: no cover - co
 
 
 @njit(cache=True)
-def sample_categorical(logp, start, n, u):  # pragma: no cover - compiled
+def sample_categorical(probs, start, n, u):  # pragma: no cover - compiled
     cumulative = 0.0
     for k in range(n):
-        cumulative += np.exp(logp[start + k])
+        cumulative += probs[start + k]
         if u < cumulative:
             return k
     return n - 1
@@ -163,7 +164,8 @@ def batch_objective_gradient(
                 var += (rewards[b, i] - mean) ** 2
             std = np.sqrt(var / (group_size - 1))  # torch.std: unbiased
             for i in range(group_size):
-                adv[i] = (rewards[b, i] - mean) / (std + eps_std)
+                # a zero-std group carries no signal; defined as 0 so eps_std = 0 is usable
+                adv[i] = (rewards[b, i] - mean) / (std + eps_std) if std + eps_std > 0 else 0.0
         token_total = 0.0
         for i in range(group_size):
             token_total += 1.0 + lengths[actions[b, i]]
@@ -273,73 +275,86 @@ def optimizer_step(theta, loss_grad, buf, exp_avg, exp_avg_sq, step_count, cfg_i
     return t
 
 
-@njit(cache=True, parallel=True)
-def train_kernel(
-    theta0, theta_ref, n_prefixes, n_actions, lengths, success_prob,
+@njit(cache=True)
+def train_replica(
+    out, replica, theta_ref, n_prefixes, n_actions, lengths, success_prob,
     cfg_int, cfg_float, group_size, n_groups, n_steps, refresh_interval, seed,
 ):  # pragma: no cover - compiled
-    """Trajectories theta[replica, step] of the two-position policy (prange over replicas)."""
-    n_replicas, n_params = theta0.shape
-    out = np.empty((n_replicas, n_steps + 1, n_params))
+    """One replica's trajectory into out[replica] (out[replica, 0] holds the start)."""
+    n_params = out.shape[2]
     shared = cfg_int[CFG_SHARED] == 1
     reset = cfg_int[CFG_RESET] == 1
     reward_scale = cfg_float[CFG_REWARD_SCALE]
+    key = replica_key(seed, replica)
+    theta = out[replica, 0].copy()
     logp_ref = np.empty(n_params)
     policy_logprobs(theta_ref, n_prefixes, n_actions, logp_ref)
-    for r in prange(n_replicas):
-        key = replica_key(seed, r)
-        theta = theta0[r].copy()
-        logp = np.empty(n_params)
-        logp_old = np.empty(n_params)
-        grad = np.empty(n_params)
-        scratch = np.empty(n_params + 2 * group_size)
-        buf = np.zeros(n_params)
-        exp_avg = np.zeros(n_params)
-        exp_avg_sq = np.zeros(n_params)
-        prefixes = np.empty((n_groups, group_size), dtype=np.int64)
-        actions = np.empty((n_groups, group_size), dtype=np.int64)
-        rewards = np.empty((n_groups, group_size))
-        step_count = 0
+    logp = np.empty(n_params)
+    logp_old = np.empty(n_params)
+    probs_old = np.empty(n_params)
+    grad = np.empty(n_params)
+    scratch = np.empty(n_params + 2 * group_size)
+    buf = np.zeros(n_params)
+    exp_avg = np.zeros(n_params)
+    exp_avg_sq = np.zeros(n_params)
+    prefixes = np.empty((n_groups, group_size), dtype=np.int64)
+    actions = np.empty((n_groups, group_size), dtype=np.int64)
+    rewards = np.empty((n_groups, group_size))
+    step_count = 0
+    for t in range(n_steps):
+        if t % refresh_interval == 0:
+            refresh = t // refresh_interval
+            policy_logprobs(theta, n_prefixes, n_actions, logp_old)
+            for k in range(n_params):
+                probs_old[k] = np.exp(logp_old[k])  # once per refresh, not per draw
+            if reset:
+                step_count = 0
+                for k in range(n_params):
+                    buf[k] = 0.0
+                    exp_avg[k] = 0.0
+                    exp_avg_sq[k] = 0.0
+            for b in range(n_groups):
+                u = uniform(key, draw_counter(refresh, b, group_size, 0, n_groups, group_size))
+                group_prefix = sample_categorical(probs_old, 0, n_prefixes, u)
+                for i in range(group_size):
+                    if shared:
+                        p = group_prefix
+                    else:
+                        u = uniform(key, draw_counter(refresh, b, i, 0, n_groups, group_size))
+                        p = sample_categorical(probs_old, 0, n_prefixes, u)
+                    u = uniform(key, draw_counter(refresh, b, i, 1, n_groups, group_size))
+                    a = sample_categorical(probs_old, n_prefixes + p * n_actions, n_actions, u)
+                    u = uniform(key, draw_counter(refresh, b, i, 2, n_groups, group_size))
+                    prefixes[b, i] = p
+                    actions[b, i] = a
+                    rewards[b, i] = reward_scale * (1.0 if u < success_prob[p, a] else 0.0)
+        policy_logprobs(theta, n_prefixes, n_actions, logp)
+        batch_objective_gradient(
+            logp, logp_old, logp_ref, n_prefixes, n_actions, lengths,
+            prefixes, actions, rewards, cfg_int, cfg_float, grad, scratch,
+        )
         for k in range(n_params):
-            out[r, 0, k] = theta[k]
-        for t in range(n_steps):
-            if t % refresh_interval == 0:
-                refresh = t // refresh_interval
-                policy_logprobs(theta, n_prefixes, n_actions, logp_old)
-                if reset:
-                    step_count = 0
-                    for k in range(n_params):
-                        buf[k] = 0.0
-                        exp_avg[k] = 0.0
-                        exp_avg_sq[k] = 0.0
-                for b in range(n_groups):
-                    u = uniform(key, draw_counter(refresh, b, group_size, 0, n_groups, group_size))
-                    group_prefix = sample_categorical(logp_old, 0, n_prefixes, u)
-                    for i in range(group_size):
-                        if shared:
-                            p = group_prefix
-                        else:
-                            u = uniform(key, draw_counter(refresh, b, i, 0, n_groups, group_size))
-                            p = sample_categorical(logp_old, 0, n_prefixes, u)
-                        u = uniform(key, draw_counter(refresh, b, i, 1, n_groups, group_size))
-                        a = sample_categorical(logp_old, n_prefixes + p * n_actions, n_actions, u)
-                        u = uniform(key, draw_counter(refresh, b, i, 2, n_groups, group_size))
-                        prefixes[b, i] = p
-                        actions[b, i] = a
-                        rewards[b, i] = reward_scale * (1.0 if u < success_prob[p, a] else 0.0)
-            policy_logprobs(theta, n_prefixes, n_actions, logp)
-            batch_objective_gradient(
-                logp, logp_old, logp_ref, n_prefixes, n_actions, lengths,
-                prefixes, actions, rewards, cfg_int, cfg_float, grad, scratch,
-            )
-            for k in range(n_params):
-                grad[k] = -grad[k]  # the optimizer minimises the loss -J
-            step_count = optimizer_step(
-                theta, grad, buf, exp_avg, exp_avg_sq, step_count, cfg_int, cfg_float
-            )
-            for k in range(n_params):
-                out[r, t + 1, k] = theta[k]
-    return out
+            grad[k] = -grad[k]  # the optimizer minimises the loss -J
+        step_count = optimizer_step(
+            theta, grad, buf, exp_avg, exp_avg_sq, step_count, cfg_int, cfg_float
+        )
+        for k in range(n_params):
+            out[replica, t + 1, k] = theta[k]
+
+
+@njit(cache=True, nogil=True)
+def train_replicas(
+    out, first, last, theta_ref, n_prefixes, n_actions, lengths, success_prob,
+    cfg_int, cfg_float, group_size, n_groups, n_steps, refresh_interval, seed,
+):  # pragma: no cover - compiled
+    """Replicas first..last-1 into out, without the GIL (objectives.py runs chunks on threads).
+
+    Plain threads over a nogil kernel rather than parallel=True: the parfor machinery costs
+    ~10 s of compile time for no gain at this granularity (one task per chunk of replicas).
+    """
+    for r in range(first, last):
+        train_replica(out, r, theta_ref, n_prefixes, n_actions, lengths, success_prob,
+                      cfg_int, cfg_float, group_size, n_groups, n_steps, refresh_interval, seed)
 
 
 @njit(cache=True)

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import itertools
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+import numba
 import numpy as np
 from scipy.special import log_softmax
 from scipy.stats import multinomial
@@ -92,8 +94,8 @@ class Objective:
 
     weighting: per-token weight w_{i,t}: "sequence_mean" 1/(G |o_i|) (GRPO, GSPO),
         "group_mean" 1/G (Dr. GRPO), "token_sum" 1/sum_j |o_j| (DAPO).
-    advantage: "std_normalized" (r - mean)/(std + eps_std) with the unbiased std, or
-        "centered" r - mean.
+    advantage: "std_normalized" (r - mean)/(std + eps_std) with the unbiased std (0 for a
+        group whose rewards are all equal, also with eps_std = 0), or "centered" r - mean.
     ratio_level: "token" s_{i,t} = pi/pi_old per token, or "sequence" (GSPO)
         s_i = (pi(o_i)/pi_old(o_i))^(1/|o_i|) shared by the tokens of o_i.
     clip: apply the PPO clip with band [1 - eps_low, 1 + eps_high].
@@ -312,7 +314,9 @@ def _advantages(objective: Objective, rewards: np.ndarray) -> np.ndarray:
     centred = rewards - rewards.mean(axis=-1, keepdims=True)
     if objective.advantage == "centered":
         return centred
-    return centred / (rewards.std(axis=-1, ddof=1, keepdims=True) + objective.eps_std)
+    scale = rewards.std(axis=-1, ddof=1, keepdims=True) + objective.eps_std
+    # a zero-std group (all rewards equal) has zero advantage, also when eps_std = 0
+    return np.divide(centred, scale, out=np.zeros_like(centred), where=scale > 0)
 
 
 def _weights(objective: Objective, seq_len: np.ndarray) -> np.ndarray:
@@ -592,6 +596,32 @@ def _train_numpy(policy: TwoPositionPolicy, objective: Objective, optimizer: Opt
     return out
 
 
+def _train_numba(policy: TwoPositionPolicy, objective: Objective, optimizer: Optimizer,
+                 theta0: np.ndarray, theta_ref: np.ndarray, group_size: int, n_groups: int,
+                 n_steps: int, refresh_interval: int, seed: int,
+                 reward_scale: float) -> np.ndarray:
+    cfg_int, cfg_float = _config_arrays(policy, objective, optimizer, reward_scale)
+    n_rep = theta0.shape[0]
+    out = np.empty((n_rep, n_steps + 1, policy.n_params))
+    out[:, 0] = theta0
+    args = (theta_ref, policy.n_prefixes, policy.n_actions,
+            np.asarray(policy.lengths, dtype=np.int64), np.asarray(policy.success_prob),
+            cfg_int, cfg_float, group_size, n_groups, n_steps, refresh_interval, np.uint64(seed))
+    # the kernel releases the GIL: one contiguous chunk of replicas per thread; each replica's
+    # random stream depends only on (seed, replica), so the split does not change the result
+    n_threads = max(1, min(numba.get_num_threads(), n_rep))
+    bounds = np.linspace(0, n_rep, n_threads + 1).astype(int)
+    if n_threads == 1:
+        _k.train_replicas(out, 0, n_rep, *args)
+    else:
+        with ThreadPoolExecutor(n_threads) as pool:
+            jobs = [pool.submit(_k.train_replicas, out, int(lo), int(hi), *args)
+                    for lo, hi in zip(bounds[:-1], bounds[1:])]
+            for job in jobs:
+                job.result()
+    return out
+
+
 def train_two_position(policy: TwoPositionPolicy, objective: Objective, optimizer: Optimizer, *,
                        group_size: int, n_steps: int, n_groups: int = 1,
                        refresh_interval: int = 1, n_replicas: int = 1, seed: int = 0,
@@ -625,13 +655,9 @@ def train_two_position(policy: TwoPositionPolicy, objective: Objective, optimize
     if ref.shape != (n_par,) or not np.all(np.isfinite(ref)):
         raise ValueError(f"theta_ref must be finite with shape ({n_par},)")
     if backend == "numba":
-        cfg_int, cfg_float = _config_arrays(policy, objective, optimizer, reward_scale)
-        theta = _k.train_kernel(
-            np.ascontiguousarray(theta0_arr), ref, policy.n_prefixes, policy.n_actions,
-            np.asarray(policy.lengths, dtype=np.int64), np.asarray(policy.success_prob),
-            cfg_int, cfg_float, int(group_size), int(n_groups), int(n_steps),
-            int(refresh_interval), np.uint64(seed),
-        )
+        theta = _train_numba(policy, objective, optimizer, theta0_arr, ref, int(group_size),
+                             int(n_groups), int(n_steps), int(refresh_interval), int(seed),
+                             reward_scale)
     else:
         theta = _train_numpy(policy, objective, optimizer, theta0_arr, ref, int(group_size),
                              int(n_groups), int(n_steps), int(refresh_interval), int(seed),
