@@ -410,9 +410,11 @@ def test_restart_keeps_last_occurrence(tmp_path):
 def test_eval_entries_merge_on_step_and_every_n(tmp_path):
     history = []
     for step in range(5, 55, 5):
-        history.append({"step": step, "reward": 1 - 0.5**step, "kl": 0.01 * step})
-        if step % 10 == 0:
-            history.append({"step": step, "eval_reward": 0.5, "eval_loss": 2.0})
+        history.append({"step": step, "reward": 1 - 0.5**step, "kl": 0.01 * step, "epoch": step})
+        if step % 10 == 0:  # TRL's eval entries carry their own epoch
+            history.append(
+                {"step": step, "eval_reward": 0.5, "eval_loss": 2.0, "epoch": step + 1e-9}
+            )
     history.append({"step": 50, "train_runtime": 12.0, "train_loss": 0.1})
     path = _trl(tmp_path, history, logging_steps=5, global_step=50)
     run = read_quiet(path)
@@ -421,6 +423,10 @@ def test_eval_entries_merge_on_step_and_every_n(tmp_path):
     assert run.column("eval_reward").index.tolist() == [10, 20, 30, 40, 50]
     assert "train_loss" not in run.frame and run.metadata["train_summary"]["train_loss"] == 0.1
     assert run.metadata["logging_steps"] == 5
+    assert repr(run) == (
+        f"Run('trainer_state.json', 10 rewards, steps 5..50, columns={list(run.frame.columns)}, "
+        "0 warnings)"
+    )
     assert any("every 5 steps" in n for n in run.notes)
 
 

@@ -197,6 +197,7 @@ _OUR_METADATA_KEY = "grpo_dynamics_metadata"
 _FORMATS = ("trl", "json", "csv", "jsonl", "tensorboard", "console")
 
 
+@functools.lru_cache(maxsize=4096)
 def _normalise(name: str) -> str:
     text = re.sub(r"[\s\-]+", "_", str(name).strip().lower())
     return text[len("train/") :] if text.startswith("train/") else text
@@ -215,7 +216,7 @@ def _is_eval(name: str) -> bool:
     return str(name).lower().startswith(("eval_", "eval/"))
 
 
-@dataclass
+@dataclass(eq=False, repr=False)  # a DataFrame field has no truth value: identity equality
 class Run:
     """One training run: per-step metrics, the names they had, and the run's hyperparameters.
 
@@ -333,6 +334,15 @@ class Run:
     def __len__(self) -> int:
         return int(self._reward_mask.sum())
 
+    def __repr__(self) -> str:
+        steps = self.steps
+        span = f"steps {steps[0]}..{steps[-1]}" if steps.size else "no finite reward"
+        return (
+            f"Run({self.name!r}, {len(self)} rewards, {span}, "
+            f"columns={list(self.frame.columns)[:6]}{'...' if self.frame.shape[1] > 6 else ''}, "
+            f"{len(self.warnings)} warnings)"
+        )
+
 
 # ----------------------------------------------------------------------------------------------
 # Records: every reader turns its file into (where, step or None, {name: value}) records.
@@ -391,10 +401,10 @@ def _records_from_dicts(
     entries: Sequence[Any], path: str, label: str, skipped: dict[str, int]
 ) -> list[tuple[str, int | None, dict[str, float]]]:
     """Dict entries -> records; the step comes from the usual step keys, numbers only kept."""
-    keys: list[str] = []
+    keys: dict[str, None] = {}
     for entry in entries:
         if isinstance(entry, dict):
-            keys.extend(k for k in entry if k not in keys)
+            keys.update(dict.fromkeys(entry))
     step_key = _find_step_key(keys)
     records = []
     for position, entry in enumerate(entries):
@@ -407,6 +417,9 @@ def _records_from_dicts(
         values: dict[str, float] = {}
         for key, value in entry.items():
             if key == step_key:
+                continue
+            if type(value) is float:  # the common case, checked first for speed
+                values[key] = value
                 continue
             number = _to_float(value)
             if number is None:
@@ -529,7 +542,7 @@ def _read_json(path: str, text: str) -> _Parsed:
 def _read_jsonl(path: str, text: str) -> _Parsed:
     entries: list[Any] = []
     metadata: dict[str, Any] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -1088,23 +1101,30 @@ def _build_run(parsed: _Parsed, path: str, fmt: str) -> Run:
     # merge train and eval entries on step; a metric logged twice with a new value is a restart
     rows: dict[int, dict[str, float]] = {}
     group_rows: tuple[dict[int, dict[str, float]], dict[int, dict[str, float]]] = ({}, {})
-    order: dict[str, None] = {}
     repeated: set[int] = set()
     duplicates = 0
     last_step = None
     backwards = 0
+    all_keys: dict[str, None] = {}
+    for _, _, values in records:
+        all_keys.update(dict.fromkeys(values))
+    eval_keys = {k for k in all_keys if _is_eval(k)}
     for _, step, values in records:
         assert step is not None
-        if last_step is not None and step < last_step and not all(_is_eval(k) for k in values):
-            backwards += 1
-        if not all(_is_eval(k) for k in values):
-            last_step = step
-        for group, part in enumerate(
-            (
-                {k: v for k, v in values.items() if not _is_eval(k)},
-                {k: v for k, v in values.items() if _is_eval(k)},
+        has_eval = not eval_keys.isdisjoint(values)
+        if has_eval:
+            # an eval entry's own 'epoch' stays with it, so it can never look like a restart
+            parts = (
+                {k: v for k, v in values.items() if k not in eval_keys and k != "epoch"},
+                {k: v for k, v in values.items() if k in eval_keys or k == "epoch"},
             )
-        ):
+        else:
+            parts = (values, {})
+        if parts[0]:
+            if last_step is not None and step < last_step:
+                backwards += 1
+            last_step = step
+        for group, part in enumerate(parts):
             if not part:
                 continue
             target = group_rows[group]
@@ -1118,7 +1138,7 @@ def _build_run(parsed: _Parsed, path: str, fmt: str) -> Run:
                 if any(k in existing for k in part):
                     duplicates += 1
                 existing.update(part)
-        order.update(dict.fromkeys(values))
+    order = all_keys
     for group_row in group_rows:
         for step, part in group_row.items():
             rows.setdefault(step, {}).update(part)
