@@ -166,6 +166,51 @@ def test_bad_input_names_argument():
         diagnose(pd.DataFrame({"reward": np.linspace(0, 1, 40)}), eval_column="gold")
 
 
+# The same separation on runs of the softmax-bandit GRPO simulator (MODEL.md s.7), where the
+# policy really is trained: the logged reward is the batch mean of B*G sampled 0/1 rewards.
+BANDITS = {
+    # Bernoulli arms, KL to the uniform reference: an interior fixed point, entropy kept
+    "healthy": dict(arm_rewards=(0.3, 0.7), steps=600, lr=0.05, momentum=0.5, kl_coef=0.5),
+    # deterministic 0/1 rewards, G = 4, the good arm almost never sampled: all-zero groups
+    "advantage_degeneracy": dict(arm_rewards=(0.0, 1.0), reward_kind="fixed", group_size=4,
+                                 steps=300, lr=0.05, momentum=0.5, initial_logits=(0.0, -5.0)),
+    # no KL, fast heavy ball: the policy locks onto one arm, entropy 0.69 -> ~0.01 nats
+    "policy_concentration": dict(arm_rewards=(0.3, 0.7), steps=600, lr=0.1, momentum=0.9),
+}
+
+
+def bandit_columns(kind: str, seed: int = 1) -> dict[str, np.ndarray]:
+    config = gd.BanditConfig(**{"group_size": 8, "batch_prompts": 16, "replicas": 1,
+                                "seed": seed, **BANDITS[kind]})
+    result = gd.simulate(config)
+    p = np.clip(result.expected_reward[0], 0.0, 1.0)
+    n = config.group_size * config.batch_prompts
+    steps = np.arange(1.0, config.steps + 1)
+    rng = np.random.default_rng(seed)
+    return {
+        "steps": steps,
+        "reward": rng.binomial(n, p) / n,  # every sample is Bernoulli(expected reward)
+        "reward_std": result.group_reward_std[0],
+        "frac_reward_zero_std": result.zero_std_fraction[0],
+        "entropy": result.entropy[0],
+        "kl": result.kl_to_reference[0],
+        "learning_rate": np.full(steps.size, config.lr),
+        "eval_steps": steps[:0],
+        "eval_reward": steps[:0],
+    }
+
+
+@pytest.mark.parametrize("kind", sorted(BANDITS))
+def test_bandit_runs_are_separated(kind, tmp_path):
+    if not callable(getattr(gd, "simulate", None)):
+        pytest.skip("the bandit simulator has not landed")
+    d = diagnose(read_back(write_trl(bandit_columns(kind), tmp_path / f"{kind}.json")))
+    if kind == "healthy":
+        assert d.detected == [] and d.verdict == "healthy_saturation", str(d)
+    else:
+        assert d.detected == [kind], str(d)
+
+
 # Real public logs (provenance: tests/data/README.md). Expected verdicts are the README's own
 # descriptions where they are unambiguous.
 REAL_EXPECTED = {

@@ -418,8 +418,10 @@ def _early_late_ratio(frame: pd.DataFrame, column: str) -> dict[str, float] | No
 
 
 def _collapse_score(ratio: dict[str, float], full: float, none: float) -> float:
-    """0 when late/early >= none, 1 when <= full, linear between; times a significance factor."""
-    drop = float(np.clip((none - ratio["ratio"]) / (none - full), 0.0, 1.0))
+    """0 when late/early >= none, 1 when <= full, linear in log(ratio) between; times a
+    significance factor (the fall must be > 2-4 standard errors)."""
+    value = max(float(ratio["ratio"]), 1e-12)
+    drop = float(np.clip(math.log(none / value) / math.log(none / full), 0.0, 1.0))
     significant = float(np.clip((-ratio["z"] - 2.0) / 2.0, 0.0, 1.0))
     return drop * significant
 
@@ -436,19 +438,14 @@ def _policy_concentration(frame: pd.DataFrame) -> Finding:
         return _na(mode, "no entropy or reward_std column")
     scores = {}
     if "entropy" in ratios:
-        # a fall to a quarter of the early entropy is a collapse, to 3/4 normal sharpening
-        scores["entropy"] = _collapse_score(ratios["entropy"], full=0.25, none=0.75)
+        # entropy falls during any learning; a collapse is a fall by an order of magnitude
+        # (full score at 5 % of the early value, none above half of it)
+        scores["entropy"] = _collapse_score(ratios["entropy"], full=0.05, none=0.5)
     if "reward_std" in ratios:
         # the within-group spread also shrinks as a bounded reward saturates (binary rewards:
-        # sqrt(p (1 - p))), so only a fall below half its early value counts
-        scores["reward_std"] = _collapse_score(ratios["reward_std"], full=0.2, none=0.5)
-    if len(scores) == 2:
-        # concentration hurts when it removes the learning signal: both must collapse
-        score = min(scores.values())
-    elif "entropy" in scores:
-        score = scores["entropy"]
-    else:
-        score = 0.45 * scores["reward_std"]  # spread alone: weaker evidence, "possible" at most
+        # sqrt(p (1 - p))), so it is weaker evidence: "possible" at most on its own
+        scores["reward_std"] = 0.45 * _collapse_score(ratios["reward_std"], full=0.05, none=0.5)
+    score = scores["entropy"] if "entropy" in scores else scores["reward_std"]
     summary = "; ".join(
         f"{c} fell from {v['early']:.3g} to {v['late']:.3g} ({v['ratio']:.0%} of its early value)"
         for c, v in ratios.items()
