@@ -157,3 +157,16 @@ def test_usage_errors_exit_nonzero(capsys):
     assert exc.value.code != 0
     code, _, err = _run(["fit", "/nonexistent/*.json"], capsys)
     assert code == 1 and "1 of 1 logs failed" in err
+
+
+def test_simulate_bandit_then_diagnose(tmp_path, capsys):
+    if not callable(getattr(gd, "simulate", None)):
+        pytest.skip("the bandit simulator has not landed")
+    target = tmp_path / "bandit.json"
+    code, _, _ = _run(["simulate", "--bandit", "--out", target, "--kl-coef", 0, "--lr", 0.1,
+                       "--momentum", 0.9, "--steps", 600, "--seed", 2], capsys)
+    assert code == 0
+    code, out, _ = _run(["diagnose", target, "--json"], capsys)
+    (doc,) = json.loads(out)
+    assert doc["verdict"] == "policy_concentration"  # no KL: the entropy collapses
+    assert doc["findings"]["policy_concentration"]["evidence"]["columns"][0] == "entropy"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -312,13 +313,50 @@ def _simulated_columns(steps: np.ndarray, truth: dict[str, float], noise: float,
     }
 
 
+def _bandit_columns(args: argparse.Namespace) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """One replica of the softmax-bandit simulator as log columns (MODEL.md s.7)."""
+    gd = _gd()
+    config = gd.BanditConfig(
+        arm_rewards=tuple(args.arm_rewards), reward_kind=args.reward_kind,
+        group_size=args.group_size, batch_prompts=args.batch_prompts, steps=args.steps,
+        replicas=1, seed=args.seed, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
+        refresh_interval=args.refresh_interval, kl_coef=args.kl_coef,
+    )
+    result = gd.simulate(config)
+    p = np.asarray(result.expected_reward[0], dtype=float)
+    n = config.group_size * config.batch_prompts
+    rng = np.random.default_rng(args.seed)
+    if args.reward_kind == "bernoulli" or set(args.arm_rewards) <= {0.0, 1.0}:
+        # a 0/1 reward per sample: the logged batch mean is Binomial(B G, expected reward) / (B G)
+        reward = rng.binomial(n, np.clip(p, 0.0, 1.0)) / n
+    else:
+        reward = p  # graded fixed rewards: log the expected reward itself
+    cols = {
+        "reward": reward,
+        "reward_std": result.group_reward_std[0],
+        "frac_reward_zero_std": result.zero_std_fraction[0],
+        "entropy": result.entropy[0],
+        "kl": result.kl_to_reference[0],
+        "learning_rate": np.full(config.steps, config.lr),
+    }
+    meta = {"simulated": "bandit", "group_size": config.group_size, "learning_rate": config.lr,
+            "num_iterations": config.refresh_interval, "beta": config.kl_coef,
+            "momentum": config.momentum, "seed": args.seed}
+    return cols, meta
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    truth = {"r0": args.r0, "r_inf": args.r_inf, "tau": args.tau, "mu": args.mu}
     steps = np.arange(1, args.steps + 1, dtype=float)
-    cols = _simulated_columns(steps, truth, args.noise, args.seed)
-    out = _write_run(steps, cols, Path(args.out), args.format,
-                     {"simulated": True, **truth, "noise_sd": args.noise, "seed": args.seed})
-    doc = {"file": str(out), "steps": args.steps, "truth": truth, "noise": args.noise}
+    if args.bandit:
+        cols, meta = _bandit_columns(args)
+        truth: dict[str, Any] = {}
+    else:
+        truth = {"r0": args.r0, "r_inf": args.r_inf, "tau": args.tau, "mu": args.mu}
+        cols = _simulated_columns(steps, truth, args.noise, args.seed)
+        meta = {"simulated": "trajectory", **truth, "noise_sd": args.noise, "seed": args.seed}
+    out = _write_run(steps, cols, Path(args.out), args.format, meta)
+    doc = {"file": str(out), "steps": args.steps, "truth": truth, "noise": args.noise,
+           "metadata": meta}
     _emit(args, [doc | truth], doc, human=lambda: f"wrote {args.steps} simulated steps to {out}")
     return 0
 
@@ -459,7 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add_log_command(sub, "diagnose", "score the failure modes of each log", _cmd_diagnose)
     _add_hp_options(p)
 
-    p = sub.add_parser("simulate", help="write a simulated run (trajectory + noise) as a log")
+    p = sub.add_parser("simulate", help="write a simulated run (trajectory + noise, or the "
+                                        "bandit simulator) as a log")
     p.add_argument("--out", required=True, help="file to write")
     p.add_argument("--format", default="trl", choices=("trl", "csv", "jsonl", "tensorboard"))
     p.add_argument("--steps", type=int, default=400)
@@ -469,6 +508,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mu", type=float, default=1.0)
     p.add_argument("--noise", type=float, default=0.03)
     p.add_argument("--seed", type=int, default=0)
+    b = p.add_argument_group("bandit simulator (--bandit; MODEL.md s.7)")
+    b.add_argument("--bandit", action="store_true",
+                   help="simulate the softmax-bandit GRPO policy instead of the trajectory model")
+    b.add_argument("--arm-rewards", dest="arm_rewards", type=float, nargs="+", default=[0.3, 0.7])
+    b.add_argument("--reward-kind", dest="reward_kind", default="bernoulli",
+                   choices=("bernoulli", "fixed"))
+    b.add_argument("--group-size", dest="group_size", type=int, default=8)
+    b.add_argument("--batch-prompts", dest="batch_prompts", type=int, default=16)
+    b.add_argument("--optimizer", default="heavy_ball", choices=("sgd", "heavy_ball", "adam", "adamw"))
+    b.add_argument("--lr", type=float, default=0.05)
+    b.add_argument("--momentum", type=float, default=0.5)
+    b.add_argument("--refresh-interval", dest="refresh_interval", type=int, default=1)
+    b.add_argument("--kl-coef", dest="kl_coef", type=float, default=0.5)
     _add_output_options(p, plot=False)
     p.set_defaults(func=_cmd_simulate)
 
@@ -497,6 +549,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Failure as exc:
         print(f"grpo-dynamics {args.command}: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # `grpo-dynamics ... | head`: the reader left; not an error of ours
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps interpreter shutdown quiet
+        return 0
 
 
 if __name__ == "__main__":
