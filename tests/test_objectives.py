@@ -252,6 +252,47 @@ def test_numba_training_matches_numpy_reference(objective, optimizer, mode, refr
     assert np.ptp(fast.theta[:, -1], axis=0).max() > 1e-3  # replicas really differ
 
 
+optimizers_st = st.one_of(
+    st.builds(Optimizer, kind=st.just("sgd"), lr=st.floats(0.01, 1.0)),
+    st.builds(Optimizer, kind=st.just("heavy_ball"), lr=st.floats(0.01, 0.5),
+              momentum=st.floats(0.1, 0.95), dampening=st.sampled_from([0.0, 0.5])),
+    st.builds(Optimizer, kind=st.sampled_from(["adam", "adamw"]), lr=st.floats(0.001, 0.1),
+              beta1=st.floats(0.0, 0.95), beta2=st.floats(0.9, 0.999),
+              # eps well above round-off: with uniform weights a shared prefix's gradient is
+              # round-off (~1e-17) and Adam with eps -> 0 blows it up to a step of random sign
+              eps=st.sampled_from([1e-6, 1e-3]), weight_decay=st.sampled_from([0.0, 0.1]),
+              max_grad_norm=st.sampled_from([None, 0.05]), reset_state=st.booleans()),
+)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(objective=objectives_st, optimizer=optimizers_st, refresh=st.integers(1, 4),
+       mode=st.sampled_from(["shared", "sampled"]), seed=st.integers(0, 2**32))
+def test_numba_training_matches_numpy_reference_property(objective, optimizer, refresh, mode,
+                                                         seed):
+    policy = TwoPositionPolicy(POLICY.lengths, POLICY.success_prob, mode)
+    kwargs = dict(group_size=4, n_groups=2, n_steps=12, refresh_interval=refresh, n_replicas=3,
+                  seed=seed, theta_ref=np.linspace(-0.5, 0.5, policy.n_params))
+    fast = train_two_position(policy, objective, optimizer, backend="numba", **kwargs)
+    slow = train_two_position(policy, objective, optimizer, backend="numpy", **kwargs)
+    np.testing.assert_allclose(fast.theta, slow.theta, rtol=1e-9, atol=1e-10)
+
+
+def test_adam_with_tiny_eps_amplifies_the_round_off_of_a_cancelled_prefix_gradient():
+    # Dr. GRPO cancels the shared-prefix gradient exactly in real arithmetic; in floating point
+    # a ~1e-17 remainder is left, and Adam (eps = 0) turns it into full lr-sized prefix steps.
+    policy = TwoPositionPolicy((1, 6), [(0.8, 0.3), (0.8, 0.3)], "shared")
+    # (G = 6: the group mean k/6 is inexact in binary; with G = 8 the sum happens to be exact)
+    kwargs = dict(group_size=6, n_groups=1, n_steps=30, n_replicas=4, seed=0)
+    objective = objective_preset("dr_grpo")
+    sgd = train_two_position(policy, objective, Optimizer("sgd", lr=0.05), **kwargs)
+    assert np.abs(sgd.theta[..., :2]).max() < 1e-14
+    adam = train_two_position(policy, objective, Optimizer("adam", lr=0.05, eps=0.0), **kwargs)
+    assert np.abs(np.diff(adam.theta[..., 0], axis=1)).max() == pytest.approx(0.05, rel=1e-6)
+    safe = train_two_position(policy, objective, Optimizer("adam", lr=0.05, eps=1e-8), **kwargs)
+    assert np.abs(safe.theta[..., :2]).max() < 1e-6
+
+
 def test_reset_state_restarts_adam_every_rollout():
     # Adam's first step after a reset is lr * sign(g) per coordinate (eps = 0): an independent
     # signature of the reset, absent when the state is kept.
