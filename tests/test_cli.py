@@ -76,7 +76,9 @@ def test_demo_console_script_headless(tmp_path):
     code = "import sys; from grpo_dynamics.cli import main; sys.exit(main())"
     proc = subprocess.run(
         [sys.executable, "-c", code, "demo", "--out", str(tmp_path / "o")],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={"MPLBACKEND": "TkAgg", "DISPLAY": "", "PATH": "", "HOME": str(tmp_path)},
     )
     assert proc.returncode == 0, proc.stderr
@@ -117,8 +119,10 @@ def test_compare_json(log_dir, capsys):
 
 
 def test_forecast_json_and_plot(log_dir, capsys, tmp_path):
-    code, out, _ = _run(["forecast", log_dir / "a_trainer_state.json", "--upto", 150, "--json",
-                         "--plot", tmp_path], capsys)
+    code, out, _ = _run(
+        ["forecast", log_dir / "a_trainer_state.json", "--upto", 150, "--json", "--plot", tmp_path],
+        capsys,
+    )
     assert code == 0
     (doc,) = json.loads(out)
     assert doc["upto"] == 150 and doc["n_fit"] == 150
@@ -140,8 +144,25 @@ def test_diagnose_directory_csv_and_human(log_dir, capsys):
 
 def test_simulate_then_fit_round_trip(tmp_path, capsys):
     target = tmp_path / "sim.csv"
-    code, out, _ = _run(["simulate", "--out", target, "--format", "csv", "--steps", 250,
-                         "--tau", 25, "--mu", 0.8, "--seed", 3, "--json"], capsys)
+    code, out, _ = _run(
+        [
+            "simulate",
+            "--out",
+            target,
+            "--format",
+            "csv",
+            "--steps",
+            250,
+            "--tau",
+            25,
+            "--mu",
+            0.8,
+            "--seed",
+            3,
+            "--json",
+        ],
+        capsys,
+    )
     assert code == 0 and json.loads(out)["file"] == str(target)
     code, out, _ = _run(["fit", target, "--json"], capsys)
     (row,) = json.loads(out)
@@ -163,8 +184,25 @@ def test_simulate_bandit_then_diagnose(tmp_path, capsys):
     if not callable(getattr(gd, "simulate", None)):
         pytest.skip("the bandit simulator has not landed")
     target = tmp_path / "bandit.json"
-    code, _, _ = _run(["simulate", "--bandit", "--out", target, "--kl-coef", 0, "--lr", 0.1,
-                       "--momentum", 0.9, "--steps", 600, "--seed", 2], capsys)
+    code, _, _ = _run(
+        [
+            "simulate",
+            "--bandit",
+            "--out",
+            target,
+            "--kl-coef",
+            0,
+            "--lr",
+            0.1,
+            "--momentum",
+            0.9,
+            "--steps",
+            600,
+            "--seed",
+            2,
+        ],
+        capsys,
+    )
     assert code == 0
     code, out, _ = _run(["diagnose", target, "--json"], capsys)
     (doc,) = json.loads(out)

@@ -71,17 +71,29 @@ def make_run(kind: str, seed: int = 0) -> dict[str, np.ndarray]:
 def write_trl(columns: dict[str, np.ndarray], path: Path) -> Path:
     """A TRL trainer_state.json, written by hand (independent of io.write_log)."""
     history = []
-    eval_at = dict(zip(columns["eval_steps"].tolist(), columns["eval_reward"].tolist(), strict=True))
+    eval_at = dict(
+        zip(columns["eval_steps"].tolist(), columns["eval_reward"].tolist(), strict=True)
+    )
     names = {"entropy": "entropy", "completion_length": "completions/mean_length"}
     for i, step in enumerate(columns["steps"].tolist()):
         entry = {"step": int(step), "epoch": step / N_STEPS}
-        for key in ("reward", "reward_std", "frac_reward_zero_std", "entropy", "kl", "learning_rate"):
+        for key in (
+            "reward",
+            "reward_std",
+            "frac_reward_zero_std",
+            "entropy",
+            "kl",
+            "learning_rate",
+        ):
             entry[names.get(key, key)] = float(columns[key][i])
         history.append(entry)
         if step in eval_at:
             history.append({"step": int(step), "eval_reward": eval_at[step], "eval_loss": 0.1})
-    state = {"global_step": int(columns["steps"][-1]), "log_history": history,
-             "max_steps": int(columns["steps"][-1])}
+    state = {
+        "global_step": int(columns["steps"][-1]),
+        "log_history": history,
+        "max_steps": int(columns["steps"][-1]),
+    }
     path.write_text(json.dumps(state, indent=1))
     return path
 
@@ -127,7 +139,9 @@ def test_hacking_window_points_at_the_break(diagnoses):
     finding = diagnoses["reward_hacking"]["reward_hacking"]
     start, end = finding.evidence["window"]
     assert end > 250  # the worst window contains the decoupled part
-    assert finding.evidence["window_coupling"] < 0.3 or math.isnan(finding.evidence["window_coupling"])
+    assert finding.evidence["window_coupling"] < 0.3 or math.isnan(
+        finding.evidence["window_coupling"]
+    )
 
 
 def test_json_round_trip(diagnoses):
@@ -142,13 +156,17 @@ def test_trend_test_on_pure_noise_and_on_a_rise():
     rng = np.random.default_rng(5)
     t = np.arange(500.0)
     assert not trend_test(t, 0.3 + 0.1 * rng.standard_normal(500))["trend"]
-    assert trend_test(t, 0.3 + 0.1 * rng.standard_normal(500) + 0.2 * (1 - np.exp(-t / 100)))["trend"]
+    assert trend_test(t, 0.3 + 0.1 * rng.standard_normal(500) + 0.2 * (1 - np.exp(-t / 100)))[
+        "trend"
+    ]
 
 
 def test_flat_noise_run_is_no_trend():
     rng = np.random.default_rng(7)
-    frame = pd.DataFrame({"reward": 0.4 + 0.1 * rng.standard_normal(400)},
-                         index=pd.Index(np.arange(400.0), name="step"))
+    frame = pd.DataFrame(
+        {"reward": 0.4 + 0.1 * rng.standard_normal(400)},
+        index=pd.Index(np.arange(400.0), name="step"),
+    )
     d = diagnose(frame)
     assert d.verdict == "no trend" and d.detected == []
     assert d["healthy_saturation"].verdict == "not assessable"
@@ -172,16 +190,24 @@ BANDITS = {
     # Bernoulli arms, KL to the uniform reference: an interior fixed point, entropy kept
     "healthy": dict(arm_rewards=(0.3, 0.7), steps=600, lr=0.05, momentum=0.5, kl_coef=0.5),
     # deterministic 0/1 rewards, G = 4, the good arm almost never sampled: all-zero groups
-    "advantage_degeneracy": dict(arm_rewards=(0.0, 1.0), reward_kind="fixed", group_size=4,
-                                 steps=300, lr=0.05, momentum=0.5, initial_logits=(0.0, -5.0)),
+    "advantage_degeneracy": dict(
+        arm_rewards=(0.0, 1.0),
+        reward_kind="fixed",
+        group_size=4,
+        steps=300,
+        lr=0.05,
+        momentum=0.5,
+        initial_logits=(0.0, -5.0),
+    ),
     # no KL, fast heavy ball: the policy locks onto one arm, entropy 0.69 -> ~0.01 nats
     "policy_concentration": dict(arm_rewards=(0.3, 0.7), steps=600, lr=0.1, momentum=0.9),
 }
 
 
 def bandit_columns(kind: str, seed: int = 1) -> dict[str, np.ndarray]:
-    config = gd.BanditConfig(**{"group_size": 8, "batch_prompts": 16, "replicas": 1,
-                                "seed": seed, **BANDITS[kind]})
+    config = gd.BanditConfig(
+        **{"group_size": 8, "batch_prompts": 16, "replicas": 1, "seed": seed, **BANDITS[kind]}
+    )
     result = gd.simulate(config)
     p = np.clip(result.expected_reward[0], 0.0, 1.0)
     n = config.group_size * config.batch_prompts
@@ -227,7 +253,10 @@ REAL_EXPECTED = {
     "yuxuanwang2009__RL_GRPO__grpo_metrics.json": "no failure",
 }
 # tests/data holds the small ones; the two large ones live only in the shared data directory
-_REAL_DIRS = (Path(__file__).parent / "data", Path(__file__).parents[2] / "shared/data/real-grpo-logs")
+_REAL_DIRS = (
+    Path(__file__).parent / "data",
+    Path(__file__).parents[2] / "shared/data/real-grpo-logs",
+)
 
 
 def _real_path(name: str) -> Path | None:
@@ -251,4 +280,3 @@ def test_real_logs_match_their_descriptions(name):
         assert d.verdict == expected, str(d)
     if expected == "no trend":
         assert d.detected == []
-

@@ -28,8 +28,15 @@ def _ode_first_crossing(fraction: float, tau: float, mu: float) -> float:
 
     event.terminal = True
     event.direction = -1
-    sol = solve_ivp(rhs, (0, 200 * tau * (1 + mu)), [1.0, 0.0], method="DOP853",
-                    events=event, rtol=1e-11, atol=1e-13)
+    sol = solve_ivp(
+        rhs,
+        (0, 200 * tau * (1 + mu)),
+        [1.0, 0.0],
+        method="DOP853",
+        events=event,
+        rtol=1e-11,
+        atol=1e-13,
+    )
     return float(sol.t_events[0][0])
 
 

@@ -107,8 +107,12 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _emit(args: argparse.Namespace, rows: list[dict[str, Any]], docs: list[dict[str, Any]] | None = None,
-          human: Callable[[], str] | None = None) -> None:
+def _emit(
+    args: argparse.Namespace,
+    rows: list[dict[str, Any]],
+    docs: list[dict[str, Any]] | dict[str, Any] | None = None,
+    human: Callable[[], str] | None = None,
+) -> None:
     """Print rows as a table (default), CSV (--csv) or JSON (--json, full documents)."""
     if getattr(args, "json", False):
         print(json.dumps(_clean(docs if docs is not None else rows), indent=1))
@@ -126,10 +130,14 @@ def _progress(items: list, label: str):
     from tqdm import tqdm
 
     # only on a terminal and only for real batches: pipes and single files stay clean
-    return tqdm(items, desc=label, unit="log", file=sys.stderr, disable=None if len(items) > 1 else True)
+    return tqdm(
+        items, desc=label, unit="log", file=sys.stderr, disable=None if len(items) > 1 else True
+    )
 
 
-def _batch(args: argparse.Namespace, label: str, work: Callable[[str, Any], tuple[dict, dict]]) -> int:
+def _batch(
+    args: argparse.Namespace, label: str, work: Callable[[str, Any], tuple[dict, dict]]
+) -> int:
     """Run ``work(path, run) -> (row, doc)`` on every log; errors become rows, never losses."""
     rows, docs, failed = [], [], 0
     for path, run in _progress(_read_many(args.paths), label):
@@ -167,11 +175,15 @@ def _stem(path: str) -> str:
 # fit / compare / forecast / diagnose
 
 
-def _fit_plot(plot_dir: str, path: str, t: np.ndarray, r: np.ndarray, results: dict[str, Any]) -> str:
+def _fit_plot(
+    plot_dir: str, path: str, t: np.ndarray, r: np.ndarray, results: dict[str, Any]
+) -> str:
     from . import plotting
 
     curves = {name: res.predict for name, res in results.items()}
-    out = plotting.plot_fit(t, r, curves, Path(plot_dir) / f"{_stem(path)}-fit.png", title=Path(path).name)
+    out = plotting.plot_fit(
+        t, r, curves, Path(plot_dir) / f"{_stem(path)}-fit.png", title=Path(path).name
+    )
     return str(out)
 
 
@@ -180,10 +192,15 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         t, r = _series(run, args.column)
         result = _fit(t, r, args.model)
         params, err = _params(result), _stderr(result)
-        row = {"n": int(t.size), "model": args.model, "fit_status": str(getattr(result, "status", "")),
-               "regime": str(getattr(result, "regime", "")), **params,
-               **{f"{k}_stderr": v for k, v in err.items()},
-               "r2": float(getattr(result, "r2", float("nan")))}
+        row = {
+            "n": int(t.size),
+            "model": args.model,
+            "fit_status": str(getattr(result, "status", "")),
+            "regime": str(getattr(result, "regime", "")),
+            **params,
+            **{f"{k}_stderr": v for k, v in err.items()},
+            "r2": float(getattr(result, "r2", float("nan"))),
+        }
         doc = dict(row) | {"params": params, "stderr": err}
         if args.plot:
             results = {args.model: result}
@@ -223,11 +240,23 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
     from .forecast import forecast
 
     def work(path: str, run: Any) -> tuple[dict, dict]:
-        fc = forecast(run, column=args.column, upto=args.upto, fraction=args.fraction,
-                      model=args.model, level=args.level, method=args.method, seed=args.seed)
-        row: dict[str, Any] = {"upto": fc.upto, "n_fit": fc.n_fit,
-                               "r_inf": fc.r_inf.estimate, "r_inf_lo": fc.r_inf.lower,
-                               "r_inf_hi": fc.r_inf.upper}
+        fc = forecast(
+            run,
+            column=args.column,
+            upto=args.upto,
+            fraction=args.fraction,
+            model=args.model,
+            level=args.level,
+            method=args.method,
+            seed=args.seed,
+        )
+        row: dict[str, Any] = {
+            "upto": fc.upto,
+            "n_fit": fc.n_fit,
+            "r_inf": fc.r_inf.estimate,
+            "r_inf_lo": fc.r_inf.lower,
+            "r_inf_hi": fc.r_inf.upper,
+        }
         for g, iv in fc.gain_steps.items():
             tag = f"t{round(100 * g)}"
             row |= {tag: iv.estimate, f"{tag}_lo": iv.lower, f"{tag}_hi": iv.upper}
@@ -237,9 +266,17 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
 
             t, r = _series(run, args.column)
             out = plotting.plot_forecast(
-                t, r, fc.upto, fc.t, fc.mean, fc.lower, fc.upper,
-                Path(args.plot) / f"{_stem(path)}-forecast.png", level=fc.level,
-                r_inf=tuple(fc.r_inf), title=f"{Path(path).name}: forecast from step {fc.upto:g}",
+                t,
+                r,
+                fc.upto,
+                fc.t,
+                fc.mean,
+                fc.lower,
+                fc.upper,
+                Path(args.plot) / f"{_stem(path)}-forecast.png",
+                level=fc.level,
+                r_inf=(fc.r_inf.estimate, fc.r_inf.lower, fc.r_inf.upper),
+                title=f"{Path(path).name}: forecast from step {fc.upto:g}",
             )
             doc["plot"] = str(out)
         return row, doc
@@ -268,8 +305,11 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
 
     def work(path: str, run: Any) -> tuple[dict, dict]:
         d = diagnose(run, hyper, column=args.column)
-        row = {"verdict": d.verdict, "n": d.n_steps,
-               **{m: round(f.score, 3) for m, f in d.findings.items()}}
+        row = {
+            "verdict": d.verdict,
+            "n": d.n_steps,
+            **{m: round(f.score, 3) for m, f in d.findings.items()},
+        }
         human_blocks.append(f"== {path}\n{d}")
         if args.plot and d.fit is not None:
             t, r = _series(run, args.column)
@@ -293,16 +333,23 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
 # simulate / stability / demo
 
 
-def _write_run(steps: np.ndarray, columns: dict[str, np.ndarray], path: Path, fmt: str,
-               metadata: dict[str, Any] | None = None) -> Path:
+def _write_run(
+    steps: np.ndarray,
+    columns: dict[str, np.ndarray],
+    path: Path,
+    fmt: str,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
     gd = _gd()
-    run = gd.Run.from_arrays(steps.astype(np.int64), columns.pop("reward"), metadata=metadata or {},
-                             **columns)
+    run = gd.Run.from_arrays(
+        steps.astype(np.int64), columns.pop("reward"), metadata=metadata or {}, **columns
+    )
     return Path(gd.write_log(run, path, format=fmt))
 
 
-def _simulated_columns(steps: np.ndarray, truth: dict[str, float], noise: float,
-                       seed: int) -> dict[str, np.ndarray]:
+def _simulated_columns(
+    steps: np.ndarray, truth: dict[str, float], noise: float, seed: int
+) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     clean = _trajectory(steps, **truth)
     return {
@@ -317,10 +364,18 @@ def _bandit_columns(args: argparse.Namespace) -> tuple[dict[str, np.ndarray], di
     """One replica of the softmax-bandit simulator as log columns (MODEL.md s.7)."""
     gd = _gd()
     config = gd.BanditConfig(
-        arm_rewards=tuple(args.arm_rewards), reward_kind=args.reward_kind,
-        group_size=args.group_size, batch_prompts=args.batch_prompts, steps=args.steps,
-        replicas=1, seed=args.seed, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
-        refresh_interval=args.refresh_interval, kl_coef=args.kl_coef,
+        arm_rewards=tuple(args.arm_rewards),
+        reward_kind=args.reward_kind,
+        group_size=args.group_size,
+        batch_prompts=args.batch_prompts,
+        steps=args.steps,
+        replicas=1,
+        seed=args.seed,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        momentum=args.momentum,
+        refresh_interval=args.refresh_interval,
+        kl_coef=args.kl_coef,
     )
     result = gd.simulate(config)
     p = np.asarray(result.expected_reward[0], dtype=float)
@@ -339,9 +394,15 @@ def _bandit_columns(args: argparse.Namespace) -> tuple[dict[str, np.ndarray], di
         "kl": result.kl_to_reference[0],
         "learning_rate": np.full(config.steps, config.lr),
     }
-    meta = {"simulated": "bandit", "group_size": config.group_size, "learning_rate": config.lr,
-            "num_iterations": config.refresh_interval, "beta": config.kl_coef,
-            "momentum": config.momentum, "seed": args.seed}
+    meta = {
+        "simulated": "bandit",
+        "group_size": config.group_size,
+        "learning_rate": config.lr,
+        "num_iterations": config.refresh_interval,
+        "beta": config.kl_coef,
+        "momentum": config.momentum,
+        "seed": args.seed,
+    }
     return cols, meta
 
 
@@ -355,22 +416,39 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         cols = _simulated_columns(steps, truth, args.noise, args.seed)
         meta = {"simulated": "trajectory", **truth, "noise_sd": args.noise, "seed": args.seed}
     out = _write_run(steps, cols, Path(args.out), args.format, meta)
-    doc = {"file": str(out), "steps": args.steps, "truth": truth, "noise": args.noise,
-           "metadata": meta}
+    doc = {
+        "file": str(out),
+        "steps": args.steps,
+        "truth": truth,
+        "noise": args.noise,
+        "metadata": meta,
+    }
     _emit(args, [doc | truth], doc, human=lambda: f"wrote {args.steps} simulated steps to {out}")
     return 0
 
 
-_HP_FIELDS = ("learning_rate", "momentum", "refresh_interval", "group_size", "c_lag", "c_now",
-              "curvature", "batch_size")
+_HP_FIELDS = (
+    "learning_rate",
+    "momentum",
+    "refresh_interval",
+    "group_size",
+    "c_lag",
+    "c_now",
+    "curvature",
+    "batch_size",
+)
 
 
 def _add_hp_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("hyperparameters (stability module, MODEL.md s.3)")
     g.add_argument("--learning-rate", dest="learning_rate", type=float)
     g.add_argument("--momentum", type=float, help="heavy-ball beta or Adam beta1")
-    g.add_argument("--refresh-interval", dest="refresh_interval", type=int,
-                   help="K: optimizer steps per batch of rollouts")
+    g.add_argument(
+        "--refresh-interval",
+        dest="refresh_interval",
+        type=int,
+        help="K: optimizer steps per batch of rollouts",
+    )
     g.add_argument("--group-size", dest="group_size", type=int)
     g.add_argument("--c-lag", dest="c_lag", type=float, help="stale stiffness (per step)")
     g.add_argument("--c-now", dest="c_now", type=float, help="current stiffness (per step)")
@@ -399,34 +477,35 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     cols = _simulated_columns(steps, DEMO_TRUTH, DEMO_NOISE, args.seed)
     r_sim = cols["reward"].copy()
     say = (lambda *a: None) if args.json else print
-    say(f"grpo-dynamics demo: simulated {DEMO_STEPS} steps (truth {DEMO_TRUTH}, noise sd "
-        f"{DEMO_NOISE}, seed {args.seed})")
-    log: Path | None = None
-    if callable(getattr(gd, "read_log", None)):
-        # the embedded run goes through the same path as a user's log: written, then read back
-        log = _write_run(steps, cols, out / "demo-trainer_state.json", "trl", {"simulated": True})
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            run: Any = gd.read_log(log)
-        t, r = _series(run, "reward")
-        if not np.array_equal(r, r_sim):
-            raise _Failure("the TRL log did not read back identically")
-        say(f"wrote and read back {log}")
-    else:  # before the io module lands: the same table in memory
-        run = pd.DataFrame(cols, index=pd.Index(steps, name="step"))
-        t, r = steps, r_sim
+    say(
+        f"grpo-dynamics demo: simulated {DEMO_STEPS} steps (truth {DEMO_TRUTH}, noise sd "
+        f"{DEMO_NOISE}, seed {args.seed})"
+    )
+    # the embedded run goes through the same path as a user's log: written, then read back
+    log = _write_run(steps, cols, out / "demo-trainer_state.json", "trl", {"simulated": True})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = gd.read_log(log)
+    t, r = _series(run, "reward")
+    if not np.array_equal(r, r_sim):
+        raise _Failure("the TRL log did not read back identically")
+    say(f"wrote and read back {log}")
 
     osc, exp = _fit(t, r, "oscillator"), _fit(t, r, "exponential")
     po, pe = _params(osc), _params(exp)
     say(f"\n{'param':>8} {'truth':>10} {'oscillator':>12} {'exponential':>12}")
     for name in _PARAMS:
         say(f"{name:>8} {DEMO_TRUTH[name]:>10.4f} {po[name]:>12.4f} {pe.get(name, 0.0):>12.4f}")
-    say(f"{'r2':>8} {'':>10} {float(getattr(osc, 'r2', np.nan)):>12.4f} "
-        f"{float(getattr(exp, 'r2', np.nan)):>12.4f}")
+    say(
+        f"{'r2':>8} {'':>10} {float(getattr(osc, 'r2', np.nan)):>12.4f} "
+        f"{float(getattr(exp, 'r2', np.nan)):>12.4f}"
+    )
 
     fc = forecast(t, r, upto=float(t[DEMO_STEPS // 3 - 1]), seed=args.seed)
-    say(f"\nforecast from the first {fc.n_fit} steps: plateau r_inf {fc.r_inf.estimate:.3f} "
-        f"[{fc.r_inf.lower:.3f}, {fc.r_inf.upper:.3f}] (truth {DEMO_TRUTH['r_inf']})")
+    say(
+        f"\nforecast from the first {fc.n_fit} steps: plateau r_inf {fc.r_inf.estimate:.3f} "
+        f"[{fc.r_inf.lower:.3f}, {fc.r_inf.upper:.3f}] (truth {DEMO_TRUTH['r_inf']})"
+    )
     for g, iv in fc.gain_steps.items():
         say(f"  {g:.0%} of the gain at step {iv.estimate:.0f} [{iv.lower:.0f}, {iv.upper:.0f}]")
 
@@ -434,20 +513,45 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     say(f"\ndiagnosis {diagnosis}")
 
     plots = [
-        plotting.plot_fit(t, r, {"oscillator": osc.predict, "exponential": exp.predict},
-                          out / "demo-fit.png", title="grpo-dynamics demo: simulated run",
-                          truth=lambda s: _trajectory(s, **DEMO_TRUTH)),
-        plotting.plot_forecast(t, r, fc.upto, fc.t, fc.mean, fc.lower, fc.upper,
-                               out / "demo-forecast.png", level=fc.level, r_inf=tuple(fc.r_inf),
-                               title=f"forecast from step {fc.upto:g}"),
+        plotting.plot_fit(
+            t,
+            r,
+            {"oscillator": osc.predict, "exponential": exp.predict},
+            out / "demo-fit.png",
+            title="grpo-dynamics demo: simulated run",
+            truth=lambda s: _trajectory(s, **DEMO_TRUTH),
+        ),
+        plotting.plot_forecast(
+            t,
+            r,
+            fc.upto,
+            fc.t,
+            fc.mean,
+            fc.lower,
+            fc.upper,
+            out / "demo-forecast.png",
+            level=fc.level,
+            r_inf=(fc.r_inf.estimate, fc.r_inf.lower, fc.r_inf.upper),
+            title=f"forecast from step {fc.upto:g}",
+        ),
     ]
     say("\nplots written: " + ", ".join(str(p) for p in plots))
     if args.json:
-        print(json.dumps(_clean({
-            "truth": DEMO_TRUTH, "log": None if log is None else str(log), "oscillator": po, "exponential": pe,
-            "forecast": fc.to_dict(), "diagnosis": diagnosis.to_dict(),
-            "plots": [str(p) for p in plots],
-        })))
+        print(
+            json.dumps(
+                _clean(
+                    {
+                        "truth": DEMO_TRUTH,
+                        "log": str(log),
+                        "oscillator": po,
+                        "exponential": pe,
+                        "forecast": fc.to_dict(),
+                        "diagnosis": diagnosis.to_dict(),
+                        "plots": [str(p) for p in plots],
+                    }
+                )
+            )
+        )
     return 0
 
 
@@ -464,9 +568,13 @@ def _add_output_options(parser: argparse.ArgumentParser, plot: bool = True) -> N
 
 def _add_log_command(sub, name: str, help_text: str, func) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_text, description=help_text)
-    p.add_argument("paths", nargs="+", metavar="LOG",
-                   help="log files, directories or globs (TRL trainer_state.json, CSV, JSONL, "
-                        "TensorBoard, console logs)")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="LOG",
+        help="log files, directories or globs (TRL trainer_state.json, CSV, JSONL, "
+        "TensorBoard, console logs)",
+    )
     p.add_argument("--column", default="reward", help="the reward column (default: reward)")
     _add_output_options(p)
     p.set_defaults(func=func)
@@ -481,12 +589,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = _add_log_command(sub, "fit", "fit the closed-form trajectory to each log", _cmd_fit)
-    p.add_argument("--model", default="oscillator", choices=("oscillator", "exponential", "logistic"))
+    p.add_argument(
+        "--model", default="oscillator", choices=("oscillator", "exponential", "logistic")
+    )
 
-    _add_log_command(sub, "compare", "oscillator vs exponential vs logistic (AIC, BIC)", _cmd_compare)
+    _add_log_command(
+        sub, "compare", "oscillator vs exponential vs logistic (AIC, BIC)", _cmd_compare
+    )
 
-    p = _add_log_command(sub, "forecast", "fit the first part of each log, predict the rest",
-                         _cmd_forecast)
+    p = _add_log_command(
+        sub, "forecast", "fit the first part of each log, predict the rest", _cmd_forecast
+    )
     p.add_argument("--upto", type=float, help="last step used for the fit")
     p.add_argument("--fraction", type=float, help="share of the logged steps used for the fit")
     p.add_argument("--model", default="oscillator", choices=("oscillator", "exponential"))
@@ -497,8 +610,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add_log_command(sub, "diagnose", "score the failure modes of each log", _cmd_diagnose)
     _add_hp_options(p)
 
-    p = sub.add_parser("simulate", help="write a simulated run (trajectory + noise, or the "
-                                        "bandit simulator) as a log")
+    p = sub.add_parser(
+        "simulate",
+        help="write a simulated run (trajectory + noise, or the bandit simulator) as a log",
+    )
     p.add_argument("--out", required=True, help="file to write")
     p.add_argument("--format", default="trl", choices=("trl", "csv", "jsonl", "tensorboard"))
     p.add_argument("--steps", type=int, default=400)
@@ -509,14 +624,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", type=float, default=0.03)
     p.add_argument("--seed", type=int, default=0)
     b = p.add_argument_group("bandit simulator (--bandit; MODEL.md s.7)")
-    b.add_argument("--bandit", action="store_true",
-                   help="simulate the softmax-bandit GRPO policy instead of the trajectory model")
+    b.add_argument(
+        "--bandit",
+        action="store_true",
+        help="simulate the softmax-bandit GRPO policy instead of the trajectory model",
+    )
     b.add_argument("--arm-rewards", dest="arm_rewards", type=float, nargs="+", default=[0.3, 0.7])
-    b.add_argument("--reward-kind", dest="reward_kind", default="bernoulli",
-                   choices=("bernoulli", "fixed"))
+    b.add_argument(
+        "--reward-kind", dest="reward_kind", default="bernoulli", choices=("bernoulli", "fixed")
+    )
     b.add_argument("--group-size", dest="group_size", type=int, default=8)
     b.add_argument("--batch-prompts", dest="batch_prompts", type=int, default=16)
-    b.add_argument("--optimizer", default="heavy_ball", choices=("sgd", "heavy_ball", "adam", "adamw"))
+    b.add_argument(
+        "--optimizer", default="heavy_ball", choices=("sgd", "heavy_ball", "adam", "adamw")
+    )
     b.add_argument("--lr", type=float, default=0.05)
     b.add_argument("--momentum", type=float, default=0.5)
     b.add_argument("--refresh-interval", dest="refresh_interval", type=int, default=1)

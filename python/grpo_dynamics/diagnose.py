@@ -114,8 +114,13 @@ class Diagnosis:
     def to_frame(self) -> pd.DataFrame:
         """One row per mode: score, verdict, summary, fix."""
         rows = [
-            {"mode": f.mode, "score": f.score, "verdict": f.verdict, "summary": f.summary,
-             "fix": f.fix if f.verdict in ("detected", "possible") else ""}
+            {
+                "mode": f.mode,
+                "score": f.score,
+                "verdict": f.verdict,
+                "summary": f.summary,
+                "fix": f.fix if f.verdict in ("detected", "possible") else "",
+            }
             for f in self.findings.values()
         ]
         return pd.DataFrame(rows).set_index("mode")
@@ -223,8 +228,13 @@ def trend_test(t: np.ndarray, r: np.ndarray) -> dict[str, Any]:
     """
     n_bins = int(min(40, max(6, t.size // 4)))
     if t.size < 12:
-        return {"trend": False, "p_value": float("nan"), "change": float("nan"), "n_bins": 0,
-                "reason": "fewer than 12 points"}
+        return {
+            "trend": False,
+            "p_value": float("nan"),
+            "change": float("nan"),
+            "n_bins": 0,
+            "reason": "fewer than 12 points",
+        }
     s, m = _bins(t, r, n_bins)
     rss0 = float(((m - m.mean()) ** 2).sum())
     x = (s - s.mean()) / (np.ptp(s) or 1.0)
@@ -293,11 +303,14 @@ def _reward_hacking(frame: pd.DataFrame, eval_col: str | None) -> Finding:
     y_ev = ev.to_numpy()
     # train reward at each eval step: mean over the half-spacing around it (train is noisier)
     half = 0.5 * float(np.median(np.diff(t_ev)))
-    aligned = np.array([
-        y_tr[(t_tr >= s - half) & (t_tr <= s + half)].mean()
-        if np.any((t_tr >= s - half) & (t_tr <= s + half)) else np.nan
-        for s in t_ev
-    ])
+    aligned = np.array(
+        [
+            y_tr[(t_tr >= s - half) & (t_tr <= s + half)].mean()
+            if np.any((t_tr >= s - half) & (t_tr <= s + half))
+            else np.nan
+            for s in t_ev
+        ]
+    )
     ok = np.isfinite(aligned)
     t_ev, y_ev, aligned = t_ev[ok], y_ev[ok], aligned[ok]
     n = t_ev.size
@@ -323,8 +336,14 @@ def _reward_hacking(frame: pd.DataFrame, eval_col: str | None) -> Finding:
         se_gap = math.hypot(se_ev, kappa0 * se_tr) * length
         z = gap / se_gap if se_gap > 0 else 0.0
         coupling = b_ev / b_tr if abs(b_tr) > 2 * se_tr else float("nan")
-        w = {"start_step": float(tt[0]), "end_step": float(tt[-1]), "coupling": coupling,
-             "train_change": b_tr * length, "eval_change": b_ev * length, "z": z}
+        w = {
+            "start_step": float(tt[0]),
+            "end_step": float(tt[-1]),
+            "coupling": coupling,
+            "train_change": b_tr * length,
+            "eval_change": b_ev * length,
+            "z": z,
+        }
         windows.append(w)
         if worst is None or z < worst["z"]:
             worst = w | {"gap": gap}
@@ -339,10 +358,18 @@ def _reward_hacking(frame: pd.DataFrame, eval_col: str | None) -> Finding:
         f"{kappa0:.2f}, window coupling {worst['coupling']:.2f})"
     )
     return Finding(
-        mode, score, _verdict(score), summary,
-        {"columns": ["reward", eval_col], "window": [worst["start_step"], worst["end_step"]],
-         "baseline_coupling": kappa0, "window_coupling": worst["coupling"], "z": worst["z"],
-         "rolling_coupling": [w["coupling"] for w in windows]},
+        mode,
+        score,
+        _verdict(score),
+        summary,
+        {
+            "columns": ["reward", eval_col],
+            "window": [worst["start_step"], worst["end_step"]],
+            "baseline_coupling": kappa0,
+            "window_coupling": worst["coupling"],
+            "z": worst["z"],
+            "rolling_coupling": [w["coupling"] for w in windows],
+        },
         _FIXES[mode],
     )
 
@@ -373,17 +400,26 @@ def _advantage_degeneracy(frame: pd.DataFrame, group_size: int | None) -> Findin
         steps, frac = _late(frame, "frac_reward_zero_std")
         value = float(np.clip(np.mean(frac), 0.0, 1.0))
         whole = float(frame["frac_reward_zero_std"].mean())
-        summary = f"{value:.0%} of groups have zero reward spread (late half; whole run {whole:.0%})"
-        evidence = {"columns": ["frac_reward_zero_std"], "window": [steps[0], steps[-1]],
-                    "late_fraction": value, "run_fraction": whole}
+        summary = (
+            f"{value:.0%} of groups have zero reward spread (late half; whole run {whole:.0%})"
+        )
+        evidence = {
+            "columns": ["frac_reward_zero_std"],
+            "window": [steps[0], steps[-1]],
+            "late_fraction": value,
+            "run_fraction": whole,
+        }
     elif "reward_std" in frame.columns and frame["reward_std"].notna().sum() >= 3:
         steps, spread = _late(frame, "reward_std")
         scale = float(np.nanmax(np.abs(frame["reward"].to_numpy(float)))) or 1.0
         # within-group std at zero on most steps: every group degenerate there
         value = float(np.mean(spread <= 1e-6 * scale))
         summary = f"reward_std is zero on {value:.0%} of late steps"
-        evidence = {"columns": ["reward_std"], "window": [steps[0], steps[-1]],
-                    "late_fraction_zero_std": value}
+        evidence = {
+            "columns": ["reward_std"],
+            "window": [steps[0], steps[-1]],
+            "late_fraction_zero_std": value,
+        }
     elif group_size is not None:
         steps, p = _late(frame, "reward")
         if np.nanmin(p) < 0 or np.nanmax(p) > 1:
@@ -391,8 +427,12 @@ def _advantage_degeneracy(frame: pd.DataFrame, group_size: int | None) -> Findin
         # binary rewards: a group is degenerate with probability p^G + (1 - p)^G
         value = float(np.mean(p**group_size + (1 - p) ** group_size))
         summary = f"p^G + (1-p)^G = {value:.0%} at G = {group_size} (assuming 0/1 rewards)"
-        evidence = {"columns": ["reward"], "window": [steps[0], steps[-1]],
-                    "group_size": group_size, "late_fraction": value}
+        evidence = {
+            "columns": ["reward"],
+            "window": [steps[0], steps[-1]],
+            "group_size": group_size,
+            "late_fraction": value,
+        }
     else:
         return _na(mode, "no frac_reward_zero_std, reward_std or group size")
     # half the groups dead is a detected failure; a quarter is worth a look
@@ -400,7 +440,7 @@ def _advantage_degeneracy(frame: pd.DataFrame, group_size: int | None) -> Findin
     return Finding(mode, score, _verdict(score), summary, evidence, _FIXES[mode])
 
 
-def _early_late_ratio(frame: pd.DataFrame, column: str) -> dict[str, float] | None:
+def _early_late_ratio(frame: pd.DataFrame, column: str) -> dict[str, Any] | None:
     s = frame[column].astype(float).dropna()
     if s.size < 10:
         return None
@@ -408,9 +448,13 @@ def _early_late_ratio(frame: pd.DataFrame, column: str) -> dict[str, float] | No
     k_late = max(3, s.size // 5)
     early, late = s.to_numpy()[:k_early], s.to_numpy()[-k_late:]
     e, la = float(early.mean()), float(late.mean())
-    se = math.hypot(early.std(ddof=1) / math.sqrt(early.size), late.std(ddof=1) / math.sqrt(late.size))
+    se = math.hypot(
+        early.std(ddof=1) / math.sqrt(early.size), late.std(ddof=1) / math.sqrt(late.size)
+    )
     return {
-        "early": e, "late": la, "ratio": la / e if e > 0 else float("nan"),
+        "early": e,
+        "late": la,
+        "ratio": la / e if e > 0 else float("nan"),
         "z": (la - e) / se if se > 0 else float("-inf") if la < e else 0.0,
         "early_window": [float(s.index[0]), float(s.index[k_early - 1])],
         "late_window": [float(s.index[-k_late]), float(s.index[-1])],
@@ -472,16 +516,26 @@ def _exact_stability(hyperparameters: Any) -> dict[str, Any] | None:
         return {"error": "stability module not available"}
     result = stability(hyperparameters)
     out: dict[str, Any] = {}
-    for name in ("spectral_radius", "rho", "margin", "stable", "oscillatory", "regime",
-                 "decay_per_step", "zeta"):
+    for name in (
+        "spectral_radius",
+        "rho",
+        "margin",
+        "stable",
+        "oscillatory",
+        "regime",
+        "decay_per_step",
+        "zeta",
+    ):
         if hasattr(result, name):
             out[name] = getattr(result, name)
     if "spectral_radius" not in out and "rho" in out:
         out["spectral_radius"] = out["rho"]
     if "margin" not in out and "spectral_radius" in out:
         out["margin"] = 1.0 - float(out["spectral_radius"])
-    for fn_name, key in (("critical_refresh_interval", "max_safe_refresh_interval"),
-                         ("critical_learning_rate", "max_safe_learning_rate")):
+    for fn_name, key in (
+        ("critical_refresh_interval", "max_safe_refresh_interval"),
+        ("critical_learning_rate", "max_safe_learning_rate"),
+    ):
         fn = getattr(gd, fn_name, None)
         if callable(fn):
             try:
@@ -508,8 +562,11 @@ def _dynamical_instability(
     visible = amp[3] > 2.0 * noise
     growth_score = float(np.clip((growth - 1.3) / 1.2, 0.0, 1.0)) if visible else 0.0
     evidence: dict[str, Any] = {
-        "columns": ["reward"], "window": [float(t[quarters[1][0]]), float(t[-1])],
-        "deviation_amplitude_by_quarter": amp, "growth": growth, "step_noise_sd": noise,
+        "columns": ["reward"],
+        "window": [float(t[quarters[1][0]]), float(t[-1])],
+        "deviation_amplitude_by_quarter": amp,
+        "growth": growth,
+        "step_noise_sd": noise,
     }
     weak_score = 0.0
     sane = fit is not None and float(np.min(r)) <= float(fit.params["r_inf"]) <= float(np.max(r))
@@ -541,9 +598,7 @@ def _dynamical_instability(
     return Finding(mode, score, _verdict(score), "; ".join(parts), evidence, _FIXES[mode])
 
 
-def _healthy_saturation(
-    t: np.ndarray, r: np.ndarray, fit: Any, trend: dict[str, Any]
-) -> Finding:
+def _healthy_saturation(t: np.ndarray, r: np.ndarray, fit: Any, trend: dict[str, Any]) -> Finding:
     mode = "healthy_saturation"
     if not trend["trend"]:
         return _na(mode, "no trend: the reward never moved, there is no plateau to reach")
@@ -561,9 +616,14 @@ def _healthy_saturation(
     saturated = t95 <= end - 0.2 * (end - float(t[0]))
     late = t >= late_from
     if late.sum() < 10:
-        return Finding(mode, 0.0, "not detected",
-                       f"95% of the gain is reached at step {t95:.0f}, too close to the end ({end:g})",
-                       {"columns": ["reward"], "t95": t95}, "")
+        return Finding(
+            mode,
+            0.0,
+            "not detected",
+            f"95% of the gain is reached at step {t95:.0f}, too close to the end ({end:g})",
+            {"columns": ["reward"], "t95": t95},
+            "",
+        )
     resid = r[late] - np.asarray(fit.predict(t[late]), dtype=float)
     b, se = _slope(t[late], resid)
     z_trend = b / se if se > 0 else 0.0
@@ -583,10 +643,21 @@ def _healthy_saturation(
     # all three checks: detected; saturated but not (yet) stationary: possible
     verdict = "detected" if score >= 0.99 else "possible" if saturated else "not detected"
     return Finding(
-        mode, float(score), verdict, summary,
-        {"columns": ["reward"], "window": [float(t[late][0]), end], "t95": t95,
-         "r_inf": float(p["r_inf"]), "residual_sd": float(resid.std(ddof=1)),
-         "trend_z": z_trend, "late_drift": drift, "gain": gain, "variance_ratio": var_ratio},
+        mode,
+        float(score),
+        verdict,
+        summary,
+        {
+            "columns": ["reward"],
+            "window": [float(t[late][0]), end],
+            "t95": t95,
+            "r_inf": float(p["r_inf"]),
+            "residual_sd": float(resid.std(ddof=1)),
+            "trend_z": z_trend,
+            "late_drift": drift,
+            "gain": gain,
+            "variance_ratio": var_ratio,
+        },
         _FIXES[mode],
     )
 

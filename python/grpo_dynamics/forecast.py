@@ -16,12 +16,16 @@ mean reward curve beyond, each with an uncertainty band. Two ways to get the ban
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
+
+from .fit import fit as _fit
+from .fit import fit_many as _fit_many
+from .trajectory import trajectory as _trajectory
 
 __all__ = ["Forecast", "Interval", "forecast", "gain_step"]
 
@@ -43,92 +47,14 @@ class Interval(NamedTuple):
 # access to the other concepts (trajectory, fit, io) through their public API only
 
 
-def _stopgap_trajectory(t: np.ndarray, r0: float, r_inf: float, tau: float, mu: float) -> np.ndarray:
-    """NumPy closed form of MODEL.md s.5 from rest: used only until grpo_dynamics.trajectory lands."""
-    t = np.asarray(t, dtype=float)
-    x0 = r0 - r_inf
-    if mu <= 1e-12:
-        return r_inf + x0 * np.exp(-t / tau)
-    if abs(mu - 0.25) < 1e-7:
-        return r_inf + x0 * np.exp(-2 * t / tau) * (1 + 2 * t / tau)
-    if mu < 0.25:
-        q = np.sqrt(1 - 4 * mu)
-        s1 = -2 / (tau * (1 + q))
-        s2 = -(1 + q) / (2 * mu * tau)
-        return r_inf + x0 * (s2 * np.exp(s1 * t) - s1 * np.exp(s2 * t)) / (s2 - s1)
-    a = 1 / (2 * mu * tau)
-    w = np.sqrt(4 * mu - 1) / (2 * mu * tau)
-    return r_inf + x0 * np.exp(-a * t) * (np.cos(w * t) + (a / w) * np.sin(w * t))
-
-
-def trajectory_fn():
-    """The library's trajectory(t, r0, r_inf, tau, mu) (or the stopgap before it lands)."""
-    import grpo_dynamics as gd
-
-    fn = getattr(gd, "trajectory", None)
-    return fn if callable(fn) else _stopgap_trajectory  # the name is the submodule until it lands
-
-
-@dataclass
-class _StopgapFit:
-    params: dict[str, float]
-    stderr: dict[str, float]
-    covariance: np.ndarray
-    r2: float
-    status: str
-    regime: str
-    rss: float
-    n: int
-
-    def predict(self, t: np.ndarray) -> np.ndarray:
-        p = self.params
-        return _stopgap_trajectory(t, p["r0"], p["r_inf"], p["tau"], p.get("mu", 0.0))
-
-
-def _stopgap_fit(t: np.ndarray, r: np.ndarray, model: str) -> _StopgapFit:
-    """scipy least_squares stand-in for grpo_dynamics.fit, only until the real fitter lands."""
-    from scipy.optimize import least_squares
-
-    names = _PARAMS if model == "oscillator" else _PARAMS[:3]
-    lo = [-np.inf, -np.inf, 1e-6, 0.0][: len(names)]
-    span = float(t[-1] - t[0]) or 1.0
-    head, tail = r[: max(3, r.size // 10)].mean(), r[-max(3, r.size // 5):].mean()
-    best = None
-    for mu0 in (0.1, 0.6, 2.0) if model == "oscillator" else (0.0,):
-        for tau0 in (span / 10, span / 3):
-            p0 = [head, tail, tau0, mu0][: len(names)]
-            sol = least_squares(
-                lambda p: _stopgap_trajectory(t, *p, *([0.0] * (4 - len(p)))) - r, p0,
-                bounds=(lo, np.inf),
-            )
-            if best is None or sol.cost < best.cost:
-                best = sol
-    assert best is not None
-    rss = 2 * best.cost
-    dof = max(r.size - len(names), 1)
-    cov = np.linalg.pinv(best.jac.T @ best.jac) * rss / dof
-    p = dict(zip(names, best.x.tolist(), strict=True))
-    mu = p.get("mu", 0.0)
-    return _StopgapFit(
-        params=p | ({} if model == "oscillator" else {"mu": 0.0}),
-        stderr=dict(zip(names, np.sqrt(np.diag(cov)).tolist(), strict=True)),
-        covariance=cov,
-        r2=1 - rss / float(((r - r.mean()) ** 2).sum()),
-        status="converged",
-        regime="oscillatory" if mu > 0.25 else "overdamped",
-        rss=rss,
-        n=r.size,
-    )
+def trajectory_fn() -> Callable[..., np.ndarray]:
+    """The library's trajectory(t, r0, r_inf, tau, mu) (docs/model.md)."""
+    return _trajectory
 
 
 def fit_curve(t: np.ndarray, r: np.ndarray, model: str = "oscillator") -> Any:
-    """grpo_dynamics.fit(t, r, model=...) (or the stopgap before it lands)."""
-    import grpo_dynamics as gd
-
-    fn = getattr(gd, "fit", None)
-    if callable(fn):
-        return fn(t, r, model=model)
-    return _stopgap_fit(t, r, model)
+    """grpo_dynamics.fit(t, r, model=...) -> FitResult (docs/fitting.md)."""
+    return _fit(t, r, model)  # type: ignore[arg-type]  # fit validates the name
 
 
 def run_series(run: Any, r: Any = None, *, column: str = "reward") -> tuple[np.ndarray, np.ndarray]:
@@ -159,14 +85,13 @@ def run_frame(run: Any) -> pd.DataFrame:
     if isinstance(run, pd.DataFrame):
         frame = run
     else:
-        frame = None
-        for attr in ("data", "frame", "df", "table"):
-            candidate = getattr(run, attr, None)
-            if isinstance(candidate, pd.DataFrame):
-                frame = candidate
-                break
-        if frame is None:
-            raise ValueError(f"run: expected a Run, a DataFrame or arrays, got {type(run).__name__}")
+        found = [getattr(run, a, None) for a in ("frame", "data", "df", "table")]
+        frames = [f for f in found if isinstance(f, pd.DataFrame)]
+        if not frames:
+            raise ValueError(
+                f"run: expected a Run, a DataFrame or arrays, got {type(run).__name__}"
+            )
+        frame = frames[0]
     if "step" in frame.columns:
         frame = frame.set_index("step")
     return frame
@@ -189,7 +114,9 @@ def _unit_horizon(mu: float) -> float:
     return 12.0 + 2 * np.pi / w
 
 
-def gain_step(fraction: float, tau: float, mu: float, *, t0: float = 0.0, resolution: int = 4000) -> float:
+def gain_step(
+    fraction: float, tau: float, mu: float, *, t0: float = 0.0, resolution: int = 4000
+) -> float:
     """First step at which the fraction ``fraction`` of the gain r_inf - r0 is reached.
 
     From rest at t0 (MODEL.md s.5), the normalised curve depends on (t - t0)/tau and mu only,
@@ -219,7 +146,7 @@ def gain_step(fraction: float, tau: float, mu: float, *, t0: float = 0.0, resolu
 
 
 def _gain_steps_many(fractions: Sequence[float], tau: np.ndarray, mu: np.ndarray) -> np.ndarray:
-    """(n_draws, n_fractions) first-crossing steps on a grid (linear interpolation), no bisection."""
+    """(n_draws, n_fractions) first-crossing steps on a grid, linearly interpolated."""
     out = np.full((tau.size, len(fractions)), np.inf)
     frac = np.asarray(fractions, dtype=float)
     for k in range(tau.size):
@@ -279,6 +206,7 @@ class Forecast:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (no arrays)."""
+
         def iv(x: Interval) -> dict[str, float]:
             return {"estimate": x.estimate, "lower": x.lower, "upper": x.upper}
 
@@ -304,7 +232,9 @@ def _fit_covariance(result: Any, names: Sequence[str]) -> np.ndarray:
     return cov[: len(names), : len(names)].copy()  # callers zero rows: never touch the fit
 
 
-def _draws_covariance(result: Any, names: Sequence[str], n: int, rng: np.random.Generator) -> np.ndarray:
+def _draws_covariance(
+    result: Any, names: Sequence[str], n: int, rng: np.random.Generator
+) -> np.ndarray:
     mean = np.array([result.params[k] for k in names], dtype=float)
     cov = _fit_covariance(result, names)
     at_bound = getattr(result, "at_bound", {}) or {}
@@ -349,20 +279,15 @@ def _draws_bootstrap(
 ) -> np.ndarray:
     fitted = np.asarray(result.predict(t), dtype=float)
     replicas = fitted + noise_sd * rng.standard_normal((n, t.size))
-    import grpo_dynamics as gd
-
-    many = getattr(gd, "fit_many", None)
-    if callable(many):
-        # all refits in one call into the compiled core
-        batch = many(t, replicas, model=model)
-        params = np.asarray(batch.params, dtype=float)[:, : len(names)]
-        ok = np.array([str(s) != "bad_input" for s in batch.status]) & np.all(np.isfinite(params), axis=1)
-        return params[ok]
-    out = np.empty((n, len(names)))
-    for b in range(n):
-        refit = fit_curve(t, replicas[b], model)
-        out[b] = [refit.params[k] for k in names]
-    return out
+    # all refits in one call into the compiled core; failed replicas are left out
+    batch = _fit_many(t, replicas, model=model)  # type: ignore[arg-type]
+    params = np.asarray(batch.params, dtype=float)[:, : len(names)]
+    ok = np.array([str(s) != "bad_input" for s in batch.status]) & np.all(
+        np.isfinite(params), axis=1
+    )
+    if ok.sum() < max(20, n // 2):
+        raise ValueError(f"run: only {int(ok.sum())} of {n} bootstrap refits succeeded")
+    return params[ok]
 
 
 def forecast(
@@ -441,9 +366,7 @@ def forecast(
     p = {k: float(result.params.get(k, 0.0)) for k in _PARAMS}
     steps_hat = [gain_step(g, p["tau"], p["mu"]) for g in gains]
     steps_draw = _gain_steps_many(gains, draws[:, 2], mu_draws)
-    gain_steps = {
-        float(g): band(steps_draw[:, j], steps_hat[j]) for j, g in enumerate(gains)
-    }
+    gain_steps = {float(g): band(steps_draw[:, j], steps_hat[j]) for j, g in enumerate(gains)}
 
     if horizon is None:
         horizon = float(t_all[-1]) if t_all[-1] > upto else 2.0 * float(upto)
