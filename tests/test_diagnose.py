@@ -280,3 +280,26 @@ def test_real_logs_match_their_descriptions(name):
         assert d.verdict == expected, str(d)
     if expected == "no trend":
         assert d.detected == []
+
+
+def test_degeneracy_fallbacks_without_frac_column():
+    steps = pd.Index(np.arange(1.0, 201.0), name="step")
+    rng = np.random.default_rng(3)
+    p = np.clip(0.03 + 0.01 * rng.standard_normal(200), 0.0, 1.0)
+    # 0/1 rewards and a known group size: the exact degenerate-group probability
+    run = gd.Run.from_arrays(np.arange(1, 201), p, metadata={"group_size": 4})
+    d = diagnose(run)
+    late = p[100:]
+    expected = float(np.mean(late**4 + (1 - late) ** 4))
+    finding = d["advantage_degeneracy"]
+    assert finding.score == pytest.approx(expected, rel=1e-12)
+    assert finding.detected and finding.evidence["group_size"] == 4
+    # reward_std logged as exactly zero on most steps: those steps' groups are all degenerate
+    spread = np.where(np.arange(200) % 5 == 0, 0.2, 0.0)
+    frame = pd.DataFrame({"reward": p, "reward_std": spread}, index=steps)
+    finding = diagnose(frame)["advantage_degeneracy"]
+    assert finding.score == pytest.approx(0.8)
+    # nothing to go on: not assessable rather than a guess
+    assert diagnose(pd.DataFrame({"reward": p}, index=steps))["advantage_degeneracy"].verdict == (
+        "not assessable"
+    )
