@@ -407,6 +407,31 @@ def test_restart_keeps_last_occurrence(tmp_path):
     assert run.frame.loc[1:5, "loss"].eq(1.0).all() and run.frame.loc[6:, "loss"].isna().all()
 
 
+def test_restart_across_tensorboard_files_and_console_lines(tmp_path):
+    # a resumed run writes a new event file (later name) that logs steps 6..10 again
+    first = Run.from_arrays(np.arange(1, 11), np.linspace(0, 1, 10), kl=np.ones(10))
+    second = Run.from_arrays(np.arange(6, 16), np.linspace(2, 3, 10), kl=np.zeros(10))
+    write_log(first, tmp_path / "events.out.tfevents.100.host", format="tensorboard")
+    write_log(second, tmp_path / "events.out.tfevents.200.host", format="tensorboard")
+    with pytest.warns(GrpoLogWarning, match=r"restart: 5 steps .*6\.\.10"):
+        run = read_log(tmp_path)
+    expected = dict(zip(first.steps.tolist(), first.reward, strict=True))
+    expected.update(zip(second.steps.tolist(), second.reward, strict=True))
+    np.testing.assert_array_equal(run.steps, sorted(expected))
+    np.testing.assert_array_equal(run.reward, [expected[s] for s in sorted(expected)])
+    assert run.column("kl").loc[6:].eq(0.0).all() and run.column("kl").loc[:5].eq(1.0).all()
+
+    console = tmp_path / "restarted.log"
+    console.write_text(
+        "".join(f"step {s} reward={s / 10}\n" for s in range(1, 5))
+        + "resuming from checkpoint-2\n"
+        + "".join(f"step {s} reward={s / 10 + 1}\n" for s in range(3, 6))
+    )
+    with pytest.warns(GrpoLogWarning, match=r"restart: 2 steps .*3\.\.4"):
+        run = read_log(console)
+    np.testing.assert_array_equal(run.reward, [0.1, 0.2, 1.3, 1.4, 1.5])
+
+
 def test_eval_entries_merge_on_step_and_every_n(tmp_path):
     history = []
     for step in range(5, 55, 5):
