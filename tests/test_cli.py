@@ -208,3 +208,54 @@ def test_simulate_bandit_then_diagnose(tmp_path, capsys):
     (doc,) = json.loads(out)
     assert doc["verdict"] == "policy_concentration"  # no KL: the entropy collapses
     assert doc["findings"]["policy_concentration"]["evidence"]["columns"][0] == "entropy"
+
+
+def test_stability_and_phase_diagram(tmp_path, capsys):
+    code, out, _ = _run(
+        [
+            "stability",
+            "--lr",
+            0.01,
+            "--momentum",
+            0.9,
+            "--refresh-interval",
+            38,
+            "--curvature",
+            1.0,
+            "--json",
+            "--plot",
+            tmp_path,
+        ],
+        capsys,
+    )
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["stable"] is False and doc["max_safe_refresh_interval"] == 37  # MODEL.md s.3
+    assert Path(doc["plot"]).stat().st_size > 10_000
+    code, out, _ = _run(["phase-diagram", "--out", tmp_path / "pd.png", "--max-lag", 20], capsys)
+    assert code == 0 and (tmp_path / "pd.png").stat().st_size > 10_000
+    code, _, err = _run(["stability", "--lr", 0.01], capsys)
+    assert code == 1 and "--momentum" in err
+
+
+def test_diagnose_with_hyperparameters(log_dir, capsys):
+    code, out, _ = _run(
+        [
+            "diagnose",
+            log_dir / "b.csv",
+            "--lr",
+            0.01,
+            "--momentum",
+            0.9,
+            "--refresh-interval",
+            38,
+            "--curvature",
+            1.0,
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 0
+    (doc,) = json.loads(out)
+    assert doc["verdict"] == "dynamical_instability"
+    assert doc["stability"]["spectral_radius"] > 1

@@ -303,3 +303,51 @@ def test_degeneracy_fallbacks_without_frac_column():
     assert diagnose(pd.DataFrame({"reward": p}, index=steps))["advantage_degeneracy"].verdict == (
         "not assessable"
     )
+
+
+def _cycle_radius(beta: float, c_lag: float, refresh_interval: int) -> float:
+    """Spectral radius of the refresh-cycle map, built by pushing the two basis states through
+    K steps of the MODEL.md s.3 recurrence in plain NumPy (independent of the stability core)."""
+    cycle = np.zeros((2, 2))
+    for j, (x_now, x_prev) in enumerate(((1.0, 0.0), (0.0, 1.0))):
+        anchor, prev, cur = x_now, x_prev, x_now
+        for _ in range(refresh_interval):
+            prev, cur = cur, cur + beta * (cur - prev) - c_lag * anchor
+        cycle[:, j] = (cur, prev)
+    return float(np.max(np.abs(np.linalg.eigvals(cycle))))
+
+
+@pytest.mark.parametrize("refresh_interval", [1, 37, 38])
+def test_hyperparameters_give_exact_stability(refresh_interval):
+    hp = gd.Hyperparameters(lr=0.01, momentum=0.9, refresh_interval=refresh_interval)
+    columns = make_run("healthy")
+    frame = pd.DataFrame(
+        {"reward": columns["reward"]}, index=pd.Index(columns["steps"], name="step")
+    )
+    d = diagnose(frame, hp, curvature=1.0)  # c_lag = eta * kappa = 0.01
+    rho = _cycle_radius(0.9, 0.01, refresh_interval)
+    assert d.stability["spectral_radius"] == pytest.approx(rho, rel=1e-9)
+    # the largest K whose cycle map is stable, by scanning the NumPy twin
+    safe = max(k for k in range(1, 60) if _cycle_radius(0.9, 0.01, k) < 1)
+    assert d.stability["max_safe_refresh_interval"] == safe == 37
+    unstable = rho >= 1
+    assert d["dynamical_instability"].detected == unstable
+    assert d.verdict == ("dynamical_instability" if unstable else "healthy_saturation")
+    assert "exact stability" in str(d)
+
+
+def test_curvature_estimated_from_the_fit_when_not_given():
+    hp = gd.Hyperparameters(lr=0.01, momentum=0.9, refresh_interval=5)
+    columns = make_run("healthy")
+    frame = pd.DataFrame(
+        {"reward": columns["reward"]}, index=pd.Index(columns["steps"], name="step")
+    )
+    d = diagnose(frame, hp)
+    tau = d.fit.params["tau"]
+    # continuum (MODEL.md s.4, all forces lagged): tau = gamma / k, gamma = 1 - beta - c L
+    c_lag = (1 - 0.9) / (tau + (5 - 1) / 2)
+    assert d.stability["c_lag"] == pytest.approx(c_lag, rel=1e-12)
+    assert d.stability["spectral_radius"] == pytest.approx(_cycle_radius(0.9, c_lag, 5), rel=1e-9)
+    assert "estimated" in d.stability["curvature_source"]
+    with pytest.raises(ValueError, match="hyperparameters"):
+        diagnose(frame, hyperparameters=3.0)

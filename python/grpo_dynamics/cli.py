@@ -286,15 +286,24 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
 
 def _hyperparameters(args: argparse.Namespace) -> Any:
     """A stability.Hyperparameters from the command line, or None when none was given."""
-    given = {k: getattr(args, k, None) for k in _HP_FIELDS}
-    given = {k: v for k, v in given.items() if v is not None}
+    given: dict[str, Any] = {
+        k: getattr(args, k) for k in _HP_FIELDS if getattr(args, k, None) is not None
+    }
     if not given:
         return None
-    gd = _gd()
-    hp_class = getattr(gd, "Hyperparameters", None)
-    if hp_class is None:
-        raise SystemExit("grpo-dynamics: the stability module's Hyperparameters is not available")
-    return hp_class(**given)
+    missing = [f"--{k.replace('_', '-')}" for k in ("lr", "momentum") if k not in given]
+    if missing:
+        raise _Failure(f"hyperparameters need {' and '.join(missing)} as well")
+    from .stability import Hyperparameters
+
+    try:
+        return Hyperparameters(**given)
+    except ValueError as exc:
+        raise _Failure(f"hyperparameters: {exc}") from None
+
+
+def _curvatures(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: getattr(args, k, None) for k in ("curvature", "curvature_lag", "curvature_now")}
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:
@@ -304,7 +313,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     human_blocks: list[str] = []
 
     def work(path: str, run: Any) -> tuple[dict, dict]:
-        d = diagnose(run, hyper, column=args.column)
+        d = diagnose(run, hyper, column=args.column, **_curvatures(args))
         row = {
             "verdict": d.verdict,
             "n": d.n_steps,
@@ -428,40 +437,133 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 _HP_FIELDS = (
-    "learning_rate",
+    "lr",
     "momentum",
     "refresh_interval",
+    "delay",
     "group_size",
-    "c_lag",
-    "c_now",
-    "curvature",
-    "batch_size",
+    "batch_prompts",
+    "optimizer",
+    "adam_preconditioner",
 )
 
 
-def _add_hp_options(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("hyperparameters (stability module, MODEL.md s.3)")
-    g.add_argument("--learning-rate", dest="learning_rate", type=float)
-    g.add_argument("--momentum", type=float, help="heavy-ball beta or Adam beta1")
+def _add_hp_options(parser: argparse.ArgumentParser, *, curvature_required: bool = False) -> None:
+    g = parser.add_argument_group("hyperparameters (stability module, MODEL.md s.2-3)")
+    g.add_argument("--lr", type=float, help="learning rate eta")
+    g.add_argument("--momentum", type=float, help="heavy-ball beta or Adam beta1, in [0, 1)")
     g.add_argument(
         "--refresh-interval",
         dest="refresh_interval",
         type=int,
-        help="K: optimizer steps per batch of rollouts",
+        help="K: optimizer steps per batch of rollouts (1 = on-policy)",
     )
-    g.add_argument("--group-size", dest="group_size", type=int)
-    g.add_argument("--c-lag", dest="c_lag", type=float, help="stale stiffness (per step)")
-    g.add_argument("--c-now", dest="c_now", type=float, help="current stiffness (per step)")
+    g.add_argument("--delay", type=int, help="D: staleness of asynchronous rollouts (steps)")
+    g.add_argument("--group-size", dest="group_size", type=int, help="G: completions per prompt")
+    g.add_argument("--batch-prompts", dest="batch_prompts", type=int, help="B: prompts per step")
+    g.add_argument("--optimizer", choices=("heavy_ball", "adam"))
+    g.add_argument(
+        "--adam-preconditioner",
+        dest="adam_preconditioner",
+        type=float,
+        help="Adam: s = sqrt(v_hat) + eps along the mean-field direction",
+    )
+    c = parser.add_argument_group("curvature (per unit effective learning rate)")
+    c.add_argument(
+        "--curvature",
+        type=float,
+        help="kappa, all lagged" + ("" if curvature_required else " (default: from the fit)"),
+    )
+    c.add_argument("--curvature-lag", dest="curvature_lag", type=float, help="kappa_lag (stale)")
+    c.add_argument("--curvature-now", dest="curvature_now", type=float, help="kappa_now (current)")
 
 
 def _cmd_stability(args: argparse.Namespace) -> int:
-    gd = _gd()
+    from .diagnose import _exact_stability
+
     hyper = _hyperparameters(args)
     if hyper is None:
-        raise SystemExit("grpo-dynamics stability: give at least --momentum and --c-lag")
-    result = gd.stability(hyper)
-    doc = {k: v for k, v in vars(result).items()} if hasattr(result, "__dict__") else dict(result)
-    _emit(args, [doc], doc)
+        raise _Failure("give the hyperparameters: at least --lr and --momentum")
+    curv = _curvatures(args)
+    if all(v is None for v in curv.values()):
+        raise _Failure("give --curvature (or --curvature-lag / --curvature-now)")
+    doc = _exact_stability(hyper, None, **curv)
+    assert doc is not None
+    doc = {"hyperparameters": vars(hyper) if hasattr(hyper, "__dict__") else {}, **doc}
+    if args.plot:
+        doc["plot"] = str(
+            _phase_png(
+                Path(args.plot) / "phase-diagram.png",
+                hyper.momentum,
+                float(doc["c_lag"]),
+                float(doc["c_now"]),
+                "delay" if hyper.delay > 0 else "refresh",
+                max(2 * (hyper.delay or hyper.refresh_interval), 16),
+                point=(float(hyper.delay or hyper.refresh_interval), float(doc["c_lag"])),
+            )
+        )
+    rows = [{k: v for k, v in doc.items() if not isinstance(v, dict)}]
+
+    def human() -> str:
+        return "\n".join(f"{k:>28}: {v}" for k, v in rows[0].items())
+
+    _emit(args, rows, doc, human=human)
+    return 0
+
+
+def _phase_png(
+    path: Path,
+    momentum: float,
+    c_center: float,
+    c_now: float,
+    lag_model: str,
+    max_lag: int,
+    *,
+    point: tuple[float, float] | None = None,
+    c_range: tuple[float, float] | None = None,
+) -> Path:
+    """Phase diagrams (exact regimes and boundary; continuum boundaries in both conventions)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from .stability import plot_phase_diagram
+
+    lo, hi = c_range if c_range else (c_center / 30.0, c_center * 30.0)
+    c_values = np.geomspace(lo, hi, 80)
+    lags = np.arange(1 if lag_model == "refresh" else 0, max_lag + 1, dtype=float)
+    fig = Figure(figsize=(12.0, 4.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    for i, convention in enumerate(("mean", "paper")):
+        ax = fig.add_subplot(1, 2, i + 1)
+        plot_phase_diagram(
+            momentum,
+            c_values,
+            lags,
+            c_now=c_now,
+            lag_model=lag_model,  # type: ignore[arg-type]
+            lag_convention=convention,  # type: ignore[arg-type]
+            ax=ax,  # type: ignore[arg-type]
+        )
+        if point is not None:
+            ax.plot(*point, marker="*", ms=14, color="k", ls="none")
+        ax.set_title(f"momentum {momentum:g}, c_now {c_now:g}; continuum lag '{convention}'")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def _cmd_phase_diagram(args: argparse.Namespace) -> int:
+    out = _phase_png(
+        Path(args.out),
+        args.momentum,
+        math.sqrt(args.c_min * args.c_max),
+        args.c_now,
+        args.lag_model,
+        args.max_lag,
+        c_range=(args.c_min, args.c_max),
+    )
+    doc = {"file": str(out), "momentum": args.momentum, "lag_model": args.lag_model}
+    _emit(args, [doc], doc, human=lambda: f"phase diagram written to {out}")
     return 0
 
 
@@ -645,10 +747,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_options(p, plot=False)
     p.set_defaults(func=_cmd_simulate)
 
-    p = sub.add_parser("stability", help="exact stability of the refresh model (MODEL.md s.3)")
-    _add_hp_options(p)
+    p = sub.add_parser(
+        "stability",
+        help="exact stability, margin and largest safe K / D / learning rate (MODEL.md s.3)",
+    )
+    _add_hp_options(p, curvature_required=True)
     _add_output_options(p)
     p.set_defaults(func=_cmd_stability)
+
+    p = sub.add_parser(
+        "phase-diagram",
+        help="PNG of the exact regimes with exact and continuum boundaries",
+    )
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--c-min", dest="c_min", type=float, default=1e-3, help="smallest c_lag")
+    p.add_argument("--c-max", dest="c_max", type=float, default=1.0, help="largest c_lag")
+    p.add_argument("--c-now", dest="c_now", type=float, default=0.0)
+    p.add_argument("--lag-model", dest="lag_model", default="refresh", choices=("refresh", "delay"))
+    p.add_argument("--max-lag", dest="max_lag", type=int, default=60, help="largest K or D")
+    p.add_argument("--out", default="phase-diagram.png", help="PNG to write")
+    _add_output_options(p, plot=False)
+    p.set_defaults(func=_cmd_phase_diagram)
 
     demo = sub.add_parser("demo", help="end to end on an embedded simulated run (< 1 minute)")
     demo.add_argument("--out", default="demo-output", help="directory for outputs (log, PNGs)")

@@ -153,6 +153,22 @@ class Diagnosis:
         for f in self.findings.values():
             if f.verdict in ("detected", "possible") and f.fix:
                 lines.append(f"  fix ({f.mode}): {f.fix}")
+        st = self.stability
+        if st and "spectral_radius" in st:
+            lines.append(
+                f"  exact stability: rho {st['spectral_radius']:.4g} ({st['regime']}), margin "
+                f"{st['margin']:+.3g} per step, curvature {st['curvature']:.4g} "
+                f"({st['curvature_source']})"
+            )
+            safe = [
+                f"{k.removeprefix('max_safe_').replace('_', ' ')} {st[k]:.4g}"
+                for k in ("max_safe_refresh_interval", "max_safe_delay", "max_safe_learning_rate")
+                if st.get(k) is not None
+            ]
+            if safe:
+                lines.append("  largest safe: " + ", ".join(safe))
+        elif st and "error" in st:
+            lines.append(f"  exact stability: {st['error']}")
         return "\n".join(lines)
 
 
@@ -505,43 +521,84 @@ def _policy_concentration(frame: pd.DataFrame) -> Finding:
     return Finding(mode, score, _verdict(score), summary, evidence, _FIXES[mode])
 
 
-def _exact_stability(hyperparameters: Any) -> dict[str, Any] | None:
-    """Exact spectral radius, margin, safe refresh interval / learning rate (stability module)."""
+def _estimated_curvature(hp: Any, fit: Any) -> float | None:
+    """kappa_lag from the fitted tau by inverting the continuum model (docs/diagnose.md).
+
+    With every force lagged (c_now = 0): k = c, gamma = (1 - beta) - c L and tau = gamma / k,
+    so c = (1 - beta) / (tau + L), L the effective lag ("mean" convention); kappa = c / eta_eff.
+    """
+    if fit is None or "tau" not in fit.params:
+        return None
+    tau = float(fit.params["tau"])
+    if not (math.isfinite(tau) and tau > 0):
+        return None
+    if hp.delay > 0:
+        lag = float(hp.delay)
+    else:
+        lag = (hp.refresh_interval - 1) / 2.0
+    c = (1.0 - hp.momentum) / (tau + lag)
+    return c / hp.effective_lr if c > 0 else None
+
+
+def _exact_stability(
+    hyperparameters: Any,
+    fit: Any,
+    curvature: float | None,
+    curvature_lag: float | None,
+    curvature_now: float | None,
+) -> dict[str, Any] | None:
+    """Exact spectral radius, margin, largest safe refresh interval / delay / learning rate."""
     if hyperparameters is None:
         return None
-    import grpo_dynamics as gd
+    from .stability import (
+        Hyperparameters,
+        critical_delay,
+        critical_learning_rate,
+        critical_refresh_interval,
+        stability,
+    )
 
-    stability = getattr(gd, "stability", None)
-    if not callable(stability):
-        return {"error": "stability module not available"}
-    result = stability(hyperparameters)
-    out: dict[str, Any] = {}
-    for name in (
-        "spectral_radius",
-        "rho",
-        "margin",
-        "stable",
-        "oscillatory",
-        "regime",
-        "decay_per_step",
-        "zeta",
-    ):
-        if hasattr(result, name):
-            out[name] = getattr(result, name)
-    if "spectral_radius" not in out and "rho" in out:
-        out["spectral_radius"] = out["rho"]
-    if "margin" not in out and "spectral_radius" in out:
-        out["margin"] = 1.0 - float(out["spectral_radius"])
-    for fn_name, key in (
-        ("critical_refresh_interval", "max_safe_refresh_interval"),
-        ("critical_learning_rate", "max_safe_learning_rate"),
-    ):
-        fn = getattr(gd, fn_name, None)
-        if callable(fn):
-            try:
-                out[key] = fn(hyperparameters)
-            except (ValueError, TypeError) as exc:  # e.g. no finite threshold for this setting
-                out[key] = f"n/a ({exc})"
+    hp = hyperparameters
+    if isinstance(hp, dict):
+        hp = Hyperparameters(**hp)
+    if not isinstance(hp, Hyperparameters):
+        raise ValueError(
+            f"hyperparameters: expected a Hyperparameters or a dict, got {type(hp).__name__}"
+        )
+    curv = {"curvature": curvature, "curvature_lag": curvature_lag, "curvature_now": curvature_now}
+    source = "given"
+    if all(v is None for v in curv.values()):
+        estimate = _estimated_curvature(hp, fit)
+        if estimate is None:
+            return {"error": "no curvature given and none could be estimated from the fit"}
+        curv["curvature"] = estimate
+        source = "estimated from the fitted tau (continuum inversion, all forces lagged)"
+    report = stability(
+        hp, curv["curvature"], curvature_lag=curvature_lag, curvature_now=curvature_now
+    )
+    out: dict[str, Any] = {
+        "spectral_radius": report.spectral_radius,
+        "decay_rate_per_step": report.decay_rate,
+        "margin": report.margin,
+        "stable": report.stable,
+        "regime": report.regime,
+        "relaxation_steps": report.relaxation_steps,
+        "c_lag": report.c_lag,
+        "c_now": report.c_now,
+        "curvature": curv["curvature"] if curv["curvature"] is not None else curvature_lag,
+        "curvature_source": source,
+        "continuum_regime": report.continuum.regime,
+        "continuum_zeta": report.continuum.zeta,
+    }
+    kw: dict[str, Any] = {k: v for k, v in curv.items() if v is not None}
+    first = kw.pop("curvature", None)
+    if hp.delay == 0:
+        k_crit = critical_refresh_interval(hp, first, **kw)
+        out["max_safe_refresh_interval"] = None if k_crit is None else k_crit - 1
+    if hp.refresh_interval == 1:
+        d_crit = critical_delay(hp, first, **kw)
+        out["max_safe_delay"] = None if d_crit is None else d_crit - 1
+    out["max_safe_learning_rate"] = critical_learning_rate(hp, first, **kw)
     return out
 
 
@@ -587,8 +644,10 @@ def _dynamical_instability(
     exact_score = 0.0
     if exact and "spectral_radius" in exact:
         rho = float(exact["spectral_radius"])
+        # the exact linear model is unstable: the strongest evidence there is
         exact_score = 1.0 if rho >= 1.0 else 0.0
         evidence["spectral_radius"] = rho
+        evidence["columns"] = ["reward", "hyperparameters"]
     score = max(growth_score, weak_score, exact_score)
     parts = [f"deviation amplitude grew x{growth:.2f} from the 2nd to the 4th quarter"]
     if "zeta" in evidence:
@@ -669,15 +728,21 @@ def diagnose(
     run: Any,
     hyperparameters: Any = None,
     *,
+    curvature: float | None = None,
+    curvature_lag: float | None = None,
+    curvature_now: float | None = None,
     column: str = "reward",
     eval_column: str | None = None,
 ) -> Diagnosis:
     """Score the failure modes of MODEL.md s.8 on one run (docs/diagnose.md).
 
     run: a Run from read_log, or a DataFrame indexed by step with canonical column names.
-    hyperparameters: optional Hyperparameters (stability module); adds the exact spectral
-      radius, the stability margin 1 - rho and the largest safe refresh interval / learning
-      rate. column: the training reward; eval_column: held-out/gold reward (auto-detected).
+    hyperparameters: optional Hyperparameters (stability module, or a dict of its fields);
+      adds the exact spectral radius, the margin 1 - (per-step decay rate) and the largest
+      safe refresh interval / delay / learning rate (Diagnosis.stability).
+    curvature, curvature_lag, curvature_now: kappa of the stability module (per unit
+      eta_eff); when none is given it is estimated from the fitted tau (docs/diagnose.md).
+    column: the training reward; eval_column: held-out/gold reward (auto-detected).
     """
     frame = run_frame(run).sort_index()
     if column not in frame.columns:
@@ -704,7 +769,7 @@ def diagnose(
     except (ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
         warnings.append(f"oscillator fit failed: {exc}")
 
-    exact = _exact_stability(hyperparameters)
+    exact = _exact_stability(hyperparameters, fit, curvature, curvature_lag, curvature_now)
     findings = {
         "reward_hacking": _reward_hacking(frame, _eval_column(frame, eval_column)),
         "advantage_degeneracy": _advantage_degeneracy(
