@@ -28,10 +28,14 @@ from grpo_dynamics.objectives import (
 RESULTS = Path(__file__).parent / "results"
 POLICY = TwoPositionPolicy(lengths=(1, 3, 6), success_prob=[[0.9, 0.5, 0.1], [0.2, 0.6, 0.8]],
                            prefix_mode="sampled")
+TAIL_POLICY = TwoPositionPolicy(POLICY.lengths, POLICY.success_prob, "sampled", tail_vocab=4)
 CASES = [
-    ("grpo + adamw", objective_preset("grpo"), Optimizer("adamw", lr=0.05, weight_decay=0.01)),
-    ("gspo + heavy_ball, K=4", objective_preset("gspo", eps_low=0.05, eps_high=0.05),
+    ("grpo + adamw", POLICY, objective_preset("grpo"),
+     Optimizer("adamw", lr=0.05, weight_decay=0.01)),
+    ("gspo + heavy_ball, K=4", POLICY, objective_preset("gspo", eps_low=0.05, eps_high=0.05),
      Optimizer("heavy_ball", lr=0.3, momentum=0.9)),
+    ("dapo + adam, tail logits V=4", TAIL_POLICY, objective_preset("dapo"),
+     Optimizer("adam", lr=0.05, beta2=0.95)),
 ]
 SIZE = dict(group_size=8, n_groups=8, n_steps=400, n_replicas=256, seed=0)
 
@@ -45,18 +49,18 @@ def _cpu_model() -> str:
 
 def main() -> None:
     rows = []
-    for name, objective, optimizer in CASES:
+    for name, policy, objective, optimizer in CASES:
         refresh = 4 if "K=4" in name else 1
         kwargs = dict(SIZE, refresh_interval=refresh)
         start = time.perf_counter()
-        train_two_position(POLICY, objective, optimizer, **{**kwargs, "n_steps": 2,
+        train_two_position(policy, objective, optimizer, **{**kwargs, "n_steps": 2,
                                                             "n_replicas": 2})
         warmup = time.perf_counter() - start
         start = time.perf_counter()
-        fast = train_two_position(POLICY, objective, optimizer, backend="numba", **kwargs)
+        fast = train_two_position(policy, objective, optimizer, backend="numba", **kwargs)
         t_numba = time.perf_counter() - start
         start = time.perf_counter()
-        slow = train_two_position(POLICY, objective, optimizer, backend="numpy", **kwargs)
+        slow = train_two_position(policy, objective, optimizer, backend="numpy", **kwargs)
         t_numpy = time.perf_counter() - start
         rows.append({
             "case": name, "refresh_interval": refresh, "numba_s": t_numba, "numpy_s": t_numpy,
@@ -83,7 +87,8 @@ def main() -> None:
         "",
         f"Workload: {SIZE['n_replicas']} replicas x {SIZE['n_steps']} optimizer steps, "
         f"{SIZE['n_groups']} groups of G = {SIZE['group_size']} per rollout, policy with 2 "
-        "prefixes x 3 actions (lengths 1/3/6). Baseline: the same loop in NumPy vectorised over "
+        "prefixes x 3 actions (lengths 1/3/6; tail tokens deterministic, or drawn from a "
+        "4-symbol softmax in the last case). Baseline: the same loop in NumPy vectorised over "
         "replicas (`backend=\"numpy\"`). One timed run each after a small warm-up call; "
         "`first call` is the warm-up including Numba's compile or cache load.",
         "",

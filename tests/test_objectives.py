@@ -36,6 +36,9 @@ from grpo_dynamics.objectives import (
 
 POLICY = TwoPositionPolicy(lengths=(1, 3, 6), success_prob=[[0.9, 0.5, 0.1], [0.2, 0.6, 0.8]],
                            prefix_mode="sampled")
+# the same with tail tokens that carry their own logits (V = 3 symbols)
+TAIL_POLICY = TwoPositionPolicy(POLICY.lengths, POLICY.success_prob, "sampled", tail_vocab=3)
+policies_st = st.sampled_from([POLICY, TAIL_POLICY])
 
 objectives_st = st.builds(
     Objective,
@@ -50,27 +53,49 @@ objectives_st = st.builds(
 )
 
 
-def _random_batch(seed: int, n_groups: int = 3, group_size: int = 5, spread: float = 0.3):
+def _random_batch(seed: int, n_groups: int = 3, group_size: int = 5, spread: float = 0.3,
+                  policy: TwoPositionPolicy = POLICY):
     rng = np.random.default_rng(seed)
-    theta = rng.normal(size=POLICY.n_params)
-    theta_old = theta + spread * rng.normal(size=POLICY.n_params)
-    theta_ref = rng.normal(size=POLICY.n_params)
-    prefixes = rng.integers(0, POLICY.n_prefixes, (n_groups, group_size))
-    actions = rng.integers(0, POLICY.n_actions, (n_groups, group_size))
+    theta = rng.normal(size=policy.n_params)
+    theta_old = theta + spread * rng.normal(size=policy.n_params)
+    theta_ref = rng.normal(size=policy.n_params)
+    prefixes = rng.integers(0, policy.n_prefixes, (n_groups, group_size))
+    actions = rng.integers(0, policy.n_actions, (n_groups, group_size))
     rewards = rng.integers(0, 2, (n_groups, group_size)) * rng.uniform(0.5, 2.0)
     rewards[0] = 1.0  # one degenerate group: zero advantage
-    return theta, theta_old, theta_ref, prefixes, actions, rewards
+    tails = rng.integers(0, max(policy.tail_vocab, 1), (n_groups, group_size, policy.max_tail))
+    return theta, theta_old, theta_ref, prefixes, actions, rewards, tails
 
 
-def _loop_surrogate(objective, policy, theta, theta_old, theta_ref, prefixes, actions, rewards):
+def _batch_kwargs(old, ref, pre, act, rew, tails):
+    return dict(theta_old=old, theta_ref=ref, prefixes=pre, actions=act, rewards=rew,
+                tails=tails)
+
+
+def _kernel_gradient(objective, policy, theta, old, ref, pre, act, rew, tails):
+    cfg_int, cfg_float = ob._config_arrays(policy, objective, Optimizer(), 1.0)
+    return kernels.objective_gradient_single(
+        theta, old, ref, policy.n_prefixes, policy.n_actions,
+        np.asarray(policy.lengths, dtype=np.int64), pre, act, tails, rew, cfg_int, cfg_float)
+
+
+def _loop_surrogate(objective, policy, theta, theta_old, theta_ref, prefixes, actions, rewards,
+                    tails):
     """J restated with Python loops straight from docs/objectives.md s.1 (no vectorisation)."""
     n_pre, n_act = policy.n_prefixes, policy.n_actions
+    tail_start = n_pre * (1 + n_act)
 
-    def logprob(logits, p, a):
+    def log_softmax_at(values, k):
+        return values[k] - math.log(sum(math.exp(x) for x in values))
+
+    def logprob(logits, p, a, tail):
         pre = logits[:n_pre]
         cont = logits[n_pre + p * n_act: n_pre + (p + 1) * n_act]
-        return (pre[p] - math.log(sum(math.exp(x) for x in pre)),
-                cont[a] - math.log(sum(math.exp(x) for x in cont)))
+        tokens = (log_softmax_at(pre, p), log_softmax_at(cont, a))
+        for j in range(policy.lengths[a] - 1):  # deterministic tail: log 1 = 0
+            tokens += (log_softmax_at(logits[tail_start:], tail[j]) if policy.tail_vocab
+                       else 0.0,)
+        return tokens
 
     total = 0.0
     for b in range(actions.shape[0]):
@@ -85,9 +110,8 @@ def _loop_surrogate(objective, policy, theta, theta_old, theta_ref, prefixes, ac
                 adv /= std + objective.eps_std
             w = {"sequence_mean": 1 / (g * lens[i]), "group_mean": 1 / g,
                  "token_sum": 1 / sum(lens)}[objective.weighting]
-            cur = logprob(theta, prefixes[b, i], actions[b, i]) + (0.0,) * (lens[i] - 2)
-            old = logprob(theta_old, prefixes[b, i], actions[b, i]) + (0.0,) * (lens[i] - 2)
-            ref = logprob(theta_ref, prefixes[b, i], actions[b, i]) + (0.0,) * (lens[i] - 2)
+            cur, old, ref = (logprob(x, prefixes[b, i], actions[b, i], tails[b, i])
+                             for x in (theta, theta_old, theta_ref))
             seq = math.exp(sum(c - o for c, o in zip(cur, old)) / lens[i])
             for t in range(lens[i]):
                 s = math.exp(cur[t] - old[t]) if objective.ratio_level == "token" else seq
@@ -134,6 +158,11 @@ def test_presets_encode_the_published_choices():
         (lambda: TwoPositionPolicy((1, 2), (0.5, 0.5, 0.5)), "success_prob"),
         (lambda: TwoPositionPolicy((1, 2), (0.5, 1.5)), "success_prob"),
         (lambda: TwoPositionPolicy((1, 2), (0.5, 0.5), "mixed"), "prefix_mode"),
+        (lambda: TwoPositionPolicy((1, 2), (0.5, 0.5), tail_vocab=-1), "tail_vocab"),
+        (lambda: surrogate_gradient(Objective(), TAIL_POLICY, np.zeros(TAIL_POLICY.n_params),
+                                    theta_old=np.zeros(TAIL_POLICY.n_params),
+                                    prefixes=[[0, 0]], actions=[[0, 2]], rewards=[[0, 1]]),
+         "tails"),
         (lambda: train_two_position(POLICY, Objective(), Optimizer(), group_size=1, n_steps=2),
          "group_size"),
         (lambda: train_two_position(POLICY, Objective(), Optimizer(), group_size=4, n_steps=2,
@@ -155,65 +184,66 @@ def test_bad_input_names_the_field(factory, field):
 
 # ---------------------------------------------------------------- surrogate and its gradient
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(objective=objectives_st, seed=st.integers(0, 10_000))
-def test_surrogate_value_matches_loop_restatement(objective, seed):
-    theta, old, ref, pre, act, rew = _random_batch(seed)
-    value = surrogate_value(objective, POLICY, theta, theta_old=old, theta_ref=ref,
-                            prefixes=pre, actions=act, rewards=rew)
-    expected = _loop_surrogate(objective, POLICY, theta, old, ref, pre, act, rew)
+@given(objective=objectives_st, policy=policies_st, seed=st.integers(0, 10_000))
+def test_surrogate_value_matches_loop_restatement(objective, policy, seed):
+    theta, old, ref, pre, act, rew, tails = _random_batch(seed, policy=policy)
+    value = surrogate_value(objective, policy, theta,
+                            **_batch_kwargs(old, ref, pre, act, rew, tails))
+    expected = _loop_surrogate(objective, policy, theta, old, ref, pre, act, rew, tails)
     assert value == pytest.approx(expected, rel=1e-12, abs=1e-13)
 
 
-def _near_clip_edge(objective, theta, old, pre, act, margin=1e-4):
-    lp = ob._gather(POLICY, theta, pre, act)
-    lo = ob._gather(POLICY, old, pre, act)
+def _near_clip_edge(objective, policy, theta, old, pre, act, tails, margin=1e-4):
+    lp = ob._gather(policy, theta, pre, act, tails)
+    lo = ob._gather(policy, old, pre, act, tails)
     if objective.ratio_level == "token":
-        ratios = np.exp(np.stack(lp) - np.stack(lo))
+        ratios = np.concatenate([np.exp(lp[0] - lo[0]).ravel(), np.exp(lp[1] - lo[1]).ravel(),
+                                 np.exp(lp[2] - lo[2]).ravel()])
     else:
-        ratios = np.exp((lp[0] - lo[0] + lp[1] - lo[1]) / POLICY.sequence_lengths[act])
+        log_seq = lp[0] - lo[0] + lp[1] - lo[1] + (lp[2] - lo[2]).sum(axis=-1)
+        ratios = np.exp(log_seq / policy.sequence_lengths[act])
     edges = (1 - objective.eps_low, 1 + objective.eps_high)
     return any(np.any(np.abs(ratios - e) < margin) for e in edges)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(objective=objectives_st, seed=st.integers(0, 10_000))
-def test_analytic_gradient_matches_central_differences(objective, seed):
-    theta, old, ref, pre, act, rew = _random_batch(seed)
-    assume(not objective.clip or not _near_clip_edge(objective, theta, old, pre, act))
-    kwargs = dict(theta_old=old, theta_ref=ref, prefixes=pre, actions=act, rewards=rew)
-    grad = surrogate_gradient(objective, POLICY, theta, **kwargs)
+@given(objective=objectives_st, policy=policies_st, seed=st.integers(0, 10_000))
+def test_analytic_gradient_matches_central_differences(objective, policy, seed):
+    theta, old, ref, pre, act, rew, tails = _random_batch(seed, policy=policy)
+    assume(not objective.clip
+           or not _near_clip_edge(objective, policy, theta, old, pre, act, tails))
+    kwargs = _batch_kwargs(old, ref, pre, act, rew, tails)
+    grad = surrogate_gradient(objective, policy, theta, **kwargs)
     h = 1e-6
     fd = np.array([
-        (surrogate_value(objective, POLICY, theta + h * e, **kwargs)
-         - surrogate_value(objective, POLICY, theta - h * e, **kwargs)) / (2 * h)
-        for e in np.eye(POLICY.n_params)
+        (surrogate_value(objective, policy, theta + h * e, **kwargs)
+         - surrogate_value(objective, policy, theta - h * e, **kwargs)) / (2 * h)
+        for e in np.eye(policy.n_params)
     ])
     np.testing.assert_allclose(grad, fd, atol=1e-8 * max(1.0, np.abs(rew).max()), rtol=1e-6)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(objective=objectives_st, seed=st.integers(0, 10_000))
-def test_numba_gradient_matches_numpy_twin(objective, seed):
-    theta, old, ref, pre, act, rew = _random_batch(seed)
-    cfg_int, cfg_float = ob._config_arrays(POLICY, objective, Optimizer(), 1.0)
-    value_k, grad_k = kernels.objective_gradient_single(
-        theta, old, ref, POLICY.n_prefixes, POLICY.n_actions,
-        np.asarray(POLICY.lengths, dtype=np.int64), pre, act, rew, cfg_int, cfg_float)
-    kwargs = dict(theta_old=old, theta_ref=ref, prefixes=pre, actions=act, rewards=rew)
-    assert value_k == pytest.approx(surrogate_value(objective, POLICY, theta, **kwargs),
+@given(objective=objectives_st, policy=policies_st, seed=st.integers(0, 10_000))
+def test_numba_gradient_matches_numpy_twin(objective, policy, seed):
+    theta, old, ref, pre, act, rew, tails = _random_batch(seed, policy=policy)
+    value_k, grad_k = _kernel_gradient(objective, policy, theta, old, ref, pre, act, rew, tails)
+    kwargs = _batch_kwargs(old, ref, pre, act, rew, tails)
+    assert value_k == pytest.approx(surrogate_value(objective, policy, theta, **kwargs),
                                     rel=1e-12, abs=1e-14)
-    np.testing.assert_allclose(grad_k, surrogate_gradient(objective, POLICY, theta, **kwargs),
+    np.testing.assert_allclose(grad_k, surrogate_gradient(objective, policy, theta, **kwargs),
                                rtol=1e-11, atol=1e-14)
 
 
 def test_surrogate_broadcasts_over_replicas():
-    theta, old, ref, pre, act, rew = _random_batch(1)
+    theta, old, ref, pre, act, rew, tails = _random_batch(1, policy=TAIL_POLICY)
     stack = np.stack([theta, theta + 0.1])
     kwargs = dict(theta_old=np.stack([old, old]), theta_ref=ref, prefixes=np.stack([pre, pre]),
-                  actions=np.stack([act, act]), rewards=np.stack([rew, rew]))
-    both = surrogate_gradient(Objective(), POLICY, stack, **kwargs)
-    single = surrogate_gradient(Objective(), POLICY, theta + 0.1, theta_old=old, theta_ref=ref,
-                                prefixes=pre, actions=act, rewards=rew)
+                  actions=np.stack([act, act]), rewards=np.stack([rew, rew]),
+                  tails=np.stack([tails, tails]))
+    both = surrogate_gradient(Objective(), TAIL_POLICY, stack, **kwargs)
+    single = surrogate_gradient(Objective(), TAIL_POLICY, theta + 0.1,
+                                **_batch_kwargs(old, ref, pre, act, rew, tails))
     np.testing.assert_allclose(both[1], single, rtol=1e-14)
 
 
@@ -231,19 +261,21 @@ def test_clip_zeroes_the_gradient_outside_the_band():
 
 # ---------------------------------------------------------------- training kernel
 TRAIN_CASES = [
-    (objective_preset("grpo"), Optimizer("adamw", lr=0.05, weight_decay=0.01), "sampled", 1),
+    (objective_preset("grpo"), Optimizer("adamw", lr=0.05, weight_decay=0.01), "sampled", 1, 0),
     (objective_preset("dr_grpo"), Optimizer("heavy_ball", lr=0.3, momentum=0.9, dampening=0.3),
-     "shared", 3),
+     "shared", 3, 3),
     (objective_preset("dapo"), Optimizer("sgd", lr=0.5, weight_decay=0.01, max_grad_norm=0.05),
-     "sampled", 2),
+     "sampled", 2, 0),
     (objective_preset("gspo", eps_low=0.05, eps_high=0.05), Optimizer(
-        "adam", lr=0.05, beta2=0.95, weight_decay=0.01, reset_state=True), "shared", 4),
+        "adam", lr=0.05, beta2=0.95, weight_decay=0.01, reset_state=True), "shared", 4, 3),
 ]
 
 
-@pytest.mark.parametrize(("objective", "optimizer", "mode", "refresh"), TRAIN_CASES)
-def test_numba_training_matches_numpy_reference(objective, optimizer, mode, refresh):
-    policy = TwoPositionPolicy(POLICY.lengths, POLICY.success_prob, mode)
+@pytest.mark.parametrize(("objective", "optimizer", "mode", "refresh", "tail_vocab"),
+                         TRAIN_CASES)
+def test_numba_training_matches_numpy_reference(objective, optimizer, mode, refresh,
+                                                tail_vocab):
+    policy = TwoPositionPolicy(POLICY.lengths, POLICY.success_prob, mode, tail_vocab)
     kwargs = dict(group_size=6, n_groups=3, n_steps=60, refresh_interval=refresh, n_replicas=5,
                   seed=11, theta_ref=np.linspace(-0.5, 0.5, policy.n_params))
     fast = train_two_position(policy, objective, optimizer, backend="numba", **kwargs)
@@ -267,10 +299,11 @@ optimizers_st = st.one_of(
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(objective=objectives_st, optimizer=optimizers_st, refresh=st.integers(1, 4),
-       mode=st.sampled_from(["shared", "sampled"]), seed=st.integers(0, 2**32))
+       mode=st.sampled_from(["shared", "sampled"]), tail_vocab=st.sampled_from([0, 2]),
+       seed=st.integers(0, 2**32))
 def test_numba_training_matches_numpy_reference_property(objective, optimizer, refresh, mode,
-                                                         seed):
-    policy = TwoPositionPolicy(POLICY.lengths, POLICY.success_prob, mode)
+                                                         tail_vocab, seed):
+    policy = TwoPositionPolicy(POLICY.lengths, POLICY.success_prob, mode, tail_vocab)
     kwargs = dict(group_size=4, n_groups=2, n_steps=12, refresh_interval=refresh, n_replicas=3,
                   seed=seed, theta_ref=np.linspace(-0.5, 0.5, policy.n_params))
     fast = train_two_position(policy, objective, optimizer, backend="numba", **kwargs)
@@ -321,14 +354,11 @@ def test_gradient_norm_clipping_bounds_sgd_steps():
 
 def test_zero_std_group_has_zero_advantage_even_without_eps_std():
     objective = Objective(eps_std=0.0)
-    theta, old, ref, pre, act, rew = _random_batch(7)
+    theta, old, ref, pre, act, rew, tails = _random_batch(7, policy=TAIL_POLICY)
     rew[:] = 1.0  # every group degenerate
-    kwargs = dict(theta_old=old, prefixes=pre, actions=act, rewards=rew)
-    assert np.all(surrogate_gradient(objective, POLICY, theta, **kwargs) == 0.0)
-    cfg_int, cfg_float = ob._config_arrays(POLICY, objective, Optimizer(), 1.0)
-    _, grad_k = kernels.objective_gradient_single(
-        theta, old, ref, POLICY.n_prefixes, POLICY.n_actions,
-        np.asarray(POLICY.lengths, dtype=np.int64), pre, act, rew, cfg_int, cfg_float)
+    kwargs = _batch_kwargs(old, old, pre, act, rew, tails)
+    assert np.all(surrogate_gradient(objective, TAIL_POLICY, theta, **kwargs) == 0.0)
+    _, grad_k = _kernel_gradient(objective, TAIL_POLICY, theta, old, old, pre, act, rew, tails)
     assert np.all(grad_k == 0.0)
 
 

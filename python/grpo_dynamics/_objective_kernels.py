@@ -49,7 +49,7 @@ SHIFT31 = np.uint64(31)
 SHIFT11 = np.uint64(11)
 ONE = np.uint64(1)
 TWO_POW_M53 = 1.0 / 9007199254740992.0
-N_STREAMS = 4  # per member: prefix, action, reward, (spare)
+N_FIXED_STREAMS = 4  # per member: prefix, action, reward, (spare), then one per tail token
 
 
 @njit(cache=True)
@@ -71,9 +71,10 @@ def uniform(key, counter):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def draw_counter(refresh, group, member, stream, n_groups, group_size):  # pragma: no cover
+def draw_counter(refresh, group, member, stream, n_groups, group_size, n_streams):
+    # pragma: no cover - compiled
     # member == group_size addresses the group-level (shared prefix) draw
-    return ((refresh * n_groups + group) * (group_size + 1) + member) * N_STREAMS + stream
+    return ((refresh * n_groups + group) * (group_size + 1) + member) * n_streams + stream
 
 
 # ---- policy helpers ----
@@ -93,11 +94,15 @@ def log_softmax_into(theta, start, n, out, out_start):  # pragma: no cover - com
 
 @njit(cache=True)
 def policy_logprobs(theta, n_prefixes, n_actions, out):  # pragma: no cover - compiled
-    """out[0:P] = log pi_prefix, out[P + p*A + a] = log pi_cont(a | p) (same layout as theta)."""
+    """out[0:P] = log pi_prefix, out[P + p*A + a] = log pi_cont(a | p), then the tail softmax
+    over the remaining V entries (same layout as theta)."""
     log_softmax_into(theta, 0, n_prefixes, out, 0)
     for p in range(n_prefixes):
         start = n_prefixes + p * n_actions
         log_softmax_into(theta, start, n_actions, out, start)
+    tail_start = n_prefixes * (1 + n_actions)
+    if theta.shape[0] > tail_start:
+        log_softmax_into(theta, tail_start, theta.shape[0] - tail_start, out, tail_start)
 
 
 @njit(cache=True)
@@ -124,10 +129,11 @@ def clipped_term(s, adv, use_clip, eps_low, eps_high):  # pragma: no cover - com
 @njit(cache=True)
 def batch_objective_gradient(
     logp, logp_old, logp_ref, n_prefixes, n_actions, lengths,
-    prefixes, actions, rewards, cfg_int, cfg_float, grad, scratch,
+    prefixes, actions, tails, rewards, cfg_int, cfg_float, grad, scratch,
 ):  # pragma: no cover - compiled
     """J averaged over the groups and dJ/dtheta (into grad, overwritten). docs/objectives.md s.1.
 
+    tails[b, i, j]: tail token j of member i (used when the policy has tail logits).
     scratch: work array of length >= n_params + 2 G (no allocation inside the replica loop).
     """
     n_groups, group_size = actions.shape
@@ -143,8 +149,11 @@ def batch_objective_gradient(
     for k in range(n_params):
         grad[k] = 0.0
     # dJ/dlog pi of each prefix / continuation entry, summed over tokens (theta's layout)
+    tail_start = n_prefixes * (1 + n_actions)
+    tail_vocab = n_params - tail_start
     coef_prefix = scratch[:n_prefixes]
-    coef_cont = scratch[n_prefixes:n_params]
+    coef_cont = scratch[n_prefixes:tail_start]
+    coef_tail = scratch[tail_start:n_params]
     for k in range(n_params):
         scratch[k] = 0.0
     adv = scratch[n_params:n_params + group_size]
@@ -183,29 +192,53 @@ def batch_objective_gradient(
             idx_cont = n_prefixes + p * n_actions + a
             n_tokens = 1.0 + lengths[a]
             w = weight[i]
+            n_tail = lengths[a] - 1
             d0 = logp[p] - logp_old[p]
             d1 = logp[idx_cont] - logp_old[idx_cont]
             if sequence_ratio:
-                s = np.exp((d0 + d1) / n_tokens)  # GSPO: geometric mean over all |o_i| tokens
+                log_ratio = d0 + d1
+                if tail_vocab > 0:
+                    for j in range(n_tail):
+                        idx = tail_start + tails[b, i, j]
+                        log_ratio += logp[idx] - logp_old[idx]
+                s = np.exp(log_ratio / n_tokens)  # GSPO: geometric mean over all |o_i| tokens
                 term, active = clipped_term(s, adv[i], use_clip, eps_low, eps_high)
                 total += w * n_tokens * term
                 c0 = w * adv[i] * s * active
                 c1 = c0
+                if tail_vocab > 0:
+                    for j in range(n_tail):
+                        coef_tail[tails[b, i, j]] += c0
             else:
                 s0 = np.exp(d0)
                 s1 = np.exp(d1)
                 term0, active0 = clipped_term(s0, adv[i], use_clip, eps_low, eps_high)
                 term1, active1 = clipped_term(s1, adv[i], use_clip, eps_low, eps_high)
-                # deterministic tail tokens have ratio 1 and no parameters: value only
-                total += w * (term0 + term1 + (n_tokens - 2.0) * adv[i])
+                total += w * (term0 + term1)
                 c0 = w * adv[i] * s0 * active0
                 c1 = w * adv[i] * s1 * active1
+                if tail_vocab > 0:
+                    for j in range(n_tail):
+                        idx = tail_start + tails[b, i, j]
+                        st = np.exp(logp[idx] - logp_old[idx])
+                        term_t, active_t = clipped_term(st, adv[i], use_clip, eps_low, eps_high)
+                        total += w * term_t
+                        coef_tail[tails[b, i, j]] += w * adv[i] * st * active_t
+                else:
+                    # deterministic tail tokens: ratio 1, no parameters, value only
+                    total += w * n_tail * adv[i]
             if beta_kl != 0.0:
                 r0 = logp_ref[p] - logp[p]
                 r1 = logp_ref[idx_cont] - logp[idx_cont]
                 total -= beta_kl * w * ((np.exp(r0) - r0 - 1.0) + (np.exp(r1) - r1 - 1.0))
                 c0 -= beta_kl * w * (1.0 - np.exp(r0))
                 c1 -= beta_kl * w * (1.0 - np.exp(r1))
+                if tail_vocab > 0:
+                    for j in range(n_tail):
+                        idx = tail_start + tails[b, i, j]
+                        rt = logp_ref[idx] - logp[idx]
+                        total -= beta_kl * w * (np.exp(rt) - rt - 1.0)
+                        coef_tail[tails[b, i, j]] -= beta_kl * w * (1.0 - np.exp(rt))
             coef_prefix[p] += c0
             coef_cont[p * n_actions + a] += c1
     # chain rule through the softmaxes: d log pi(k) / d theta_j = 1[j = k] - pi_j
@@ -220,6 +253,12 @@ def batch_objective_gradient(
         for a in range(n_actions):
             idx = n_prefixes + p * n_actions + a
             grad[idx] = (coef_cont[p * n_actions + a] - row_sum * np.exp(logp[idx])) / n_groups
+    tail_sum = 0.0
+    for v in range(tail_vocab):
+        tail_sum += coef_tail[v]
+    for v in range(tail_vocab):
+        idx = tail_start + v
+        grad[idx] = (coef_tail[v] - tail_sum * np.exp(logp[idx])) / n_groups
     return total / n_groups
 
 
@@ -282,6 +321,12 @@ def train_replica(
 ):  # pragma: no cover - compiled
     """One replica's trajectory into out[replica] (out[replica, 0] holds the start)."""
     n_params = out.shape[2]
+    tail_start = n_prefixes * (1 + n_actions)
+    tail_vocab = n_params - tail_start
+    max_tail = 0
+    for a in range(n_actions):
+        max_tail = max(max_tail, lengths[a] - 1)
+    ns = N_FIXED_STREAMS + max_tail  # random streams per member
     shared = cfg_int[CFG_SHARED] == 1
     reset = cfg_int[CFG_RESET] == 1
     reward_scale = cfg_float[CFG_REWARD_SCALE]
@@ -300,6 +345,7 @@ def train_replica(
     prefixes = np.empty((n_groups, group_size), dtype=np.int64)
     actions = np.empty((n_groups, group_size), dtype=np.int64)
     rewards = np.empty((n_groups, group_size))
+    tails = np.zeros((n_groups, group_size, max(max_tail, 1)), dtype=np.int64)
     step_count = 0
     for t in range(n_steps):
         if t % refresh_interval == 0:
@@ -314,24 +360,31 @@ def train_replica(
                     exp_avg[k] = 0.0
                     exp_avg_sq[k] = 0.0
             for b in range(n_groups):
-                u = uniform(key, draw_counter(refresh, b, group_size, 0, n_groups, group_size))
+                u = uniform(key, draw_counter(refresh, b, group_size, 0, n_groups, group_size, ns))
                 group_prefix = sample_categorical(probs_old, 0, n_prefixes, u)
                 for i in range(group_size):
                     if shared:
                         p = group_prefix
                     else:
-                        u = uniform(key, draw_counter(refresh, b, i, 0, n_groups, group_size))
+                        u = uniform(key, draw_counter(refresh, b, i, 0, n_groups, group_size, ns))
                         p = sample_categorical(probs_old, 0, n_prefixes, u)
-                    u = uniform(key, draw_counter(refresh, b, i, 1, n_groups, group_size))
+                    u = uniform(key, draw_counter(refresh, b, i, 1, n_groups, group_size, ns))
                     a = sample_categorical(probs_old, n_prefixes + p * n_actions, n_actions, u)
-                    u = uniform(key, draw_counter(refresh, b, i, 2, n_groups, group_size))
+                    u = uniform(key, draw_counter(refresh, b, i, 2, n_groups, group_size, ns))
                     prefixes[b, i] = p
                     actions[b, i] = a
                     rewards[b, i] = reward_scale * (1.0 if u < success_prob[p, a] else 0.0)
+                    if tail_vocab > 0:
+                        for j in range(lengths[a] - 1):
+                            stream = N_FIXED_STREAMS + j
+                            u = uniform(key, draw_counter(refresh, b, i, stream, n_groups,
+                                                          group_size, ns))
+                            tails[b, i, j] = sample_categorical(probs_old, tail_start,
+                                                                tail_vocab, u)
         policy_logprobs(theta, n_prefixes, n_actions, logp)
         batch_objective_gradient(
             logp, logp_old, logp_ref, n_prefixes, n_actions, lengths,
-            prefixes, actions, rewards, cfg_int, cfg_float, grad, scratch,
+            prefixes, actions, tails, rewards, cfg_int, cfg_float, grad, scratch,
         )
         for k in range(n_params):
             grad[k] = -grad[k]  # the optimizer minimises the loss -J
@@ -360,7 +413,7 @@ def train_replicas(
 @njit(cache=True)
 def objective_gradient_single(
     theta, theta_old, theta_ref, n_prefixes, n_actions, lengths,
-    prefixes, actions, rewards, cfg_int, cfg_float,
+    prefixes, actions, tails, rewards, cfg_int, cfg_float,
 ):  # pragma: no cover - compiled
     """Test hook: the kernel's J and dJ/dtheta for one batch of groups."""
     n_params = theta.shape[0]
@@ -374,6 +427,6 @@ def objective_gradient_single(
     scratch = np.empty(n_params + 2 * actions.shape[1])
     value = batch_objective_gradient(
         logp, logp_old, logp_ref, n_prefixes, n_actions, lengths,
-        prefixes, actions, rewards, cfg_int, cfg_float, grad, scratch,
+        prefixes, actions, tails, rewards, cfg_int, cfg_float, grad, scratch,
     )
     return value, grad

@@ -210,11 +210,13 @@ class Optimizer:
 class TwoPositionPolicy:
     """Prefix token, then a continuation action that sets the length (docs/objectives.md s.2).
 
-    A sequence o_i is (prefix p, action a, L_a - 1 deterministic tail tokens): |o_i| = 1 + L_a.
+    A sequence o_i is (prefix p, action a, L_a - 1 tail tokens): |o_i| = 1 + L_a.
     The prefix comes from softmax(theta[:P]); with prefix_mode="shared" one prefix is drawn per
     group and shared by all G members, with "sampled" each member draws its own. The action comes
-    from the per-context softmax theta[P + p A : P + (p+1) A]. The tail tokens have probability 1
-    (no parameters). Reward: Bernoulli(success_prob[p, a]) times the run's reward_scale.
+    from the per-context softmax theta[P + p A : P + (p+1) A]. With tail_vocab = 0 the tail
+    tokens have probability 1 (no parameters); with tail_vocab = V > 0 each tail token is drawn
+    from one shared softmax theta[P (1 + A):] over V symbols (it carries its own ratio, clip
+    and KL, but not the reward). Reward: Bernoulli(success_prob[p, a]) x the run's reward_scale.
 
     lengths: L_a >= 1 per action (continuation tokens, the action token included).
     success_prob: shape (A,) (one prefix) or (P, A), values in [0, 1].
@@ -223,6 +225,7 @@ class TwoPositionPolicy:
     lengths: tuple[int, ...]
     success_prob: tuple[tuple[float, ...], ...]
     prefix_mode: Literal["shared", "sampled"] = "shared"
+    tail_vocab: int = 0
 
     def __post_init__(self) -> None:
         lengths = np.asarray(self.lengths)
@@ -241,6 +244,8 @@ class TwoPositionPolicy:
         if not np.all(np.isfinite(prob)) or np.any(prob < 0) or np.any(prob > 1):
             raise ValueError("success_prob must lie in [0, 1]")
         _choice("prefix_mode", self.prefix_mode, ("shared", "sampled"))
+        if not isinstance(self.tail_vocab, (int, np.integer)) or self.tail_vocab < 0:
+            raise ValueError(f"tail_vocab must be an integer >= 0, got {self.tail_vocab!r}")
         object.__setattr__(self, "lengths", tuple(int(x) for x in lengths))
         object.__setattr__(self, "success_prob", tuple(tuple(map(float, row)) for row in prob))
 
@@ -254,8 +259,13 @@ class TwoPositionPolicy:
 
     @property
     def n_params(self) -> int:
-        """Logits: P prefix logits then P x A continuation logits (row-major)."""
-        return self.n_prefixes * (1 + self.n_actions)
+        """Logits: P prefix, then P x A continuation (row-major), then tail_vocab tail logits."""
+        return self.n_prefixes * (1 + self.n_actions) + self.tail_vocab
+
+    @property
+    def max_tail(self) -> int:
+        """Longest tail (tokens after the action): max L_a - 1."""
+        return max(self.lengths) - 1
 
     @property
     def sequence_lengths(self) -> np.ndarray:
@@ -264,7 +274,7 @@ class TwoPositionPolicy:
 
     def probabilities(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(pi_prefix (..., P), pi_cont (..., P, A)) for logits theta (..., n_params)."""
-        log_pre, log_cont = _log_policy(self, np.asarray(theta, dtype=float))
+        log_pre, log_cont, _ = _log_policy(self, np.asarray(theta, dtype=float))
         return np.exp(log_pre), np.exp(log_cont)
 
     def expected_reward(self, theta: np.ndarray) -> np.ndarray:
@@ -278,20 +288,26 @@ class TwoPositionPolicy:
         return np.einsum("...p,...pa,a->...", pre, cont, self.sequence_lengths.astype(float))
 
 
-def _log_policy(policy: TwoPositionPolicy, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _log_policy(policy: TwoPositionPolicy,
+                theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """log pi_prefix (..., P), log pi_cont (..., P, A), log pi_tail (..., V)."""
     if theta.shape[-1] != policy.n_params:
         raise ValueError(f"theta must have last dimension n_params = {policy.n_params}")
     n_pre = policy.n_prefixes
+    tail_start = n_pre * (1 + policy.n_actions)
     log_pre = log_softmax(theta[..., :n_pre], axis=-1)
-    cont = theta[..., n_pre:].reshape(*theta.shape[:-1], n_pre, policy.n_actions)
-    return log_pre, log_softmax(cont, axis=-1)
+    cont = theta[..., n_pre:tail_start].reshape(*theta.shape[:-1], n_pre, policy.n_actions)
+    tail = theta[..., tail_start:]
+    log_tail = log_softmax(tail, axis=-1) if policy.tail_vocab else tail
+    return log_pre, log_softmax(cont, axis=-1), log_tail
 
 
 # --------------------------------------------------------------------------------------------
 # the surrogate: plain value, analytic gradient (NumPy reference)
 # --------------------------------------------------------------------------------------------
 def _check_batch(policy: TwoPositionPolicy, theta: np.ndarray, prefixes: Any, actions: Any,
-                 rewards: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 rewards: Any, tails: Any | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     prefixes = np.asarray(prefixes)
     actions = np.asarray(actions)
     rewards = np.asarray(rewards, dtype=float)
@@ -307,7 +323,18 @@ def _check_batch(policy: TwoPositionPolicy, theta: np.ndarray, prefixes: Any, ac
         raise ValueError("prefixes must be in [0, n_prefixes)")
     if not np.all(np.isfinite(rewards)):
         raise ValueError("rewards must be finite")
-    return prefixes.astype(np.int64), actions.astype(np.int64), rewards
+    tail_shape = (*actions.shape, max(policy.max_tail, 1))
+    if policy.tail_vocab == 0:
+        tails = np.zeros(tail_shape, dtype=np.int64)  # deterministic tails: nothing to index
+    else:
+        if tails is None:
+            raise ValueError("tails is required when the policy has tail_vocab > 0")
+        tails = np.asarray(tails)
+        if tails.shape != tail_shape:
+            raise ValueError(f"tails must have shape {tail_shape} (..., n_groups, G, max_tail)")
+        if np.any((tails < 0) | (tails >= policy.tail_vocab)):
+            raise ValueError("tails must be in [0, tail_vocab)")
+    return prefixes.astype(np.int64), actions.astype(np.int64), rewards, tails.astype(np.int64)
 
 
 def _advantages(objective: Objective, rewards: np.ndarray) -> np.ndarray:
@@ -328,10 +355,18 @@ def _weights(objective: Objective, seq_len: np.ndarray) -> np.ndarray:
     return np.broadcast_to(1.0 / seq_len.sum(axis=-1, keepdims=True), seq_len.shape)
 
 
+def _tail_mask(policy: TwoPositionPolicy, actions: np.ndarray) -> np.ndarray:
+    """(..., n_groups, G, max_tail) True where tail token j exists and carries logits."""
+    n_tail = np.asarray(policy.lengths)[actions] - 1
+    mask = np.arange(max(policy.max_tail, 1)) < n_tail[..., None]
+    return mask & (policy.tail_vocab > 0)
+
+
 def _gather(policy: TwoPositionPolicy, theta: np.ndarray, prefixes: np.ndarray,
-            actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """log pi(prefix), log pi(action | prefix) for every member, shape (..., n_groups, G)."""
-    log_pre, log_cont = _log_policy(policy, theta)
+            actions: np.ndarray, tails: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """log pi(prefix), log pi(action | prefix) (..., n_groups, G) and log pi(tail token j)
+    (..., n_groups, G, max_tail), zero where the tail token has no logits."""
+    log_pre, log_cont, log_tail = _log_policy(policy, theta)
     lead = theta.shape[:-1]
     flat_pre = log_pre.reshape(-1, policy.n_prefixes)
     flat_cont = log_cont.reshape(-1, policy.n_prefixes, policy.n_actions)
@@ -340,30 +375,41 @@ def _gather(policy: TwoPositionPolicy, theta: np.ndarray, prefixes: np.ndarray,
     rows = np.arange(flat_pre.shape[0])[:, None]
     lp0 = flat_pre[rows, p].reshape(*lead, *actions.shape[-2:])
     lp1 = flat_cont[rows, p, a].reshape(*lead, *actions.shape[-2:])
-    return lp0, lp1
+    mask = _tail_mask(policy, actions)
+    if policy.tail_vocab:
+        flat_tail = log_tail.reshape(-1, policy.tail_vocab)
+        v = tails.reshape(flat_pre.shape[0], -1)
+        lpt = flat_tail[rows, v].reshape(tails.shape)
+    else:
+        lpt = np.zeros(mask.shape)
+    return lp0, lp1, np.where(mask, lpt, 0.0)
 
 
 def surrogate_value(objective: Objective, policy: TwoPositionPolicy, theta: Any, *,
                     theta_old: Any, prefixes: Any, actions: Any, rewards: Any,
-                    theta_ref: Any | None = None) -> np.ndarray:
+                    theta_ref: Any | None = None, tails: Any | None = None) -> np.ndarray:
     """J of docs/objectives.md s.1, averaged over groups; plain token-by-token evaluation.
 
     theta, theta_old (and theta_ref, default theta_old): logits (..., n_params);
-    prefixes, actions, rewards: (..., n_groups, G). Returns J with shape theta.shape[:-1].
+    prefixes, actions, rewards: (..., n_groups, G); tails (..., n_groups, G, max_tail) when
+    policy.tail_vocab > 0. Returns J with shape theta.shape[:-1].
     This is the reference the analytic gradient is checked against by finite differences.
     """
     theta = np.asarray(theta, dtype=float)
     theta_old = np.broadcast_to(np.asarray(theta_old, dtype=float), theta.shape)
     theta_ref = theta_old if theta_ref is None else np.broadcast_to(
         np.asarray(theta_ref, dtype=float), theta.shape)
-    prefixes, actions, rewards = _check_batch(policy, theta, prefixes, actions, rewards)
+    prefixes, actions, rewards, tails = _check_batch(policy, theta, prefixes, actions, rewards,
+                                                     tails)
     seq_len = policy.sequence_lengths[actions]
     t_max = int(policy.sequence_lengths.max())
-    # per-token log-probabilities, zero on the deterministic tail and beyond the end
+
+    # per-token log-probabilities, zero on a deterministic tail and beyond the end
     def tokens(logits: np.ndarray) -> np.ndarray:
-        lp0, lp1 = _gather(policy, logits, prefixes, actions)
+        lp0, lp1, lpt = _gather(policy, logits, prefixes, actions, tails)
         out = np.zeros((*actions.shape, t_max))
         out[..., 0], out[..., 1] = lp0, lp1
+        out[..., 2:] = lpt[..., : t_max - 2]
         return out
 
     logp, logp_old, logp_ref = tokens(theta), tokens(theta_old), tokens(theta_ref)
@@ -388,10 +434,13 @@ def surrogate_value(objective: Objective, policy: TwoPositionPolicy, theta: Any,
 
 def _token_coefficients(objective: Objective, policy: TwoPositionPolicy, theta: np.ndarray,
                         theta_old: np.ndarray, theta_ref: np.ndarray, prefixes: np.ndarray,
-                        actions: np.ndarray, rewards: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """dJ_group/d log pi(prefix_i), dJ_group/d log pi(action_i | prefix_i): (..., n_groups, G)."""
-    lp0, lp1 = _gather(policy, theta, prefixes, actions)
-    old0, old1 = _gather(policy, theta_old, prefixes, actions)
+                        actions: np.ndarray, rewards: np.ndarray, tails: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """dJ_group/d log pi of the prefix, the action (..., n_groups, G) and each tail token
+    (..., n_groups, G, max_tail; zero where the token has no logits)."""
+    lp0, lp1, lpt = _gather(policy, theta, prefixes, actions, tails)
+    old0, old1, oldt = _gather(policy, theta_old, prefixes, actions, tails)
+    mask = _tail_mask(policy, actions)
     seq_len = policy.sequence_lengths[actions].astype(float)
     adv = _advantages(objective, rewards)
     w = _weights(objective, seq_len)
@@ -404,23 +453,36 @@ def _token_coefficients(objective: Objective, policy: TwoPositionPolicy, theta: 
         return (~outside).astype(float)
 
     if objective.ratio_level == "token":
-        s0, s1 = np.exp(lp0 - old0), np.exp(lp1 - old1)
+        s0, s1, st = np.exp(lp0 - old0), np.exp(lp1 - old1), np.exp(lpt - oldt)
         c0, c1 = w * adv * s0 * active(s0), w * adv * s1 * active(s1)
+        ct = (w * adv)[..., None] * st * _active_tail(objective, adv, st)
     else:
         # d s_i / d log pi_t = s_i / |o_i| and the sequence carries total weight w_i |o_i|
-        s = np.exp((lp0 - old0 + lp1 - old1) / seq_len)
+        log_seq = lp0 - old0 + lp1 - old1 + (lpt - oldt).sum(axis=-1)
+        s = np.exp(log_seq / seq_len)
         c0 = c1 = w * adv * s * active(s)
+        ct = np.broadcast_to(c0[..., None], mask.shape)
     if objective.kl_coefficient:
-        ref0, ref1 = _gather(policy, theta_ref, prefixes, actions)
+        ref0, ref1, reft = _gather(policy, theta_ref, prefixes, actions, tails)
         # d k3 / d log pi = 1 - pi_ref / pi
         c0 = c0 - objective.kl_coefficient * w * (1.0 - np.exp(ref0 - lp0))
         c1 = c1 - objective.kl_coefficient * w * (1.0 - np.exp(ref1 - lp1))
-    return c0, c1
+        ct = ct - objective.kl_coefficient * w[..., None] * (1.0 - np.exp(reft - lpt))
+    return c0, c1, np.where(mask, ct, 0.0)
+
+
+def _active_tail(objective: Objective, adv: np.ndarray, ratio: np.ndarray) -> np.ndarray:
+    if not objective.clip:
+        return np.ones_like(ratio)
+    a = adv[..., None]
+    outside = ((a > 0) & (ratio > 1.0 + objective.eps_high)) | (
+        (a < 0) & (ratio < 1.0 - objective.eps_low))
+    return (~outside).astype(float)
 
 
 def surrogate_gradient(objective: Objective, policy: TwoPositionPolicy, theta: Any, *,
                        theta_old: Any, prefixes: Any, actions: Any, rewards: Any,
-                       theta_ref: Any | None = None) -> np.ndarray:
+                       theta_ref: Any | None = None, tails: Any | None = None) -> np.ndarray:
     """Analytic dJ/dtheta (..., n_params) of surrogate_value (docs/objectives.md s.1).
 
     Per token, dJ/d log pi_t = w A s active (token ratio; the sequence ratio gives the same form
@@ -431,9 +493,10 @@ def surrogate_gradient(objective: Objective, policy: TwoPositionPolicy, theta: A
     theta_old = np.broadcast_to(np.asarray(theta_old, dtype=float), theta.shape)
     theta_ref = theta_old if theta_ref is None else np.broadcast_to(
         np.asarray(theta_ref, dtype=float), theta.shape)
-    prefixes, actions, rewards = _check_batch(policy, theta, prefixes, actions, rewards)
-    c0, c1 = _token_coefficients(objective, policy, theta, theta_old, theta_ref,
-                                 prefixes, actions, rewards)
+    prefixes, actions, rewards, tails = _check_batch(policy, theta, prefixes, actions, rewards,
+                                                     tails)
+    c0, c1, ct = _token_coefficients(objective, policy, theta, theta_old, theta_ref,
+                                     prefixes, actions, rewards, tails)
     n_pre, n_act = policy.n_prefixes, policy.n_actions
     pi_pre, pi_cont = policy.probabilities(theta)
     onehot_p = np.eye(n_pre)[prefixes]  # (..., B, G, P)
@@ -443,8 +506,13 @@ def surrogate_gradient(objective: Objective, policy: TwoPositionPolicy, theta: A
     # the continuation gradient lands on the row of the member's own prefix
     score = onehot_a - np.einsum("...bgp,...pa->...bga", onehot_p, pi_cont)
     grad_cont = np.einsum("...bg,...bgp,...bga->...pa", c1, onehot_p, score)
-    grad = np.concatenate([grad_pre, grad_cont.reshape(*theta.shape[:-1], n_pre * n_act)], -1)
-    return grad / n_groups
+    parts = [grad_pre, grad_cont.reshape(*theta.shape[:-1], n_pre * n_act)]
+    if policy.tail_vocab:
+        pi_tail = np.exp(_log_policy(policy, theta)[2])
+        onehot_v = np.eye(policy.tail_vocab)[tails]  # (..., B, G, T, V)
+        parts.append(np.einsum("...bgt,...bgtv->...v", ct,
+                               onehot_v - pi_tail[..., None, None, None, :]))
+    return np.concatenate(parts, -1) / n_groups
 
 
 # --------------------------------------------------------------------------------------------
@@ -557,17 +625,19 @@ def _train_numpy(policy: TwoPositionPolicy, objective: Objective, optimizer: Opt
     success = np.asarray(policy.success_prob)
     group_idx = np.arange(n_groups)[:, None]
     member_idx = np.arange(group_size)[None, :]
+    n_streams = _k.N_FIXED_STREAMS + policy.max_tail  # same layout as the kernel
+    tail_mask = np.arange(max(policy.max_tail, 1))  # tail position j
 
-    def counter(refresh: int, member: np.ndarray, stream: int) -> np.ndarray:
+    def counter(refresh: int, member: np.ndarray, stream: Any) -> np.ndarray:
         slot = (refresh * n_groups + group_idx) * (group_size + 1) + member
-        return slot * _k.N_STREAMS + stream
+        return slot * n_streams + stream
 
     out = np.empty((n_rep, n_steps + 1, n_par))
     theta = theta0.copy()
     out[:, 0] = theta
     state: dict[str, Any] = {}
     theta_old = theta.copy()
-    prefixes = actions = rewards = np.empty(0)
+    prefixes = actions = rewards = tails = np.empty(0)
     rows = np.arange(n_rep)[:, None, None]
     for t in range(n_steps):
         if t % refresh_interval == 0:
@@ -576,7 +646,7 @@ def _train_numpy(policy: TwoPositionPolicy, objective: Objective, optimizer: Opt
             if optimizer.reset_state or t == 0:
                 state = {"step": 0, "buf": np.zeros_like(theta), "m": np.zeros_like(theta),
                          "v": np.zeros_like(theta)}
-            log_pre, log_cont = _log_policy(policy, theta_old)
+            log_pre, log_cont, log_tail = _log_policy(policy, theta_old)
             u_group = _uniform_np(keys, counter(refresh, np.array([[group_size]]), 0))
             group_prefix = _sample_np(log_pre[:, None, None, :], u_group)  # (R, B, 1)
             if policy.prefix_mode == "shared":
@@ -588,9 +658,17 @@ def _train_numpy(policy: TwoPositionPolicy, objective: Objective, optimizer: Opt
             actions = _sample_np(log_cont[rows, prefixes], u_act)
             u_rew = _uniform_np(keys, counter(refresh, member_idx, 2))
             rewards = reward_scale * (u_rew < success[prefixes, actions]).astype(float)
+            tails = np.zeros((n_rep, n_groups, group_size, tail_mask.size), dtype=np.int64)
+            if policy.tail_vocab:
+                slot = (refresh * n_groups + group_idx[..., None]) * (group_size + 1) + (
+                    member_idx[..., None])  # (B, G, 1)
+                u_tail = _uniform_np(keys[..., None],
+                                     slot * n_streams + _k.N_FIXED_STREAMS + tail_mask)
+                drawn = _sample_np(log_tail[:, None, None, None, :], u_tail)
+                tails = np.where(_tail_mask(policy, actions), drawn, 0)
         grad = surrogate_gradient(objective, policy, theta, theta_old=theta_old,
                                   prefixes=prefixes, actions=actions, rewards=rewards,
-                                  theta_ref=theta_ref)
+                                  theta_ref=theta_ref, tails=tails)
         _optimizer_step_np(optimizer, theta, -grad, state)
         out[:, t + 1] = theta
     return out
@@ -690,7 +768,9 @@ class PrefixBias:
 def _prefix_coefficient(objective: Objective, policy: TwoPositionPolicy, theta: np.ndarray,
                         actions: np.ndarray, rewards: np.ndarray) -> np.ndarray:
     prefixes = np.zeros_like(actions)
-    c0, _ = _token_coefficients(objective, policy, theta, theta, theta, prefixes, actions, rewards)
+    tails = np.zeros((*actions.shape, max(policy.max_tail, 1)), dtype=np.int64)
+    c0, _, _ = _token_coefficients(objective, policy, theta, theta, theta, prefixes, actions,
+                                   rewards, tails)
     return c0.sum(axis=-1)
 
 
