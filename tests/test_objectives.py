@@ -247,6 +247,24 @@ def test_surrogate_broadcasts_over_replicas():
     np.testing.assert_allclose(both[1], single, rtol=1e-14)
 
 
+@pytest.mark.parametrize("group_size", [2, 5, 8, 16])
+def test_two_arm_group_gradient_matches_model_section_7(group_size):
+    # MODEL.md s.7: on-policy, std-normalised (eps_std -> 0), w = 1/G per answer token: the
+    # group gradient on the correct arm's logit is sqrt((G-1)/G) sqrt(p_hat (1 - p_hat))
+    policy = TwoPositionPolicy((1, 1), (0.0, 1.0))
+    objective = Objective(weighting="group_mean", eps_std=0.0, clip=False)
+    theta = np.array([0.0, 0.0, 0.7])
+    for k in range(group_size + 1):
+        actions = (np.arange(group_size) < k).astype(np.int64)[None, :]
+        grad = surrogate_gradient(objective, policy, theta, theta_old=theta,
+                                  prefixes=np.zeros_like(actions), actions=actions,
+                                  rewards=actions.astype(float))
+        p_hat = k / group_size
+        expected = math.sqrt((group_size - 1) / group_size) * math.sqrt(p_hat * (1 - p_hat))
+        assert grad[2] == pytest.approx(expected, rel=1e-12, abs=1e-15)
+        assert grad[1] == pytest.approx(-expected, rel=1e-12, abs=1e-15)
+
+
 def test_clip_zeroes_the_gradient_outside_the_band():
     # every member pushed beyond its band edge: the advantage gradient is exactly zero
     policy = TwoPositionPolicy((1, 1), (0.0, 1.0))
