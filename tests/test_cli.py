@@ -139,7 +139,8 @@ def test_diagnose_directory_csv_and_human(log_dir, capsys):
     ok = frame[frame["status"] == "ok"]
     assert set(ok["verdict"]) == {"healthy_saturation"}
     code, out, _ = _run(["diagnose", log_dir / "b.csv"], capsys)
-    assert code == 0 and "healthy_saturation" in out and "fix" not in out.split("verdict")[0]
+    assert code == 0 and "verdict: healthy_saturation" in out
+    assert "advice (healthy_saturation)" in out and "fix (" not in out  # nothing to fix
 
 
 def test_simulate_then_fit_round_trip(tmp_path, capsys):

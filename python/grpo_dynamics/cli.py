@@ -28,6 +28,7 @@ __all__ = ["main", "build_parser"]
 DEMO_TRUTH = {"r0": 0.15, "r_inf": 0.78, "tau": 30.0, "mu": 1.5}
 DEMO_STEPS = 300
 DEMO_NOISE = 0.03
+DEMO_LR = 1e-3
 _PARAMS = ("r0", "r_inf", "tau", "mu")
 
 
@@ -611,8 +612,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     for g, iv in fc.gain_steps.items():
         say(f"  {g:.0%} of the gain at step {iv.estimate:.0f} [{iv.lower:.0f}, {iv.upper:.0f}]")
 
-    diagnosis = diagnose(run)
-    say(f"\ndiagnosis {diagnosis}")
+    # the demo's optimizer: heavy ball 0.9, rollouts reused for 4 steps; the curvature is
+    # inverted from the fitted tau, then the exact cycle matrix says how far from unstable
+    hyper = gd.Hyperparameters(lr=DEMO_LR, momentum=0.9, refresh_interval=4)
+    diagnosis = diagnose(run, hyper)
+    say(f"\ndiagnosis (lr {DEMO_LR:g}, momentum 0.9, refresh interval 4) {diagnosis}")
 
     plots = [
         plotting.plot_fit(
@@ -637,6 +641,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             title=f"forecast from step {fc.upto:g}",
         ),
     ]
+    st = diagnosis.stability or {}
+    if "c_lag" in st:
+        k_safe = st.get("max_safe_refresh_interval") or 50
+        plots.append(
+            _phase_png(
+                out / "demo-phase-diagram.png",
+                0.9,
+                float(st["c_lag"]),
+                0.0,
+                "refresh",
+                max(2 * int(k_safe), 16),
+                point=(4.0, float(st["c_lag"])),
+            )
+        )
     say("\nplots written: " + ", ".join(str(p) for p in plots))
     if args.json:
         print(

@@ -152,7 +152,8 @@ class Diagnosis:
             lines.append(f"  {f.mode:<22} {f.score:5.2f}  {f.verdict:<15} {f.summary}")
         for f in self.findings.values():
             if f.verdict in ("detected", "possible") and f.fix:
-                lines.append(f"  fix ({f.mode}): {f.fix}")
+                label = "advice" if f.mode == "healthy_saturation" else "fix"
+                lines.append(f"  {label} ({f.mode}): {f.fix}")
         st = self.stability
         if st and "spectral_radius" in st:
             lines.append(
@@ -507,7 +508,7 @@ def _policy_concentration(frame: pd.DataFrame) -> Finding:
         scores["reward_std"] = 0.45 * _collapse_score(ratios["reward_std"], full=0.05, none=0.5)
     score = scores["entropy"] if "entropy" in scores else scores["reward_std"]
     summary = "; ".join(
-        f"{c} fell from {v['early']:.3g} to {v['late']:.3g} ({v['ratio']:.0%} of its early value)"
+        f"{c} went from {v['early']:.3g} to {v['late']:.3g} ({v['ratio']:.0%} of its early value)"
         for c, v in ratios.items()
     )
     first = next(iter(ratios.values()))
