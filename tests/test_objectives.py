@@ -595,6 +595,14 @@ def test_adam_overshoot_late_clip_approaches_asymptotic_law():
     assert result.overshoot / result.step_sizes[result.last_active_step - 1] > 10
 
 
+def test_gspo_tight_band_is_left_far_behind_by_adam_momentum():
+    gspo = objective_preset("gspo")
+    result = clip_overshoot(Optimizer("adam", lr=0.01, beta2=0.95, eps=1e-12), objective=gspo,
+                            n_steps=150)
+    np.testing.assert_allclose(result.step_ratios, result.predicted_ratios, rtol=1e-6)
+    assert result.final_ratio - result.clip_edge > 100 * gspo.eps_high
+
+
 @pytest.mark.parametrize("dampening", [0.0, 0.5])
 def test_heavy_ball_overshoot_is_beta_power(dampening):
     result = clip_overshoot(Optimizer("heavy_ball", lr=0.3, momentum=0.8, dampening=dampening),
