@@ -75,7 +75,7 @@ class CurveModel {
 
 struct Workspace {
   std::vector<double> t, y, w;            // cleaned series
-  std::vector<double> f, jac, f_trial, jac_trial;
+  std::vector<double> f, jac, f_trial, jac_trial, f_best, jac_best;
   std::vector<double> t_grid, y_grid, w_grid, shape;  // subsample used to rank starts
 };
 
@@ -152,6 +152,8 @@ LmRun run_lm(const Problem& pb, const double* x_start, const FitOptions& o, Work
   ws.jac.resize(pb.n * kJacStride);
   ws.f_trial.resize(pb.n);
   ws.jac_trial.resize(pb.n * kJacStride);
+  ws.f_best.resize(pb.n);
+  ws.jac_best.resize(pb.n * kJacStride);
   if (!eval_safe(pb, run.x, ws.f.data(), ws.jac.data())) return run;
   double rss = weighted_rss(ws.f.data(), pb.y, pb.w, pb.n);
   MatP A;
@@ -327,20 +329,31 @@ double tau63_estimate(const Workspace& ws, double t0) {
 
 std::vector<Candidate> grid_candidates(const Problem& pb, const FitOptions& o, double dt,
                                        double duration, Workspace& ws) {
-  // Subsample at most kGridPoints evenly spaced points (ends included).
+  // Subsample at most kGridPoints points: every stride-th point on a uniform grid (so that the
+  // subsample stays uniform and takes the fast path), else evenly spaced indices, ends included.
   const std::size_t n = pb.n;
-  const std::size_t m = std::min(n, kGridPoints);
+  std::size_t m = std::min(n, kGridPoints);
+  std::size_t stride = 0;
+  if (pb.grid.uniform && n > kGridPoints) {
+    stride = (n - 1 + kGridPoints - 2) / (kGridPoints - 1);
+    m = (n - 1) / stride + 1;
+  }
   ws.t_grid.resize(m);
   ws.y_grid.resize(m);
   ws.w_grid.resize(m);
   ws.shape.resize(m);
   for (std::size_t k = 0; k < m; ++k) {
-    const std::size_t i = m == n ? k : static_cast<std::size_t>(std::llround(
-                                           static_cast<double>(k) * (n - 1) / (m - 1)));
+    std::size_t i = k;
+    if (stride > 0)
+      i = k * stride;
+    else if (m < n)
+      i = static_cast<std::size_t>(std::llround(static_cast<double>(k) * (n - 1) / (m - 1)));
     ws.t_grid[k] = pb.t[i];
     ws.y_grid[k] = pb.y[i];
     ws.w_grid[k] = pb.w[i];
   }
+  const Grid sub = stride > 0 ? Grid{ws.t_grid.data(), m, true, pb.grid.dt * stride}
+                              : make_grid(ws.t_grid.data(), m);
   std::vector<Candidate> out;
   const double lev_lo = std::max(pb.lower[0], pb.lower[1]);
   const double lev_hi = std::min(pb.upper[0], pb.upper[1]);
@@ -367,7 +380,7 @@ std::vector<Candidate> grid_candidates(const Problem& pb, const FitOptions& o, d
   }
   const double tau_lo = std::max(pb.lower[2], dt);
   const double tau_hi = std::max(tau_lo, std::min(pb.upper[2], 2.0 * duration));
-  std::vector<double> tau_grid = geometric_grid(tau_lo, tau_hi, 8);
+  std::vector<double> tau_grid = geometric_grid(tau_lo, tau_hi, 7);
   const double tau63 = tau63_estimate(ws, o.t0);
   if (std::isfinite(tau63) && tau63 > 0) tau_grid.push_back(clip(tau63, pb.lower[2], pb.upper[2]));
   std::vector<double> mu_grid;
@@ -384,7 +397,7 @@ std::vector<Candidate> grid_candidates(const Problem& pb, const FitOptions& o, d
     for (int jm = 0; jm < static_cast<int>(mu_grid.size()); ++jm) {
       const double x[kMaxFitParams] = {1.0, 0.0, tau_grid[jt], mu_grid[jm]};
       try {
-        cm.eval(make_grid(ws.t_grid.data(), m), x, ws.shape.data(), nullptr);
+        cm.eval(sub, x, ws.shape.data(), nullptr);
       } catch (const std::exception&) {
         continue;
       }
@@ -494,10 +507,14 @@ void fit_one(const SeriesView& s, std::size_t i, const CurveModel& model, const 
   // Starts: the user's p0 (if any), then the best grid start of each of n_starts families.
   double fallback[kMaxFitParams];
   std::vector<const double*> starts;
+  std::vector<double> start_score;  // grid RSS scaled to the full series; +inf: always run
   bool has_p0 = p0 != nullptr;
   if (has_p0)
     for (int j = 0; j < p; ++j) has_p0 = has_p0 && std::isfinite(p0[j]);
-  if (has_p0) starts.push_back(p0);
+  if (has_p0) {
+    starts.push_back(p0);
+    start_score.push_back(kInf);
+  }
   std::vector<Candidate> cands = grid_candidates(pb, o, dt, duration, ws);
   std::sort(cands.begin(), cands.end(),
             [](const Candidate& a, const Candidate& b) { return a.rss < b.rss; });
@@ -507,6 +524,7 @@ void fit_one(const SeriesView& s, std::size_t i, const CurveModel& model, const 
     if (std::find(families.begin(), families.end(), c.family) != families.end()) continue;
     families.push_back(c.family);
     starts.push_back(c.x);
+    start_score.push_back(c.rss * static_cast<double>(n) / static_cast<double>(ws.t_grid.size()));
   }
   if (starts.empty()) {
     // Always at least one start: middle of the level range, the shortest resolvable timescale.
@@ -515,20 +533,48 @@ void fit_one(const SeriesView& s, std::size_t i, const CurveModel& model, const 
     fallback[2] = m == FitModel::kLogistic ? 0.5 * (ws.t.front() + ws.t.back()) : duration / 3;
     fallback[3] = m == FitModel::kLogistic ? duration / 8 : 0.0;
     starts.push_back(fallback);
+    start_score.push_back(kInf);
   }
   LmRun best;
-  for (const double* x0 : starts) {
-    LmRun run = run_lm(pb, x0, o, ws);
-    if (run.rss < best.rss) best = run;
+  bool first_grid_start = true;
+  for (std::size_t k = 0; k < starts.size(); ++k) {
+    const bool from_grid = std::isfinite(start_score[k]);
+    // A further family is worth a run only if its start is already nearly as good as the
+    // best optimum found: far-off starts almost never end lower (docs, "Starts").
+    if (from_grid && !first_grid_start && std::isfinite(best.rss) &&
+        start_score[k] > o.restart_rss_ratio * best.rss)
+      continue;
+    if (from_grid) first_grid_start = false;
+    LmRun run = run_lm(pb, starts[k], o, ws);
+    if (run.rss < best.rss) {
+      best = run;
+      std::swap(ws.f, ws.f_best);  // keep the optimum's evaluation for the statistics
+      std::swap(ws.jac, ws.jac_best);
+    }
+  }
+  // Boundary escape: the oscillator's RSS is not convex in mu, and a fit that stops on mu = 0
+  // (where the gradient points outside) can hide a lower interior optimum at moderate mu.
+  if (m == FitModel::kOscillator && std::isfinite(best.rss) && best.x[3] <= pb.lower[3] &&
+      pb.upper[3] > pb.lower[3]) {
+    const LmRun at_boundary = best;
+    for (double mu : {0.1, 0.3}) {
+      double x0[kMaxFitParams] = {at_boundary.x[0], at_boundary.x[1], at_boundary.x[2],
+                                  clip(pb.lower[3] + mu, pb.lower[3], pb.upper[3])};
+      LmRun run = run_lm(pb, x0, o, ws);
+      if (run.rss < best.rss * (1.0 - 1e-12)) {
+        best = run;
+        std::swap(ws.f, ws.f_best);
+        std::swap(ws.jac, ws.jac_best);
+      }
+    }
   }
   if (!std::isfinite(best.rss)) return bad_input(out, i, p, "r: model could not be evaluated on this series");
 
-  // Statistics at the optimum (docs/fitting.md s.statistics).
-  model.eval(pb.grid, best.x, ws.f.data(), ws.jac.data());
-  const double rss = weighted_rss(ws.f.data(), pb.y, pb.w, n);
+  // Statistics at the optimum (docs/fitting.md, "Statistics").
+  const double rss = weighted_rss(ws.f_best.data(), pb.y, pb.w, n);
   MatP A;
   VecP g;
-  normal_equations(ws.f.data(), ws.jac.data(), pb.y, pb.w, n, p, A, g);
+  normal_equations(ws.f_best.data(), ws.jac_best.data(), pb.y, pb.w, n, p, A, g);
   int k_est = 0;
   int free_idx[kMaxFitParams];
   int nfree = 0;
@@ -669,8 +715,9 @@ void fit_batch(const std::vector<SeriesView>& series, FitModel model, const FitB
     throw std::invalid_argument("bounds: s lower bound must be > 0");
   }
   if (options.max_iter < 1 || options.n_starts < 1 || !(options.range_widen >= 0) ||
-      !std::isfinite(options.t0) || !(options.mu_max > 0))
-    throw std::invalid_argument("options: max_iter, n_starts >= 1, range_widen >= 0, finite t0");
+      !std::isfinite(options.t0) || !(options.mu_max > 0) || !(options.restart_rss_ratio > 0))
+    throw std::invalid_argument("options: need max_iter, n_starts >= 1, range_widen >= 0, finite t0, mu_max > 0, "
+                                "restart_rss_ratio > 0");
   if (!out.params || !out.stderr_ || !out.cov || !out.lower || !out.upper || !out.at_bound ||
       !out.rss || !out.r2 || !out.sigma2 || !out.aic || !out.bic || !out.n_iter || !out.status ||
       !out.n_points || !out.reason)

@@ -37,6 +37,7 @@ struct FitOptions {
   double xtol = 1e-10;      // relative scaled step that counts as converged
   double gtol = 1e-10;      // max cosine between residual and a free Jacobian column
   int n_starts = 2;         // LM runs from the best grid starts of distinct families (>= 1)
+  double restart_rss_ratio = 2.0;  // run a further family only if its start RSS < ratio * best
   double t0 = 0.0;          // time origin of the oscillator/exponential (fixed, not fitted)
   double range_widen = 1.0; // auto bounds on levels: [min - w span, max + w span] of the data
   double mu_max = 1e4;      // auto upper bound on mu (numerical safety only, see docs)
