@@ -1,0 +1,574 @@
+// Stability of the discrete linear model (docs/stability.md). See stability.hpp for the contracts.
+#include "grpo_dynamics/stability.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <thread>
+
+namespace grpo_dynamics {
+namespace stability {
+
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+constexpr double kPi = 3.14159265358979323846;
+// Relative imaginary part below which an eigenvalue counts as real (rounding of a double root).
+constexpr double kRealTolerance = 1e-10;
+// Largest lag we accept: the companion/cycle work grows with it and larger values are not physical.
+constexpr long kMaxLagSteps = 100000000;
+
+using cplx = std::complex<double>;
+
+// |z| and z / w without the overflow-guarded library paths (hypot, __divdc3): hot in the grid.
+inline double modulus(const cplx& z) { return std::sqrt(z.real() * z.real() + z.imag() * z.imag()); }
+inline cplx divide(const cplx& num, const cplx& den) {
+  const double norm = den.real() * den.real() + den.imag() * den.imag();
+  return cplx(num.real() * den.real() + num.imag() * den.imag(),
+              num.imag() * den.real() - num.real() * den.imag()) / norm;
+}
+
+// Empty string if valid, else the message naming the offending field.
+std::string check(const LinearModel& model) {
+  if (!std::isfinite(model.momentum) || model.momentum < 0.0 || model.momentum >= 1.0)
+    return "momentum must be in [0, 1), got " + std::to_string(model.momentum);
+  if (!std::isfinite(model.c_lag)) return "c_lag must be finite";
+  if (!std::isfinite(model.c_now)) return "c_now must be finite";
+  if (model.lag_model == LagModel::refresh) {
+    if (model.lag_steps < 1 || model.lag_steps > kMaxLagSteps)
+      return "refresh_interval must be in [1, 1e8], got " + std::to_string(model.lag_steps);
+  } else {
+    if (model.lag_steps < 0 || model.lag_steps > kMaxLagSteps)
+      return "delay must be in [0, 1e8], got " + std::to_string(model.lag_steps);
+  }
+  return {};
+}
+
+// Dominant eigenvalue of a real 2x2 matrix from its trace and determinant (stable root form).
+void dominant_2x2(double trace, double det, cplx& dominant, double& radius) {
+  if (!std::isfinite(trace) || !std::isfinite(det)) {
+    dominant = cplx(kInf, 0.0);
+    radius = kInf;
+    return;
+  }
+  const double half = 0.5 * trace;
+  const double disc = half * half - det;
+  if (disc < 0.0) {
+    dominant = cplx(half, std::sqrt(-disc));
+    radius = std::sqrt(det);  // |z|^2 = det for a complex pair: avoids cancellation
+  } else {
+    // The root with the larger modulus has the sign of the trace (no cancellation).
+    const double root = half + std::copysign(std::sqrt(disc), half);
+    dominant = cplx(root, 0.0);
+    radius = std::abs(root);
+  }
+}
+
+cplx int_power(cplx z, long exponent) {
+  cplx result(1.0, 0.0);
+  while (exponent > 0) {
+    if (exponent & 1) result *= z;
+    z *= z;
+    exponent >>= 1;
+  }
+  return result;
+}
+
+// Characteristic polynomial of the delay model (D >= 2), leading coefficient first.
+std::vector<double> delay_polynomial(double momentum, double c_lag, double c_now, long delay) {
+  std::vector<double> coeffs(static_cast<std::size_t>(delay) + 2, 0.0);
+  coeffs[0] = 1.0;
+  coeffs[1] = -(1.0 + momentum - c_now);
+  coeffs[2] += momentum;
+  coeffs[static_cast<std::size_t>(delay) + 1] += c_lag;
+  return coeffs;
+}
+
+// Newton on p(z) = z^{D-1} q(z) + c_lag, q(z) = z^2 - a z + beta. Returns false if it fails.
+bool newton_root(cplx& z, double a, double beta, double c_lag, long delay) {
+  double last_step = std::numeric_limits<double>::infinity();
+  for (int iter = 0; iter < 40; ++iter) {
+    const cplx w = int_power(z, delay - 2);  // z^{D-2}
+    const cplx q = z * z - a * z + beta;
+    const cplx p = w * z * q + c_lag;
+    const cplx dp = w * (static_cast<double>(delay - 1) * q + z * (2.0 * z - a));
+    if (dp == 0.0) return false;
+    const cplx step = divide(p, dp);
+    z -= step;
+    if (!std::isfinite(z.real()) || !std::isfinite(z.imag())) return false;
+    const double size = modulus(step);
+    if (size <= 1e-14 * modulus(z)) break;
+    // Converged to rounding level once the steps stop shrinking near the root.
+    if (size <= 1e-9 * modulus(z) && size >= last_step) break;
+    last_step = size;
+  }
+  // Accept only a genuine root: residual small against the size of the polynomial's terms.
+  const double r = modulus(z);
+  const double scale =
+      std::pow(r, static_cast<double>(delay - 1)) * (r * r + std::abs(a) * r + beta) + std::abs(c_lag);
+  const cplx residual = int_power(z, delay - 1) * (z * z - a * z + beta) + c_lag;
+  return std::isfinite(scale) && modulus(residual) <= 1e-11 * scale;
+}
+
+// Keep the candidate of largest modulus, preferring oscillating ones on ties.
+void consider(const cplx& z, cplx& best, double& best_radius) {
+  const cplx upper(z.real(), std::abs(z.imag()));  // conjugate symmetry: report imag >= 0
+  const double r = modulus(upper);
+  if (r > best_radius * (1.0 + 1e-12) ||
+      (r >= best_radius * (1.0 - 1e-12) && classify(upper, 0.0) == Regime::oscillatory)) {
+    best = upper;
+    best_radius = std::max(best_radius, r);
+  }
+}
+
+// Dominant root of the delay polynomial (D >= 2). Fast path: Newton from the c_lag = 0 roots and
+// from the nearest branches of the ring of D - 1 roots that c_lag creates around the origin,
+// accepted only if a Schur-Cohn count finds no root outside its radius. Otherwise: bisection on
+// the radius with the Schur-Cohn count (robust), then the root on that circle is located.
+void delay_dominant(double momentum, double c_lag, double c_now, long delay, cplx& dominant,
+                    double& radius) {
+  const double a = 1.0 + momentum - c_now;
+  const std::vector<double> coeffs = delay_polynomial(momentum, c_lag, c_now, delay);
+  cplx best(0.0, 0.0);
+  double best_radius = -1.0;
+  const double half = 0.5 * a;
+  const double disc = half * half - momentum;
+  cplx q_root;
+  std::vector<cplx> starts;
+  if (disc < 0.0) {
+    q_root = cplx(half, std::sqrt(-disc));
+    starts.push_back(q_root);
+  } else {
+    const double root = half + std::copysign(std::sqrt(disc), half);
+    q_root = cplx(root, 0.0);
+    starts.push_back(q_root);
+    if (root != 0.0) starts.emplace_back(momentum / root, 0.0);
+  }
+  starts.emplace_back(1.0, 0.0);
+  starts.emplace_back(-1.0, 0.0);
+  {
+    // The continuum oscillator (MODEL.md s.4, lag L = D) predicts the slow root: z ~ exp(s).
+    const double d = static_cast<double>(delay);
+    const double mass = 0.5 * (1.0 + momentum) + 0.5 * c_lag * d * d;
+    const double damping = (1.0 - momentum) - c_lag * d;
+    const cplx root_disc = std::sqrt(cplx(damping * damping - 4.0 * mass * (c_lag + c_now), 0.0));
+    starts.push_back(std::exp((-damping + root_disc) / (2.0 * mass)));
+  }
+  for (cplx z : starts) {
+    // Nearby real roots may have merged into a complex pair: start slightly off the real axis.
+    z += cplx(0.0, 1e-3 * (std::abs(z) + 1e-3));
+    if (newton_root(z, a, momentum, c_lag, delay)) consider(z, best, best_radius);
+  }
+  const double span = static_cast<double>(delay - 1);
+  if (c_lag != 0.0) {
+    // Ring roots z^{D-1} = -c_lag / q(z): a few fixed-point sweeps on branch k, then Newton.
+    const long k_near_q = static_cast<long>(std::lround((std::arg(q_root) * span - kPi) / (2.0 * kPi)));
+    for (long k : {0L, -1L, k_near_q, k_near_q - 1, k_near_q + 1}) {
+      cplx z = std::polar(0.9, (kPi + 2.0 * kPi * static_cast<double>(k)) / span);
+      for (int sweep = 0; sweep < 3; ++sweep) {
+        const cplx q = z * z - a * z + momentum;
+        if (q == 0.0) break;
+        z = std::exp((std::log(cplx(-c_lag, 0.0) / q) + cplx(0.0, 2.0 * kPi * static_cast<double>(k))) / span);
+      }
+      if (newton_root(z, a, momentum, c_lag, delay)) consider(z, best, best_radius);
+    }
+  }
+  if (best_radius > 0.0 && std::isfinite(best_radius) &&
+      roots_inside_radius(coeffs, best_radius * (1.0 + 1e-8))) {
+    dominant = best;
+    radius = best_radius;
+    return;
+  }
+  // Robust path. Every root lies inside the Cauchy bound 1 + max |coeff|; a found root bounds below.
+  double upper = 1.0;
+  for (double coeff : coeffs) upper = std::max(upper, 1.0 + std::abs(coeff));
+  double lower = std::max(0.0, std::isfinite(best_radius) ? best_radius : 0.0);
+  while (upper - lower > 1e-14 * upper) {
+    const double mid = 0.5 * (lower + upper);
+    if (roots_inside_radius(coeffs, mid)) upper = mid; else lower = mid;
+  }
+  radius = upper;
+  const auto relative_residual = [&](cplx z) {
+    const double r = std::abs(z);
+    const double scale =
+        std::pow(r, span) * (r * r + std::abs(a) * r + momentum) + std::abs(c_lag);
+    return std::abs(int_power(z, delay - 1) * (z * z - a * z + momentum) + c_lag) / scale;
+  };
+  // Which root sits on that circle: scan the upper half circle, then polish with Newton.
+  const long samples = 8 * (delay + 2);
+  double best_residual = std::numeric_limits<double>::infinity();
+  cplx on_circle(radius, 0.0);
+  for (long j = 0; j <= samples; ++j) {
+    const cplx z = std::polar(radius, kPi * static_cast<double>(j) / static_cast<double>(samples));
+    const double residual = relative_residual(z);
+    if (residual < best_residual) {
+      best_residual = residual;
+      on_circle = z;
+    }
+  }
+  cplx polished = on_circle + cplx(0.0, 1e-9 * radius);
+  if (newton_root(polished, a, momentum, c_lag, delay) &&
+      std::abs(std::abs(polished) - radius) <= 1e-6 * radius)
+    on_circle = polished;
+  dominant = cplx(on_circle.real(), std::abs(on_circle.imag()));
+}
+
+// Running values of u_k and U_k (see refresh_cycle) along k.
+struct USequence {
+  double a, beta;
+  double u_prev = 0.0, u = 1.0;    // u_{k-1}, u_k
+  double big_prev = 0.0, big = 1.0;  // U_{k-1}, U_k
+  USequence(double a_, double beta_) : a(a_), beta(beta_) {}  // k = 1
+  double next_u() const { return a * u - beta * u_prev; }     // u_{k+1}
+  void advance() {
+    const double u_next = next_u();
+    u_prev = u;
+    u = u_next;
+    big_prev = big;
+    big += u_next;
+  }
+};
+
+Eigen::Matrix2d cycle_from_sequence(const USequence& s, double c_lag) {
+  Eigen::Matrix2d m;
+  m << s.next_u() - c_lag * s.big, -s.beta * s.u, s.u - c_lag * s.big_prev, -s.beta * s.u_prev;
+  return m;
+}
+
+bool unstable_point(const LinearModel& model) {
+  if (model.lag_model == LagModel::delay) {
+    const long delay = model.lag_steps;
+    std::vector<double> coeffs;
+    if (delay <= 1) {
+      coeffs = {1.0, -(1.0 + model.momentum - model.c_now - (delay == 0 ? model.c_lag : 0.0)),
+                model.momentum + (delay == 1 ? model.c_lag : 0.0)};
+    } else {
+      coeffs = delay_polynomial(model.momentum, model.c_lag, model.c_now, delay);
+    }
+    return !roots_inside_radius(coeffs, 1.0);
+  }
+  return !(fast_spectrum(model).spectral_radius < 1.0);
+}
+
+}  // namespace
+
+const char* regime_name(Regime regime) {
+  switch (regime) {
+    case Regime::overdamped: return "overdamped";
+    case Regime::oscillatory: return "oscillatory";
+    case Regime::unstable: return "unstable";
+    default: return "invalid";
+  }
+}
+
+LagModel parse_lag_model(const std::string& name) {
+  if (name == "refresh") return LagModel::refresh;
+  if (name == "delay") return LagModel::delay;
+  throw std::invalid_argument("lag_model must be 'refresh' or 'delay', got '" + name + "'");
+}
+
+void validate(const LinearModel& model) {
+  const std::string message = check(model);
+  if (!message.empty()) throw std::invalid_argument(message);
+}
+
+long steps_per_map(const LinearModel& model) {
+  return model.lag_model == LagModel::refresh ? model.lag_steps : 1;
+}
+
+Regime classify(std::complex<double> dominant, double spectral_radius) {
+  if (!(spectral_radius < 1.0)) return Regime::unstable;
+  const double modulus = std::abs(dominant);
+  if (std::abs(dominant.imag()) > kRealTolerance * modulus || dominant.real() < 0.0)
+    return Regime::oscillatory;
+  return Regime::overdamped;
+}
+
+RefreshCycle refresh_cycle(double momentum, double c_lag, double c_now, long refresh_interval) {
+  validate({momentum, c_lag, c_now, LagModel::refresh, refresh_interval});
+  USequence s(1.0 + momentum - c_now, momentum);
+  for (long k = 1; k < refresh_interval; ++k) s.advance();
+  RefreshCycle out;
+  out.monodromy = cycle_from_sequence(s, c_lag);
+  out.noise_gain << s.big, s.big_prev;
+  return out;
+}
+
+Eigen::MatrixXd delay_companion(double momentum, double c_lag, double c_now, long delay) {
+  validate({momentum, c_lag, c_now, LagModel::delay, delay});
+  const Eigen::Index n = std::max<Eigen::Index>(delay + 1, 2);
+  Eigen::MatrixXd m = Eigen::MatrixXd::Zero(n, n);
+  m(0, 0) = 1.0 + momentum - c_now;
+  m(0, 1) -= momentum;
+  m(0, delay) -= c_lag;  // the stale force acts on x_{t-D}
+  for (Eigen::Index i = 1; i < n; ++i) m(i, i - 1) = 1.0;
+  return m;
+}
+
+Eigen::MatrixXd transition_matrix(const LinearModel& model) {
+  if (model.lag_model == LagModel::refresh)
+    return refresh_cycle(model.momentum, model.c_lag, model.c_now, model.lag_steps).monodromy;
+  return delay_companion(model.momentum, model.c_lag, model.c_now, model.lag_steps);
+}
+
+bool roots_inside_radius(const std::vector<double>& coeffs, double radius) {
+  if (coeffs.empty() || coeffs[0] == 0.0) throw std::invalid_argument("coeffs: leading coefficient is zero");
+  if (!(radius > 0.0)) return false;
+  // Monic polynomial of p(radius z): coefficient i becomes coeffs[i] / (coeffs[0] radius^i).
+  std::vector<double> poly(coeffs.size());
+  double scale = 1.0;
+  for (std::size_t i = 0; i < coeffs.size(); ++i) {
+    poly[i] = coeffs[i] / coeffs[0] * scale;
+    scale /= radius;
+  }
+  std::vector<double> next(coeffs.size());
+  // Schur-Cohn step-down: |reflection| < 1 at every degree iff all roots are inside.
+  for (std::size_t degree = poly.size() - 1; degree >= 1; --degree) {
+    const double reflection = poly[degree] / poly[0];
+    if (!(std::abs(reflection) < 1.0)) return false;
+    for (std::size_t i = 0; i < degree; ++i) next[i] = poly[i] - reflection * poly[degree - i];
+    const double inverse_lead = 1.0 / next[0];  // keep the polynomial monic (no under/overflow)
+    for (std::size_t i = 0; i < degree; ++i) poly[i] = next[i] * inverse_lead;
+  }
+  return true;
+}
+
+Spectrum fast_spectrum(const LinearModel& model) {
+  validate(model);
+  Spectrum out;
+  const long steps = steps_per_map(model);
+  cplx dominant;
+  double radius = 0.0;
+  if (model.lag_model == LagModel::refresh) {
+    const Eigen::Matrix2d m =
+        refresh_cycle(model.momentum, model.c_lag, model.c_now, model.lag_steps).monodromy;
+    dominant_2x2(m.trace(), m(0, 0) * m(1, 1) - m(0, 1) * m(1, 0), dominant, radius);
+  } else if (model.lag_steps <= 1) {
+    const bool now = model.lag_steps == 0;
+    const double trace = 1.0 + model.momentum - model.c_now - (now ? model.c_lag : 0.0);
+    const double det = model.momentum + (now ? 0.0 : model.c_lag);
+    dominant_2x2(trace, det, dominant, radius);
+  } else if (model.lag_steps <= 3) {
+    // Tiny companions: Eigen's real Schur is as cheap as the Newton search and never misses.
+    Eigen::EigenSolver<Eigen::MatrixXd> solver(transition_matrix(model), false);
+    if (solver.info() != Eigen::Success) throw std::domain_error("eigenvalue solver did not converge");
+    radius = -1.0;
+    for (Eigen::Index i = 0; i < solver.eigenvalues().size(); ++i)
+      consider(solver.eigenvalues()[i], dominant, radius);
+  } else {
+    delay_dominant(model.momentum, model.c_lag, model.c_now, model.lag_steps, dominant, radius);
+  }
+  out.dominant = cplx(dominant.real(), std::abs(dominant.imag()));
+  out.spectral_radius = radius;
+  out.decay_rate = std::pow(radius, 1.0 / static_cast<double>(steps));
+  out.regime = classify(out.dominant, radius);
+  return out;
+}
+
+Spectrum spectrum(const LinearModel& model) {
+  Spectrum out = fast_spectrum(model);
+  if (out.eigenvalues.size() == 0) {
+    const Eigen::MatrixXd matrix = transition_matrix(model);
+    if (matrix.allFinite()) {
+      Eigen::EigenSolver<Eigen::MatrixXd> solver(matrix, false);
+      if (solver.info() != Eigen::Success) throw std::domain_error("eigenvalue solver did not converge");
+      out.eigenvalues = solver.eigenvalues();
+    } else {
+      out.eigenvalues = Eigen::VectorXcd::Constant(matrix.rows(), cplx(kNaN, kNaN));
+    }
+  }
+  return out;
+}
+
+Eigen::MatrixXd solve_discrete_lyapunov(const Eigen::MatrixXd& transition, const Eigen::MatrixXd& noise) {
+  if (transition.rows() != transition.cols() || noise.rows() != transition.rows() ||
+      noise.cols() != transition.cols())
+    throw std::invalid_argument("transition and noise must be square matrices of the same size");
+  {
+    // The series sum F^k Q F^kT converges only for a stable F.
+    Eigen::EigenSolver<Eigen::MatrixXd> solver(transition, false);
+    if (solver.info() != Eigen::Success || !(solver.eigenvalues().cwiseAbs().maxCoeff() < 1.0))
+      throw std::domain_error("transition must be stable (spectral radius < 1) for a stationary solution");
+  }
+  if (transition.rows() <= 4) {
+    // Small systems: solve vec(P) = (I - F kron F)^{-1} vec(Q) directly.
+    const Eigen::Index n = transition.rows();
+    Eigen::MatrixXd kron(n * n, n * n);
+    for (Eigen::Index i = 0; i < n; ++i)
+      for (Eigen::Index j = 0; j < n; ++j) kron.block(i * n, j * n, n, n) = transition(i, j) * transition;
+    const Eigen::MatrixXd system = Eigen::MatrixXd::Identity(n * n, n * n) - kron;
+    const Eigen::VectorXd vec_q = Eigen::Map<const Eigen::VectorXd>(noise.data(), n * n);
+    Eigen::VectorXd vec_p = system.fullPivLu().solve(vec_q);
+    Eigen::MatrixXd p = Eigen::Map<Eigen::MatrixXd>(vec_p.data(), n, n);
+    return 0.5 * (p + p.transpose());
+  }
+  // Smith's doubling: P_{j+1} = P_j + A_j P_j A_j^T, A_{j+1} = A_j^2 sums F^k Q F^kT in 2^j terms.
+  Eigen::MatrixXd p = noise;
+  Eigen::MatrixXd power = transition;
+  for (int iter = 0; iter < 200; ++iter) {
+    const Eigen::MatrixXd increment = power * p * power.transpose();
+    p += increment;
+    if (!p.allFinite()) throw std::domain_error("Lyapunov doubling diverged: the system is not stable");
+    if (increment.norm() <= 1e-17 * p.norm()) return 0.5 * (p + p.transpose());
+    power = power * power;
+  }
+  throw std::domain_error("Lyapunov doubling did not converge: the system is (nearly) unstable");
+}
+
+StationaryVariance stationary_variance(const LinearModel& model) {
+  validate(model);
+  StationaryVariance out;
+  const Spectrum spec = fast_spectrum(model);
+  if (!(spec.spectral_radius < 1.0)) {
+    out.mean = kInf;
+    out.per_phase.assign(static_cast<std::size_t>(steps_per_map(model)), kInf);
+    return out;
+  }
+  if (model.lag_model == LagModel::delay) {
+    const Eigen::MatrixXd f = transition_matrix(model);
+    Eigen::MatrixXd q = Eigen::MatrixXd::Zero(f.rows(), f.cols());
+    q(0, 0) = 1.0;  // white noise enters x_{t+1} only
+    const double variance = solve_discrete_lyapunov(f, q)(0, 0);
+    out.mean = variance;
+    out.per_phase = {variance};
+    return out;
+  }
+  // Refresh: the cycle-start state y_n = (x_{nK}, x_{nK-1}) obeys y_{n+1} = M y_n + h e_n with e_n
+  // independent of y_n, so P0 = M P0 M^T + h h^T; phase j then sees x = r_j y_n + U_j e_n.
+  const RefreshCycle cycle = refresh_cycle(model.momentum, model.c_lag, model.c_now, model.lag_steps);
+  const Eigen::Matrix2d p0 =
+      solve_discrete_lyapunov(cycle.monodromy, cycle.noise_gain * cycle.noise_gain.transpose());
+  USequence s(1.0 + model.momentum - model.c_now, model.momentum);
+  out.per_phase.resize(static_cast<std::size_t>(model.lag_steps));
+  double total = 0.0;
+  for (long j = 0; j < model.lag_steps; ++j) {
+    double variance;
+    if (j == 0) {
+      variance = p0(0, 0);
+    } else {
+      // s holds k = j: r_j = (u_{j+1} - c_lag U_j, -beta u_j), noise gain U_j.
+      const Eigen::RowVector2d r(s.next_u() - model.c_lag * s.big, -model.momentum * s.u);
+      variance = r * p0 * r.transpose() + s.big * s.big;
+      s.advance();
+    }
+    out.per_phase[static_cast<std::size_t>(j)] = variance;
+    total += variance;
+  }
+  out.mean = total / static_cast<double>(model.lag_steps);
+  return out;
+}
+
+long critical_refresh_interval(double momentum, double c_lag, double c_now, long max_interval) {
+  validate({momentum, c_lag, c_now, LagModel::refresh, std::max(max_interval, 1L)});
+  if (max_interval < 1) throw std::invalid_argument("max_interval must be >= 1");
+  USequence s(1.0 + momentum - c_now, momentum);
+  for (long k = 1; k <= max_interval; ++k) {
+    if (k > 1) s.advance();
+    const Eigen::Matrix2d m = cycle_from_sequence(s, c_lag);
+    cplx dominant;
+    double radius;
+    dominant_2x2(m.trace(), m(0, 0) * m(1, 1) - m(0, 1) * m(1, 0), dominant, radius);
+    if (!(radius < 1.0)) return k;
+  }
+  return 0;
+}
+
+long critical_delay(double momentum, double c_lag, double c_now, long max_delay) {
+  validate({momentum, c_lag, c_now, LagModel::delay, std::max(max_delay, 0L)});
+  if (max_delay < 0) throw std::invalid_argument("max_delay must be >= 0");
+  for (long d = 0; d <= max_delay; ++d)
+    if (unstable_point({momentum, c_lag, c_now, LagModel::delay, d})) return d;
+  return -1;
+}
+
+double critical_scale(const LinearModel& model, const std::string& criterion, double scan_ratio) {
+  validate(model);
+  const bool oscillation = criterion == "oscillatory";
+  if (!oscillation && criterion != "unstable")
+    throw std::invalid_argument("criterion must be 'unstable' or 'oscillatory', got '" + criterion + "'");
+  if (!(scan_ratio > 1.0) || !(scan_ratio <= 2.0))
+    throw std::invalid_argument("scan_ratio must be in (1, 2]");
+  const double total = model.c_lag + model.c_now;
+  if (!(total > 0.0) || model.c_lag < 0.0 || model.c_now < 0.0)
+    throw std::invalid_argument("c_lag and c_now must be >= 0 with c_lag + c_now > 0");
+  const auto holds = [&](double scale) {
+    LinearModel scaled = model;
+    scaled.c_lag = scale * model.c_lag;
+    scaled.c_now = scale * model.c_now;
+    if (!oscillation) return unstable_point(scaled);
+    return fast_spectrum(scaled).regime != Regime::overdamped;
+  };
+  double lower = 1e-9 / total;
+  if (holds(lower)) return 0.0;
+  const double upper_limit = 1e9 / total;
+  double upper = lower;
+  while (true) {
+    upper = lower * scan_ratio;
+    if (upper > upper_limit) return kInf;
+    if (holds(upper)) break;
+    lower = upper;
+  }
+  // Bisection between the last scale where the criterion fails and the first where it holds.
+  while (upper - lower > 1e-13 * upper) {
+    const double mid = 0.5 * (lower + upper);
+    if (holds(mid)) upper = mid; else lower = mid;
+  }
+  return upper;
+}
+
+void evaluate_grid(std::size_t n_points, const double* momentum, const double* c_lag,
+                   const double* c_now, const double* lag_steps, LagModel lag_model,
+                   const GridOutput& out, int threads) {
+  const auto work = [&](std::size_t begin, std::size_t end) {
+    for (std::size_t i = begin; i < end; ++i) {
+      LinearModel model{momentum[i], c_lag[i], c_now[i], lag_model, 0};
+      const double steps = lag_steps[i];
+      const bool integral = std::isfinite(steps) && steps == std::floor(steps) &&
+                            std::abs(steps) <= static_cast<double>(kMaxLagSteps);
+      if (integral) model.lag_steps = static_cast<long>(steps);
+      if (!integral || !check(model).empty()) {
+        // Bulk evaluation never throws: the point is marked invalid.
+        out.spectral_radius[i] = out.decay_rate[i] = kNaN;
+        out.dominant_real[i] = out.dominant_imag[i] = kNaN;
+        out.regime[i] = static_cast<std::int32_t>(Regime::invalid);
+        continue;
+      }
+      Spectrum spec;
+      try {
+        spec = fast_spectrum(model);
+      } catch (const std::exception&) {
+        spec.spectral_radius = spec.decay_rate = kNaN;  // solver failure: reported, not thrown
+        spec.dominant = cplx(kNaN, kNaN);
+        spec.regime = Regime::invalid;
+      }
+      out.spectral_radius[i] = spec.spectral_radius;
+      out.decay_rate[i] = spec.decay_rate;
+      out.dominant_real[i] = spec.dominant.real();
+      out.dominant_imag[i] = spec.dominant.imag();
+      out.regime[i] = static_cast<std::int32_t>(spec.regime);
+    }
+  };
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // Small chunks are not worth a thread.
+  const std::size_t max_threads = std::max<std::size_t>(1, n_points / 256);
+  const std::size_t n_threads = std::min<std::size_t>(static_cast<std::size_t>(threads), max_threads);
+  if (n_threads <= 1) {
+    work(0, n_points);
+    return;
+  }
+  std::vector<std::thread> pool;
+  pool.reserve(n_threads);
+  const std::size_t chunk = (n_points + n_threads - 1) / n_threads;
+  for (std::size_t t = 0; t < n_threads; ++t) {
+    const std::size_t begin = t * chunk;
+    const std::size_t end = std::min(n_points, begin + chunk);
+    if (begin >= end) break;
+    pool.emplace_back(work, begin, end);
+  }
+  for (auto& thread : pool) thread.join();
+}
+
+}  // namespace stability
+}  // namespace grpo_dynamics

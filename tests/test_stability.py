@@ -1,0 +1,677 @@
+"""Stability and eigenvalue analysis (docs/stability.md) against independent references:
+numpy.linalg.eigvals of matrices built here step by step, scipy's Lyapunov solver, and direct
+simulation of the recurrence
+    x_{t+1} = x_t + beta (x_t - x_{t-1}) - c_lag x_{l(t)} - c_now x_t + e_t.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+import scipy.linalg
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import grpo_dynamics as gd
+from grpo_dynamics import _core
+from grpo_dynamics.stability import (
+    Hyperparameters,
+    continuum,
+    critical_delay,
+    critical_learning_rate,
+    critical_refresh_interval,
+    oscillation_onset,
+    plot_phase_diagram,
+    stability,
+    stability_grid,
+    stationary_variance,
+)
+
+FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# ---------------------------------------------------------------------------------------------
+# Independent references, written from MODEL.md s.3 without the library.
+
+
+def simulate(beta, c_lag, c_now, steps, refresh_interval=1, delay=0, noise=None, x0=1.0):
+    """Plain scalar recursion. History before t = 0 is x0 (start from rest: empty momentum)."""
+    x = np.empty(steps + 1)
+    x[0] = x0
+    for t in range(steps):
+        previous = x[t - 1] if t >= 1 else x0
+        if delay > 0:
+            lagged = x[t - delay] if t >= delay else x0
+        else:
+            lagged = x[refresh_interval * (t // refresh_interval)]
+        e = 0.0 if noise is None else noise[t]
+        x[t + 1] = x[t] + beta * (x[t] - previous) - c_lag * lagged - c_now * x[t] + e
+    return x
+
+
+def envelope_rate(x, window):
+    """Per-step log growth of max|x| between two late windows (transients excluded)."""
+    n = x.size
+    early = np.max(np.abs(x[n // 2 : n // 2 + window]))
+    late = np.max(np.abs(x[n - window :]))
+    return (math.log(late) - math.log(early)) / (n - window - n // 2)
+
+
+def cycle_by_multiplication(beta, c_lag, c_now, k):
+    """Refresh cycle on the augmented state (x_t, x_{t-1}, anchor): reset the anchor to x_t at
+    the refresh, then K per-step affine maps; returns the 3x3 product and its noise column."""
+    reset = np.array([[1.0, 0, 0], [0, 1, 0], [1, 0, 0]])
+    step = np.array([[1 + beta - c_now, -beta, -c_lag], [1, 0, 0], [0, 0, 1]])
+    product = reset.copy()
+    noise_gain = np.zeros(3)
+    for _ in range(k):
+        product = step @ product
+        noise_gain = step @ noise_gain + np.array([1.0, 0, 0])  # e held for the whole cycle
+    return product, noise_gain
+
+
+def delay_state_matrix(beta, c_lag, c_now, delay):
+    """Shift register on (x_t, ..., x_{t-n+1}), n = max(D + 1, 2), filled from the recurrence."""
+    n = max(delay + 1, 2)
+    matrix = np.zeros((n, n))
+    coefficients = {0: 1 + beta - c_now, 1: -beta}
+    coefficients[delay] = coefficients.get(delay, 0.0) - c_lag
+    for lag, value in coefficients.items():
+        matrix[0, lag] += value
+    matrix[np.arange(1, n), np.arange(n - 1)] = 1.0
+    return matrix
+
+
+def spectral_radius(matrix):
+    return float(np.max(np.abs(np.linalg.eigvals(matrix))))
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact facts of MODEL.md s.3
+
+betas = st.floats(0.02, 0.98)
+
+
+@FAST
+@given(beta=betas, u=st.floats(0.0, 1.0))
+def test_heavy_ball_oscillation_band_and_stability_bound(beta, u):
+    low, high, edge = (1 - math.sqrt(beta)) ** 2, (1 + math.sqrt(beta)) ** 2, 2 * (1 + beta)
+    c = 1e-3 + u * (edge + 1.0)
+    boundaries = np.array([low, high, edge])
+    if np.min(np.abs(c - boundaries) / boundaries) < 1e-6:
+        return  # too close to a boundary for a sharp statement
+    hp = Hyperparameters(lr=c, momentum=beta)
+    report = stability(hp, 1.0)
+    eigenvalues = np.linalg.eigvals(np.array([[1 + beta - c, -beta], [1.0, 0.0]]))
+    complex_pair = bool(np.any(np.abs(eigenvalues.imag) > 1e-12))
+    assert complex_pair == (low < c < high)
+    assert report.stable == (c < edge)
+    # Beyond (1 + sqrt b)^2 the roots are real and negative: a sign alternation, still oscillatory.
+    expected = "unstable" if c >= edge else ("oscillatory" if c > low else "overdamped")
+    assert report.regime == expected
+
+
+@FAST
+@given(c=st.floats(1e-3, 1.5), k=st.integers(1, 60))
+def test_refresh_without_momentum_unstable_iff_cK_above_2(c, k):
+    if abs(c * k - 2.0) < 1e-6:
+        return
+    hp = Hyperparameters(lr=c, momentum=0.0, refresh_interval=k)
+    report = stability(hp, 1.0)
+    assert report.stable == (c * k < 2.0)
+    # x_{(n+1)K} = (1 - cK) x_{nK}: the cycle map's first row is (1 - cK, 0).
+    np.testing.assert_allclose(report.transition_matrix[0], [1 - c * k, 0.0], atol=1e-12 * k)
+    assert report.spectral_radius == pytest.approx(abs(1 - c * k), rel=1e-12, abs=1e-12)
+
+
+def test_first_unstable_refresh_interval_is_38_and_simulation_agrees():
+    hp = Hyperparameters(lr=0.01, momentum=0.9)
+    assert critical_refresh_interval(hp, 1.0) == 38
+    for k, grows in ((37, False), (38, True)):
+        x = simulate(0.9, 0.01, 0.0, steps=400 * k, refresh_interval=k)
+        rate = envelope_rate(x, window=4 * k)
+        assert (rate > 0) == grows
+        exact = stability(hp.with_changes(refresh_interval=k), 1.0)
+        assert rate == pytest.approx(math.log(exact.decay_rate), abs=2e-4)
+    # The continuum thresholds are far off: c K = 1 - beta gives K = 10 ("paper"), 21 ("mean").
+    assert not continuum(hp.with_changes(refresh_interval=10), 1.0, lag="paper").stable
+    assert continuum(hp.with_changes(refresh_interval=9), 1.0, lag="paper").stable
+    assert not continuum(hp.with_changes(refresh_interval=22), 1.0, lag="mean").stable
+    assert continuum(
+        hp.with_changes(refresh_interval=21), 1.0, lag="mean"
+    ).damping == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.skip(
+    reason="MODEL.md s.3 split-stiffness bandit example (G=8, KL 0.4, K=5): needs the bandit's "
+    "measured c_lag/c_now, which we cannot reproduce independently here"
+)
+def test_two_arm_split_example():  # pragma: no cover
+    pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Matrices and eigenvalues against numpy
+
+
+@FAST
+@given(
+    beta=st.floats(0.0, 0.99),
+    c_lag=st.floats(0.0, 0.5),
+    c_now=st.floats(0.0, 0.3),
+    k=st.integers(1, 40),
+)
+def test_refresh_cycle_matrix_equals_product_of_step_maps(beta, c_lag, c_now, k):
+    product, gain = cycle_by_multiplication(beta, c_lag, c_now, k)
+    monodromy, noise_gain = _core.refresh_cycle(beta, c_lag, c_now, k)
+    scale = max(1.0, np.max(np.abs(product)))
+    np.testing.assert_allclose(monodromy, product[:2, :2], rtol=1e-9, atol=1e-11 * scale)
+    np.testing.assert_allclose(
+        noise_gain, gain[:2], rtol=1e-9, atol=1e-11 * max(1.0, np.max(np.abs(gain)))
+    )
+    report = (
+        stability(
+            Hyperparameters(lr=1.0, momentum=beta, refresh_interval=k),
+            curvature_lag=c_lag or None,
+            curvature_now=c_now or None,
+        )
+        if c_lag + c_now > 0
+        else None
+    )
+    if report is not None:
+        # The augmented product has the cycle's eigenvalues plus 0 (the anchor is overwritten).
+        expected = np.sort_complex(np.linalg.eigvals(product))
+        got = np.sort_complex(np.append(report.eigenvalues, 0.0))
+        np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-9 * scale)
+
+
+@FAST
+@given(
+    beta=st.floats(0.0, 0.99),
+    c_lag=st.floats(1e-4, 0.5),
+    c_now=st.floats(0.0, 0.2),
+    d=st.integers(0, 64),
+)
+def test_delay_companion_eigenvalues_match_numpy(beta, c_lag, c_now, d):
+    matrix = delay_state_matrix(beta, c_lag, c_now, d)
+    hp = Hyperparameters(lr=1.0, momentum=beta, delay=d)
+    report = stability(hp, curvature_lag=c_lag, curvature_now=c_now or None)
+    np.testing.assert_allclose(report.transition_matrix, matrix, atol=0)
+    expected = np.linalg.eigvals(matrix)
+    # Match each numpy eigenvalue to its nearest Eigen eigenvalue (orderings differ).
+    distance = np.abs(expected[:, None] - report.eigenvalues[None, :]).min(axis=1)
+    assert np.all(distance <= 1e-6 * max(1.0, np.max(np.abs(expected))))
+    assert report.spectral_radius == pytest.approx(np.max(np.abs(expected)), rel=1e-9)
+
+
+def test_grid_matches_numpy_eigvals_on_random_points():
+    rng = np.random.default_rng(11)
+    n = 300
+    beta = rng.uniform(0, 0.99, n)
+    c_lag = 10 ** rng.uniform(-3, 0.5, n)
+    c_now = rng.uniform(0, 0.3, n) * c_lag * (rng.random(n) < 0.5)
+    for lag_model, steps in (
+        ("delay", rng.integers(0, 65, n)),
+        ("refresh", rng.integers(1, 65, n)),
+    ):
+        grid = stability_grid(beta, c_lag, steps, c_now=c_now, lag_model=lag_model)
+        for i in range(n):
+            if lag_model == "delay":
+                matrix = delay_state_matrix(beta[i], c_lag[i], c_now[i], int(steps[i]))
+            else:
+                matrix = cycle_by_multiplication(beta[i], c_lag[i], c_now[i], int(steps[i]))[0][
+                    :2, :2
+                ]
+            eigenvalues = np.linalg.eigvals(matrix)
+            rho = np.max(np.abs(eigenvalues))
+            assert grid.spectral_radius[i] == pytest.approx(rho, rel=1e-8)
+            dominant = eigenvalues[np.abs(eigenvalues) >= rho * (1 - 1e-9)]
+            oscillating = np.any((np.abs(dominant.imag) > 1e-7 * rho) | (dominant.real < 0))
+            expected = "unstable" if rho >= 1 else ("oscillatory" if oscillating else "overdamped")
+            assert grid.regime[i] == expected
+            per_map = int(steps[i]) if lag_model == "refresh" else 1
+            assert grid.decay_rate[i] == pytest.approx(rho ** (1 / per_map), rel=1e-8)
+
+
+@FAST
+@given(coeffs=st.lists(st.floats(-2, 2), min_size=1, max_size=12), radius=st.floats(0.3, 2.0))
+def test_schur_cohn_count_matches_numpy_roots(coeffs, radius):
+    polynomial = [1.0, *coeffs]
+    roots = np.roots(polynomial)
+    moduli = np.abs(roots) / radius
+    if np.any(np.abs(moduli - 1) < 1e-6):
+        return  # a root on the circle: either answer is within rounding
+    assert _core.roots_inside_radius(polynomial, radius) == bool(np.all(moduli < 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Thresholds against direct simulation
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    beta=st.floats(0.3, 0.95), c_lag=st.floats(0.005, 0.1), now_share=st.sampled_from([0.0, 0.3])
+)
+def test_critical_refresh_interval_by_simulation(beta, c_lag, now_share):
+    # (With c_now > c_lag no K is unstable: over a long cycle x_{(n+1)K} -> -(c_lag/c_now) x_{nK}.)
+    c_now = now_share * c_lag
+    hp = Hyperparameters(lr=1.0, momentum=beta)
+    k_c = critical_refresh_interval(
+        hp, curvature_lag=c_lag, curvature_now=c_now or None, max_interval=2000
+    )
+    assert k_c is not None
+    for k in range(max(1, k_c - 3), k_c + 1):
+        rho = spectral_radius(cycle_by_multiplication(beta, c_lag, c_now, k)[0])
+        assert (rho >= 1) == (k == k_c)
+    if k_c > 1:
+        below = simulate(beta, c_lag, c_now, steps=300 * (k_c - 1), refresh_interval=k_c - 1)
+        assert envelope_rate(below, 4 * k_c) < 0
+    above = simulate(beta, c_lag, c_now, steps=300 * k_c, refresh_interval=k_c)
+    assert envelope_rate(above, 4 * k_c) > -1e-9  # rho may sit within rounding of 1
+
+
+@settings(max_examples=8, deadline=None)
+@given(beta=st.floats(0.3, 0.95), c_lag=st.floats(0.005, 0.1))
+def test_critical_delay_by_simulation(beta, c_lag):
+    hp = Hyperparameters(lr=1.0, momentum=beta)
+    d_c = critical_delay(hp, c_lag, max_delay=500)
+    assert d_c is not None
+    for d in range(max(0, d_c - 3), d_c + 1):
+        rho = spectral_radius(delay_state_matrix(beta, c_lag, 0.0, d))
+        assert (rho >= 1) == (d == d_c)
+    window = 8 * (d_c + 10)
+    if d_c > 0:
+        assert (
+            envelope_rate(simulate(beta, c_lag, 0.0, steps=60 * window, delay=d_c - 1), window) < 0
+        )
+    assert envelope_rate(simulate(beta, c_lag, 0.0, steps=60 * window, delay=d_c), window) > -1e-9
+
+
+def test_critical_learning_rate_exact_cases():
+    for beta in (0.0, 0.5, 0.9):
+        hp = Hyperparameters(lr=1.0, momentum=beta)
+        assert critical_learning_rate(hp, 2.0) == pytest.approx(2 * (1 + beta) / 2.0, rel=1e-11)
+        onset = oscillation_onset(hp, 2.0)
+        expected_onset = (1 - math.sqrt(beta)) ** 2 / 2.0 if beta > 0 else 1.0 / 2.0
+        assert onset == pytest.approx(expected_onset, rel=1e-11)
+    for k in (2, 5, 17):
+        hp = Hyperparameters(lr=1.0, momentum=0.0, refresh_interval=k)
+        assert critical_learning_rate(hp, 0.5) == pytest.approx(2.0 / (k * 0.5), rel=1e-11)
+
+
+@settings(max_examples=6, deadline=None)
+@given(
+    beta=st.floats(0.0, 0.95),
+    k=st.integers(1, 30),
+    kl_share=st.sampled_from([0.0, 0.3]),
+    optimizer=st.sampled_from(["heavy_ball", "adam"]),
+)
+def test_critical_learning_rate_by_simulation_and_no_earlier_window(beta, k, kl_share, optimizer):
+    hp = Hyperparameters(
+        lr=1.0, momentum=beta, refresh_interval=k, optimizer=optimizer, adam_preconditioner=0.5
+    )
+    kappa_lag, kappa_now = 1.0 - kl_share, kl_share
+    lr_c = critical_learning_rate(hp, curvature_lag=kappa_lag, curvature_now=kappa_now or None)
+    per_lr = (1 - beta) / 0.5 if optimizer == "adam" else 1.0
+    # Every smaller lr (on a fine grid) is stable: explicit products of step maps, numpy eigvals.
+    for lr in np.linspace(lr_c / 400, lr_c * (1 - 1e-6), 400):
+        matrix = cycle_by_multiplication(beta, lr * per_lr * kappa_lag, lr * per_lr * kappa_now, k)[
+            0
+        ]
+        assert spectral_radius(matrix) < 1
+    window = 6 * k + 60
+    for factor, grows in ((0.97, False), (1.03, True)):
+        c_lag, c_now = factor * lr_c * per_lr * kappa_lag, factor * lr_c * per_lr * kappa_now
+        x = simulate(beta, c_lag, c_now, steps=40 * window, refresh_interval=k)
+        assert (envelope_rate(x, window) > 0) == grows
+
+
+def test_oscillation_onset_in_refresh_interval_by_eigvals():
+    hp = Hyperparameters(lr=1.0, momentum=0.5)
+    onset = oscillation_onset(hp, 0.02, vary="refresh_interval")
+    assert isinstance(onset, int)
+    for k in range(1, onset + 1):
+        eigenvalues = np.linalg.eigvals(cycle_by_multiplication(0.5, 0.02, 0.0, k)[0][:2, :2])
+        dominant = eigenvalues[np.argmax(np.abs(eigenvalues))]
+        oscillating = abs(dominant.imag) > 1e-12 or dominant.real < 0 or abs(dominant) >= 1
+        assert oscillating == (k == onset)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stationary variance
+
+
+def test_lyapunov_solver_matches_scipy():
+    rng = np.random.default_rng(3)
+    for n in (2, 3, 4, 7, 20):
+        a = rng.normal(size=(n, n))
+        a *= 0.97 / spectral_radius(a)
+        q = rng.normal(size=(n, n))
+        q = q @ q.T
+        np.testing.assert_allclose(
+            _core.solve_discrete_lyapunov(a, q),
+            scipy.linalg.solve_discrete_lyapunov(a, q),
+            rtol=1e-8,
+            atol=1e-10,
+        )
+    with pytest.raises(ValueError, match="stable"):
+        _core.solve_discrete_lyapunov(np.diag([1.5] * 6), np.eye(6))
+
+
+@pytest.mark.parametrize(
+    ("beta", "kappa_lag", "kappa_now", "k", "d"),
+    [
+        (0.9, 0.02, 0.0, 1, 0),
+        (0.6, 0.05, 0.02, 6, 0),
+        (0.8, 0.01, 0.0, 20, 0),
+        (0.5, 0.03, 0.01, 1, 7),
+    ],
+)
+def test_exact_variance_matches_long_noisy_simulation(beta, kappa_lag, kappa_now, k, d):
+    hp = Hyperparameters(
+        lr=1.0, momentum=beta, refresh_interval=k, delay=d, group_size=4, batch_prompts=2
+    )
+    sigma = 0.7
+    result = stationary_variance(
+        hp, curvature_lag=kappa_lag, curvature_now=kappa_now or None, gradient_std=sigma
+    )
+    noise_std = math.sqrt(hp.effective_lr**2 * sigma**2 / (hp.batch_prompts * hp.group_size))
+    assert result.noise_variance == pytest.approx(noise_std**2, rel=1e-14)
+    # R independent replicas, vectorised; noise drawn once per refresh cycle and held.
+    rng = np.random.default_rng(2024)
+    replicas = 20000
+    margin = 1 - stability(hp, curvature_lag=kappa_lag, curvature_now=kappa_now or None).decay_rate
+    burn_in = k * math.ceil(max(500, 15 / margin) / k)  # 15 e-foldings from x = 0
+    history = np.zeros((max(d, 1) + 1, replicas))  # history[j] = x_{t-j}
+    anchor = np.zeros(replicas)
+    samples = []
+    for t in range(burn_in + 10 * k):
+        if t % k == 0:
+            e = rng.normal(0.0, noise_std, replicas)
+            anchor = history[0].copy()
+        if t >= burn_in:
+            samples.append(history[0].copy())  # x_t at phase t mod K, whole cycles only
+        lagged = history[d] if d > 0 else anchor
+        new = (
+            history[0]
+            + beta * (history[0] - history[1])
+            - kappa_lag * lagged
+            - kappa_now * history[0]
+            + e
+        )
+        history = np.roll(history, 1, axis=0)
+        history[0] = new
+    samples = np.array(samples)
+    estimate = samples.var(axis=1).mean()
+    # Replicas are independent: at one time Var-hat has std Var sqrt(2/(R-1)); averaging correlated
+    # times cannot make it worse, so 5 of these standard errors is a safe bound.
+    tolerance = 5 * result.exact * math.sqrt(2 / (replicas - 1))
+    assert abs(estimate - result.exact) < tolerance
+    # Independent exact reference: scipy on the cycle (refresh) or companion (delay) system.
+    if d > 0:
+        f = delay_state_matrix(beta, kappa_lag, kappa_now, d)
+        q = np.zeros_like(f)
+        q[0, 0] = noise_std**2
+        assert result.exact == pytest.approx(
+            scipy.linalg.solve_discrete_lyapunov(f, q)[0, 0], rel=1e-9
+        )
+    else:
+        product, gain = cycle_by_multiplication(beta, kappa_lag, kappa_now, k)
+        p0 = scipy.linalg.solve_discrete_lyapunov(product, noise_std**2 * np.outer(gain, gain))
+        phases = []
+        for j in range(k):
+            pj, gj = cycle_by_multiplication(beta, kappa_lag, kappa_now, j)
+            phases.append(pj[0] @ p0 @ pj[0] + noise_std**2 * gj[0] ** 2)
+        np.testing.assert_allclose(result.per_phase, phases, rtol=1e-9)
+        assert result.exact == pytest.approx(np.mean(phases), rel=1e-9)
+
+
+@FAST
+@given(beta=st.floats(0.0, 0.95), c=st.floats(1e-3, 0.5))
+def test_on_policy_variance_matches_ar2_formula(beta, c):
+    if c >= 2 * (1 + beta) * 0.999:
+        return
+    hp = Hyperparameters(lr=1.0, momentum=beta, group_size=1)
+    exact = stationary_variance(hp, c).exact
+    # Textbook AR(2) variance with phi1 = 1 + b - c, phi2 = -b and unit innovations.
+    phi1, phi2 = 1 + beta - c, -beta
+    ar2 = (1 - phi2) / ((1 + phi2) * ((1 - phi2) ** 2 - phi1**2))
+    assert exact == pytest.approx(ar2, rel=1e-9)
+
+
+def test_continuum_and_exact_agree_in_small_c_on_policy_limit():
+    for beta in (0.0, 0.5, 0.9):
+        for c in (1e-3, 1e-4, 1e-5):
+            hp = Hyperparameters(lr=1.0, momentum=beta)
+            variance = stationary_variance(hp, c)
+            # Relative difference O(c): 2(1+b) / (2(1+b) - c) - 1.
+            assert variance.exact / variance.continuum - 1 == pytest.approx(0.0, abs=c)
+            report = stability(hp, c)
+            cont = report.continuum
+            q = math.sqrt(1 - 4 * cont.mu)
+            slow_rate = -2 / (cont.tau * (1 + q))  # slow root of mu tau^2 s^2 + tau s + 1 = 0
+            assert math.log(report.decay_rate) == pytest.approx(
+                slow_rate, rel=10 * c / (1 - beta) ** 2
+            )
+
+
+@FAST
+@given(g=st.integers(1, 64), k=st.integers(1, 12), beta=st.floats(0.0, 0.9))
+def test_variance_scales_as_inverse_group_size(g, k, beta):
+    hp = Hyperparameters(lr=0.01, momentum=beta, refresh_interval=k, group_size=g)
+    if not stability(hp, 1.0).stable:
+        return
+    one = stationary_variance(hp.with_changes(group_size=1), 1.0)
+    many = stationary_variance(hp, 1.0)
+    assert many.exact * g == pytest.approx(one.exact, rel=1e-12)
+    if math.isfinite(one.continuum):
+        assert many.continuum * g == pytest.approx(one.continuum, rel=1e-12)
+
+
+def test_unstable_variance_is_infinite():
+    hp = Hyperparameters(lr=0.01, momentum=0.9, refresh_interval=40)
+    result = stationary_variance(hp, 1.0)
+    assert math.isinf(result.exact) and np.all(np.isinf(result.per_phase))
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimizer forms and the continuum mapping
+
+
+def test_adam_with_frozen_preconditioner_is_heavy_ball_with_eta_eff():
+    beta, lr, s, kappa = 0.8, 0.3, 0.6, 0.4
+    hp = Hyperparameters(
+        lr=lr, momentum=beta, optimizer="adam", adam_preconditioner=s, refresh_interval=3
+    )
+    assert hp.effective_lr == pytest.approx(lr * (1 - beta) / s)
+    # Adam's EMA form on the linear drift: m = beta m + (1 - beta) g, theta -= lr m / s.
+    theta, m = 1.0, 0.0
+    anchor = theta
+    xs = [theta]
+    for t in range(60):
+        if t % 3 == 0:
+            anchor = theta
+        m = beta * m + (1 - beta) * kappa * anchor
+        theta -= lr * m / s
+        xs.append(theta)
+    heavy = simulate(beta, hp.effective_lr * kappa, 0.0, steps=60, refresh_interval=3)
+    np.testing.assert_allclose(xs, heavy, rtol=1e-12, atol=1e-14)
+    same = stability(Hyperparameters(lr=hp.effective_lr, momentum=beta, refresh_interval=3), kappa)
+    assert stability(hp, kappa).spectral_radius == pytest.approx(same.spectral_radius, rel=1e-14)
+
+
+def test_continuum_parameters_follow_model_section_4():
+    hp = Hyperparameters(lr=0.02, momentum=0.7, refresh_interval=5, group_size=16, batch_prompts=4)
+    for lag, big_lag in (("mean", 2.0), ("paper", 5.0)):
+        cont = continuum(hp, curvature_lag=0.5, curvature_now=0.25, lag=lag, gradient_std=2.0)
+        c_lag, c_now = 0.01, 0.005
+        mass = 0.85 + c_lag * big_lag**2 / 2
+        damping = 0.3 - c_lag * big_lag
+        k = c_lag + c_now
+        assert (cont.mass, cont.damping, cont.stiffness) == pytest.approx((mass, damping, k))
+        assert cont.omega0 == pytest.approx(math.sqrt(k / mass))
+        assert cont.zeta == pytest.approx(damping / (2 * math.sqrt(mass * k)))
+        assert cont.mu == pytest.approx(1 / (4 * cont.zeta**2))
+        assert cont.tau == pytest.approx(damping / k)
+        temperature = 0.02**2 * 4.0 / (2 * damping * 4 * 16)
+        assert cont.temperature == pytest.approx(temperature)
+        assert cont.stationary_variance == pytest.approx(temperature / k)
+        assert cont.regime == ("oscillatory" if cont.zeta < 1 else "overdamped")
+    # The closed-form trajectory's characteristic equation has the oscillator's roots.
+    roots = np.roots([cont.mu * cont.tau**2, cont.tau, 1.0])
+    np.testing.assert_allclose(
+        np.sort_complex(roots), np.sort_complex(np.roots([cont.mass, cont.damping, cont.stiffness]))
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Grid: threads, broadcasting, bulk statuses
+
+
+def test_threaded_grid_equals_single_thread_and_pointwise():
+    beta, c, k = np.meshgrid(
+        np.linspace(0, 0.95, 12), np.geomspace(1e-3, 1.0, 30), np.arange(1, 40), indexing="ij"
+    )
+    one = stability_grid(beta, c, k, threads=1)
+    for threads in (2, 3, 7):
+        many = stability_grid(beta, c, k, threads=threads)
+        for name in ("spectral_radius", "decay_rate", "dominant_eigenvalue", "regime_code"):
+            np.testing.assert_array_equal(getattr(one, name), getattr(many, name))
+    assert one.spectral_radius.shape == beta.shape
+    d = np.arange(0, 40)[None, :]
+    one_d = stability_grid(
+        0.8, np.geomspace(1e-3, 0.5, 25)[:, None], d, lag_model="delay", threads=1
+    )
+    many_d = stability_grid(
+        0.8, np.geomspace(1e-3, 0.5, 25)[:, None], d, lag_model="delay", threads=4
+    )
+    np.testing.assert_array_equal(one_d.spectral_radius, many_d.spectral_radius)
+    np.testing.assert_array_equal(one_d.regime_code, many_d.regime_code)
+    for i, j, m in ((0, 0, 0), (5, 11, 20), (11, 29, 38)):
+        report = stability(
+            Hyperparameters(
+                lr=float(c[i, j, m]),
+                momentum=float(beta[i, j, m]),
+                refresh_interval=int(k[i, j, m]),
+            ),
+            1.0,
+        )
+        assert report.spectral_radius == one.spectral_radius[i, j, m]
+        assert report.regime == one.regime[i, j, m]
+
+
+def test_grid_marks_invalid_points_instead_of_dropping_them():
+    grid = stability_grid(
+        [0.5, 1.0, -0.1, 0.5, 0.5, 0.5], [0.1, 0.1, 0.1, np.nan, 0.1, 0.1], [3, 3, 3, 3, 0, 2.5]
+    )
+    assert grid.regime.tolist()[1:] == ["invalid"] * 5 and grid.regime[0] != "invalid"
+    assert np.isnan(grid.spectral_radius[1:]).all() and np.isfinite(grid.spectral_radius[0])
+    delay = stability_grid(0.5, 0.1, [0, -1], lag_model="delay")
+    assert delay.regime.tolist()[1] == "invalid" and delay.regime.tolist()[0] != "invalid"
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation and the C++ exception round trip
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"lr": 0.0}, "lr"),
+        ({"lr": -1.0}, "lr"),
+        ({"lr": float("nan")}, "lr"),
+        ({"momentum": 1.0}, "momentum"),
+        ({"momentum": -0.1}, "momentum"),
+        ({"refresh_interval": 0}, "refresh_interval"),
+        ({"refresh_interval": 2.5}, "refresh_interval"),
+        ({"refresh_interval": True}, "refresh_interval"),
+        ({"delay": -1}, "delay"),
+        ({"delay": 2, "refresh_interval": 3}, "delay"),
+        ({"group_size": 0}, "group_size"),
+        ({"batch_prompts": 0}, "batch_prompts"),
+        ({"optimizer": "sgd"}, "optimizer"),
+        ({"adam_preconditioner": 0.0}, "adam_preconditioner"),
+    ],
+)
+def test_invalid_hyperparameters_name_the_field(changes, field):
+    arguments = {"lr": 0.01, "momentum": 0.9} | changes
+    with pytest.raises(ValueError, match=field):
+        Hyperparameters(**arguments)
+
+
+def test_invalid_curvature_and_options_name_the_argument():
+    hp = Hyperparameters(lr=0.01, momentum=0.9)
+    with pytest.raises(ValueError, match="curvature"):
+        stability(hp, -1.0)
+    with pytest.raises(ValueError, match="curvature"):
+        stability(hp, 1.0, curvature_lag=1.0)
+    with pytest.raises(ValueError, match="curvature_now"):
+        stability(hp, curvature_lag=1.0, curvature_now=-0.5)
+    with pytest.raises(ValueError, match="lag"):
+        continuum(hp, 1.0, lag="median")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="gradient_std"):
+        stationary_variance(hp, 1.0, gradient_std=-1.0)
+    with pytest.raises(ValueError, match="scan_ratio"):
+        critical_learning_rate(hp, 1.0, scan_ratio=1.0)
+    with pytest.raises(ValueError, match="delay"):
+        critical_refresh_interval(hp.with_changes(delay=2), 1.0)
+    with pytest.raises(ValueError, match="lag_model"):
+        stability_grid(0.5, 0.1, 1, lag_model="async")  # type: ignore[arg-type]
+
+
+def test_cpp_exceptions_round_trip_as_value_errors():
+    with pytest.raises(ValueError, match="momentum"):
+        _core.stability_spectrum(1.5, 0.1, 0.0, "refresh", 1)
+    with pytest.raises(ValueError, match="refresh_interval"):
+        _core.refresh_cycle(0.5, 0.1, 0.0, 0)
+    with pytest.raises(ValueError, match="delay"):
+        _core.stability_transition_matrix(0.5, 0.1, 0.0, "delay", -2)
+    with pytest.raises(ValueError, match="lag_model"):
+        _core.stability_spectrum(0.5, 0.1, 0.0, "async", 1)
+    with pytest.raises(ValueError, match="criterion"):
+        _core.critical_scale(0.5, 0.1, 0.0, "refresh", 1, "wobbly", 1.01)
+    with pytest.raises(ValueError, match="c_lag"):
+        _core.stability_spectrum(0.5, float("inf"), 0.0, "refresh", 1)
+    with pytest.raises(ValueError, match="c_lag"):
+        _core.stability_grid(np.zeros(3), np.zeros(2), np.zeros(3), np.ones(3), "refresh", 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Package surface and plotting
+
+
+def test_public_names_are_reexported():
+    for name in (
+        "Hyperparameters",
+        "continuum",
+        "stability",
+        "critical_refresh_interval",
+        "critical_delay",
+        "critical_learning_rate",
+        "stationary_variance",
+        "stability_grid",
+        "plot_phase_diagram",
+    ):
+        assert hasattr(gd, name)
+
+
+def test_phase_diagram_draws_exact_and_continuum_boundaries():
+    from matplotlib.figure import Figure
+
+    figure = plot_phase_diagram(0.9, np.geomspace(1e-3, 0.1, 40), np.arange(1, 60))
+    assert isinstance(figure, Figure)
+    ax = figure.axes[0]
+    assert len(ax.collections) >= 3  # regime mesh, exact contour, continuum contour(s)
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert any("exact" in label for label in labels) and any(
+        "continuum" in label for label in labels
+    )
+    figure_delay = plot_phase_diagram(
+        0.5, np.linspace(0.01, 0.2, 20), np.arange(0, 30), lag_model="delay"
+    )
+    assert isinstance(figure_delay, Figure)
