@@ -11,6 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 import grpo_dynamics as gd
 from grpo_dynamics.diagnose import FAILURE_MODES, diagnose, trend_test
@@ -351,3 +354,30 @@ def test_curvature_estimated_from_the_fit_when_not_given():
     assert "estimated" in d.stability["curvature_source"]
     with pytest.raises(ValueError, match="hyperparameters"):
         diagnose(frame, hyperparameters=3.0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    rewards=arrays(
+        np.float64,
+        st.integers(12, 150),
+        elements=st.floats(-5, 5, allow_nan=False, allow_subnormal=False),
+    ),
+    stride=st.integers(1, 10),
+)
+def test_any_finite_series_gets_a_well_formed_diagnosis(rewards, stride):
+    """Whatever the curve (constant, spiky, tiny, logged every n steps), diagnose answers with
+    scores in [0, 1], known verdicts and a JSON-ready document; it never crashes."""
+    steps = pd.Index(stride * np.arange(1, rewards.size + 1, dtype=float), name="step")
+    d = diagnose(pd.DataFrame({"reward": rewards}, index=steps))
+    allowed = {"detected", "possible", "not detected", "not assessable"}
+    for finding in d.findings.values():
+        assert 0.0 <= finding.score <= 1.0 and finding.verdict in allowed
+    assert d.verdict in {
+        *FAILURE_MODES,
+        "healthy_saturation",
+        "no trend",
+        "still improving",
+        "declining",
+    }
+    json.dumps(d.to_dict(), allow_nan=False)

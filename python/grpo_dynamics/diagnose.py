@@ -135,16 +135,18 @@ class Diagnosis:
                 "regime": str(getattr(fit, "regime", "")),
                 "r2": float(getattr(fit, "r2", float("nan"))),
             }
-        return {
-            "verdict": self.verdict,
-            "detected": self.detected,
-            "n_steps": self.n_steps,
-            "trend": _jsonable(self.trend),
-            "fit": fit_doc,
-            "stability": _jsonable(self.stability),
-            "findings": {m: f.to_dict() for m, f in self.findings.items()},
-            "warnings": list(self.warnings),
-        }
+        return _jsonable(
+            {
+                "verdict": self.verdict,
+                "detected": self.detected,
+                "n_steps": self.n_steps,
+                "trend": _jsonable(self.trend),
+                "fit": fit_doc,
+                "stability": _jsonable(self.stability),
+                "findings": {m: f.to_dict() for m, f in self.findings.items()},
+                "warnings": list(self.warnings),
+            }
+        )
 
     def __str__(self) -> str:
         lines = [f"verdict: {self.verdict}"]
