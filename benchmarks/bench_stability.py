@@ -1,0 +1,194 @@
+"""stability_grid against the Python loop of numpy.linalg.eigvals a user would otherwise write.
+
+One run, side by side, on the same matrices: the refresh model's 2x2 cycle matrices (K = 1..64)
+and the delay model's companion matrices (D = 0..64). The loop is timed on eigvals alone, with the
+matrices built beforehand (the build cost is reported separately), which favours the baseline.
+A batched numpy.linalg.eigvals over stacked matrices is reported too, as the best NumPy can do.
+
+    python benchmarks/bench_stability.py   # writes benchmarks/results/stability.{json,md}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import grpo_dynamics as gd
+from grpo_dynamics import stability_grid
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def machine() -> dict[str, object]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        compiler = subprocess.run(
+            ["c++", "--version"], capture_output=True, text=True
+        ).stdout.splitlines()[0]
+    except (OSError, IndexError):
+        compiler = "unknown"
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": cpu,
+        "load_average_at_start": os.getloadavg(),
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "grpo_dynamics": gd.__version__,
+        "compiler": compiler,
+        "platform": platform.platform(),
+    }
+
+
+def cycle_matrix(beta: float, c_lag: float, k: int) -> np.ndarray:
+    """What a user writes: K per-step maps on (x_t, x_{t-1}, anchor) multiplied, anchor reset."""
+    step = np.array([[1 + beta, -beta, -c_lag], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    reset = np.array([[1.0, 0, 0], [0, 1, 0], [1, 0, 0]])
+    return (np.linalg.matrix_power(step, k) @ reset)[:2, :2]
+
+
+def companion_matrix(beta: float, c_lag: float, delay: int) -> np.ndarray:
+    n = max(delay + 1, 2)
+    matrix = np.zeros((n, n))
+    matrix[0, 0] = 1 + beta
+    matrix[0, 1] -= beta
+    matrix[0, delay] -= c_lag
+    matrix[np.arange(1, n), np.arange(n - 1)] = 1.0
+    return matrix
+
+
+def timed(fn):
+    start = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - start
+
+
+def bench_refresh(rng: np.random.Generator) -> dict[str, object]:
+    n_grid, n_loop = 2_000_000, 20_000
+    beta = rng.uniform(0.0, 0.99, n_grid)
+    c_lag = 10 ** rng.uniform(-3.0, 0.0, n_grid)
+    k = rng.integers(1, 65, n_grid)
+    stability_grid(beta[:1000], c_lag[:1000], k[:1000])  # warm-up (thread start-up, page faults)
+    grid, t_grid = timed(lambda: stability_grid(beta, c_lag, k))
+    matrices, t_build = timed(
+        lambda: [cycle_matrix(beta[i], c_lag[i], int(k[i])) for i in range(n_loop)]
+    )
+    loop_rho, t_loop = timed(lambda: [np.max(np.abs(np.linalg.eigvals(m))) for m in matrices])
+    stack = np.array(matrices)
+    batched, t_batched = timed(lambda: np.max(np.abs(np.linalg.eigvals(stack)), axis=1))
+    error = np.max(np.abs(np.array(loop_rho) - grid.spectral_radius[:n_loop]) / np.array(loop_rho))
+    grid_rate = n_grid / t_grid
+    return {
+        "points": n_grid,
+        "grid_points_per_s": grid_rate,
+        "loop_points": n_loop,
+        "loop_eigvals_points_per_s": n_loop / t_loop,
+        "loop_build_points_per_s": n_loop / t_build,
+        "batched_eigvals_points_per_s": n_loop / t_batched,
+        "ratio_vs_loop": grid_rate / (n_loop / t_loop),
+        "ratio_vs_batched": grid_rate / (n_loop / t_batched),
+        "max_relative_difference_rho": float(error),
+        "batched_max_relative_difference_rho": float(np.max(np.abs(batched - loop_rho) / loop_rho)),
+        "target_points_per_s": 1_000_000,
+    }
+
+
+def bench_delay(rng: np.random.Generator) -> dict[str, object]:
+    n_grid, n_loop = 40_000, 1_300  # loop subset: 20 points per delay value
+    beta = rng.uniform(0.0, 0.99, n_grid)
+    c_lag = 10 ** rng.uniform(-3.0, 0.0, n_grid)
+    delay = np.tile(np.arange(0, 65), n_grid // 65 + 1)[:n_grid]
+    rng.shuffle(delay)
+    stability_grid(beta[:500], c_lag[:500], delay[:500], lag_model="delay")
+    grid, t_grid = timed(lambda: stability_grid(beta, c_lag, delay, lag_model="delay"))
+    matrices, t_build = timed(
+        lambda: [companion_matrix(beta[i], c_lag[i], int(delay[i])) for i in range(n_loop)]
+    )
+    loop_rho, t_loop = timed(lambda: [np.max(np.abs(np.linalg.eigvals(m))) for m in matrices])
+    loop_rho = np.array(loop_rho)
+
+    def batched() -> np.ndarray:
+        out = np.empty(n_loop)
+        for d in np.unique(delay[:n_loop]):
+            index = np.flatnonzero(delay[:n_loop] == d)
+            out[index] = np.max(
+                np.abs(np.linalg.eigvals(np.array([matrices[i] for i in index]))), axis=1
+            )
+        return out
+
+    _, t_batched = timed(batched)
+    error = np.max(np.abs(loop_rho - grid.spectral_radius[:n_loop]) / loop_rho)
+    grid_rate = n_grid / t_grid
+    regimes = {
+        name: int(np.sum(grid.regime == name)) for name in ("overdamped", "oscillatory", "unstable")
+    }
+    return {
+        "points": n_grid,
+        "max_delay": 64,
+        "grid_points_per_s": grid_rate,
+        "loop_points": n_loop,
+        "loop_eigvals_points_per_s": n_loop / t_loop,
+        "loop_build_points_per_s": n_loop / t_build,
+        "batched_eigvals_points_per_s": n_loop / t_batched,
+        "ratio_vs_loop": grid_rate / (n_loop / t_loop),
+        "ratio_vs_batched": grid_rate / (n_loop / t_batched),
+        "max_relative_difference_rho": float(error),
+        "regime_counts": regimes,
+        "target_ratio_vs_loop": 50,
+    }
+
+
+def main() -> None:
+    rng = np.random.default_rng(20261123)
+    result = {"machine": machine(), "refresh": bench_refresh(rng), "delay": bench_delay(rng)}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "stability.json").write_text(json.dumps(result, indent=2) + "\n")
+    r, d, m = result["refresh"], result["delay"], result["machine"]
+    lines = [
+        "# stability_grid benchmark",
+        "",
+        f"Machine: {m['nproc']} cores ({m['cpu_model']}), shared; load average at start "
+        f"{', '.join(f'{x:.2f}' for x in m['load_average_at_start'])}. Python {m['python']}, "
+        f"NumPy {m['numpy']}, {m['compiler']}. One run of `python benchmarks/bench_stability.py`.",
+        "",
+        "Baseline: a Python loop of `numpy.linalg.eigvals` over the same matrices, built",
+        "beforehand (build time not counted). Also shown: one batched `eigvals` call on",
+        "stacked matrices.",
+        "",
+        "| model | grid points/s | loop eigvals points/s | ratio vs loop | batched eigvals points/s"
+        " | ratio vs batched | max rel. diff in rho | target |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| refresh (2x2 cycle, K=1..64) | {r['grid_points_per_s']:,.0f} | "
+        f"{r['loop_eigvals_points_per_s']:,.0f} | {r['ratio_vs_loop']:.0f}x | "
+        f"{r['batched_eigvals_points_per_s']:,.0f} | {r['ratio_vs_batched']:.1f}x | "
+        f"{r['max_relative_difference_rho']:.1e} | >= 1,000,000 points/s |",
+        f"| delay (companion, D=0..64) | {d['grid_points_per_s']:,.0f} | "
+        f"{d['loop_eigvals_points_per_s']:,.0f} | {d['ratio_vs_loop']:.0f}x | "
+        f"{d['batched_eigvals_points_per_s']:,.0f} | {d['ratio_vs_batched']:.1f}x | "
+        f"{d['max_relative_difference_rho']:.1e} | >= 50x loop |",
+        "",
+        f"Building the matrices in the loop costs a further {r['loop_build_points_per_s']:,.0f} "
+        f"(refresh, matrix_power of per-step maps) and "
+        f"{d['loop_build_points_per_s']:,.0f} (delay) points/s.",
+        f"Delay grid regimes: {d['regime_counts']}.",
+        "",
+    ]
+    (RESULTS / "stability.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
