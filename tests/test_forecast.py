@@ -136,3 +136,12 @@ def test_bootstrap_band_agrees_with_covariance_band():
     width_cov = cov.r_inf.upper - cov.r_inf.lower
     width_boot = boot.r_inf.upper - boot.r_inf.lower
     assert 0.5 < width_boot / width_cov < 2.0
+
+
+def test_warnings_say_what_the_fitted_part_cannot_tell():
+    good = forecast(STEPS, _noisy_run(4), upto=150, n_samples=100)
+    assert good.warnings == [] and good.to_dict()["warnings"] == []
+    flat = 0.4 + 0.05 * np.random.default_rng(5).standard_normal(STEPS.size)
+    fc = forecast(STEPS, flat, upto=150, n_samples=100)
+    assert any("no trend" in w for w in fc.warnings)
+    assert fc.to_dict()["fit_status"] == str(fc.fit.status)

@@ -150,8 +150,9 @@ def _batch(
             continue
         try:
             row, doc = work(path, run)
-            row = {"file": path, "status": "ok", **row}
-            doc = {"file": path, "status": "ok", **doc}
+            # the batch's own status wins over any "status" a result carries
+            row = {"file": path, **row, "status": "ok"}
+            doc = {"file": path, **doc, "status": "ok"}
             if getattr(run, "warnings", None):
                 doc["log_warnings"] = list(run.warnings)
         except (_Failure, ValueError, RuntimeError, KeyError, np.linalg.LinAlgError) as exc:
@@ -261,6 +262,7 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
         for g, iv in fc.gain_steps.items():
             tag = f"t{round(100 * g)}"
             row |= {tag: iv.estimate, f"{tag}_lo": iv.lower, f"{tag}_hi": iv.upper}
+        row["warnings"] = "; ".join(fc.warnings)
         doc = fc.to_dict()
         if args.plot:
             from . import plotting
@@ -724,7 +726,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fraction", type=float, help="share of the logged steps used for the fit")
     p.add_argument("--model", default="oscillator", choices=("oscillator", "exponential"))
     p.add_argument("--level", type=float, default=0.9, help="band probability (default 0.9)")
-    p.add_argument("--method", default="covariance", choices=("covariance", "bootstrap"))
+    p.add_argument("--method", default="bootstrap", choices=("bootstrap", "covariance"))
     p.add_argument("--seed", type=int, default=0)
 
     p = _add_log_command(sub, "diagnose", "score the failure modes of each log", _cmd_diagnose)

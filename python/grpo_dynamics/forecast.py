@@ -195,6 +195,7 @@ class Forecast:
     lower: np.ndarray = field(repr=False)
     upper: np.ndarray = field(repr=False)
     noise_sd: float = float("nan")
+    warnings: list[str] = field(default_factory=list)
 
     def predict(self, t: np.ndarray) -> np.ndarray:
         """Point prediction of the mean reward at steps t."""
@@ -216,7 +217,7 @@ class Forecast:
             "level": self.level,
             "upto": self.upto,
             "n_fit": self.n_fit,
-            "status": str(getattr(self.fit, "status", "")),
+            "fit_status": str(getattr(self.fit, "status", "")),
             "regime": str(getattr(self.fit, "regime", "")),
             "r0": iv(self.r0),
             "r_inf": iv(self.r_inf),
@@ -224,6 +225,7 @@ class Forecast:
             "mu": iv(self.mu),
             "gain_steps": {f"{k:g}": iv(v) for k, v in self.gain_steps.items()},
             "noise_sd": self.noise_sd,
+            "warnings": list(self.warnings),
         }
 
 
@@ -290,6 +292,36 @@ def _draws_bootstrap(
     return params[ok]
 
 
+def _identification_warnings(
+    t: np.ndarray, y: np.ndarray, result: Any, names: Sequence[str], upto: float
+) -> list[str]:
+    """What the fitted part cannot tell: no trend, parameters held at a bound, no convergence."""
+    from .diagnose import trend_test  # diagnose builds on this module
+
+    out = []
+    status = str(getattr(result, "status", "converged"))
+    if status != "converged":
+        out.append(f"the fit of the steps <= {upto:g} ended with status {status!r}")
+    if not trend_test(t, y)["trend"]:
+        out.append(
+            f"no trend in the steps <= {upto:g}: the plateau and gain steps are not meaningful"
+        )
+    at_bound = getattr(result, "at_bound", {}) or {}
+    bounds = getattr(result, "bounds", {}) or {}
+    for name in names:
+        if name == "mu" and float(result.params.get("mu", 1.0)) == 0.0:
+            continue  # mu = 0 is the exponential law, a legitimate answer
+        if at_bound.get(name, False):
+            value = float(result.params[name])
+            lo, hi = bounds.get(name, (float("nan"), float("nan")))
+            side = "lower" if abs(value - lo) <= abs(value - hi) else "upper"
+            out.append(
+                f"{name} = {value:.4g} is held at its {side} bound: the fitted part does not "
+                f"identify it and its band is not meaningful"
+            )
+    return out
+
+
 def forecast(
     run: Any,
     r: Any = None,
@@ -346,6 +378,7 @@ def forecast(
     result = fit_curve(t, y, model)
     fitted = np.asarray(result.predict(t), dtype=float)
     noise_sd = float(np.sqrt(np.sum((fitted - y) ** 2) / max(t.size - len(names), 1)))
+    warnings = _identification_warnings(t, y, result, names, upto)
 
     rng = np.random.default_rng(seed)
     if method == "covariance":
@@ -394,4 +427,5 @@ def forecast(
         lower=lower,
         upper=upper,
         noise_sd=noise_sd,
+        warnings=warnings,
     )
