@@ -239,11 +239,13 @@ def test_stability_and_phase_diagram(tmp_path, capsys):
     assert code == 1 and "--momentum" in err
 
 
-def test_diagnose_with_hyperparameters(log_dir, capsys):
+def test_diagnose_with_hyperparameters(log_dir, capsys, tmp_path):
     code, out, _ = _run(
         [
             "diagnose",
             log_dir / "b.csv",
+            "--plot",
+            tmp_path,
             "--lr",
             0.01,
             "--momentum",
@@ -260,3 +262,6 @@ def test_diagnose_with_hyperparameters(log_dir, capsys):
     (doc,) = json.loads(out)
     assert doc["verdict"] == "dynamical_instability"
     assert doc["stability"]["spectral_radius"] > 1
+    fit_png, phase_png = map(Path, doc["plots"])
+    assert fit_png.name == "b.csv-fit.png" and phase_png.name == "b.csv-phase-diagram.png"
+    assert phase_png.stat().st_size > 10_000

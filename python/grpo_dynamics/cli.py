@@ -323,6 +323,8 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
             **{m: round(f.score, 3) for m, f in d.findings.items()},
         }
         human_blocks.append(f"== {path}\n{d}")
+        doc = d.to_dict()
+        plots = []
         if args.plot and d.fit is not None:
             t, r = _series(run, args.column)
             results = {"oscillator": d.fit}
@@ -330,8 +332,25 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
                 results["exponential"] = _fit(t, r, "exponential")
             except (ValueError, RuntimeError):
                 pass  # the picture without the exponential beside it is still worth having
-            _fit_plot(args.plot, path, t, r, results)
-        return row, d.to_dict()
+            plots.append(_fit_plot(args.plot, path, t, r, results))
+        st = d.stability or {}
+        if args.plot and hyper is not None and "c_lag" in st:
+            # where this run's optimizer sits among the exact regimes
+            lag = hyper.delay or hyper.refresh_interval
+            safe = st.get("max_safe_refresh_interval") or st.get("max_safe_delay") or 2 * lag
+            phase = _phase_png(
+                Path(args.plot) / f"{_stem(path)}-phase-diagram.png",
+                hyper.momentum,
+                float(st["c_lag"]),
+                float(st["c_now"]),
+                "delay" if hyper.delay > 0 else "refresh",
+                max(2 * int(safe), 2 * lag, 16),
+                point=(float(lag), float(st["c_lag"])),
+            )
+            plots.append(str(phase))
+        if plots:
+            doc["plots"] = plots
+        return row, doc
 
     code = _batch(args, "diagnose", work)
     if not (args.json or args.csv):
