@@ -58,7 +58,9 @@ def _two_arm_reward_slope(config: gd.BanditConfig, stiff: gd.StiffnessResult) ->
 # ---------------------------------------------------------------- sampling primitives
 
 
-@pytest.mark.parametrize(("n", "p"), [(1, 0.3), (8, 0.5), (64, 0.05), (64, 0.93), (500, 0.4)])
+# cover each branch: chop-down from 0 (small n p), mirrored p > 1/2, search from the mode
+@pytest.mark.parametrize(("n", "p"), [(1, 0.3), (8, 0.5), (64, 0.05), (64, 0.93), (500, 0.4),
+                                      (200, 0.8), (30, 0.45)])
 def test_binomial_sampler_matches_scipy(n, p):
     draws = np.empty(64_000, dtype=np.int64)
     kern.binomial_draws(n, p, draws.size, 11, 8, draws)

@@ -55,12 +55,26 @@ def _uniform(state):
 
 @njit(cache=True, error_model="numpy")
 def _binomial(n, p, state):
-    """Exact Binomial(n, p) by inversion searched outward from the mode: O(sqrt(npq)) steps."""
+    """Exact Binomial(n, p) by inversion: from 0 when n min(p, q) is small (O(np) steps, no
+    lgamma), else searched outward from the mode (O(sqrt(npq)) steps)."""
     if n <= 0 or p <= 0.0:
         return 0
     if p >= 1.0:
         return n
+    if p > 0.5:
+        return n - _binomial(n, 1.0 - p, state)  # keep the chop-down walk short
     q = 1.0 - p
+    if n * p < 12.0:
+        # chop-down inversion from k = 0; q^n >= e^-24 here, so no underflow
+        f = q**n
+        u = _uniform(state)
+        k = 0
+        odds = p / q
+        while u >= f and k < n:
+            u -= f
+            k += 1
+            f *= (n - k + 1.0) / k * odds
+        return k
     mode = int((n + 1) * p)
     if mode > n:
         mode = n
@@ -95,6 +109,7 @@ def _binomial(n, p, state):
 
 @njit(cache=True, error_model="numpy")
 def _softmax(theta, out):
+    """out = softmax(theta); returns log of the normaliser (log pi_a = theta_a - it)."""
     top = theta.max()
     total = 0.0
     for a in range(theta.shape[0]):
@@ -102,6 +117,7 @@ def _softmax(theta, out):
         total += out[a]
     for a in range(theta.shape[0]):
         out[a] /= total
+    return top + math.log(total)
 
 
 @njit(cache=True, error_model="numpy")
@@ -240,7 +256,7 @@ def simulate_kernel(r_hi, r_lo, p_hi, group_size, batch_prompts, steps, replicas
     """Run `replicas` independent GRPO runs; fill the (replicas, steps) output arrays."""
     n_arms = r_hi.shape[0]
     ref_pi = np.empty(n_arms)
-    _softmax(ref_logits, ref_pi)
+    ref_log_norm = _softmax(ref_logits, ref_pi)
     arm_mean = p_hi * r_hi + (1.0 - p_hi) * r_lo
     n_samples = float(group_size * batch_prompts)
     for rep in prange(replicas):
@@ -262,7 +278,7 @@ def simulate_kernel(r_hi, r_lo, p_hi, group_size, batch_prompts, steps, replicas
         std_mean = 0.0
         zero_frac = 0.0
         for t in range(steps):
-            _softmax(theta, pi)
+            log_norm = _softmax(theta, pi)
             if t % refresh_interval == 0:
                 # refresh: new rollouts from the current policy, reused for the whole cycle
                 pi_old[:] = pi
@@ -288,8 +304,10 @@ def simulate_kernel(r_hi, r_lo, p_hi, group_size, batch_prompts, steps, replicas
             for a in range(n_arms):
                 reward += pi[a] * arm_mean[a]
                 if pi[a] > 0.0:
-                    entropy -= pi[a] * math.log(pi[a])
-                    kl += pi[a] * (math.log(pi[a]) - math.log(ref_pi[a]))
+                    # log pi from the logits: no per-arm log, exact for tiny pi
+                    log_pi = theta[a] - log_norm
+                    entropy -= pi[a] * log_pi
+                    kl += pi[a] * (log_pi - (ref_logits[a] - ref_log_norm))
             clipped = _surrogate_gradient(pi, pi_old, ref_pi, adv_pos, adv_neg, cnt_pos,
                                           cnt_neg, n_total, ratio, eps_low, eps_high, kl_coef,
                                           kl_is, n_samples, grad)
