@@ -135,32 +135,41 @@ void delay_dominant(double momentum, double c_lag, double c_now, long delay, cpl
   double best_radius = -1.0;
   const double half = 0.5 * a;
   const double disc = half * half - momentum;
+  const auto verified = [&]() {
+    if (!(best_radius > 0.0) || !std::isfinite(best_radius)) return false;
+    if (!roots_inside_radius(coeffs, best_radius * (1.0 + 1e-8))) return false;
+    dominant = best;
+    radius = best_radius;
+    return true;
+  };
+  const auto newton_from = [&](cplx z) {
+    // Nearby real roots may have merged into a complex pair: start slightly off the real axis.
+    z += cplx(0.0, 1e-3 * (std::abs(z) + 1e-3));
+    if (newton_root(z, a, momentum, c_lag, delay)) consider(z, best, best_radius);
+  };
   cplx q_root;
-  std::vector<cplx> starts;
+  double other_q_root = 0.0;
   if (disc < 0.0) {
     q_root = cplx(half, std::sqrt(-disc));
-    starts.push_back(q_root);
   } else {
     const double root = half + std::copysign(std::sqrt(disc), half);
     q_root = cplx(root, 0.0);
-    starts.push_back(q_root);
-    if (root != 0.0) starts.emplace_back(momentum / root, 0.0);
+    if (root != 0.0) other_q_root = momentum / root;
   }
-  starts.emplace_back(1.0, 0.0);
-  starts.emplace_back(-1.0, 0.0);
   {
-    // The continuum oscillator (MODEL.md s.4, lag L = D) predicts the slow root: z ~ exp(s).
+    // Most often the dominant root is the slow one the continuum oscillator (MODEL.md s.4, lag
+    // L = D) predicts, z ~ exp(s), or the continuation of the largest root of q: try them first.
     const double d = static_cast<double>(delay);
     const double mass = 0.5 * (1.0 + momentum) + 0.5 * c_lag * d * d;
     const double damping = (1.0 - momentum) - c_lag * d;
     const cplx root_disc = std::sqrt(cplx(damping * damping - 4.0 * mass * (c_lag + c_now), 0.0));
-    starts.push_back(std::exp((-damping + root_disc) / (2.0 * mass)));
+    newton_from(std::exp((-damping + root_disc) / (2.0 * mass)));
+    newton_from(q_root);
+    if (verified()) return;
   }
-  for (cplx z : starts) {
-    // Nearby real roots may have merged into a complex pair: start slightly off the real axis.
-    z += cplx(0.0, 1e-3 * (std::abs(z) + 1e-3));
-    if (newton_root(z, a, momentum, c_lag, delay)) consider(z, best, best_radius);
-  }
+  newton_from(cplx(other_q_root, 0.0));
+  newton_from(cplx(1.0, 0.0));
+  newton_from(cplx(-1.0, 0.0));
   const double span = static_cast<double>(delay - 1);
   if (c_lag != 0.0) {
     // Ring roots z^{D-1} = -c_lag / q(z): a few fixed-point sweeps on branch k, then Newton.
@@ -175,12 +184,7 @@ void delay_dominant(double momentum, double c_lag, double c_now, long delay, cpl
       if (newton_root(z, a, momentum, c_lag, delay)) consider(z, best, best_radius);
     }
   }
-  if (best_radius > 0.0 && std::isfinite(best_radius) &&
-      roots_inside_radius(coeffs, best_radius * (1.0 + 1e-8))) {
-    dominant = best;
-    radius = best_radius;
-    return;
-  }
+  if (verified()) return;
   // Robust path. Every root lies inside the Cauchy bound 1 + max |coeff|; a found root bounds below.
   double upper = 1.0;
   for (double coeff : coeffs) upper = std::max(upper, 1.0 + std::abs(coeff));
