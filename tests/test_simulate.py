@@ -19,7 +19,8 @@ from grpo_dynamics import _bandit_kernels as kern
 from grpo_dynamics._bandit_reference import group_gradient, simulate_reference
 
 # ---------------------------------------------------------------- independent linear model
-# (own NumPy/SciPy solutions of MODEL.md s.3, used until the stability module's API lands)
+# (own NumPy/SciPy solutions of MODEL.md s.3: cross-checks of how the stability module is
+# called, and the cycle matrix for a negative lagged curvature, which that module rejects)
 
 
 def _cycle_matrix(beta: float, c_lag: float, c_now: float, refresh: int) -> np.ndarray:
@@ -335,8 +336,14 @@ def test_one_over_g_law_and_lyapunov_variance():
         result = gd.simulate(config)
         stat = result.stationary(burn_in=1000)
         stiff = gd.measure_stiffness(config, "exact")
+        # the stability module's exact Lyapunov answer; its gradient_std is per completion
+        hp = gd.Hyperparameters(lr=config.lr, momentum=config.momentum, group_size=group,
+                                batch_prompts=config.batch_prompts)
+        var_y = gd.stationary_variance(
+            hp, stiff.kappa, gradient_std=math.sqrt(stiff.noise_variance * group)).exact
         noise = stiff.eta_eff**2 * stiff.noise_variance / config.batch_prompts
-        var_y = _stationary_variance_on_policy(config.momentum, stiff.c, noise)
+        assert var_y == pytest.approx(
+            _stationary_variance_on_policy(config.momentum, stiff.c, noise), rel=1e-8)
         predicted = _two_arm_reward_slope(config, stiff) ** 2 * var_y
         # exact linear prediction at the actual fixed point and noise level; 5 % covers the
         # O(noise) nonlinear corrections at these sizes, plus 4 standard errors
@@ -364,10 +371,18 @@ def _threshold_config(refresh: int, estimator: str) -> gd.BanditConfig:
 def test_refresh_threshold_at_the_exact_critical_interval():
     stiff = gd.measure_stiffness(_threshold_config(1, "k3_is"))
     beta = 0.9
-    k_crit = _critical_refresh(beta, stiff.c_lag, stiff.c_now)
+    hp = gd.Hyperparameters(lr=0.5, momentum=beta, group_size=8, batch_prompts=64)
+    k_crit = gd.critical_refresh_interval(hp, curvature_lag=stiff.kappa_lag,
+                                          curvature_now=stiff.kappa_now)
+    assert k_crit == _critical_refresh(beta, stiff.c_lag, stiff.c_now)  # own cycle matrix
     assert k_crit is not None and k_crit >= 2
-    paper = (1 - beta) / stiff.c_lag  # continuum "paper" threshold c_lag K = 1 - beta
+    # continuum "paper" threshold c_lag K = 1 - beta (gamma = 0 with L = K)
+    paper = (1 - beta) / stiff.c_lag
     assert abs(paper - k_crit) > 1  # the continuum formula is off here; reported in docs
+    # ... it calls K_crit - 1 unstable, which the exact model and the simulation call stable
+    assert not gd.continuum(hp.with_changes(refresh_interval=k_crit - 1),
+                            curvature_lag=stiff.kappa_lag, curvature_now=stiff.kappa_now,
+                            lag="paper").stable
     stable = gd.simulate(_threshold_config(k_crit - 1, "k3_is")).stationary(500)
     unstable = gd.simulate(_threshold_config(k_crit, "k3_is"))
     on_policy = gd.simulate(_threshold_config(1, "k3_is")).stationary(500)
