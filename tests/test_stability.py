@@ -147,6 +147,17 @@ def test_first_unstable_refresh_interval_is_38_and_simulation_agrees():
     ).damping == pytest.approx(0.0, abs=1e-12)
 
 
+def test_long_cycle_limit_with_split_stiffness():
+    # Within a long cycle x settles where c_now x = -c_lag x_anchor, so the cycle map's dominant
+    # eigenvalue tends to -c_lag / c_now: large K is stable again when c_now > c_lag.
+    for c_lag, c_now in ((0.01, 0.02), (0.03, 0.02)):
+        hp = Hyperparameters(lr=1.0, momentum=0.5, refresh_interval=3000)
+        report = stability(hp, curvature_lag=c_lag, curvature_now=c_now)
+        assert report.dominant_eigenvalue == pytest.approx(-c_lag / c_now, rel=1e-9)
+    hp = Hyperparameters(lr=1.0, momentum=0.5)
+    assert critical_refresh_interval(hp, curvature_lag=0.0078125, curvature_now=0.01) is None
+
+
 @pytest.mark.skip(
     reason="MODEL.md s.3 split-stiffness bandit example (G=8, KL 0.4, K=5): needs the bandit's "
     "measured c_lag/c_now, which we cannot reproduce independently here"
@@ -258,7 +269,7 @@ def test_schur_cohn_count_matches_numpy_roots(coeffs, radius):
     beta=st.floats(0.3, 0.95), c_lag=st.floats(0.005, 0.1), now_share=st.sampled_from([0.0, 0.3])
 )
 def test_critical_refresh_interval_by_simulation(beta, c_lag, now_share):
-    # (With c_now > c_lag no K is unstable: over a long cycle x_{(n+1)K} -> -(c_lag/c_now) x_{nK}.)
+    # c_now < c_lag so that some K is unstable (see test_long_cycle_limit_with_split_stiffness).
     c_now = now_share * c_lag
     hp = Hyperparameters(lr=1.0, momentum=beta)
     k_c = critical_refresh_interval(
