@@ -381,3 +381,27 @@ def test_any_finite_series_gets_a_well_formed_diagnosis(rewards, stride):
         "declining",
     }
     json.dumps(d.to_dict(), allow_nan=False)
+
+
+@pytest.mark.parametrize(
+    ("gold_of_train", "hacked"),
+    [
+        (lambda train, steps: 0.5 * train, False),  # weaker but steady coupling: fine
+        (lambda train, steps: np.full(steps.size, 0.3), True),  # gold stalls from the start
+        (lambda train, steps: 0.3 + 0.4 * np.exp(-steps / 300), True),  # gold falls throughout
+    ],
+)
+def test_coupling_ratio_variants(gold_of_train, hacked):
+    rng = np.random.default_rng(11)
+    steps = np.arange(1.0, 601.0)
+    train = np.asarray(trajectory_fn()(steps, 0.2, 0.8, 150.0, 0.1), dtype=float)
+    frame = pd.DataFrame(
+        {"reward": train + 0.03 * rng.standard_normal(steps.size)},
+        index=pd.Index(steps, name="step"),
+    )
+    eval_steps = steps[19::20]
+    gold = gold_of_train(np.interp(eval_steps, steps, train), eval_steps)
+    frame["eval_reward"] = pd.Series(gold + 0.01 * rng.standard_normal(eval_steps.size), eval_steps)
+    finding = diagnose(frame)["reward_hacking"]
+    assert finding.detected == hacked, finding.summary
+    assert finding.evidence["columns"] == ["reward", "eval_reward"]

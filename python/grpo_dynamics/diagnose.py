@@ -35,6 +35,8 @@ FAILURE_MODES = (
 )
 _MODES = (*FAILURE_MODES, "healthy_saturation")
 DETECTED, POSSIBLE = 0.5, 0.25
+# d eval / d train below this while the train reward rises counts as decoupled (eval stalls)
+MIN_COUPLING = 0.25
 
 _FIXES = {
     "reward_hacking": (
@@ -336,12 +338,11 @@ def _reward_hacking(frame: pd.DataFrame, eval_col: str | None) -> Finding:
     if n < 8:
         return _na(mode, "train and eval steps do not overlap", columns=["reward", eval_col])
     width = max(5, n // 3)
-    # baseline coupling from the first window where training moves the train reward
+    # early coupling (first window), reported beside the rolling ones for context
     base_b, base_se = _slope(t_ev[:width], aligned[:width])
-    kappa0 = 1.0
+    kappa0 = float("nan")
     if abs(base_b) > 2 * base_se:
-        ev_b, _ = _slope(t_ev[:width], y_ev[:width])
-        kappa0 = float(np.clip(ev_b / base_b, 0.2, 2.0))
+        kappa0 = _slope(t_ev[:width], y_ev[:width])[0] / base_b
     span = max(float(np.ptp(aligned)), _noise_sd(aligned), 1e-12)
     worst = None
     windows = []
@@ -351,8 +352,11 @@ def _reward_hacking(frame: pd.DataFrame, eval_col: str | None) -> Finding:
         b_tr, se_tr = _slope(tt, aligned[sl])
         b_ev, se_ev = _slope(tt, y_ev[sl])
         length = float(tt[-1] - tt[0])
-        gap = (b_ev - kappa0 * b_tr) * length  # eval change not explained by train change
-        se_gap = math.hypot(se_ev, kappa0 * se_tr) * length
+        # a healthy eval gains at least MIN_COUPLING of every train gain, and never falls while
+        # train holds: the shortfall below that is the hacking signal
+        rising = max(b_tr, 0.0)
+        gap = (b_ev - MIN_COUPLING * rising) * length
+        se_gap = math.hypot(se_ev, MIN_COUPLING * se_tr if rising > 0 else 0.0) * length
         z = gap / se_gap if se_gap > 0 else 0.0
         coupling = b_ev / b_tr if abs(b_tr) > 2 * se_tr else float("nan")
         w = {
@@ -374,7 +378,7 @@ def _reward_hacking(frame: pd.DataFrame, eval_col: str | None) -> Finding:
     summary = (
         f"eval moved {worst['eval_change']:+.3g} while train moved {worst['train_change']:+.3g} "
         f"over steps {worst['start_step']:g}-{worst['end_step']:g} (baseline coupling "
-        f"{kappa0:.2f}, window coupling {worst['coupling']:.2f})"
+        f"{kappa0:.2f}, window coupling {worst['coupling']:.2f}; healthy >= {MIN_COUPLING})"
     )
     return Finding(
         mode,
