@@ -158,12 +158,47 @@ def test_long_cycle_limit_with_split_stiffness():
     assert critical_refresh_interval(hp, curvature_lag=0.0078125, curvature_now=0.01) is None
 
 
-@pytest.mark.skip(
-    reason="MODEL.md s.3 split-stiffness bandit example (G=8, KL 0.4, K=5): needs the bandit's "
-    "measured c_lag/c_now, which we cannot reproduce independently here"
-)
-def test_two_arm_split_example():  # pragma: no cover
-    pass
+def test_two_arm_split_example_of_model_section_3():
+    # Two-arm bandit (rewards 1/0, logit gap theta, p = sigmoid(theta)), G = 8, KL coef 0.4 to a
+    # uniform reference, lr 0.5, heavy ball 0.9, no ratio. MODEL.md s.7: the expected group
+    # gradient is E_k sqrt((G-1)/G) sqrt(p_hat (1 - p_hat)), k ~ Bin(G, p_old) (stale), and the
+    # k3 penalty's is -kl (p - 1/2) (current). Built here from those exact sums alone.
+    from scipy.optimize import brentq
+    from scipy.stats import binom
+
+    group, kl, lr, beta = 8, 0.4, 0.5, 0.9
+    k = np.arange(group + 1)
+    group_gradient = math.sqrt((group - 1) / group) * np.sqrt(k / group * (1 - k / group))
+
+    def sigmoid(x):
+        return 1.0 / (1.0 + math.exp(-x))
+
+    def advantage_drift(gap_old):
+        return float(np.sum(binom.pmf(k, group, sigmoid(gap_old)) * group_gradient))
+
+    def kl_drift(gap):
+        return -kl * (sigmoid(gap) - 0.5)
+
+    gap_star = brentq(lambda x: advantage_drift(x) + kl_drift(x), -20, 20, xtol=1e-14)
+    h = 1e-5
+    kappa_lag = -(advantage_drift(gap_star + h) - advantage_drift(gap_star - h)) / (2 * h)
+    kappa_now = -(kl_drift(gap_star + h) - kl_drift(gap_star - h)) / (2 * h)
+    hp = Hyperparameters(lr=lr, momentum=beta)
+    assert critical_refresh_interval(hp, curvature_lag=kappa_lag, curvature_now=kappa_now) == 5
+    assert critical_refresh_interval(hp, kappa_lag + kappa_now) == 4  # lumping it all as stale
+
+    def nonlinear_growth(refresh):
+        x = previous = anchor = gap_star + 1e-4
+        deviations = []
+        for t in range(1500):
+            if t % refresh == 0:
+                anchor = x
+            drift = advantage_drift(anchor) + kl_drift(x)
+            x, previous = x + beta * (x - previous) + lr * drift, x
+            deviations.append(abs(x - gap_star))
+        return max(deviations[-100:]) / max(deviations[700:800])
+
+    assert nonlinear_growth(4) < 1 < nonlinear_growth(5)
 
 
 # ---------------------------------------------------------------------------------------------
