@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -145,3 +146,21 @@ def test_warnings_say_what_the_fitted_part_cannot_tell():
     fc = forecast(STEPS, flat, upto=150, n_samples=100)
     assert any("no trend" in w for w in fc.warnings)
     assert fc.to_dict()["fit_status"] == str(fc.fit.status)
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    tau=st.floats(5.0, 80.0),
+    mu=st.one_of(st.just(0.0), st.floats(0.05, 5.0)),
+    noise=st.floats(0.005, 0.1),
+    fraction=st.floats(0.2, 1.0),
+    seed=st.integers(0, 1000),
+)
+def test_forecast_is_well_formed_on_any_simulated_run(tau, mu, noise, fraction, seed):
+    clean = np.asarray(trajectory_fn()(STEPS, 0.1, 0.7, tau, mu), dtype=float)
+    r = clean + noise * np.random.default_rng(seed).standard_normal(STEPS.size)
+    fc = forecast(STEPS, r, fraction=fraction, n_samples=60, seed=seed)
+    for iv in (fc.r0, fc.r_inf, fc.tau, fc.mu, *fc.gain_steps.values()):
+        assert iv.lower <= iv.upper
+    assert np.all(fc.lower <= fc.upper)
+    json.dumps(fc.to_dict(), allow_nan=False)

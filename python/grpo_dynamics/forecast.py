@@ -206,10 +206,13 @@ class Forecast:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary (no arrays)."""
+        """JSON-ready summary (no arrays; a never-reached gain step or NaN becomes None)."""
 
-        def iv(x: Interval) -> dict[str, float]:
-            return {"estimate": x.estimate, "lower": x.lower, "upper": x.upper}
+        def num(x: float) -> float | None:
+            return float(x) if np.isfinite(x) else None
+
+        def iv(x: Interval) -> dict[str, float | None]:
+            return {"estimate": num(x.estimate), "lower": num(x.lower), "upper": num(x.upper)}
 
         return {
             "model": self.model,
@@ -224,7 +227,7 @@ class Forecast:
             "tau": iv(self.tau),
             "mu": iv(self.mu),
             "gain_steps": {f"{k:g}": iv(v) for k, v in self.gain_steps.items()},
-            "noise_sd": self.noise_sd,
+            "noise_sd": num(self.noise_sd),
             "warnings": list(self.warnings),
         }
 
