@@ -358,6 +358,29 @@ def test_one_over_g_law_and_lyapunov_variance():
     assert fixed[-1] - fixed[0] > 0.01
 
 
+@pytest.mark.slow
+def test_three_arm_monte_carlo_stiffness_predicts_the_simulation():
+    # any-arm path: Newton fixed point + CRN probe along the steepest-reward direction; the
+    # one-coordinate linear model then predicts the simulated stationary mean and variance
+    config = gd.BanditConfig(arm_rewards=(0.2, 0.5, 0.8), group_size=8, steps=4000,
+                             replicas=200, lr=0.05, momentum=0.5, kl_coef=0.5, seed=5)
+    stiff = gd.measure_stiffness(config, groups=200_000)
+    assert stiff.method == "monte_carlo"
+    assert stiff.kappa_now_se < 0.01 * stiff.kappa_now
+    result = gd.simulate(config)
+    stat = result.stationary(1000)
+    centred = result.final_logits - result.final_logits.mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(centred.mean(axis=0), stiff.fixed_point_logits, atol=0.03)
+    assert abs(stat.mean - stiff.fixed_point_reward) < 4 * stat.mean_se + 1e-3
+    hp = gd.Hyperparameters(lr=config.lr, momentum=config.momentum, group_size=8)
+    var_y = gd.stationary_variance(hp, stiff.kappa,
+                                   gradient_std=math.sqrt(stiff.noise_variance * 8)).exact
+    pi = special.softmax(stiff.fixed_point_logits)
+    means = config.arm_means()
+    slope = float((pi * (means - pi @ means)) @ stiff.direction)  # d E[r] / d y
+    assert abs(stat.variance - slope**2 * var_y) < 4 * stat.variance_se + 0.05 * stat.variance
+
+
 def _threshold_config(refresh: int, estimator: str) -> gd.BanditConfig:
     # MODEL.md s.3 example: rewards 1/0, G 8, KL 0.4, lr 0.5, beta 0.9, no ratio; B = 64
     # groups per batch keep the noise small enough to see the linear threshold
