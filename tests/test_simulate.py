@@ -417,6 +417,16 @@ def test_refresh_threshold_at_the_exact_critical_interval():
     assert (not np.all(np.isfinite(wild))) or wild.var() > 100 * stable.variance
 
 
+def test_model_section_3_example_is_the_single_logit_parametrisation():
+    # MODEL.md s.3 (K = 5 split, 4 lumped) uses p = sigmoid(theta) with one trained parameter;
+    # the softmax bandit trains both logits, so its gap moves twice as fast: c halves
+    stiff = gd.measure_stiffness(_threshold_config(1, "k3_is"))
+    hp = gd.Hyperparameters(lr=0.5 / 2, momentum=0.9)
+    assert gd.critical_refresh_interval(hp, curvature_lag=stiff.kappa_lag,
+                                        curvature_now=stiff.kappa_now) == 5
+    assert gd.critical_refresh_interval(hp, stiff.kappa) == 4
+
+
 @pytest.mark.slow
 def test_rollout_k3_makes_refresh_stabilising():
     # TRL-style k3 at stale samples: its lagged part has the opposite sign, the cycle matrix
