@@ -381,6 +381,28 @@ def test_three_arm_monte_carlo_stiffness_predicts_the_simulation():
     assert abs(stat.variance - slope**2 * var_y) < 4 * stat.variance_se + 0.05 * stat.variance
 
 
+@pytest.mark.slow
+def test_mean_trajectory_is_group_size_invariant_to_leading_order():
+    # the replica-mean path follows the exact mean-field map for each G; G changes it only
+    # through the fixed point's shift (degenerate groups), not the 1/G noise
+    paths = {}
+    for group in (8, 64):
+        config = gd.BanditConfig(arm_rewards=(0.3, 0.7), group_size=group, steps=300,
+                                 replicas=200, lr=0.05, momentum=0.5, kl_coef=0.5, seed=group)
+        rewards = gd.simulate(config).expected_reward
+        mean, se = rewards.mean(axis=0), rewards.std(axis=0, ddof=1) / math.sqrt(200)
+        gap, buf, mean_field = 0.0, 0.0, []
+        for _ in range(config.steps):
+            mean_field.append(0.3 + 0.4 * special.expit(gap))
+            buf = 0.5 * buf + gd.two_arm_expected_drift(config, gap, gap)[0] / 2
+            gap += 2 * config.lr * buf
+        # 0.002: the O(noise variance) shift of the mean of a nonlinear function
+        assert np.all(np.abs(mean - np.array(mean_field)) < 4.5 * se + 0.002)
+        paths[group] = mean
+    rise = paths[64][-1] - paths[64][0]
+    assert np.abs(paths[8] - paths[64]).max() < 0.1 * rise
+
+
 def _threshold_config(refresh: int, estimator: str) -> gd.BanditConfig:
     # MODEL.md s.3 example: rewards 1/0, G 8, KL 0.4, lr 0.5, beta 0.9, no ratio; B = 64
     # groups per batch keep the noise small enough to see the linear threshold
