@@ -430,3 +430,94 @@ def test_regime_labels_follow_mu_and_its_interval():
         else:
             assert b.regime[i] == ("overdamped" if mu < 0.25 else "oscillatory")
     assert b.regime[0] == "overdamped" and b.regime[2] == "oscillatory"
+
+
+# ---------------------------------------------------------------------------------------------
+# other models, code paths and statuses
+
+
+@pytest.mark.parametrize("model", ["exponential", "logistic"])
+def test_other_models_reach_least_squares_optimum(model):
+    rng = np.random.default_rng(12)
+    n = 60
+    if model == "exponential":
+        truth = np.column_stack([rng.uniform(0, 0.3, n), rng.uniform(0.5, 0.9, n),
+                                 np.exp(rng.uniform(np.log(4), np.log(60), n))])
+        clean = np.array([gd.trajectory(T, *p, 0.0) for p in truth])
+
+        def f(p):
+            return gd.trajectory(T, *p, 0.0)
+
+        def jac(p):
+            return gd.trajectory_jacobian(T, *p, 0.0)[:, :3]
+    else:
+        truth = np.column_stack([rng.uniform(0, 0.3, n), rng.uniform(0.5, 0.9, n),
+                                 rng.uniform(20, 120, n), rng.uniform(2, 20, n)])
+        clean = np.array([_core.logistic_curve(T, *p)[0] for p in truth])
+
+        def f(p):
+            return _core.logistic_curve(T, *p)[0]
+
+        def jac(p):
+            return _core.logistic_curve(T, *p)[1]
+    R = clean + 0.03 * rng.standard_normal(clean.shape)
+    b = gd.fit_many(T, R, model, threads=2)
+    ok = 0
+    for i in range(n):
+        ref = optimize.least_squares(
+            lambda p, y=R[i]: f(p) - y, np.clip(truth[i], b.lower[i], b.upper[i]),
+            jac=jac, bounds=(b.lower[i], b.upper[i]), x_scale="jac",
+            ftol=1e-15, xtol=1e-15, gtol=1e-15,
+        )
+        ok += b.rss[i] <= 2 * ref.cost * (1 + 1e-8)
+    assert ok == n
+
+
+def test_uniform_grid_path_agrees_with_direct_path():
+    # a uniform grid takes the trajectory's recurrence path; a 1e-9 jitter forces the direct one
+    rng = np.random.default_rng(13)
+    R = np.array([_oscillator(T, p) for p in _random_truth(rng, 20)])
+    R += 0.02 * rng.standard_normal(R.shape)
+    jittered = T + 1e-9 * np.sin(np.arange(T.size))
+    a = gd.fit_many(T, R)
+    b = gd.fit_many(jittered, R)
+    np.testing.assert_allclose(a.rss, b.rss, rtol=1e-6)
+    np.testing.assert_allclose(a.params, b.params, rtol=1e-4, atol=1e-6)
+
+
+def test_iteration_cap_gives_max_iter_status():
+    rng = np.random.default_rng(14)
+    y = _oscillator(T, [0.1, 0.8, 10.0, 2.0]) + 0.02 * rng.standard_normal(T.size)
+    f = gd.fit(T, y, max_iter=1)
+    assert f.status == "max_iter"
+    assert np.isfinite(f.rss)
+
+
+def test_unidentifiable_parameters_give_singular_status():
+    # every step before t0: the curve is held at r0, so r_inf, tau and mu have no effect
+    y = np.linspace(0.0, 1.0, T.size) ** 2
+    f = gd.fit(T, y, t0=T[-1] + 10.0)
+    assert f.status == "singular"
+    assert np.isnan(f.covariance).all()
+    assert f.params["r0"] == pytest.approx(y.mean(), rel=1e-8)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    data=st.lists(
+        st.lists(st.one_of(st.floats(-1e3, 1e3), st.just(np.nan), st.just(np.inf)), max_size=12),
+        min_size=1,
+        max_size=6,
+    ),
+    model=st.sampled_from(sorted(gd.FIT_MODELS)),
+)
+def test_garbage_series_never_crash_or_vanish(data, model):
+    series = [(np.arange(float(len(r))), np.array(r, dtype=float)) for r in data]
+    b = gd.fit_many(series, model=model, threads=2)
+    assert len(b) == len(series)
+    assert set(b.status) <= set(gd.FIT_STATUSES)
+    for i in range(len(b)):
+        if b.status[i] == "bad_input":
+            assert b.reason[i].split(":")[0] in ("r", "t", "weights", "bounds")
+        else:
+            assert np.all(b.params[i] >= b.lower[i]) and np.all(b.params[i] <= b.upper[i])
