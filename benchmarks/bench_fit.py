@@ -176,8 +176,9 @@ def main() -> None:
     lines = [
         "# fit: fit_many vs scipy curve_fit vs lmfit",
         "",
-        f"{N_SERIES:,} noisy oscillator curves per size (uniform grid over {SPAN:g} steps, noise sd "
-        f"{NOISE}), fit_many with {THREADS} threads and default options, one timed run each.",
+        f"{N_SERIES:,} noisy oscillator curves per size (uniform grid over {SPAN:g} steps, "
+        f"noise sd {NOISE}), fit_many with {THREADS} threads and default options, "
+        "one timed run each.",
         "curve_fit (analytic Jacobian, bounds -> trf) and lmfit (leastsq, numerical Jacobian) are",
         "Python loops timed on the first k series and extrapolated to the full batch (k given).",
         "'as good' = share of those k series where fit_many's RSS is not above the baseline's",
