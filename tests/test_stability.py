@@ -40,17 +40,26 @@ FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthChe
 
 
 def simulate(beta, c_lag, c_now, steps, refresh_interval=1, delay=0, noise=None, x0=1.0):
-    """Plain scalar recursion. History before t = 0 is x0 (start from rest: empty momentum)."""
+    """Plain scalar recursion. History before t = 0 is x0 (start from rest: empty momentum).
+
+    Without noise the recursion is linear, so the whole stored history may be rescaled by one
+    factor to stay inside the float range; ratios between times (all the tests use) are kept.
+    """
     x = np.empty(steps + 1)
     x[0] = x0
+    before = x0  # the history before t = 0, rescaled together with x
     for t in range(steps):
-        previous = x[t - 1] if t >= 1 else x0
+        previous = x[t - 1] if t >= 1 else before
         if delay > 0:
-            lagged = x[t - delay] if t >= delay else x0
+            lagged = x[t - delay] if t >= delay else before
         else:
             lagged = x[refresh_interval * (t // refresh_interval)]
         e = 0.0 if noise is None else noise[t]
         x[t + 1] = x[t] + beta * (x[t] - previous) - c_lag * lagged - c_now * x[t] + e
+        size = abs(x[t + 1])
+        if noise is None and (size > 1e100 or 0 < size < 1e-100):
+            x[: t + 2] /= size
+            before /= size
     return x
 
 
@@ -59,6 +68,8 @@ def envelope_rate(x, window):
     n = x.size
     early = np.max(np.abs(x[n // 2 : n // 2 + window]))
     late = np.max(np.abs(x[n - window :]))
+    if early == 0.0 or late == 0.0:  # one end underflowed after rescaling: beyond float range
+        return math.inf if late > 0.0 else -math.inf
     return (math.log(late) - math.log(early)) / (n - window - n // 2)
 
 
@@ -313,7 +324,8 @@ def test_critical_refresh_interval_by_simulation(beta, c_lag, now_share):
     assert k_c is not None
     for k in range(max(1, k_c - 3), k_c + 1):
         rho = spectral_radius(cycle_by_multiplication(beta, c_lag, c_now, k)[0])
-        assert (rho >= 1) == (k == k_c)
+        if abs(rho - 1) > 1e-9:  # exactly marginal cases (e.g. dyadic inputs) are a coin toss
+            assert (rho >= 1) == (k == k_c)
     if k_c > 1:
         below = simulate(beta, c_lag, c_now, steps=300 * (k_c - 1), refresh_interval=k_c - 1)
         assert envelope_rate(below, 4 * k_c) < 0
@@ -329,7 +341,8 @@ def test_critical_delay_by_simulation(beta, c_lag):
     assert d_c is not None
     for d in range(max(0, d_c - 3), d_c + 1):
         rho = spectral_radius(delay_state_matrix(beta, c_lag, 0.0, d))
-        assert (rho >= 1) == (d == d_c)
+        if abs(rho - 1) > 1e-9:  # exactly marginal cases are decided by rounding
+            assert (rho >= 1) == (d == d_c)
     window = 8 * (d_c + 10)
     if d_c > 0:
         assert (
