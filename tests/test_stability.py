@@ -401,6 +401,23 @@ def test_oscillation_onset_in_refresh_interval_by_eigvals():
         assert oscillating == (k == onset)
 
 
+def test_oscillation_onset_in_delay_by_eigvals():
+    hp = Hyperparameters(lr=1.0, momentum=0.3)
+    onset = oscillation_onset(hp, 0.01, vary="delay")
+    assert isinstance(onset, int)
+    for d in range(0, onset + 1):
+        eigenvalues = np.linalg.eigvals(delay_state_matrix(0.3, 0.01, 0.0, d))
+        rho = np.max(np.abs(eigenvalues))
+        dominant = eigenvalues[np.abs(eigenvalues) >= rho * (1 - 1e-9)]
+        oscillating = np.any((np.abs(dominant.imag) > 1e-9) | (dominant.real < 0)) or rho >= 1
+        assert oscillating == (d == onset)
+    report = stability(hp.with_changes(delay=onset), 0.01)
+    assert report.regime != "overdamped"
+    assert report.margin == pytest.approx(1 - report.decay_rate)
+    if report.stable:
+        assert report.relaxation_steps == pytest.approx(-1 / math.log(report.decay_rate))
+
+
 # ---------------------------------------------------------------------------------------------
 # Stationary variance
 
@@ -665,6 +682,10 @@ def test_invalid_hyperparameters_name_the_field(changes, field):
 
 def test_invalid_curvature_and_options_name_the_argument():
     hp = Hyperparameters(lr=0.01, momentum=0.9)
+    with pytest.raises(ValueError, match="lr"):
+        hp.with_changes(lr=-1.0)  # copies are validated too
+    with pytest.raises(ValueError, match="vary"):
+        oscillation_onset(hp, 1.0, vary="momentum")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="curvature"):
         stability(hp, -1.0)
     with pytest.raises(ValueError, match="curvature"):
