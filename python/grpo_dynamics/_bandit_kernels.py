@@ -22,22 +22,10 @@ import math
 import numpy as np
 from numba import njit, prange
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-_S30 = np.uint64(30)
-_S27 = np.uint64(27)
-_S31 = np.uint64(31)
-_S11 = np.uint64(11)
-_INV53 = 1.0 / 9007199254740992.0
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def _mix64(z):
-    # splitmix64 finaliser: a bijection of uint64 with full avalanche
-    z = (z ^ (z >> _S30)) * _MIX1
-    z = (z ^ (z >> _S27)) * _MIX2
-    return z ^ (z >> _S31)
+from ._splitmix import GOLDEN as _GOLDEN
+from ._splitmix import SHIFT11 as _S11
+from ._splitmix import TWO_POW_M53 as _INV53
+from ._splitmix import mix64 as _mix64
 
 
 @njit(cache=True, error_model="numpy")

@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ._splitmix import GOLDEN, ONE, SHIFT11, TWO_POW_M53, mix64
+
 # ---- configuration layout (shared with objectives.py) ----
 CFG_WEIGHTING = 0  # 0 sequence_mean, 1 group_mean, 2 token_sum
 CFG_ADVANTAGE = 1  # 0 std_normalized, 1 centered
@@ -39,24 +41,8 @@ CFG_MAX_GRAD_NORM = 11  # inf = no clipping
 CFG_REWARD_SCALE = 12
 N_CFG_FLOAT = 13
 
-# ---- counter-based RNG (splitmix64): identical streams in Numba and NumPy, any thread count ----
-GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-MIX2 = np.uint64(0x94D049BB133111EB)
-SHIFT30 = np.uint64(30)
-SHIFT27 = np.uint64(27)
-SHIFT31 = np.uint64(31)
-SHIFT11 = np.uint64(11)
-ONE = np.uint64(1)
-TWO_POW_M53 = 1.0 / 9007199254740992.0
+# ---- counter-based RNG (splitmix64, _splitmix.py): identical streams in Numba and NumPy ----
 N_FIXED_STREAMS = 4  # per member: prefix, action, reward, (spare), then one per tail token
-
-
-@njit(cache=True)
-def mix64(z):  # pragma: no cover - compiled
-    z = (z ^ (z >> SHIFT30)) * MIX1
-    z = (z ^ (z >> SHIFT27)) * MIX2
-    return z ^ (z >> SHIFT31)
 
 
 @njit(cache=True)

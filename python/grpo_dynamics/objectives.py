@@ -32,6 +32,7 @@ from scipy.special import log_softmax
 from scipy.stats import multinomial
 
 from . import _objective_kernels as _k
+from ._splitmix import GOLDEN, ONE, SHIFT11, TWO_POW_M53, mix64_numpy
 
 __all__ = [
     "Objective",
@@ -565,19 +566,13 @@ class TwoPositionRun:
 
 
 def _uniform_np(keys: np.ndarray, counters: np.ndarray) -> np.ndarray:
-    z = keys + (counters.astype(np.uint64) + _k.ONE) * _k.GOLDEN
-    z = (z ^ (z >> _k.SHIFT30)) * _k.MIX1
-    z = (z ^ (z >> _k.SHIFT27)) * _k.MIX2
-    z = z ^ (z >> _k.SHIFT31)
-    return (z >> _k.SHIFT11).astype(np.float64) * _k.TWO_POW_M53
+    z = mix64_numpy(keys + (counters.astype(np.uint64) + ONE) * GOLDEN)
+    return (z >> SHIFT11).astype(np.float64) * TWO_POW_M53
 
 
 def _replica_keys_np(seed: int, n_replicas: int) -> np.ndarray:
-    z = np.full(n_replicas, seed, dtype=np.uint64) * _k.GOLDEN + (
-        np.arange(n_replicas, dtype=np.uint64) + _k.ONE)
-    z = (z ^ (z >> _k.SHIFT30)) * _k.MIX1
-    z = (z ^ (z >> _k.SHIFT27)) * _k.MIX2
-    return z ^ (z >> _k.SHIFT31)
+    replicas = np.arange(n_replicas, dtype=np.uint64)
+    return mix64_numpy(np.full(n_replicas, seed, dtype=np.uint64) * GOLDEN + (replicas + ONE))
 
 
 def _sample_np(log_probs: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -1048,6 +1043,8 @@ def effective_dynamics(optimizer: Optimizer, *, kappa_lag: float, kappa_now: flo
     mass = (1.0 + beta) / 2.0 + c_lag * lag**2 / 2.0
     damping = (1.0 - beta) - c_lag * lag
     stiffness = c_lag + c_now
-    zeta = damping / (2.0 * math.sqrt(mass * stiffness)) if stiffness > 0 else float("nan")
+    # A negative kappa_lag (k3 KL at stale samples) can make mass <= 0: zeta is then undefined.
+    zeta = (damping / (2.0 * math.sqrt(mass * stiffness)) if mass > 0 and stiffness > 0
+            else float("nan"))
     return EffectiveDynamics(optimizer.kind, beta, eta_eff, c_lag, c_now, mass, damping,
                              stiffness, zeta)
