@@ -446,6 +446,8 @@ def test_lyapunov_solver_matches_scipy():
         (0.6, 0.05, 0.02, 6, 0),
         (0.8, 0.01, 0.0, 20, 0),
         (0.5, 0.03, 0.01, 1, 7),
+        (0.6, -0.02, 0.06, 6, 0),  # negative lagged curvature (k3 KL at stale samples)
+        (0.5, -0.01, 0.04, 1, 5),
     ],
 )
 def test_exact_variance_matches_long_noisy_simulation(beta, kappa_lag, kappa_now, k, d):
@@ -670,8 +672,15 @@ def test_grid_marks_invalid_points_instead_of_dropping_them():
         ({"delay": 2, "refresh_interval": 3}, "delay"),
         ({"group_size": 0}, "group_size"),
         ({"batch_prompts": 0}, "batch_prompts"),
-        ({"optimizer": "sgd"}, "optimizer"),
+        ({"optimizer": "rmsprop"}, "optimizer"),
+        ({"optimizer": "sgd"}, "momentum"),  # sgd has no momentum (momentum 0.9 given)
         ({"adam_preconditioner": 0.0}, "adam_preconditioner"),
+        ({"dampening": 1.0}, "dampening"),
+        ({"dampening": -0.1}, "dampening"),
+        ({"dampening": 0.5, "optimizer": "adam"}, "dampening"),
+        ({"weight_decay": -1.0}, "weight_decay"),
+        ({"weight_decay": float("inf")}, "weight_decay"),
+        ({"weight_decay": 100.0, "optimizer": "adamw"}, "weight_decay"),  # lr wd >= 1
     ],
 )
 def test_invalid_hyperparameters_name_the_field(changes, field):
@@ -692,6 +701,12 @@ def test_invalid_curvature_and_options_name_the_argument():
         stability(hp, 1.0, curvature_lag=1.0)
     with pytest.raises(ValueError, match="curvature_now"):
         stability(hp, curvature_lag=1.0, curvature_now=-0.5)
+    with pytest.raises(ValueError, match="curvature_lag"):
+        stability(hp, curvature_lag=-1.0, curvature_now=0.5)  # total <= 0 is still rejected
+    with pytest.raises(ValueError, match="curvature_lag"):
+        stability(hp, curvature_lag=-1.0)
+    with pytest.raises(ValueError, match="curvature_lag"):
+        stability(hp, curvature_lag=float("nan"), curvature_now=1.0)
     with pytest.raises(ValueError, match="lag"):
         continuum(hp, 1.0, lag="median")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="gradient_std"):
@@ -715,6 +730,11 @@ def test_cpp_exceptions_round_trip_as_value_errors():
         _core.stability_spectrum(0.5, 0.1, 0.0, "async", 1)
     with pytest.raises(ValueError, match="criterion"):
         _core.critical_scale(0.5, 0.1, 0.0, "refresh", 1, "wobbly", 1.01)
+    with pytest.raises(ValueError, match="c_lag"):
+        _core.critical_scale(0.5, -0.2, 0.1, "refresh", 4, "unstable", 1.01)  # total < 0
+    with pytest.raises(ValueError, match="c_now"):
+        _core.critical_scale(0.5, 0.3, -0.1, "refresh", 4, "unstable", 1.01)
+    assert _core.critical_scale(0.5, -0.05, 0.1, "refresh", 4, "unstable", 1.01) > 0
     with pytest.raises(ValueError, match="c_lag"):
         _core.stability_spectrum(0.5, float("inf"), 0.0, "refresh", 1)
     with pytest.raises(ValueError, match="c_lag"):
@@ -755,3 +775,380 @@ def test_phase_diagram_draws_exact_and_continuum_boundaries():
         0.5, np.linspace(0.01, 0.2, 20), np.arange(0, 30), lag_model="delay"
     )
     assert isinstance(figure_delay, Figure)
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimizers (issue 6): sgd, heavy ball with dampening, Adam with coupled L2, AdamW. The reference
+# is the optimizer update itself, written here with PyTorch semantics, on a quadratic whose
+# lagged force is frozen at the last refresh. Adam's second moment is frozen (the model's
+# assumption): sqrt(v_hat) + eps = preconditioner.
+
+
+def torch_optimizer_log_abs(
+    kind,
+    *,
+    lr,
+    momentum=0.0,
+    dampening=0.0,
+    beta1=0.9,
+    preconditioner=1.0,
+    weight_decay=0.0,
+    kappa_lag,
+    kappa_now,
+    refresh_interval,
+    steps,
+):
+    """log|theta_t| of the optimizer on gradient g = kappa_lag theta_anchor + kappa_now theta.
+
+    The update is linear in the state (theta, anchor, momentum buffer), so the state is rescaled
+    jointly to stay in float range and the scale is carried in the log.
+    """
+    theta, anchor, buf, m = 1.0, 1.0, 0.0, 0.0
+    log_scale = 0.0
+    out = np.empty(steps + 1)
+    out[0] = 0.0
+    for t in range(steps):
+        if t % refresh_interval == 0:
+            anchor = theta  # fresh rollouts
+        g = kappa_lag * anchor + kappa_now * theta
+        if kind != "adamw":
+            g += weight_decay * theta  # coupled L2 (torch weight_decay for SGD and Adam)
+        if kind == "sgd":
+            theta -= lr * g
+        elif kind == "heavy_ball":
+            buf = g if t == 0 else momentum * buf + (1 - dampening) * g  # torch's first buffer
+            theta -= lr * buf
+        else:
+            if kind == "adamw":
+                theta *= 1 - lr * weight_decay  # decoupled decay, before the Adam step
+            m = beta1 * m + (1 - beta1) * g
+            theta -= lr * (m / (1 - beta1 ** (t + 1))) / preconditioner
+        size = abs(theta)
+        if size > 1e50 or 0 < size < 1e-50:
+            theta, anchor, buf, m = theta / size, anchor / size, buf / size, m / size
+            log_scale += math.log(size)
+        out[t + 1] = math.log(abs(theta)) + log_scale if theta != 0 else -math.inf
+    return out
+
+
+def log_envelope_rate(log_abs, window):
+    """Per-step growth of the envelope max|theta| between a middle and the last window."""
+    n = log_abs.size
+    early = np.max(log_abs[n // 2 : n // 2 + window])
+    late = np.max(log_abs[n - window :])
+    return (late - early) / (n - window - n // 2)
+
+
+OPTIMIZER_CASES = {
+    # name: (Hyperparameters fields, arguments of torch_optimizer_log_abs)
+    "sgd": ({"optimizer": "sgd", "lr": 0.2, "momentum": 0.0, "weight_decay": 0.4}, {}),
+    "heavy_ball": (
+        {
+            "optimizer": "heavy_ball",
+            "lr": 0.1,
+            "momentum": 0.8,
+            "dampening": 0.3,
+            "weight_decay": 0.4,
+        },
+        {"momentum": 0.8, "dampening": 0.3},
+    ),
+    "adam": (
+        {
+            "optimizer": "adam",
+            "lr": 0.2,
+            "momentum": 0.9,
+            "adam_preconditioner": 0.5,
+            "weight_decay": 0.4,
+        },
+        {"beta1": 0.9, "preconditioner": 0.5},
+    ),
+    "adamw": (
+        {
+            "optimizer": "adamw",
+            "lr": 0.2,
+            "momentum": 0.9,
+            "adam_preconditioner": 0.5,
+            "weight_decay": 0.5,
+        },
+        {"beta1": 0.9, "preconditioner": 0.5},
+    ),
+}
+KAPPA_LAG, KAPPA_NOW = 1.0, 0.2
+
+
+def run_case(name, hp, refresh_interval, steps):
+    fields, extra = OPTIMIZER_CASES[name]
+    return torch_optimizer_log_abs(
+        name,
+        lr=hp.lr,
+        weight_decay=fields["weight_decay"],
+        kappa_lag=KAPPA_LAG,
+        kappa_now=KAPPA_NOW,
+        refresh_interval=refresh_interval,
+        steps=steps,
+        **extra,
+    )
+
+
+def documented_dynamics(name, lr, kappa_lag, kappa_now, big_lag):
+    """docs/stability.md "Optimizers", written out independently: (beta, c_lag, c_now, mass,
+    damping)."""
+    fields, _ = OPTIMIZER_CASES[name]
+    beta1, decay = fields["momentum"], fields["weight_decay"]
+    if name == "sgd":
+        beta, eta = 0.0, lr
+    elif name == "heavy_ball":
+        beta, eta = beta1, lr * (1 - fields["dampening"])
+    else:
+        beta, eta = beta1, lr * (1 - beta1) / fields["adam_preconditioner"]
+    c_lag, c_now = eta * kappa_lag, eta * kappa_now
+    if name == "adamw":
+        beta, c_now = beta1 * (1 - lr * decay), c_now + lr * decay * (1 - beta1)
+    else:
+        c_now += eta * decay
+    mass = (1 + beta) / 2 + c_lag * big_lag**2 / 2
+    damping = (1 - beta) - c_lag * big_lag
+    return beta, c_lag, c_now, mass, damping
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZER_CASES))
+def test_optimizer_refresh_threshold_and_rate_by_direct_optimizer_simulation(name):
+    fields, _ = OPTIMIZER_CASES[name]
+    hp = Hyperparameters(**fields)
+    k_c = critical_refresh_interval(hp, curvature_lag=KAPPA_LAG, curvature_now=KAPPA_NOW)
+    assert k_c is not None and 3 <= k_c <= 80  # the cases are chosen to have a finite threshold
+    for k in (k_c - 1, k_c):
+        report = stability(
+            hp.with_changes(refresh_interval=k), curvature_lag=KAPPA_LAG, curvature_now=KAPPA_NOW
+        )
+        assert report.stable == (k < k_c)
+        window = 10 * k
+        log_abs = run_case(name, hp, k, steps=4000 + 40 * window)
+        rate = log_envelope_rate(log_abs, window)
+        assert (rate < 0) == (k < k_c)
+        # The measured per-step rate is the exact log decay rate (not just its sign).
+        assert rate == pytest.approx(math.log(report.decay_rate), abs=0.1 * abs(math.log(
+            report.decay_rate)) + 2e-4)
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZER_CASES))
+def test_optimizer_critical_learning_rate_by_direct_optimizer_simulation(name):
+    fields, _ = OPTIMIZER_CASES[name]
+    k = 8
+    hp = Hyperparameters(refresh_interval=k, **fields)
+    lr_c = critical_learning_rate(hp, curvature_lag=KAPPA_LAG, curvature_now=KAPPA_NOW)
+    assert 0 < lr_c < 1 / max(fields["weight_decay"], 1e-300)
+    for factor, grows in ((0.97, False), (1.03, True)):
+        log_abs = run_case(name, hp.with_changes(lr=factor * lr_c), k, steps=6000)
+        assert (log_envelope_rate(log_abs, 40 * k) > 0) == grows
+    # Every smaller lr on a grid is stable, from matrices built with the documented formulas.
+    for lr in np.linspace(lr_c / 200, lr_c * (1 - 1e-6), 200):
+        beta, c_lag, c_now, _, _ = documented_dynamics(name, lr, KAPPA_LAG, KAPPA_NOW, 0.0)
+        assert spectral_radius(cycle_by_multiplication(beta, c_lag, c_now, k)[0]) < 1
+
+
+def test_adamw_critical_learning_rate_is_capped_by_the_decoupled_decay():
+    fields, _ = OPTIMIZER_CASES["adamw"]
+    hp = Hyperparameters(refresh_interval=4, **fields)
+    cap = 1 / fields["weight_decay"]
+    assert critical_learning_rate(hp, curvature_lag=KAPPA_LAG, curvature_now=KAPPA_NOW) == cap
+    for lr in np.linspace(cap / 200, cap * (1 - 1e-9), 200):
+        beta, c_lag, c_now, _, _ = documented_dynamics("adamw", lr, KAPPA_LAG, KAPPA_NOW, 0.0)
+        assert spectral_radius(cycle_by_multiplication(beta, c_lag, c_now, 4)[0]) < 1
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZER_CASES))
+def test_optimizer_matrices_continuum_and_variance_follow_documented_mapping(name):
+    fields, _ = OPTIMIZER_CASES[name]
+    lr, k = fields["lr"], 6
+    hp = Hyperparameters(refresh_interval=k, group_size=4, **fields)
+    beta, c_lag, c_now, _, _ = documented_dynamics(name, lr, KAPPA_LAG, KAPPA_NOW, 0.0)
+    report = stability(hp, curvature_lag=KAPPA_LAG, curvature_now=KAPPA_NOW)
+    assert (report.momentum, report.c_lag, report.c_now) == pytest.approx((beta, c_lag, c_now))
+    product = cycle_by_multiplication(beta, c_lag, c_now, k)[0]
+    assert report.spectral_radius == pytest.approx(spectral_radius(product), rel=1e-9)
+    for lag, big_lag in (("mean", (k - 1) / 2), ("paper", float(k))):
+        _, _, _, mass, damping = documented_dynamics(name, lr, KAPPA_LAG, KAPPA_NOW, big_lag)
+        cont = continuum(hp, curvature_lag=KAPPA_LAG, curvature_now=KAPPA_NOW, lag=lag)
+        assert (cont.mass, cont.damping, cont.stiffness) == pytest.approx(
+            (mass, damping, c_lag + c_now)
+        )
+        assert cont.zeta == pytest.approx(damping / (2 * math.sqrt(mass * (c_lag + c_now))))
+    # Exact variance: scipy's Lyapunov solution on the documented cycle system.
+    result = stationary_variance(hp, curvature_lag=KAPPA_LAG, curvature_now=KAPPA_NOW)
+    product, gain = cycle_by_multiplication(beta, c_lag, c_now, k)
+    p0 = scipy.linalg.solve_discrete_lyapunov(product, result.noise_variance * np.outer(gain, gain))
+    phases = [
+        cycle_by_multiplication(beta, c_lag, c_now, j)[0][0]
+        @ p0
+        @ cycle_by_multiplication(beta, c_lag, c_now, j)[0][0]
+        + result.noise_variance * cycle_by_multiplication(beta, c_lag, c_now, j)[1][0] ** 2
+        for j in range(k)
+    ]
+    assert result.exact == pytest.approx(np.mean(phases), rel=1e-9)
+    eta = {"sgd": lr, "heavy_ball": lr * 0.7}.get(name, lr * 0.1 / 0.5)
+    assert result.noise_variance == pytest.approx(eta**2 / 4)
+
+
+def test_from_optimizer_matches_string_form_and_rejects_what_the_model_lacks():
+    opt = gd.Optimizer(kind="adamw", lr=0.01, beta1=0.85, eps=1e-3, weight_decay=0.1)
+    hp = Hyperparameters.from_optimizer(opt, grad_rms=0.4, refresh_interval=3)
+    same = Hyperparameters(
+        lr=0.01,
+        momentum=0.85,
+        optimizer="adamw",
+        adam_preconditioner=0.401,
+        weight_decay=0.1,
+        refresh_interval=3,
+    )
+    assert hp == same
+    dyn = gd.effective_dynamics(opt, kappa_lag=1.0, kappa_now=0.5, grad_rms=0.4)
+    report = stability(hp, curvature_lag=1.0, curvature_now=0.5)
+    assert (report.momentum, report.c_lag, report.c_now) == pytest.approx(
+        (dyn.beta_effective, dyn.c_lag, dyn.c_now), rel=1e-14
+    )
+    heavy = gd.Optimizer(kind="heavy_ball", lr=0.1, momentum=0.7, dampening=0.2)
+    assert Hyperparameters.from_optimizer(heavy) == Hyperparameters(
+        lr=0.1, momentum=0.7, dampening=0.2
+    )
+    sgd = Hyperparameters.from_optimizer(gd.Optimizer(kind="sgd", lr=0.1, weight_decay=0.3))
+    assert sgd.optimizer == "sgd" and sgd.momentum == 0.0 and sgd.weight_decay == 0.3
+    # heavy_ball with momentum 0 is torch SGD (dampening ignored without a buffer).
+    plain = Hyperparameters(lr=0.1, momentum=0.0, dampening=0.5)
+    assert plain.effective_lr == 0.1 and plain.effective_momentum == 0.0
+    with pytest.raises(ValueError, match="grad_rms"):
+        Hyperparameters.from_optimizer(opt)
+    with pytest.raises(ValueError, match="reset_state"):
+        Hyperparameters.from_optimizer(gd.Optimizer(kind="sgd", lr=0.1, reset_state=True))
+    with pytest.raises(ValueError, match="optimizer"):
+        Hyperparameters.from_optimizer("adam", grad_rms=1.0)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------
+# Negative lagged curvature (TRL's k3 KL evaluated at stale samples): c_lag < 0 < c_lag + c_now.
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    beta=st.floats(0.0, 0.9),
+    c_now=st.floats(0.02, 3.0),
+    share=st.floats(0.05, 0.95),
+    k=st.integers(1, 12),
+)
+def test_negative_lagged_curvature_spectrum_matches_simulation(beta, c_now, share, k):
+    c_lag = -share * c_now
+    hp = Hyperparameters(lr=1.0, momentum=beta, refresh_interval=k)
+    report = stability(hp, curvature_lag=c_lag, curvature_now=c_now)
+    product = cycle_by_multiplication(beta, c_lag, c_now, k)[0]
+    reference = spectral_radius(product)
+    assert report.spectral_radius == pytest.approx(reference, rel=1e-8, abs=1e-12)
+    np.testing.assert_allclose(report.transition_matrix, product[:2, :2] + np.array(
+        [[product[0, 2], 0], [product[1, 2], 0]]), rtol=1e-9, atol=1e-12)
+    if abs(math.log(reference)) < 0.02 * k:
+        return  # too close to marginal for a finite simulation to call
+    window = 8 * k
+    # The heavy-ball buffer form with lr 1 is the recurrence itself (state rescaled, log kept).
+    log_abs = torch_optimizer_log_abs(
+        "heavy_ball",
+        lr=1.0,
+        momentum=beta,
+        kappa_lag=c_lag,
+        kappa_now=c_now,
+        refresh_interval=k,
+        steps=60 * window + 400,
+    )
+    rate = log_envelope_rate(log_abs, window)
+    assert (rate < 0) == report.stable
+    assert rate == pytest.approx(math.log(report.decay_rate), rel=0.1, abs=2e-3)
+
+
+def test_negative_lagged_curvature_refresh_stabilises():
+    # The simulator's two-arm k3 case (docs/simulate.md): kappa_lag -0.030, kappa_now 0.340 at
+    # lr 0.5 and heavy ball 0.9; and the beta = 0 closed form r + (1 - r) (1 - c_now)^K.
+    for beta, c_lag, c_now in ((0.9, -0.015, 0.17), (0.0, -0.05, 0.1), (0.5, -0.02, 0.3)):
+        hp = Hyperparameters(lr=1.0, momentum=beta)
+        radii = [
+            stability(
+                hp.with_changes(refresh_interval=k), curvature_lag=c_lag, curvature_now=c_now
+            ).spectral_radius
+            for k in range(1, 13)
+        ]
+        reference = [
+            spectral_radius(cycle_by_multiplication(beta, c_lag, c_now, k)[0]) for k in range(1, 13)
+        ]
+        np.testing.assert_allclose(radii, reference, rtol=1e-9)
+        if beta != 0.5:
+            assert np.all(np.diff(reference) < 0)  # the cycle's spectral radius falls with K
+        else:  # in-cycle ringing (complex step roots) makes the fall non-monotone in K
+            assert reference[-1] < 0.2 * reference[0]
+        assert critical_refresh_interval(hp, curvature_lag=c_lag, curvature_now=c_now,
+                                         max_interval=2000) is None
+        if beta == 0.0:
+            r = -c_lag / c_now
+            closed = [r + (1 - r) * (1 - c_now) ** k for k in range(1, 13)]
+            np.testing.assert_allclose(reference, closed, rtol=1e-12)
+
+
+def test_negative_lagged_curvature_thresholds_delay_and_grid():
+    beta, c_lag, c_now = 0.6, -0.1, 0.5
+    # Learning-rate threshold (both stiffnesses scale with lr) against a direct simulation.
+    hp = Hyperparameters(lr=1.0, momentum=beta, refresh_interval=5)
+    lr_c = critical_learning_rate(hp, curvature_lag=c_lag, curvature_now=c_now)
+    for factor, grows in ((0.97, False), (1.03, True)):
+        x = simulate(beta, factor * lr_c * c_lag, factor * lr_c * c_now, steps=4000,
+                     refresh_interval=5)
+        assert (envelope_rate(x, 100) > 0) == grows
+    for lr in np.linspace(lr_c / 200, lr_c * (1 - 1e-6), 200):
+        assert spectral_radius(cycle_by_multiplication(beta, lr * c_lag, lr * c_now, 5)[0]) < 1
+    onset = oscillation_onset(hp, curvature_lag=c_lag, curvature_now=c_now)
+    assert 0 < onset <= lr_c
+    # Delay model: Eigen / Newton / Schur-Cohn paths against numpy eigvals, D up to 64.
+    rng = np.random.default_rng(11)
+    n = 300
+    betas = rng.uniform(0, 0.95, n)
+    now = np.exp(rng.uniform(np.log(1e-3), np.log(1.5), n))
+    lagged = -rng.uniform(0.05, 0.95, n) * now
+    delays = rng.integers(0, 65, n).astype(float)
+    grid = stability_grid(betas, lagged, delays, c_now=now, lag_model="delay")
+    reference = [
+        spectral_radius(delay_state_matrix(b, cl, cn, int(d)))
+        for b, cl, cn, d in zip(betas, lagged, now, delays)
+    ]
+    np.testing.assert_allclose(grid.spectral_radius, reference, rtol=1e-7, atol=1e-12)
+    refresh = stability_grid(betas, lagged, (delays + 1), c_now=now)
+    reference = [
+        spectral_radius(cycle_by_multiplication(b, cl, cn, int(d + 1))[0])
+        for b, cl, cn, d in zip(betas, lagged, now, delays)
+    ]
+    np.testing.assert_allclose(refresh.spectral_radius, reference, rtol=1e-7, atol=1e-12)
+    d_hp = Hyperparameters(lr=1.0, momentum=0.9)
+    d_c = critical_delay(d_hp, curvature_lag=-0.02, curvature_now=3.9, max_delay=40)
+    radii = [spectral_radius(delay_state_matrix(0.9, -0.02, 3.9, d)) for d in range(41)]
+    unstable = [d for d, r in enumerate(radii) if r >= 1]
+    assert d_c == (unstable[0] if unstable else None)
+
+
+def test_negative_lagged_curvature_continuum_mass_shrinks_damping_grows():
+    hp = Hyperparameters(lr=0.1, momentum=0.5, refresh_interval=9)
+    positive = continuum(hp, curvature_lag=0.5, curvature_now=1.0)
+    negative = continuum(hp, curvature_lag=-0.5, curvature_now=1.0)
+    c, big_lag = 0.05, 4.0
+    assert negative.mass == pytest.approx(0.75 - c * big_lag**2 / 2)
+    assert negative.damping == pytest.approx(0.5 + c * big_lag)
+    assert negative.mass < positive.mass and negative.damping > positive.damping
+    assert negative.stiffness == pytest.approx(0.05) and not negative.first_order_reduction
+    assert negative.regime == ("oscillatory" if negative.zeta < 1 else "overdamped")
+    # Long cycles: c_lag L^2 < -(1 + beta) removes the inertia; first-order reduction.
+    long = continuum(hp.with_changes(refresh_interval=41), curvature_lag=-0.5, curvature_now=1.0)
+    assert long.mass < 0 and long.first_order_reduction
+    assert long.regime == "overdamped" and long.mu == 0 and math.isinf(long.zeta)
+    assert long.tau == pytest.approx(long.damping / long.stiffness)
+    assert long.stationary_variance == pytest.approx(long.temperature / long.stiffness)
+    # Its relaxation time tau is the exact slow relaxation to within a factor 2 (beta 0 case).
+    exact = stability(
+        hp.with_changes(momentum=0.0, refresh_interval=41), curvature_lag=-0.5, curvature_now=1.0
+    )
+    first = continuum(
+        hp.with_changes(momentum=0.0, refresh_interval=41), curvature_lag=-0.5, curvature_now=1.0
+    )
+    assert 0.5 < first.tau / exact.relaxation_steps < 2.0

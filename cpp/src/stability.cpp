@@ -163,7 +163,9 @@ void delay_dominant(double momentum, double c_lag, double c_now, long delay, cpl
     const double mass = 0.5 * (1.0 + momentum) + 0.5 * c_lag * d * d;
     const double damping = (1.0 - momentum) - c_lag * d;
     const cplx root_disc = std::sqrt(cplx(damping * damping - 4.0 * mass * (c_lag + c_now), 0.0));
-    newton_from(std::exp((-damping + root_disc) / (2.0 * mass)));
+    // A negative c_lag can remove the continuum's inertia (mass <= 0): use its first-order root.
+    if (mass > 0.0) newton_from(std::exp((-damping + root_disc) / (2.0 * mass)));
+    else if (damping > 0.0) newton_from(std::exp(-(c_lag + c_now) / damping));
     newton_from(q_root);
     if (verified()) return;
   }
@@ -494,9 +496,10 @@ double critical_scale(const LinearModel& model, const std::string& criterion, do
     throw std::invalid_argument("criterion must be 'unstable' or 'oscillatory', got '" + criterion + "'");
   if (!(scan_ratio > 1.0) || !(scan_ratio <= 2.0))
     throw std::invalid_argument("scan_ratio must be in (1, 2]");
+  // c_lag may be negative (k3 KL at stale samples) as long as the total restoring force is positive.
   const double total = model.c_lag + model.c_now;
-  if (!(total > 0.0) || model.c_lag < 0.0 || model.c_now < 0.0)
-    throw std::invalid_argument("c_lag and c_now must be >= 0 with c_lag + c_now > 0");
+  if (!(total > 0.0) || model.c_now < 0.0)
+    throw std::invalid_argument("c_lag + c_now must be > 0 and c_now >= 0 (c_lag may be negative)");
   const auto holds = [&](double scale) {
     LinearModel scaled = model;
     scaled.c_lag = scale * model.c_lag;

@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core
+from . import objectives as _objectives
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -47,7 +48,8 @@ __all__ = [
     "plot_phase_diagram",
 ]
 
-Optimizer = Literal["heavy_ball", "adam"]
+OptimizerName = Literal["sgd", "heavy_ball", "adam", "adamw"]
+_OPTIMIZER_NAMES = ("sgd", "heavy_ball", "adam", "adamw")
 LagConvention = Literal["mean", "paper"]
 LagModel = Literal["refresh", "delay"]
 
@@ -81,13 +83,22 @@ def _finite(name: str, value: object) -> float:
 class Hyperparameters:
     """GRPO optimizer and sampling settings that enter the linear model (docs/stability.md).
 
-    lr: learning rate eta (> 0). momentum: heavy-ball coefficient, or Adam beta1, in [0, 1).
+    lr: learning rate eta (> 0). momentum: heavy-ball coefficient, or Adam beta1, in [0, 1)
+    (must be 0 for "sgd").
     refresh_interval: optimizer steps per batch of rollouts, K >= 1 (on-policy: 1).
     delay: staleness D >= 0 of asynchronous rollouts (exclusive with refresh_interval > 1).
     group_size: completions per prompt G >= 1. batch_prompts: prompts per step B >= 1.
-    optimizer: "heavy_ball" (PyTorch SGD momentum, dampening 0: eta_eff = lr) or "adam" (frozen
-    preconditioner s: eta_eff = lr (1 - momentum) / adam_preconditioner).
-    adam_preconditioner: s = sqrt(v_hat) + eps along the mean-field direction (> 0; Adam only).
+    optimizer (PyTorch semantics; docs/stability.md "Optimizers"):
+      "sgd"         theta -= lr g                                   (beta 0, eta_eff = lr)
+      "heavy_ball"  torch SGD with momentum and dampening d         (eta_eff = lr (1 - d))
+      "adam"        frozen preconditioner s, coupled L2 decay        (eta_eff = lr (1 - beta1) / s)
+      "adamw"       as adam with decoupled decay theta *= 1 - lr weight_decay
+                    (beta_eff = beta1 (1 - lr weight_decay), extra c_now = lr weight_decay (1 - beta1))
+    adam_preconditioner: s = sqrt(v_hat) + eps along the mean-field direction (> 0; Adam family).
+    dampening: heavy-ball dampening d in [0, 1) (heavy_ball only).
+    weight_decay: lambda >= 0 (1/lr units for adamw; coupled L2 for the others), a
+      current-parameter stiffness c_now = eta_eff lambda (coupled) added to the curvature's.
+    The mapping is objectives.effective_dynamics (one source of truth); see also from_optimizer.
     """
 
     lr: float
@@ -96,8 +107,10 @@ class Hyperparameters:
     delay: int = 0
     group_size: int = 8
     batch_prompts: int = 1
-    optimizer: Optimizer = "heavy_ball"
+    optimizer: OptimizerName = "heavy_ball"
     adam_preconditioner: float = 1.0
+    dampening: float = 0.0
+    weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
         lr = _finite("lr", self.lr)
@@ -115,11 +128,32 @@ class Hyperparameters:
             )
         group_size = _positive_int("group_size", self.group_size, 1)
         batch_prompts = _positive_int("batch_prompts", self.batch_prompts, 1)
-        if self.optimizer not in ("heavy_ball", "adam"):
-            raise ValueError(f"optimizer must be 'heavy_ball' or 'adam', got {self.optimizer!r}")
+        if self.optimizer not in _OPTIMIZER_NAMES:
+            raise ValueError(
+                f"optimizer must be one of {_OPTIMIZER_NAMES}, got {self.optimizer!r}"
+            )
+        if self.optimizer == "sgd" and momentum != 0.0:
+            raise ValueError(
+                f"momentum must be 0 for optimizer='sgd' (use 'heavy_ball'), got {momentum}"
+            )
         preconditioner = _finite("adam_preconditioner", self.adam_preconditioner)
         if preconditioner <= 0.0:
             raise ValueError(f"adam_preconditioner must be > 0, got {preconditioner}")
+        dampening = _finite("dampening", self.dampening)
+        if not 0.0 <= dampening < 1.0:
+            raise ValueError(f"dampening must be in [0, 1), got {dampening}")
+        if dampening != 0.0 and self.optimizer != "heavy_ball":
+            raise ValueError(
+                f"dampening must be 0 unless optimizer='heavy_ball', got {dampening}"
+            )
+        weight_decay = _finite("weight_decay", self.weight_decay)
+        if weight_decay < 0.0:
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+        if self.optimizer == "adamw" and lr * weight_decay >= 1.0:
+            # theta *= 1 - lr weight_decay must keep its sign for the decay to be a decay.
+            raise ValueError(
+                f"weight_decay must satisfy lr * weight_decay < 1 for adamw, got {lr * weight_decay}"
+            )
         # Store normalised Python scalars (numpy integers, 0-d arrays) so results are hashable.
         for name, value in (
             ("lr", lr),
@@ -129,20 +163,116 @@ class Hyperparameters:
             ("group_size", group_size),
             ("batch_prompts", batch_prompts),
             ("adam_preconditioner", preconditioner),
+            ("dampening", dampening),
+            ("weight_decay", weight_decay),
         ):
             object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_optimizer(
+        cls,
+        optimizer: _objectives.Optimizer,
+        *,
+        grad_rms: float | None = None,
+        refresh_interval: int = 1,
+        delay: int = 0,
+        group_size: int = 8,
+        batch_prompts: int = 1,
+    ) -> Hyperparameters:
+        """Hyperparameters of an objectives.Optimizer (docs/stability.md "Optimizers").
+
+        grad_rms: sqrt(v_hat) along the mean-field direction (gradient units), required for
+        adam/adamw; the frozen preconditioner is grad_rms + optimizer.eps. beta2 only sets how
+        fast v_hat tracks grad_rms and does not enter the linear model. max_grad_norm is
+        accepted (clipping is inactive for the small deviations the linear model describes);
+        reset_state=True is not a linear time-invariant update and is rejected.
+        """
+        if not isinstance(optimizer, _objectives.Optimizer):
+            raise ValueError(
+                f"optimizer must be an objectives.Optimizer, got {type(optimizer).__name__}"
+            )
+        if optimizer.reset_state:
+            raise ValueError(
+                "reset_state must be False: resetting the optimizer state at every refresh "
+                "is not described by the linear model"
+            )
+        common = {
+            "lr": optimizer.lr,
+            "refresh_interval": refresh_interval,
+            "delay": delay,
+            "group_size": group_size,
+            "batch_prompts": batch_prompts,
+            "optimizer": optimizer.kind,
+            "weight_decay": optimizer.weight_decay,
+        }
+        if optimizer.kind in ("adam", "adamw"):
+            if grad_rms is None:
+                raise ValueError("grad_rms is required for adam/adamw (sqrt(v_hat))")
+            rms = _finite("grad_rms", grad_rms)
+            if rms < 0.0:
+                raise ValueError(f"grad_rms must be >= 0, got {rms}")
+            return cls(
+                momentum=optimizer.beta1, adam_preconditioner=rms + optimizer.eps, **common
+            )
+        if optimizer.kind == "heavy_ball":
+            return cls(momentum=optimizer.momentum, dampening=optimizer.dampening, **common)
+        return cls(momentum=0.0, **common)
+
+    def to_optimizer(self) -> _objectives.Optimizer:
+        """The objectives.Optimizer this describes (Adam family: eps = 0, the preconditioner
+        adam_preconditioner is passed as grad_rms to objectives.effective_dynamics)."""
+        kind: str = self.optimizer
+        if kind == "heavy_ball" and self.momentum == 0.0:
+            kind = "sgd"  # torch SGD ignores dampening without momentum
+        if kind in ("adam", "adamw"):
+            return _objectives.Optimizer(
+                kind=kind,  # type: ignore[arg-type]
+                lr=self.lr,
+                beta1=self.momentum,
+                eps=0.0,
+                weight_decay=self.weight_decay,
+            )
+        return _objectives.Optimizer(
+            kind=kind,  # type: ignore[arg-type]
+            lr=self.lr,
+            momentum=self.momentum,
+            dampening=self.dampening if kind == "heavy_ball" else 0.0,
+            weight_decay=self.weight_decay,
+        )
+
+    def dynamics(
+        self, kappa_lag: float = 0.0, kappa_now: float = 0.0, lag: float = 0.0
+    ) -> _objectives.EffectiveDynamics:
+        """objectives.effective_dynamics of this optimizer: beta_effective, eta_effective, c_lag,
+        c_now (weight decay included), mass, damping, stiffness at effective lag L (steps)."""
+        grad_rms = self.adam_preconditioner if self.optimizer in ("adam", "adamw") else None
+        return _objectives.effective_dynamics(
+            self.to_optimizer(),
+            kappa_lag=kappa_lag,
+            kappa_now=kappa_now,
+            lag=lag,
+            grad_rms=grad_rms,
+        )
 
     @property
     def effective_lr(self) -> float:
         """eta_eff: the step size multiplying the gradient in the heavy-ball form (MODEL.md s.2)."""
-        return self.effective_lr_per_unit_lr * self.lr
+        return self.dynamics().eta_effective
+
+    @property
+    def effective_momentum(self) -> float:
+        """beta_eff of the heavy-ball form: momentum, except adamw's beta1 (1 - lr weight_decay)."""
+        return self.dynamics().beta_effective
+
+    @property
+    def weight_decay_stiffness(self) -> float:
+        """c_now contributed by weight decay (dimensionless, per step)."""
+        return self.dynamics().c_now
 
     @property
     def effective_lr_per_unit_lr(self) -> float:
-        """d eta_eff / d lr (eta_eff is proportional to lr for both optimizers)."""
-        if self.optimizer == "adam":
-            return (1.0 - self.momentum) / self.adam_preconditioner
-        return 1.0
+        """d eta_eff / d lr (eta_eff is proportional to lr for every optimizer)."""
+        return self.effective_lr / self.lr
 
     @property
     def lag_model(self) -> Literal["on_policy", "refresh", "delay"]:
@@ -175,12 +305,13 @@ def _curvature_split(
         )
     kappa_lag = 0.0 if curvature_lag is None else _finite("curvature_lag", curvature_lag)
     kappa_now = 0.0 if curvature_now is None else _finite("curvature_now", curvature_now)
-    if kappa_lag < 0.0:
-        raise ValueError(f"curvature_lag must be >= 0, got {kappa_lag}")
+    # curvature_lag may be negative (TRL's k3 KL at stale samples): only the total must restore.
     if kappa_now < 0.0:
         raise ValueError(f"curvature_now must be >= 0, got {kappa_now}")
     if kappa_lag + kappa_now <= 0.0:
-        raise ValueError("curvature_lag + curvature_now must be > 0")
+        raise ValueError(
+            f"curvature_lag + curvature_now must be > 0, got {kappa_lag} + {kappa_now}"
+        )
     return kappa_lag, kappa_now
 
 
@@ -209,6 +340,10 @@ class ContinuumPrediction:
     (rad/step), zeta (-), tau = gamma / k (steps), mu = m k / gamma^2 (-), temperature T
     (reward^2, per unit gradient_std^2 if that was 1), stationary_variance = T / k (reward^2).
     tau and mu are the closed-form trajectory parameters (trajectory module, MODEL.md s.5).
+    first_order_reduction: True when mass <= 0 (only possible for a negative c_lag, c_lag L^2 <=
+    -(1 + beta)): the second-order expansion has lost its inertia, so the report is that of the
+    first-order part gamma x' + k x = F (omega0 NaN, zeta inf, mu 0, regime "overdamped"; tau,
+    T and T / k unchanged). docs/stability.md "Negative lagged curvature".
     """
 
     mass: float
@@ -223,6 +358,7 @@ class ContinuumPrediction:
     regime: str
     effective_lag: float
     lag_convention: str
+    first_order_reduction: bool = False
 
     @property
     def stable(self) -> bool:
@@ -242,6 +378,9 @@ def continuum(
 
     lag: effective lag L of the refresh model, "mean" (K - 1) / 2 or "paper" K (delay: L = D).
     gradient_std: per-completion gradient noise std along the mean-field direction (sets T).
+    The optimizer enters through objectives.effective_dynamics: mass and damping use its
+    beta_effective, the stiffness includes weight decay's c_now. curvature_lag may be negative
+    (total > 0): mass then shrinks and damping grows (see ContinuumPrediction).
     An approximation: the exact discrete answer is stability(); docs/stability.md compares them.
     """
     kappa_lag, kappa_now = _curvature_split(curvature, curvature_lag, curvature_now)
@@ -249,20 +388,23 @@ def continuum(
     if sigma < 0.0:
         raise ValueError(f"gradient_std must be >= 0, got {sigma}")
     big_lag = _effective_lag(hp, lag)
-    eta_eff = hp.effective_lr
-    c_lag, c_now = eta_eff * kappa_lag, eta_eff * kappa_now
-    beta = hp.momentum
-    mass = (1.0 + beta) / 2.0 + c_lag * big_lag**2 / 2.0  # momentum supplies the inertia
-    damping = (1.0 - beta) - c_lag * big_lag  # lag erodes the damping
-    stiffness = c_lag + c_now
-    omega0 = math.sqrt(stiffness / mass)
-    zeta = damping / (2.0 * math.sqrt(mass * stiffness))
+    dyn = hp.dynamics(kappa_lag, kappa_now, big_lag)  # mass, damping, stiffness: MODEL.md s.4
+    eta_eff = dyn.eta_effective
+    mass, damping, stiffness = dyn.mass, dyn.damping, dyn.stiffness
+    first_order = mass <= 0.0
+    if first_order:
+        omega0, zeta, mu = math.nan, math.inf, 0.0
+    else:
+        omega0 = math.sqrt(stiffness / mass)
+        zeta = damping / (2.0 * math.sqrt(mass * stiffness))
+        mu = mass * stiffness / damping**2 if damping != 0.0 else math.inf
     tau = damping / stiffness
-    mu = mass * stiffness / damping**2 if damping != 0.0 else math.inf
     noise = eta_eff**2 * sigma**2 / (hp.batch_prompts * hp.group_size)
     temperature = noise / (2.0 * damping) if damping > 0.0 else math.inf
     if damping <= 0.0:
         regime = "unstable"
+    elif first_order:
+        regime = "overdamped"
     elif zeta < 1.0:
         regime = "oscillatory"
     elif zeta == 1.0:
@@ -282,6 +424,7 @@ def continuum(
         regime=regime,
         effective_lag=big_lag,
         lag_convention=lag,
+        first_order_reduction=first_order,
     )
 
 
@@ -294,6 +437,8 @@ class StabilityReport:
     step otherwise); decay_rate = rho^(1/steps_per_map) per optimizer step; margin = 1 -
     decay_rate (> 0 iff stable); relaxation_steps = -1 / ln(decay_rate) (e-folding time, steps).
     regime: "overdamped" | "oscillatory" | "unstable" (exact). continuum.regime: the approximation.
+    momentum, c_lag, c_now: the heavy-ball form's beta_eff and step stiffnesses that were analysed
+    (weight decay is part of c_now; adamw's decoupled decay lowers beta_eff).
     """
 
     spectral_radius: float
@@ -307,6 +452,7 @@ class StabilityReport:
     c_now: float
     continuum: ContinuumPrediction
     exact_source: str = field(default="discrete model (exact)")
+    momentum: float = math.nan
 
     @property
     def stable(self) -> bool:
@@ -325,14 +471,17 @@ class StabilityReport:
         return -1.0 / math.log(self.decay_rate)
 
 
-def _step_stiffness(
+def _linear_model(
     hp: Hyperparameters,
     curvature: float | None,
     curvature_lag: float | None,
     curvature_now: float | None,
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
+    """(beta_eff, c_lag, c_now) of MODEL.md s.3 via objectives.effective_dynamics (weight decay
+    included in c_now, adamw's decay in beta_eff)."""
     kappa_lag, kappa_now = _curvature_split(curvature, curvature_lag, curvature_now)
-    return hp.effective_lr * kappa_lag, hp.effective_lr * kappa_now
+    dyn = hp.dynamics(kappa_lag, kappa_now)
+    return dyn.beta_effective, dyn.c_lag, dyn.c_now
 
 
 def stability(
@@ -348,12 +497,10 @@ def stability(
     Eigenvalues are those of the 2x2 refresh-cycle matrix (refresh, on-policy) or of the
     (D+1)x(D+1) delay companion matrix, computed with Eigen; `lag` only affects the continuum.
     """
-    c_lag, c_now = _step_stiffness(hp, curvature, curvature_lag, curvature_now)
+    beta, c_lag, c_now = _linear_model(hp, curvature, curvature_lag, curvature_now)
     lag_model, lag_steps = _core_lag(hp)
-    spec = _core.stability_spectrum(hp.momentum, c_lag, c_now, lag_model, lag_steps)
-    matrix = np.asarray(
-        _core.stability_transition_matrix(hp.momentum, c_lag, c_now, lag_model, lag_steps)
-    )
+    spec = _core.stability_spectrum(beta, c_lag, c_now, lag_model, lag_steps)
+    matrix = np.asarray(_core.stability_transition_matrix(beta, c_lag, c_now, lag_model, lag_steps))
     return StabilityReport(
         spectral_radius=float(spec["spectral_radius"]),
         decay_rate=float(spec["decay_rate"]),
@@ -364,6 +511,7 @@ def stability(
         steps_per_map=lag_steps if lag_model == "refresh" else 1,
         c_lag=c_lag,
         c_now=c_now,
+        momentum=beta,
         continuum=continuum(
             hp, curvature, curvature_lag=curvature_lag, curvature_now=curvature_now, lag=lag
         ),
@@ -389,8 +537,8 @@ def critical_refresh_interval(
             "delay must be 0 for critical_refresh_interval (refresh and delay do not combine)"
         )
     max_interval = _positive_int("max_interval", max_interval, 1)
-    c_lag, c_now = _step_stiffness(hp, curvature, curvature_lag, curvature_now)
-    k = int(_core.critical_refresh_interval(hp.momentum, c_lag, c_now, max_interval))
+    beta, c_lag, c_now = _linear_model(hp, curvature, curvature_lag, curvature_now)
+    k = int(_core.critical_refresh_interval(beta, c_lag, c_now, max_interval))
     return k if k > 0 else None
 
 
@@ -411,8 +559,8 @@ def critical_delay(
             "refresh_interval must be 1 for critical_delay (refresh and delay do not combine)"
         )
     max_delay = _positive_int("max_delay", max_delay, 0)
-    c_lag, c_now = _step_stiffness(hp, curvature, curvature_lag, curvature_now)
-    d = int(_core.critical_delay(hp.momentum, c_lag, c_now, max_delay))
+    beta, c_lag, c_now = _linear_model(hp, curvature, curvature_lag, curvature_now)
+    d = int(_core.critical_delay(beta, c_lag, c_now, max_delay))
     return d if d >= 0 else None
 
 
@@ -428,19 +576,89 @@ def _critical_lr(
     if not 1.0 < ratio <= 2.0:
         raise ValueError(f"scan_ratio must be in (1, 2], got {ratio}")
     kappa_lag, kappa_now = _curvature_split(curvature, curvature_lag, curvature_now)
-    per_lr = hp.effective_lr_per_unit_lr  # c is proportional to lr: scan the common scale
     lag_model, lag_steps = _core_lag(hp)
+    if hp.optimizer == "adamw" and hp.weight_decay > 0.0:
+        # beta_eff = beta1 (1 - lr lambda) moves with lr: no common stiffness scale to scan.
+        return _critical_lr_scan(hp, kappa_lag, kappa_now, lag_model, lag_steps, criterion, ratio)
+    dyn = hp.dynamics(kappa_lag, kappa_now)  # c_lag and c_now are proportional to lr here
     return float(
         _core.critical_scale(
-            hp.momentum,
-            per_lr * kappa_lag,
-            per_lr * kappa_now,
+            dyn.beta_effective,
+            dyn.c_lag / hp.lr,
+            dyn.c_now / hp.lr,
             lag_model,
             lag_steps,
             criterion,
             ratio,
         )
     )
+
+
+def _criterion_holds(
+    hp: Hyperparameters,
+    kappa_lag: float,
+    kappa_now: float,
+    lrs: NDArray[np.float64],
+    lag_model: str,
+    lag_steps: int,
+    criterion: str,
+) -> NDArray[np.bool_]:
+    """Whether each lr is unstable (or not overdamped) for hp with that lr (exact grid)."""
+    models = [hp.with_changes(lr=float(lr)).dynamics(kappa_lag, kappa_now) for lr in lrs]
+    codes = np.asarray(
+        _core.stability_grid(
+            np.array([m.beta_effective for m in models]),
+            np.array([m.c_lag for m in models]),
+            np.array([m.c_now for m in models]),
+            np.full(len(models), float(lag_steps)),
+            lag_model,
+            1,
+        )["regime_code"]
+    )
+    return codes == 2 if criterion == "unstable" else codes != 0
+
+
+def _critical_lr_scan(
+    hp: Hyperparameters,
+    kappa_lag: float,
+    kappa_now: float,
+    lag_model: str,
+    lag_steps: int,
+    criterion: str,
+    ratio: float,
+) -> float:
+    """Scan + bisection in lr itself (adamw with decay): geometric scan from total c = 1e-9 up
+    to lr = 1 / weight_decay, then bisection of the first bracket to relative 1e-13. Returns
+    1 / weight_decay (the largest lr the decoupled decay allows) if the criterion never holds."""
+    lr_cap = 1.0 / hp.weight_decay
+    here = hp.dynamics(kappa_lag, kappa_now)
+    total_per_lr = (here.c_lag + here.c_now) / hp.lr
+    lower = min(1e-9 / total_per_lr, 0.5 * lr_cap)
+
+    def holds(lrs: NDArray[np.float64]) -> NDArray[np.bool_]:
+        return _criterion_holds(hp, kappa_lag, kappa_now, lrs, lag_model, lag_steps, criterion)
+
+    if holds(np.array([lower]))[0]:
+        return 0.0
+    chunk = 256
+    while True:
+        lrs = lower * ratio ** np.arange(1, chunk + 1)
+        lrs = lrs[lrs < lr_cap]
+        if lrs.size == 0:
+            return lr_cap
+        hits = np.flatnonzero(holds(lrs))
+        if hits.size:
+            upper = float(lrs[hits[0]])
+            lower = float(lrs[hits[0] - 1]) if hits[0] > 0 else lower
+            break
+        lower = float(lrs[-1])
+    while upper - lower > 1e-13 * upper:
+        mid = 0.5 * (lower + upper)
+        if holds(np.array([mid]))[0]:
+            upper = mid
+        else:
+            lower = mid
+    return upper
 
 
 def critical_learning_rate(
@@ -485,14 +703,14 @@ def oscillation_onset(
             f"vary must be 'learning_rate', 'refresh_interval' or 'delay', got {vary!r}"
         )
     max_steps = _positive_int("max_steps", max_steps, 1)
-    c_lag, c_now = _step_stiffness(hp, curvature, curvature_lag, curvature_now)
+    beta, c_lag, c_now = _linear_model(hp, curvature, curvature_lag, curvature_now)
     lag_model = "refresh" if vary == "refresh_interval" else "delay"
     first = 1 if lag_model == "refresh" else 0
     chunk = 256
     for start in range(first, max_steps + 1, chunk):
         steps = np.arange(start, min(start + chunk, max_steps + 1), dtype=np.float64)
         codes = _core.stability_grid(
-            np.full(steps.size, hp.momentum),
+            np.full(steps.size, beta),
             np.full(steps.size, c_lag),
             np.full(steps.size, c_now),
             steps,
@@ -539,11 +757,9 @@ def stationary_variance(
     sigma = _finite("gradient_std", gradient_std)
     if sigma < 0.0:
         raise ValueError(f"gradient_std must be >= 0, got {sigma}")
-    c_lag, c_now = _step_stiffness(hp, curvature, curvature_lag, curvature_now)
+    beta, c_lag, c_now = _linear_model(hp, curvature, curvature_lag, curvature_now)
     lag_model, lag_steps = _core_lag(hp)
-    unit_mean, unit_phase = _core.stationary_variance_unit(
-        hp.momentum, c_lag, c_now, lag_model, lag_steps
-    )
+    unit_mean, unit_phase = _core.stationary_variance_unit(beta, c_lag, c_now, lag_model, lag_steps)
     noise = hp.effective_lr**2 * sigma**2 / (hp.batch_prompts * hp.group_size)
     cont = continuum(
         hp,

@@ -28,7 +28,7 @@ LagModel parse_lag_model(const std::string& name);
 // One point of the linear model, all dimensionless (c = eta_eff * curvature).
 struct LinearModel {
   double momentum = 0.0;  // beta in [0, 1)
-  double c_lag = 0.0;     // stiffness of the stale (rollout-computed) force
+  double c_lag = 0.0;     // stiffness of the stale (rollout-computed) force; may be < 0 (k3 KL)
   double c_now = 0.0;     // stiffness of the force evaluated at the current parameters
   LagModel lag_model = LagModel::refresh;
   long lag_steps = 1;     // refresh interval K >= 1, or delay D >= 0
@@ -103,6 +103,7 @@ long critical_delay(double momentum, double c_lag, double c_now, long max_delay)
 // which the criterion first holds ("unstable": rho >= 1; "oscillatory": regime is not overdamped),
 // located by a geometric scan with ratio scan_ratio from s where s (c_lag + c_now) = 1e-9, then
 // bisection to relative 1e-13. Infinity if the criterion never holds up to s (c_lag + c_now) = 1e9.
+// Requires c_lag + c_now > 0 and c_now >= 0; c_lag itself may be negative.
 double critical_scale(const LinearModel& model, const std::string& criterion, double scan_ratio);
 
 // Grid evaluation (one fast_spectrum per point), parallel over contiguous chunks of points:
