@@ -927,8 +927,9 @@ def test_optimizer_refresh_threshold_and_rate_by_direct_optimizer_simulation(nam
         rate = log_envelope_rate(log_abs, window)
         assert (rate < 0) == (k < k_c)
         # The measured per-step rate is the exact log decay rate (not just its sign).
-        assert rate == pytest.approx(math.log(report.decay_rate), abs=0.1 * abs(math.log(
-            report.decay_rate)) + 2e-4)
+        assert rate == pytest.approx(
+            math.log(report.decay_rate), abs=0.1 * abs(math.log(report.decay_rate)) + 2e-4
+        )
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZER_CASES))
@@ -955,6 +956,12 @@ def test_adamw_critical_learning_rate_is_capped_by_the_decoupled_decay():
     for lr in np.linspace(cap / 200, cap * (1 - 1e-9), 200):
         beta, c_lag, c_now, _, _ = documented_dynamics("adamw", lr, KAPPA_LAG, KAPPA_NOW, 0.0)
         assert spectral_radius(cycle_by_multiplication(beta, c_lag, c_now, 4)[0]) < 1
+    # Negligible decay: the lr scan (Python) agrees with the compiled common-scale scan (adam).
+    tiny = hp.with_changes(weight_decay=1e-300, refresh_interval=6)
+    assert critical_learning_rate(tiny, curvature_lag=KAPPA_LAG) == pytest.approx(
+        critical_learning_rate(tiny.with_changes(optimizer="adam"), curvature_lag=KAPPA_LAG),
+        rel=1e-11,
+    )
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZER_CASES))
@@ -1042,8 +1049,12 @@ def test_negative_lagged_curvature_spectrum_matches_simulation(beta, c_now, shar
     product = cycle_by_multiplication(beta, c_lag, c_now, k)[0]
     reference = spectral_radius(product)
     assert report.spectral_radius == pytest.approx(reference, rel=1e-8, abs=1e-12)
-    np.testing.assert_allclose(report.transition_matrix, product[:2, :2] + np.array(
-        [[product[0, 2], 0], [product[1, 2], 0]]), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        report.transition_matrix,
+        product[:2, :2] + np.array([[product[0, 2], 0], [product[1, 2], 0]]),
+        rtol=1e-9,
+        atol=1e-12,
+    )
     if abs(math.log(reference)) < 0.02 * k:
         return  # too close to marginal for a finite simulation to call
     window = 8 * k
@@ -1081,8 +1092,12 @@ def test_negative_lagged_curvature_refresh_stabilises():
             assert np.all(np.diff(reference) < 0)  # the cycle's spectral radius falls with K
         else:  # in-cycle ringing (complex step roots) makes the fall non-monotone in K
             assert reference[-1] < 0.2 * reference[0]
-        assert critical_refresh_interval(hp, curvature_lag=c_lag, curvature_now=c_now,
-                                         max_interval=2000) is None
+        assert (
+            critical_refresh_interval(
+                hp, curvature_lag=c_lag, curvature_now=c_now, max_interval=2000
+            )
+            is None
+        )
         if beta == 0.0:
             r = -c_lag / c_now
             closed = [r + (1 - r) * (1 - c_now) ** k for k in range(1, 13)]
@@ -1095,8 +1110,9 @@ def test_negative_lagged_curvature_thresholds_delay_and_grid():
     hp = Hyperparameters(lr=1.0, momentum=beta, refresh_interval=5)
     lr_c = critical_learning_rate(hp, curvature_lag=c_lag, curvature_now=c_now)
     for factor, grows in ((0.97, False), (1.03, True)):
-        x = simulate(beta, factor * lr_c * c_lag, factor * lr_c * c_now, steps=4000,
-                     refresh_interval=5)
+        x = simulate(
+            beta, factor * lr_c * c_lag, factor * lr_c * c_now, steps=4000, refresh_interval=5
+        )
         assert (envelope_rate(x, 100) > 0) == grows
     for lr in np.linspace(lr_c / 200, lr_c * (1 - 1e-6), 200):
         assert spectral_radius(cycle_by_multiplication(beta, lr * c_lag, lr * c_now, 5)[0]) < 1
@@ -1112,13 +1128,13 @@ def test_negative_lagged_curvature_thresholds_delay_and_grid():
     grid = stability_grid(betas, lagged, delays, c_now=now, lag_model="delay")
     reference = [
         spectral_radius(delay_state_matrix(b, cl, cn, int(d)))
-        for b, cl, cn, d in zip(betas, lagged, now, delays)
+        for b, cl, cn, d in zip(betas, lagged, now, delays, strict=True)
     ]
     np.testing.assert_allclose(grid.spectral_radius, reference, rtol=1e-7, atol=1e-12)
     refresh = stability_grid(betas, lagged, (delays + 1), c_now=now)
     reference = [
         spectral_radius(cycle_by_multiplication(b, cl, cn, int(d + 1))[0])
-        for b, cl, cn, d in zip(betas, lagged, now, delays)
+        for b, cl, cn, d in zip(betas, lagged, now, delays, strict=True)
     ]
     np.testing.assert_allclose(refresh.spectral_radius, reference, rtol=1e-7, atol=1e-12)
     d_hp = Hyperparameters(lr=1.0, momentum=0.9)

@@ -18,7 +18,7 @@ import math
 import operator
 import os
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -93,7 +93,7 @@ class Hyperparameters:
       "heavy_ball"  torch SGD with momentum and dampening d         (eta_eff = lr (1 - d))
       "adam"        frozen preconditioner s, coupled L2 decay        (eta_eff = lr (1 - beta1) / s)
       "adamw"       as adam with decoupled decay theta *= 1 - lr weight_decay
-                    (beta_eff = beta1 (1 - lr weight_decay), extra c_now = lr weight_decay (1 - beta1))
+                    (beta_eff = beta1 (1 - lr weight_decay), c_now += lr weight_decay (1 - beta1))
     adam_preconditioner: s = sqrt(v_hat) + eps along the mean-field direction (> 0; Adam family).
     dampening: heavy-ball dampening d in [0, 1) (heavy_ball only).
     weight_decay: lambda >= 0 (1/lr units for adamw; coupled L2 for the others), a
@@ -129,9 +129,7 @@ class Hyperparameters:
         group_size = _positive_int("group_size", self.group_size, 1)
         batch_prompts = _positive_int("batch_prompts", self.batch_prompts, 1)
         if self.optimizer not in _OPTIMIZER_NAMES:
-            raise ValueError(
-                f"optimizer must be one of {_OPTIMIZER_NAMES}, got {self.optimizer!r}"
-            )
+            raise ValueError(f"optimizer must be one of {_OPTIMIZER_NAMES}, got {self.optimizer!r}")
         if self.optimizer == "sgd" and momentum != 0.0:
             raise ValueError(
                 f"momentum must be 0 for optimizer='sgd' (use 'heavy_ball'), got {momentum}"
@@ -143,16 +141,15 @@ class Hyperparameters:
         if not 0.0 <= dampening < 1.0:
             raise ValueError(f"dampening must be in [0, 1), got {dampening}")
         if dampening != 0.0 and self.optimizer != "heavy_ball":
-            raise ValueError(
-                f"dampening must be 0 unless optimizer='heavy_ball', got {dampening}"
-            )
+            raise ValueError(f"dampening must be 0 unless optimizer='heavy_ball', got {dampening}")
         weight_decay = _finite("weight_decay", self.weight_decay)
         if weight_decay < 0.0:
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
         if self.optimizer == "adamw" and lr * weight_decay >= 1.0:
             # theta *= 1 - lr weight_decay must keep its sign for the decay to be a decay.
             raise ValueError(
-                f"weight_decay must satisfy lr * weight_decay < 1 for adamw, got {lr * weight_decay}"
+                f"weight_decay must satisfy lr * weight_decay < 1 for adamw, "
+                f"got {lr * weight_decay}"
             )
         # Store normalised Python scalars (numpy integers, 0-d arrays) so results are hashable.
         for name, value in (
@@ -196,7 +193,7 @@ class Hyperparameters:
                 "reset_state must be False: resetting the optimizer state at every refresh "
                 "is not described by the linear model"
             )
-        common = {
+        common: dict[str, Any] = {
             "lr": optimizer.lr,
             "refresh_interval": refresh_interval,
             "delay": delay,
@@ -211,9 +208,7 @@ class Hyperparameters:
             rms = _finite("grad_rms", grad_rms)
             if rms < 0.0:
                 raise ValueError(f"grad_rms must be >= 0, got {rms}")
-            return cls(
-                momentum=optimizer.beta1, adam_preconditioner=rms + optimizer.eps, **common
-            )
+            return cls(momentum=optimizer.beta1, adam_preconditioner=rms + optimizer.eps, **common)
         if optimizer.kind == "heavy_ball":
             return cls(momentum=optimizer.momentum, dampening=optimizer.dampening, **common)
         return cls(momentum=0.0, **common)
@@ -629,11 +624,13 @@ def _critical_lr_scan(
 ) -> float:
     """Scan + bisection in lr itself (adamw with decay): geometric scan from total c = 1e-9 up
     to lr = 1 / weight_decay, then bisection of the first bracket to relative 1e-13. Returns
-    1 / weight_decay (the largest lr the decoupled decay allows) if the criterion never holds."""
+    1 / weight_decay (the largest lr the decoupled decay allows) if the criterion never holds
+    below it, inf if it never holds up to total c = 1e9 (as the compiled scan)."""
     lr_cap = 1.0 / hp.weight_decay
     here = hp.dynamics(kappa_lag, kappa_now)
     total_per_lr = (here.c_lag + here.c_now) / hp.lr
     lower = min(1e-9 / total_per_lr, 0.5 * lr_cap)
+    scan_limit = 1e9 / total_per_lr  # as the compiled scan: inf if nothing up to total c = 1e9
 
     def holds(lrs: NDArray[np.float64]) -> NDArray[np.bool_]:
         return _criterion_holds(hp, kappa_lag, kappa_now, lrs, lag_model, lag_steps, criterion)
@@ -642,10 +639,10 @@ def _critical_lr_scan(
         return 0.0
     chunk = 256
     while True:
-        lrs = lower * ratio ** np.arange(1, chunk + 1)
-        lrs = lrs[lrs < lr_cap]
+        lrs = lower * ratio ** np.arange(1, chunk + 1, dtype=np.float64)
+        lrs = lrs[(lrs < lr_cap) & (lrs <= scan_limit)]
         if lrs.size == 0:
-            return lr_cap
+            return lr_cap if lr_cap <= scan_limit else math.inf
         hits = np.flatnonzero(holds(lrs))
         if hits.size:
             upper = float(lrs[hits[0]])
@@ -677,6 +674,9 @@ def critical_learning_rate(
     geometrically with ratio scan_ratio upward from the stable small-lr limit, then bisect the
     first bracket to relative 1e-13. An unstable window narrower than the scan ratio below lr_c
     could be missed (docs/stability.md "Thresholds"). inf if none below c = 1e9.
+    adamw with weight decay: beta_eff = beta1 (1 - lr weight_decay) moves with lr, so the scan
+    is in lr itself and stops at 1 / weight_decay, returned if nothing below it is unstable
+    (docs/stability.md "Optimizers").
     """
     return _critical_lr(hp, curvature, curvature_lag, curvature_now, "unstable", scan_ratio)
 
