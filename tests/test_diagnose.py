@@ -405,3 +405,23 @@ def test_coupling_ratio_variants(gold_of_train, hacked):
     finding = diagnose(frame)["reward_hacking"]
     assert finding.detected == hacked, finding.summary
     assert finding.evidence["columns"] == ["reward", "eval_reward"]
+
+
+@pytest.mark.parametrize(
+    "hp",
+    [
+        gd.Hyperparameters(lr=0.01, momentum=0.9, refresh_interval=4),
+        gd.Hyperparameters(lr=0.01, momentum=0.9, optimizer="adamw", weight_decay=0.5, adam_preconditioner=0.5),
+        gd.Hyperparameters(lr=0.02, momentum=0.5, weight_decay=0.3, delay=3),
+    ],
+)
+def test_curvature_estimate_inverts_the_continuum_model(hp):
+    """The fitted-tau curvature estimate is the kappa whose continuum relaxation time is tau."""
+    from types import SimpleNamespace
+
+    from grpo_dynamics.diagnose import _estimated_curvature
+
+    kappa = 0.7
+    tau = gd.continuum(hp, kappa, lag="mean").tau
+    estimate = _estimated_curvature(hp, SimpleNamespace(params={"tau": tau}))
+    assert estimate == pytest.approx(kappa, rel=1e-10)

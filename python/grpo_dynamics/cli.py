@@ -467,6 +467,8 @@ _HP_FIELDS = (
     "batch_prompts",
     "optimizer",
     "adam_preconditioner",
+    "dampening",
+    "weight_decay",
 )
 
 
@@ -483,7 +485,14 @@ def _add_hp_options(parser: argparse.ArgumentParser, *, curvature_required: bool
     g.add_argument("--delay", type=int, help="D: staleness of asynchronous rollouts (steps)")
     g.add_argument("--group-size", dest="group_size", type=int, help="G: completions per prompt")
     g.add_argument("--batch-prompts", dest="batch_prompts", type=int, help="B: prompts per step")
-    g.add_argument("--optimizer", choices=("heavy_ball", "adam"))
+    g.add_argument("--optimizer", choices=("sgd", "heavy_ball", "adam", "adamw"))
+    g.add_argument("--dampening", type=float, help="heavy ball: PyTorch SGD dampening, in [0, 1)")
+    g.add_argument(
+        "--weight-decay",
+        dest="weight_decay",
+        type=float,
+        help="L2 (sgd, heavy ball, adam) or decoupled (adamw) weight decay",
+    )
     g.add_argument(
         "--adam-preconditioner",
         dest="adam_preconditioner",

@@ -531,8 +531,10 @@ def _policy_concentration(frame: pd.DataFrame) -> Finding:
 def _estimated_curvature(hp: Any, fit: Any) -> float | None:
     """kappa_lag from the fitted tau by inverting the continuum model (docs/diagnose.md).
 
-    With every force lagged (c_now = 0): k = c, gamma = (1 - beta) - c L and tau = gamma / k,
-    so c = (1 - beta) / (tau + L), L the effective lag ("mean" convention); kappa = c / eta_eff.
+    With every force of the objective lagged: k = c + c_wd, gamma = (1 - beta) - c L and
+    tau = gamma / k, so c = (1 - beta - tau c_wd) / (tau + L), L the effective lag ("mean"
+    convention), beta the effective momentum and c_wd the stiffness weight decay adds;
+    kappa = c / eta_eff.
     """
     if fit is None or "tau" not in fit.params:
         return None
@@ -543,7 +545,7 @@ def _estimated_curvature(hp: Any, fit: Any) -> float | None:
         lag = float(hp.delay)
     else:
         lag = (hp.refresh_interval - 1) / 2.0
-    c = (1.0 - hp.momentum) / (tau + lag)
+    c = (1.0 - hp.effective_momentum - tau * hp.weight_decay_stiffness) / (tau + lag)
     return c / hp.effective_lr if c > 0 else None
 
 
