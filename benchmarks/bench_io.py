@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import re
 import struct
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from machine import describe_machine, machine_line
 
 import grpo_dynamics as gd
 
@@ -85,19 +85,10 @@ def read_quietly(path: Path) -> gd.Run:
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import tensorboardX
 
-    return (
-        f"{model}, nproc {os.cpu_count()}, Python {platform.python_version()}, "
-        f"NumPy {np.__version__}, pandas {pd.__version__}, tensorboardX {tensorboardX.__version__}"
+    return machine_line(
+        describe_machine(pandas=pd.__version__, tensorboardX=tensorboardX.__version__)
     )
 
 
@@ -127,8 +118,7 @@ def main() -> int:
     lines = [
         "# Reading logs: read_log vs a hand-written baseline",
         "",
-        f"Machine: {machine()}; 1-min load average {load:.1f} at the end (shared machine, "
-        "timings noisy).",
+        f"{machine()} 1-min load average {load:.1f} at the end (shared machine, timings noisy).",
         "",
         "One timed run each after a warm-up. Baselines do less: no canonical names, no restart,",
         "NaN or summary handling, and the TensorBoard baseline skips the CRC-32C checks and uses",

@@ -9,14 +9,11 @@ the final states are also compared. Writes benchmarks/results/objectives.{md,jso
 from __future__ import annotations
 
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
-import numba
 import numpy as np
-import scipy
+from machine import describe_machine, machine_line
 
 from grpo_dynamics.objectives import (
     Optimizer,
@@ -40,11 +37,8 @@ CASES = [
 SIZE = dict(group_size=8, n_groups=8, n_steps=400, n_replicas=256, seed=0)
 
 
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
+def _machine() -> dict[str, object]:
+    return describe_machine()
 
 
 def main() -> None:
@@ -68,22 +62,14 @@ def main() -> None:
             "max_abs_theta_diff": float(np.abs(fast.theta - slow.theta).max()),
         })
         print(rows[-1], flush=True)
-    machine = {
-        "nproc": os.cpu_count(), "cpu": _cpu_model(),
-        "load_average_1min": os.getloadavg()[0],
-        "python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
-        "numba": numba.__version__, "numba_threads": numba.get_num_threads(),
-    }
+    machine = _machine()
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "objectives.json").write_text(
         json.dumps({"machine": machine, "size": SIZE, "rows": rows}, indent=2) + "\n")
     lines = [
         "# Two-position GRPO training: Numba kernel vs NumPy reference",
         "",
-        f"Machine: {machine['cpu']}, nproc {machine['nproc']} (shared with other jobs), "
-        f"Python {machine['python']}, NumPy {machine['numpy']}, SciPy {machine['scipy']}, "
-        f"Numba {machine['numba']} ({machine['numba_threads']} threads); 1-min load average "
-        f"{machine['load_average_1min']:.1f} at the end of the run, so timings are noisy.",
+        f"{machine_line(machine)} Shared with other jobs, so timings are noisy.",
         "",
         f"Workload: {SIZE['n_replicas']} replicas x {SIZE['n_steps']} optimizer steps, "
         f"{SIZE['n_groups']} groups of G = {SIZE['group_size']} per rollout, policy with 2 "

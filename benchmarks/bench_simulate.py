@@ -12,15 +12,13 @@ Run: python benchmarks/bench_simulate.py   (about a minute on 2 cores)
 from __future__ import annotations
 
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numba
 import numpy as np
+from machine import describe_machine, machine_line
 
 import grpo_dynamics as gd
 
@@ -71,17 +69,7 @@ def numpy_vectorised(config: gd.BanditConfig, seed: int) -> np.ndarray:
 
 
 def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"nproc": os.cpu_count(), "cpu": cpu, "numba_threads": numba.get_num_threads(),
-            "python": platform.python_version(), "numpy": np.__version__,
-            "numba": numba.__version__, "platform": platform.platform()}
+    return describe_machine()
 
 
 def first_call_seconds() -> dict:
@@ -130,9 +118,7 @@ def main() -> None:
     (RESULTS / "simulate.json").write_text(json.dumps(doc, indent=2) + "\n")
     lines = [
         "# simulate benchmark", "",
-        f"Machine: {info['nproc']} cores ({info['cpu']}), Numba threads {info['numba_threads']}, "
-        f"Python {info['python']}, NumPy {info['numpy']}, Numba {info['numba']}. "
-        "Shared machine: timings are one run each and noisy.", "",
+        f"{machine_line(info)} Shared machine: timings are one run each and noisy.", "",
         f"Setting: {doc['setting']}. Baseline: NumPy vectorised over replicas, prompts and "
         "samples (benchmarks/bench_simulate.py). Group-samples = replicas x steps x B x G.", "",
         "| G | K | Numba s | NumPy s | speedup | Numba group-samples/s | NumPy group-samples/s "

@@ -11,46 +11,19 @@ A batched numpy.linalg.eigvals over stacked matrices is reported too, as the bes
 from __future__ import annotations
 
 import json
-import os
-import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from machine import describe_machine, machine_line
 
-import grpo_dynamics as gd
 from grpo_dynamics import stability_grid
 
 RESULTS = Path(__file__).parent / "results"
 
 
 def machine() -> dict[str, object]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        compiler = subprocess.run(
-            ["c++", "--version"], capture_output=True, text=True
-        ).stdout.splitlines()[0]
-    except (OSError, IndexError):
-        compiler = "unknown"
-    return {
-        "nproc": os.cpu_count(),
-        "cpu_model": cpu,
-        "load_average_at_start": os.getloadavg(),
-        "python": sys.version.split()[0],
-        "numpy": np.__version__,
-        "grpo_dynamics": gd.__version__,
-        "compiler": compiler,
-        "platform": platform.platform(),
-    }
+    return describe_machine()
 
 
 def cycle_matrix(beta: float, c_lag: float, k: int) -> np.ndarray:
@@ -160,9 +133,7 @@ def main() -> None:
     lines = [
         "# stability_grid benchmark",
         "",
-        f"Machine: {m['nproc']} cores ({m['cpu_model']}), shared; load average at start "
-        f"{', '.join(f'{x:.2f}' for x in m['load_average_at_start'])}. Python {m['python']}, "
-        f"NumPy {m['numpy']}, {m['compiler']}. One run of `python benchmarks/bench_stability.py`.",
+        f"{machine_line(m)} One run of `python benchmarks/bench_stability.py`.",
         "",
         "Baseline: a Python loop of `numpy.linalg.eigvals` over the same matrices, built",
         "beforehand (build time not counted). Also shown: one batched `eigvals` call on",
