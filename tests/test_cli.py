@@ -268,14 +268,38 @@ def test_diagnose_with_hyperparameters(log_dir, capsys, tmp_path):
 
 
 def test_stability_takes_every_optimizer_of_the_stability_module(capsys):
-    argv = ["stability", "--lr", 0.01, "--momentum", 0.9, "--optimizer", "adamw", "--weight-decay", 0.1,
-            "--adam-preconditioner", 0.5, "--refresh-interval", 4, "--curvature", 1.0, "--json"]
+    argv = [
+        "stability",
+        "--lr",
+        0.01,
+        "--momentum",
+        0.9,
+        "--optimizer",
+        "adamw",
+        "--weight-decay",
+        0.1,
+        "--adam-preconditioner",
+        0.5,
+        "--refresh-interval",
+        4,
+        "--curvature",
+        1.0,
+        "--json",
+    ]
     code, out, _ = _run(argv, capsys)
     assert code == 0
-    hp = gd.Hyperparameters(lr=0.01, momentum=0.9, optimizer="adamw", weight_decay=0.1,
-                            adam_preconditioner=0.5, refresh_interval=4)
+    hp = gd.Hyperparameters(
+        lr=0.01,
+        momentum=0.9,
+        optimizer="adamw",
+        weight_decay=0.1,
+        adam_preconditioner=0.5,
+        refresh_interval=4,
+    )
     report = gd.stability(hp, 1.0)
     assert json.loads(out)["spectral_radius"] == pytest.approx(report.spectral_radius, rel=1e-12)
-    code, _, err = _run(["stability", "--lr", 0.01, "--momentum", 0.9, "--dampening", 2.0, "--curvature", 1.0],
-                        capsys)
+    code, _, err = _run(
+        ["stability", "--lr", 0.01, "--momentum", 0.9, "--dampening", 2.0, "--curvature", 1.0],
+        capsys,
+    )
     assert code == 1 and "dampening" in err

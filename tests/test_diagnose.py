@@ -411,7 +411,9 @@ def test_coupling_ratio_variants(gold_of_train, hacked):
     "hp",
     [
         gd.Hyperparameters(lr=0.01, momentum=0.9, refresh_interval=4),
-        gd.Hyperparameters(lr=0.01, momentum=0.9, optimizer="adamw", weight_decay=0.5, adam_preconditioner=0.5),
+        gd.Hyperparameters(
+            lr=0.01, momentum=0.9, optimizer="adamw", weight_decay=0.5, adam_preconditioner=0.5
+        ),
         gd.Hyperparameters(lr=0.02, momentum=0.5, weight_decay=0.3, delay=3),
     ],
 )

@@ -48,7 +48,9 @@ def test_chunked_dask_fit_equals_one_fit_many_call(scheduler):
 def test_ragged_input_through_dask():
     t, rewards = noisy_batch(20, seed=5)
     series = [(t[: 60 + 3 * i], rewards[i, : 60 + 3 * i]) for i in range(20)]
-    assert_batches_equal(gd.fit_many_dask(series, chunk_size=6, scheduler="sync"), gd.fit_many(series, threads=1))
+    assert_batches_equal(
+        gd.fit_many_dask(series, chunk_size=6, scheduler="sync"), gd.fit_many(series, threads=1)
+    )
 
 
 def test_bad_arguments():

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from grpo_dynamics import objectives as ob
 from grpo_dynamics import _objective_kernels as kernels
+from grpo_dynamics import objectives as ob
 from grpo_dynamics.objectives import (
     OBJECTIVE_PRESETS,
     Objective,
@@ -112,7 +112,7 @@ def _loop_surrogate(objective, policy, theta, theta_old, theta_ref, prefixes, ac
                  "token_sum": 1 / sum(lens)}[objective.weighting]
             cur, old, ref = (logprob(x, prefixes[b, i], actions[b, i], tails[b, i])
                              for x in (theta, theta_old, theta_ref))
-            seq = math.exp(sum(c - o for c, o in zip(cur, old)) / lens[i])
+            seq = math.exp(sum(c - o for c, o in zip(cur, old, strict=True)) / lens[i])
             for t in range(lens[i]):
                 s = math.exp(cur[t] - old[t]) if objective.ratio_level == "token" else seq
                 term = s * adv

@@ -31,7 +31,11 @@ def ode_reference(t, r0, r_inf, tau, mu, t0=0.0, v0=0.0, method=None):
 
     s = np.asarray(t) - t0
     # Tightest tolerances scipy accepts; the implicit solver is only asked for what it can give.
-    options = {"rtol": 2.5e-14, "atol": 1e-18} if method == "DOP853" else {"jac": jac, "rtol": 1e-12, "atol": 1e-15}
+    options = (
+        {"rtol": 2.5e-14, "atol": 1e-18}
+        if method == "DOP853"
+        else {"jac": jac, "rtol": 1e-12, "atol": 1e-15}
+    )
     sol = solve_ivp(rhs, (0.0, float(s[-1])), [r0 - r_inf, v0], method=method, t_eval=s, **options)
     assert sol.success, sol.message
     return r_inf + sol.y[0]
@@ -111,7 +115,9 @@ def test_random_parameters_match_dop853(p):
     t = p["t0"] + np.linspace(0.0, 8 * p["tau"] * max(1.0, math.sqrt(p["mu"])), 120)
     ref = ode_reference(t, **p)
     got = gd.trajectory(t, **p)
-    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-10 * scale(p["r0"], p["r_inf"], p["v0"], p["tau"]))
+    np.testing.assert_allclose(
+        got, ref, rtol=0, atol=1e-10 * scale(p["r0"], p["r_inf"], p["v0"], p["tau"])
+    )
 
 
 def central_difference(t, p, name, rel=1e-6):
@@ -147,13 +153,19 @@ def test_mu_column_at_mu_zero_is_the_one_sided_derivative():
     np.testing.assert_allclose(gd.trajectory_jacobian(t, **p)[:, 3], numeric, atol=1e-5)
     # And equals its analytic limit x0 (1 - u) e^{-u}.
     u = t / 5.0
-    np.testing.assert_allclose(gd.trajectory_jacobian(t, **p)[:, 3], (0.1 - 0.9) * (1 - u) * np.exp(-u), atol=1e-14)
+    np.testing.assert_allclose(
+        gd.trajectory_jacobian(t, **p)[:, 3], (0.1 - 0.9) * (1 - u) * np.exp(-u), atol=1e-14
+    )
 
 
 @settings(max_examples=50, deadline=None)
 @given(
-    r0=st.floats(-1, 1), r_inf=st.floats(-1, 1), tau=st.floats(0.5, 100), v0=st.floats(-0.1, 0.1),
-    mu_switch=st.sampled_from([0.25, 3 / 16]), delta=st.floats(1e-13, 1e-9),
+    r0=st.floats(-1, 1),
+    r_inf=st.floats(-1, 1),
+    tau=st.floats(0.5, 100),
+    v0=st.floats(-0.1, 0.1),
+    mu_switch=st.sampled_from([0.25, 3 / 16]),
+    delta=st.floats(1e-13, 1e-9),
 )
 def test_continuity_across_critical_point_and_form_switch(r0, r_inf, tau, v0, mu_switch, delta):
     t = np.linspace(0, 10 * tau, 60)
@@ -164,25 +176,42 @@ def test_continuity_across_critical_point_and_form_switch(r0, r_inf, tau, v0, mu
     bound = 1e3 * delta * (1 + abs(r0 - r_inf) + abs(v0) * tau) + 1e-12 * (1 + abs(v0) * tau)
     np.testing.assert_allclose(below, at, rtol=0, atol=bound * (1 + tau))
     np.testing.assert_allclose(above, at, rtol=0, atol=bound * (1 + tau))
-    values = [gd.trajectory(t, r0, r_inf, tau, m, v0=v0) for m in (mu_switch - delta, mu_switch + delta)]
+    values = [
+        gd.trajectory(t, r0, r_inf, tau, m, v0=v0) for m in (mu_switch - delta, mu_switch + delta)
+    ]
     np.testing.assert_allclose(values[0], values[1], rtol=0, atol=bound)
 
 
 @settings(max_examples=40, deadline=None)
-@given(r0=st.floats(-1, 1), r_inf=st.floats(-1, 1), tau=st.floats(0.5, 100), mu=st.floats(1e-300, 1e-14))
+@given(
+    r0=st.floats(-1, 1),
+    r_inf=st.floats(-1, 1),
+    tau=st.floats(0.5, 100),
+    mu=st.floats(1e-300, 1e-14),
+)
 def test_continuity_as_mu_goes_to_zero(r0, r_inf, tau, mu):
     # Outside the boundary layer of width ~ mu tau, value and every column tend to mu = 0's.
     t = np.linspace(0.01, 10, 50) * tau
     np.testing.assert_allclose(
-        gd.trajectory_jacobian(t, r0, r_inf, tau, mu), gd.trajectory_jacobian(t, r0, r_inf, tau, 0.0),
-        rtol=0, atol=1e-12,
+        gd.trajectory_jacobian(t, r0, r_inf, tau, mu),
+        gd.trajectory_jacobian(t, r0, r_inf, tau, 0.0),
+        rtol=0,
+        atol=1e-12,
     )
 
 
 @pytest.mark.parametrize(
     ("tau", "mu", "t_max"),
-    [(1e-8, 0.0, 1e8), (1e-8, 1e-300, 1e8), (1e-8, 1e12, 1e8), (1e8, 1e-200, 1e3), (1.0, 0.25, 1e12),
-     (1.0, 0.1875, 1e15), (1e-300, 5.0, 1e300), (1e300, 1e-300, 1.0)],
+    [
+        (1e-8, 0.0, 1e8),
+        (1e-8, 1e-300, 1e8),
+        (1e-8, 1e12, 1e8),
+        (1e8, 1e-200, 1e3),
+        (1.0, 0.25, 1e12),
+        (1.0, 0.1875, 1e15),
+        (1e-300, 5.0, 1e300),
+        (1e300, 1e-300, 1.0),
+    ],
 )
 def test_overflow_free(tau, mu, t_max):
     t = np.concatenate([[0.0], np.geomspace(1e-12, t_max, 200)])
@@ -198,8 +227,12 @@ def test_uniform_grid_recurrence_equals_direct_evaluation(mu):
     t_first, dt, n = -3.0, 0.37, 2000
     t = t_first + dt * np.arange(n)
     value, jac = _core.trajectory_uniform(t_first, dt, n, 0.3, 0.95, 25.0, mu, 0.0, 0.004)
-    np.testing.assert_allclose(value, gd.trajectory(t, 0.3, 0.95, 25.0, mu, v0=0.004), rtol=0, atol=1e-13)
-    np.testing.assert_allclose(jac, gd.trajectory_jacobian(t, 0.3, 0.95, 25.0, mu, v0=0.004), rtol=0, atol=1e-11)
+    np.testing.assert_allclose(
+        value, gd.trajectory(t, 0.3, 0.95, 25.0, mu, v0=0.004), rtol=0, atol=1e-13
+    )
+    np.testing.assert_allclose(
+        jac, gd.trajectory_jacobian(t, 0.3, 0.95, 25.0, mu, v0=0.004), rtol=0, atol=1e-11
+    )
 
 
 def test_before_t0_the_reward_is_held():
@@ -227,8 +260,15 @@ def test_physical_trajectory_solves_the_physical_ode():
     m, gamma, k = 3.0, 0.8, 0.05
     tau, mu = gd.physical_to_shape(m, gamma, k)
     t = np.linspace(0, 200, 300)
-    sol = solve_ivp(lambda _s, y: [y[1], -(gamma * y[1] + k * y[0]) / m], (0, 200), [-1.0, 0.0],
-                    method="DOP853", rtol=1e-13, atol=1e-15, t_eval=t)
+    sol = solve_ivp(
+        lambda _s, y: [y[1], -(gamma * y[1] + k * y[0]) / m],
+        (0, 200),
+        [-1.0, 0.0],
+        method="DOP853",
+        rtol=1e-13,
+        atol=1e-15,
+        t_eval=t,
+    )
     np.testing.assert_allclose(gd.trajectory(t, -1.0, 0.0, tau, mu), sol.y[0], atol=1e-10)
 
 
@@ -244,9 +284,15 @@ def test_regime_names():
 @pytest.mark.parametrize(
     ("kwargs", "name"),
     [
-        ({"tau": 0.0}, "tau"), ({"tau": -1.0}, "tau"), ({"tau": math.nan}, "tau"), ({"mu": -0.1}, "mu"),
-        ({"mu": math.inf}, "mu"), ({"r0": math.nan}, "r0"), ({"r_inf": math.inf}, "r_inf"),
-        ({"t0": math.nan}, "t0"), ({"v0": math.nan}, "v0"),
+        ({"tau": 0.0}, "tau"),
+        ({"tau": -1.0}, "tau"),
+        ({"tau": math.nan}, "tau"),
+        ({"mu": -0.1}, "mu"),
+        ({"mu": math.inf}, "mu"),
+        ({"r0": math.nan}, "r0"),
+        ({"r_inf": math.inf}, "r_inf"),
+        ({"t0": math.nan}, "t0"),
+        ({"v0": math.nan}, "v0"),
     ],
 )
 def test_bad_parameters_raise_value_error_naming_them(kwargs, name):

@@ -33,7 +33,9 @@ def concat_batches(batches: Sequence[BatchFit]) -> BatchFit:
     merged: dict[str, Any] = {}
     for spec in dataclasses.fields(BatchFit):
         values = [getattr(batch, spec.name) for batch in batches]
-        merged[spec.name] = np.concatenate(values) if isinstance(values[0], np.ndarray) else values[0]
+        merged[spec.name] = (
+            np.concatenate(values) if isinstance(values[0], np.ndarray) else values[0]
+        )
     return BatchFit(**merged)
 
 
@@ -86,7 +88,9 @@ def fit_many_dask(
     else:
         rewards = np.asarray(R, dtype=np.float64)
         if rewards.ndim != 2:
-            raise ValueError(f"R: expected a 2-D array (n_series, n_points), got shape {rewards.shape}")
+            raise ValueError(
+                f"R: expected a 2-D array (n_series, n_points), got shape {rewards.shape}"
+            )
         w = None if weights is None else np.asarray(weights, dtype=np.float64)
         if w is not None and w.shape != rewards.shape:
             raise ValueError(f"weights: shape {w.shape} does not match R {rewards.shape}")

@@ -615,7 +615,6 @@ def _train_numpy(policy: TwoPositionPolicy, objective: Objective, optimizer: Opt
                  n_steps: int, refresh_interval: int, seed: int,
                  reward_scale: float) -> np.ndarray:
     n_rep, n_par = theta0.shape
-    n_pre, n_act = policy.n_prefixes, policy.n_actions
     keys = _replica_keys_np(seed, n_rep)[:, None, None]
     success = np.asarray(policy.success_prob)
     group_idx = np.arange(n_groups)[:, None]
@@ -689,7 +688,7 @@ def _train_numba(policy: TwoPositionPolicy, objective: Objective, optimizer: Opt
     else:
         with ThreadPoolExecutor(n_threads) as pool:
             jobs = [pool.submit(_k.train_replicas, out, int(lo), int(hi), *args)
-                    for lo, hi in zip(bounds[:-1], bounds[1:])]
+                    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
             for job in jobs:
                 job.result()
     return out

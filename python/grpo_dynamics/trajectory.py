@@ -136,7 +136,9 @@ def physical_to_shape(mass: float, damping: float, stiffness: float) -> tuple[fl
     return damping / stiffness, mass * stiffness / damping**2
 
 
-def shape_to_physical(tau: float, mu: float, *, stiffness: float = 1.0) -> tuple[float, float, float]:
+def shape_to_physical(
+    tau: float, mu: float, *, stiffness: float = 1.0
+) -> tuple[float, float, float]:
     """(tau, mu) -> (m, gamma, k) for a given stiffness ``k`` (the overall scale the trajectory
     cannot see): ``gamma = k tau``, ``m = mu k tau^2``."""
     tau = _positive("tau", tau)
