@@ -35,11 +35,11 @@ def _random_truth(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.column_stack([r0, r_inf, tau, mu])
 
 
-def _make_batch(noise: float, seed: int):
+def _make_batch(noise: float, seed: int, nested_mu0: bool = True):
     rng = np.random.default_rng(seed)
     truth = _random_truth(rng, 1000)
     R = np.array([_oscillator(T, p) for p in truth]) + noise * rng.standard_normal((1000, T.size))
-    batch = gd.fit_many(T, R, "oscillator", threads=2)
+    batch = gd.fit_many(T, R, "oscillator", threads=2, nested_mu0=nested_mu0)
     return truth, R, batch
 
 
@@ -54,9 +54,10 @@ def synthetic_batch():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("noise", [0.02, 0.1])
-def test_reaches_least_squares_optimum_from_truth(synthetic_batch, noise):
-    # noise 0.1 is a low signal-to-noise regime where local optima at mu = 0 are common
-    truth, R, batch = synthetic_batch if noise == 0.02 else _make_batch(noise, 3)
+def test_reaches_least_squares_optimum_from_truth(noise):
+    # noise 0.1 is a low signal-to-noise regime where local optima at mu = 0 are common; the
+    # optimizer itself is tested, so the nested-exponential report near mu = 0 is off
+    truth, R, batch = _make_batch(noise, 20261123 if noise == 0.02 else 3, nested_mu0=False)
     ok = 0
     for i in range(len(truth)):
         lo, hi = batch.lower[i], batch.upper[i]
@@ -410,7 +411,8 @@ def test_boundary_likelihood_ratio_is_a_chi_square_mixture():
     R = clean + 0.05 * rng.standard_normal((n, T.size))
     e = gd.fit_many(T, R, "exponential", threads=2)
     p0 = np.column_stack([e.params, np.zeros(n)])
-    o = gd.fit_many(T, R, "oscillator", threads=2, p0=p0)
+    # the law of the unrestricted optimum: no nested-exponential report near mu = 0
+    o = gd.fit_many(T, R, "oscillator", threads=2, p0=p0, nested_mu0=False)
     lr = np.maximum(0.0, T.size * np.log(e.rss / o.rss))
     at_zero = lr < 1e-6
     sd = math.sqrt(0.25 / n)
@@ -521,3 +523,80 @@ def test_garbage_series_never_crash_or_vanish(data, model):
             assert b.reason[i].split(":")[0] in ("r", "t", "weights", "bounds")
         else:
             assert np.all(b.params[i] >= b.lower[i]) and np.all(b.params[i] <= b.upper[i])
+
+
+# ---------------------------------------------------------------------------------------------
+# identifiability at mu = 0 (docs/fitting.md, "Identifiability at mu = 0")
+
+T500 = np.arange(1.0, 501.0)
+
+
+def _issue_batch(n: int, seed: int, mus=(0.0, 0.1, 0.5, 2.0)):
+    """The reproduction of the mu = 0 degeneracy: 500 steps, noise 0.02, mu drawn from mus."""
+    rng = np.random.default_rng(seed)
+    truth = np.column_stack([
+        rng.uniform(0.0, 0.3, n),
+        rng.uniform(0.5, 1.0, n),
+        rng.uniform(20.0, 150.0, n),
+        rng.choice(np.asarray(mus, dtype=float), n),
+    ])
+    R = np.array([_oscillator(T500, p) for p in truth]) + 0.02 * rng.standard_normal((n, T500.size))
+    return truth, R
+
+
+def test_no_singular_status_near_mu_zero_and_nested_report_is_the_exponential_optimum():
+    truth, R = _issue_batch(800, 0)
+    b = gd.fit_many(T500, R, threads=2)
+    free = gd.fit_many(T500, R, threads=2, nested_mu0=False)
+    assert not np.any(b.status == "singular")
+    assert np.all(b.status == "converged")
+    # the unrestricted fits do hit the degeneracy (this is what the report replaces)
+    assert np.any(free.status == "singular")
+    nested = np.array([r.startswith("mu set to 0") for r in b.reason])
+    assert nested.sum() > 50
+    assert np.all(b.params[nested, 3] == 0.0) and np.all(b.at_bound[nested, 3])
+    assert np.all(np.isnan(b.stderr[nested, 3])) and np.all(np.isfinite(b.stderr[nested, :3]))
+    # only fits whose unrestricted optimum has 0 < mu <= 0.01, and whose exponential is not
+    # worse by AIC (likelihood ratio <= 2)
+    mu_free = free.params[nested, 3]
+    assert np.all(mu_free <= 0.01)
+    lr = T500.size * np.log(b.rss[nested] / free.rss[nested])
+    assert np.all(lr <= 2.0 + 1e-9)
+    # the reported point is the exponential's optimum (scipy from the truth, mu held at 0) and
+    # its covariance is s^2 (J^T J)^-1 on (r0, r_inf, tau) with s^2 = rss / (n - 4)
+    for i in np.flatnonzero(nested)[:25]:
+        lo, hi = b.lower[i, :3], b.upper[i, :3]
+        ref = optimize.least_squares(
+            lambda p, y=R[i]: _oscillator(T500, [*p, 0.0]) - y,
+            np.clip(truth[i, :3], lo, hi),
+            jac=lambda p, y=R[i]: _oscillator_jac(T500, [*p, 0.0], cols=3),
+            bounds=(lo, hi), x_scale="jac", ftol=1e-15, xtol=1e-15, gtol=1e-15,
+        )
+        assert b.rss[i] <= 2 * ref.cost * (1 + 1e-8)
+        J = _oscillator_jac(T500, [*ref.x, 0.0], cols=3)
+        cov = 2 * ref.cost / (T500.size - 4) * np.linalg.inv(J.T @ J)
+        np.testing.assert_allclose(b.covariance[i][:3, :3], cov, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_stderr_coverage_of_r_inf_and_tau_on_exponential_truths():
+    truth, R = _issue_batch(1200, 1, mus=(0.0,))
+    b = gd.fit_many(T500, R, threads=2)
+    nominal = stats.norm.cdf(2) - stats.norm.cdf(-2)
+    at0 = b.at_bound[:, 3]
+    # most exponential truths end on mu = 0 (the unrestricted optimum is there or in the
+    # degenerate neighbourhood), where the exponential's covariance is reported
+    assert at0.mean() > 0.4
+    for j in (1, 2):
+        for name, rows in (("all", np.ones(len(b), bool)), ("mu at 0", at0)):
+            usable = rows & np.isfinite(b.stderr[:, j])
+            n = int(usable.sum())
+            assert n == rows.sum()  # no stderr is lost
+            covered = np.abs(b.params[usable, j] - truth[usable, j]) <= 2 * b.stderr[usable, j]
+            tol = 4 * math.sqrt(nominal * (1 - nominal) / n) + 0.01
+            if j == 2 and name == "all":
+                # fits with an interior 0.01 < mu < 0.1 trade tau against mu along the
+                # degenerate direction; their Wald intervals undercover (docs)
+                assert covered.mean() > 0.85, (j, name, covered.mean())
+            else:
+                assert abs(covered.mean() - nominal) < tol, (j, name, covered.mean())

@@ -19,7 +19,8 @@ py::dict fit_batch(const DoubleArray& t, const Int64Array& t_offsets, const Doub
                    const std::string& model_name, const DoubleArray& lower,
                    const DoubleArray& upper, const std::optional<DoubleArray>& p0, int threads,
                    double t0, int max_iter, int n_starts, double ftol, double xtol, double gtol,
-                   double range_widen, double mu_max, double restart_rss_ratio) {
+                   double range_widen, double mu_max, double restart_rss_ratio,
+                   bool nested_mu0, double nested_mu_max) {
   const gd::FitModel model = gd::fit_model_from_name(model_name);
   const int p = gd::fit_model_num_params(model);
   if (offsets.ndim() != 1 || offsets.size() < 1)
@@ -60,6 +61,8 @@ py::dict fit_batch(const DoubleArray& t, const Int64Array& t_offsets, const Doub
   opt.range_widen = range_widen;
   opt.mu_max = mu_max;
   opt.restart_rss_ratio = restart_rss_ratio;
+  opt.nested_mu0 = nested_mu0;
+  opt.nested_mu_max = nested_mu_max;
 
   const auto ns = static_cast<py::ssize_t>(n_series);
   const auto pp = static_cast<py::ssize_t>(p);
@@ -126,6 +129,7 @@ void bind_fit(py::module_& m) {
         py::arg("max_iter") = 200, py::arg("n_starts") = 2, py::arg("ftol") = 1e-10,
         py::arg("xtol") = 1e-10, py::arg("gtol") = 1e-10, py::arg("range_widen") = 1.0,
         py::arg("mu_max") = 1e4, py::arg("restart_rss_ratio") = 2.0,
+        py::arg("nested_mu0") = true, py::arg("nested_mu_max") = 1e-2,
         "Fit every series of a ragged batch with bounded Levenberg-Marquardt (docs/fitting.md).");
   m.def("logistic_curve", &logistic_curve, py::arg("t"), py::arg("r_lo"), py::arg("r_hi"),
         py::arg("t_mid"), py::arg("s"),

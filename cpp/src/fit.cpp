@@ -4,6 +4,7 @@
 #include <Eigen/Dense>
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <exception>
 #include <limits>
 #include <stdexcept>
@@ -430,6 +431,89 @@ void bad_input(const BatchFitOutput& out, std::size_t i, int p, const std::strin
   (*out.reason)[i] = why;
 }
 
+// Writes row i of the output from the optimum `best` (its evaluation is in ws.f_best /
+// ws.jac_best).
+void write_statistics(const Problem& pb, const LmRun& best, const FitOptions& o,
+                        Workspace& ws, std::size_t i, const BatchFitOutput& out) {
+  const int p = pb.p;
+  const std::size_t n = pb.n;
+  (*out.reason)[i].clear();
+  const double rss = weighted_rss(ws.f_best.data(), pb.y, pb.w, n);
+  MatP A;
+  VecP g;
+  normal_equations(ws.f_best.data(), ws.jac_best.data(), pb.y, pb.w, n, p, A, g);
+  int k_est = 0;
+  int free_idx[kMaxFitParams];
+  int nfree = 0;
+  for (int j = 0; j < p; ++j) {
+    out.params[i * p + j] = best.x[j];
+    const bool fixed = pb.lower[j] == pb.upper[j];
+    const bool at = best.x[j] <= pb.lower[j] || best.x[j] >= pb.upper[j];
+    out.at_bound[i * p + j] = at ? 1 : 0;
+    if (!fixed) ++k_est;
+    if (!at) free_idx[nfree++] = j;
+  }
+  double sw = 0, swy = 0, sum_log_w = 0;
+  for (std::size_t k = 0; k < n; ++k) {
+    sw += pb.w[k];
+    swy += pb.w[k] * pb.y[k];
+    sum_log_w += std::log(pb.w[k]);
+  }
+  const double y_mean = swy / sw;
+  double tss = 0;
+  for (std::size_t k = 0; k < n; ++k) tss += pb.w[k] * (pb.y[k] - y_mean) * (pb.y[k] - y_mean);
+  const double nd = static_cast<double>(n);
+  const double sigma2 = rss / (nd - k_est);
+  const double rss_floor = std::max(rss, 1e-300);  // keeps AIC finite on noise-free data
+  const double log_lik =
+      -0.5 * nd * (std::log(2.0 * kPi * rss_floor / nd) + 1.0) + 0.5 * sum_log_w;
+  out.rss[i] = rss;
+  out.r2[i] = 1.0 - rss / tss;
+  out.sigma2[i] = sigma2;
+  out.aic[i] = 2.0 * (k_est + 1) - 2.0 * log_lik;  // +1: the noise variance is estimated too
+  out.bic[i] = (k_est + 1) * std::log(nd) - 2.0 * log_lik;
+  out.n_iter[i] = best.n_iter;
+  out.status[i] = static_cast<std::int32_t>(best.converged ? FitStatus::kConverged : FitStatus::kMaxIter);
+
+  for (int j = 0; j < p; ++j) {
+    out.stderr_[i * p + j] = kNaN;
+    for (int k = 0; k < p; ++k) out.cov[(i * p + j) * p + k] = kNaN;
+  }
+  if (nfree == 0) return;
+  // Covariance on the free parameters, from the scaled matrix so that units do not matter.
+  MatP Af(nfree, nfree);
+  VecP scale(nfree);
+  bool singular = false;
+  for (int a = 0; a < nfree; ++a) {
+    const double d = A(free_idx[a], free_idx[a]);
+    if (!(d > 0)) singular = true;
+    scale(a) = d > 0 ? 1.0 / std::sqrt(d) : 0.0;
+  }
+  if (!singular) {
+    for (int a = 0; a < nfree; ++a)
+      for (int b = 0; b < nfree; ++b)
+        Af(a, b) = A(free_idx[a], free_idx[b]) * scale(a) * scale(b);
+    Eigen::SelfAdjointEigenSolver<MatP> eig(Af);
+    const auto ev = eig.eigenvalues();
+    if (eig.info() != Eigen::Success || !(ev.minCoeff() > o.singular_rcond * ev.maxCoeff())) {
+      singular = true;
+    } else {
+      const MatP inv = eig.eigenvectors() * ev.cwiseInverse().asDiagonal() *
+                       eig.eigenvectors().transpose();
+      for (int a = 0; a < nfree; ++a) {
+        for (int b = 0; b < nfree; ++b)
+          out.cov[(i * p + free_idx[a]) * p + free_idx[b]] =
+              sigma2 * inv(a, b) * scale(a) * scale(b);
+        out.stderr_[i * p + free_idx[a]] = std::sqrt(out.cov[(i * p + free_idx[a]) * p + free_idx[a]]);
+      }
+    }
+  }
+  if (singular) {
+    out.status[i] = static_cast<std::int32_t>(FitStatus::kSingular);
+    (*out.reason)[i] = "J^T W J is singular at the optimum: the free parameters are not identifiable";
+  }
+}
+
 void fit_one(const SeriesView& s, std::size_t i, const CurveModel& model, const FitBounds& bounds,
              const FitOptions& o, const double* p0, const BatchFitOutput& out, Workspace& ws) {
   const int p = model.num_params();
@@ -571,82 +655,34 @@ void fit_one(const SeriesView& s, std::size_t i, const CurveModel& model, const 
   if (!std::isfinite(best.rss)) return bad_input(out, i, p, "r: model could not be evaluated on this series");
 
   // Statistics at the optimum (docs/fitting.md, "Statistics").
-  const double rss = weighted_rss(ws.f_best.data(), pb.y, pb.w, n);
-  MatP A;
-  VecP g;
-  normal_equations(ws.f_best.data(), ws.jac_best.data(), pb.y, pb.w, n, p, A, g);
-  int k_est = 0;
-  int free_idx[kMaxFitParams];
-  int nfree = 0;
-  for (int j = 0; j < p; ++j) {
-    out.params[i * p + j] = best.x[j];
-    const bool fixed = pb.lower[j] == pb.upper[j];
-    const bool at = best.x[j] <= pb.lower[j] || best.x[j] >= pb.upper[j];
-    out.at_bound[i * p + j] = at ? 1 : 0;
-    if (!fixed) ++k_est;
-    if (!at) free_idx[nfree++] = j;
-  }
-  double sw = 0, swy = 0, sum_log_w = 0;
-  for (std::size_t k = 0; k < n; ++k) {
-    sw += pb.w[k];
-    swy += pb.w[k] * pb.y[k];
-    sum_log_w += std::log(pb.w[k]);
-  }
-  const double y_mean = swy / sw;
-  double tss = 0;
-  for (std::size_t k = 0; k < n; ++k) tss += pb.w[k] * (pb.y[k] - y_mean) * (pb.y[k] - y_mean);
-  const double nd = static_cast<double>(n);
-  const double sigma2 = rss / (nd - k_est);
-  const double rss_floor = std::max(rss, 1e-300);  // keeps AIC finite on noise-free data
-  const double log_lik =
-      -0.5 * nd * (std::log(2.0 * kPi * rss_floor / nd) + 1.0) + 0.5 * sum_log_w;
-  out.rss[i] = rss;
-  out.r2[i] = 1.0 - rss / tss;
-  out.sigma2[i] = sigma2;
-  out.aic[i] = 2.0 * (k_est + 1) - 2.0 * log_lik;  // +1: the noise variance is estimated too
-  out.bic[i] = (k_est + 1) * std::log(nd) - 2.0 * log_lik;
-  out.n_iter[i] = best.n_iter;
-  out.status[i] = static_cast<std::int32_t>(best.converged ? FitStatus::kConverged : FitStatus::kMaxIter);
-
-  for (int j = 0; j < p; ++j) {
-    out.stderr_[i * p + j] = kNaN;
-    for (int k = 0; k < p; ++k) out.cov[(i * p + j) * p + k] = kNaN;
-  }
-  if (nfree == 0) return;
-  // Covariance on the free parameters, from the scaled matrix so that units do not matter.
-  MatP Af(nfree, nfree);
-  VecP scale(nfree);
-  bool singular = false;
-  for (int a = 0; a < nfree; ++a) {
-    const double d = A(free_idx[a], free_idx[a]);
-    if (!(d > 0)) singular = true;
-    scale(a) = d > 0 ? 1.0 / std::sqrt(d) : 0.0;
-  }
-  if (!singular) {
-    for (int a = 0; a < nfree; ++a)
-      for (int b = 0; b < nfree; ++b)
-        Af(a, b) = A(free_idx[a], free_idx[b]) * scale(a) * scale(b);
-    Eigen::SelfAdjointEigenSolver<MatP> eig(Af);
-    const auto ev = eig.eigenvalues();
-    if (eig.info() != Eigen::Success || !(ev.minCoeff() > o.singular_rcond * ev.maxCoeff())) {
-      singular = true;
-    } else {
-      const MatP inv = eig.eigenvectors() * ev.cwiseInverse().asDiagonal() *
-                       eig.eigenvectors().transpose();
-      for (int a = 0; a < nfree; ++a) {
-        for (int b = 0; b < nfree; ++b)
-          out.cov[(i * p + free_idx[a]) * p + free_idx[b]] =
-              sigma2 * inv(a, b) * scale(a) * scale(b);
-        out.stderr_[i * p + free_idx[a]] = std::sqrt(out.cov[(i * p + free_idx[a]) * p + free_idx[a]]);
-      }
+  write_statistics(pb, best, o, ws, i, out);
+  // Degenerate neighbourhood of mu = 0 (docs/fitting.md, "Identifiability at mu = 0"): at
+  // mu = 0 the mu column of J equals x0 dr/dr0 - tau dr/dtau, so J^T W J is rank-deficient and
+  // mu is identified only at second order (its effect beyond the reparametrisation is
+  // O(mu^2 x0)). An optimum with 0 < mu <= nested_mu_max is compared with the nested
+  // exponential (mu held at 0), which is reported if it is not worse by AIC.
+  const double mu_hat = best.x[3];
+  if (o.nested_mu0 && m == FitModel::kOscillator && pb.lower[3] == 0.0 && pb.upper[3] > 0.0 &&
+      mu_hat > 0.0 && mu_hat <= o.nested_mu_max) {
+    Problem nested = pb;
+    nested.upper[3] = nested.lower[3];
+    const LmRun run = run_lm(nested, best.x, o, ws);
+    const double lr = static_cast<double>(n) * std::log(run.rss / best.rss);
+    if (std::isfinite(run.rss) && lr <= 2.0) {  // AIC of the nested model is not higher
+      LmRun chosen = run;
+      chosen.n_iter += best.n_iter;
+      std::swap(ws.f, ws.f_best);
+      std::swap(ws.jac, ws.jac_best);
+      write_statistics(pb, chosen, o, ws, i, out);
+      char buf[256];
+      std::snprintf(buf, sizeof buf,
+                    "mu set to 0 (its bound): the optimum mu = %.3g lies where mu is not "
+                    "identifiable to first order, and the exponential is as good by AIC (LR = %.3g)",
+                    best.x[3], std::max(lr, 0.0));
+      (*out.reason)[i] = buf;
     }
   }
-  if (singular) {
-    out.status[i] = static_cast<std::int32_t>(FitStatus::kSingular);
-    (*out.reason)[i] = "J^T W J is singular at the optimum: the free parameters are not identifiable";
-  }
 }
-
 }  // namespace
 
 int fit_model_num_params(FitModel model) { return model == FitModel::kExponential ? 3 : 4; }

@@ -300,14 +300,19 @@ def _threads(threads: int | None) -> int:
     return int(threads)
 
 
-def _options(t0: float, max_iter: int, n_starts: int) -> dict[str, Any]:
+def _options(t0: float, max_iter: int, n_starts: int, nested_mu0: bool = True) -> dict[str, Any]:
     if not math.isfinite(float(t0)):
         raise ValueError("t0: must be finite")
     if int(max_iter) < 1:
         raise ValueError("max_iter: must be >= 1")
     if int(n_starts) < 1:
         raise ValueError("n_starts: must be >= 1")
-    return {"t0": float(t0), "max_iter": int(max_iter), "n_starts": int(n_starts)}
+    return {
+        "t0": float(t0),
+        "max_iter": int(max_iter),
+        "n_starts": int(n_starts),
+        "nested_mu0": bool(nested_mu0),
+    }
 
 
 def _to_batch(
@@ -364,6 +369,7 @@ def fit(
     t0: float = 0.0,
     max_iter: int = 200,
     n_starts: int = 2,
+    nested_mu0: bool = True,
 ) -> FitResult:
     """Fit one reward curve (docs/fitting.md).
 
@@ -385,6 +391,12 @@ def fit(
         Start of training for the oscillator/exponential (held fixed): the from-rest time.
     max_iter, n_starts : int
         LM trial steps per start; number of automatic starts (distinct families).
+    nested_mu0 : bool
+        Oscillator only. An optimum with ``0 < mu <= 0.01`` lies where ``mu`` is identifiable
+        only at second order (J^T W J is nearly rank-deficient); the nested exponential (``mu``
+        held at 0) is then fitted too and reported, ``mu`` on its bound with NaN stderr, if it
+        is not worse by AIC; ``reason`` says so (docs/fitting.md, "Identifiability at mu = 0").
+        ``False`` always reports the unrestricted optimum.
 
     Raises
     ------
@@ -418,6 +430,7 @@ def fit(
         t0=t0,
         max_iter=max_iter,
         n_starts=n_starts,
+        nested_mu0=nested_mu0,
     )
     result = batch[0]
     if result.status == "bad_input":
@@ -437,6 +450,7 @@ def fit_many(
     t0: float = 0.0,
     max_iter: int = 200,
     n_starts: int = 2,
+    nested_mu0: bool = True,
 ) -> BatchFit:
     """Fit many reward curves in one call into the compiled core (docs/fitting.md, "Batches").
 
@@ -455,7 +469,7 @@ def fit_many(
     names = FIT_MODELS[model]
     n_par = len(names)
     lower, upper = _parse_bounds(model, bounds)
-    opts = _options(t0, max_iter, n_starts)
+    opts = _options(t0, max_iter, n_starts, nested_mu0)
     n_threads = _threads(threads)
     overrides: dict[int, str] = {}
 

@@ -42,6 +42,12 @@ struct FitOptions {
   double range_widen = 1.0; // auto bounds on levels: [min - w span, max + w span] of the data
   double mu_max = 1e4;      // auto upper bound on mu (numerical safety only, see docs)
   double singular_rcond = 1e-12;  // min/max eigenvalue of the scaled J^T W J below this: singular
+  // Degenerate neighbourhood of mu = 0 (oscillator with mu's lower bound 0): an optimum with
+  // 0 < mu <= nested_mu_max is compared with the nested exponential (mu held at 0), which is
+  // reported instead, mu on its bound, if it is not worse by AIC (docs/fitting.md,
+  // "Identifiability at mu = 0"). Off: the unrestricted optimum is always reported.
+  bool nested_mu0 = true;
+  double nested_mu_max = 1e-2;
 };
 
 // Bounds per parameter; NaN on a side means "derive from this series' data" (docs/fitting.md).
