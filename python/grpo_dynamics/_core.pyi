@@ -38,6 +38,8 @@ def fit_batch(
     range_widen: float = 1.0,
     mu_max: float = 1e4,
     restart_rss_ratio: float = 2.0,
+    nested_mu0: bool = True,
+    nested_mu_max: float = 1e-2,
 ) -> dict[str, Any]: ...
 def logistic_curve(
     t: ArrayLike, r_lo: float, r_hi: float, t_mid: float, s: float
