@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 from .forecast import fit_curve, gain_step, run_frame
 
@@ -274,7 +274,7 @@ def trend_test(t: np.ndarray, r: np.ndarray) -> dict[str, Any]:
         elif rss <= 0:
             p = 0.0
         else:
-            p = float(stats.f.sf(((rss0 - rss) / 2) / (rss / dof), 2, dof))
+            p = float(special.fdtrc(2, dof, ((rss0 - rss) / 2) / (rss / dof)))  # F(2, dof) tail
         if p < best[1] or best[0] == "none":
             best = (name, p, float(np.ptp(fitted)), fitted)
     shape, p, change, fitted = best

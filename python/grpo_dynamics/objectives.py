@@ -29,7 +29,6 @@ from typing import Any, Literal
 import numba
 import numpy as np
 from scipy.special import log_softmax
-from scipy.stats import multinomial
 
 from . import _objective_kernels as _k
 from ._splitmix import GOLDEN, ONE, SHIFT11, TWO_POW_M53, mix64_numpy
@@ -800,6 +799,8 @@ def prefix_bias(objective: Objective, *, lengths: Any, success_prob: Any,
                          f"({n_outcomes}) for the exact sum")
     groups = np.array(list(itertools.combinations_with_replacement(range(n_cat), group_size)))
     counts = np.stack([(groups == c).sum(axis=1) for c in range(n_cat)], axis=1)
+    from scipy.stats import multinomial  # scipy.stats costs ~1 s to import: only here
+
     weight = multinomial.pmf(counts, group_size, cat_prob)
     exact = float(np.dot(weight, _prefix_coefficient(
         objective, policy, theta, groups // 2, (groups % 2).astype(float))))
