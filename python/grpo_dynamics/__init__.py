@@ -12,6 +12,7 @@ from . import distributed as _distributed_module
 from . import fit as _fit_module
 from . import forecast as _forecast_module
 from . import io as _io_module
+from . import joint as _joint_module
 from . import objectives as _objectives_module
 from . import simulate as _simulate_module
 from . import stability as _stability_module
@@ -23,6 +24,7 @@ _modules = (
     _trajectory_module,
     _fit_module,
     _distributed_module,
+    _joint_module,
     _stability_module,
     _simulate_module,
     _objectives_module,
