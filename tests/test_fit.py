@@ -5,6 +5,7 @@ central differences for the logistic Jacobian, and the sampling law of the estim
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -323,13 +324,29 @@ def test_core_exceptions_arrive_as_value_error():
     t = np.arange(10.0)
     with pytest.raises(ValueError, match="bounds: tau"):
         _core.fit_batch(
-            t, np.zeros(1, np.int64), np.linspace(0, 1, 10), np.array([0, 10]), None,
-            "oscillator", np.array([np.nan, np.nan, -1.0, np.nan]), np.full(4, np.nan), None, 1,
+            t,
+            np.zeros(1, np.int64),
+            np.linspace(0, 1, 10),
+            np.array([0, 10]),
+            None,
+            "oscillator",
+            np.array([np.nan, np.nan, -1.0, np.nan]),
+            np.full(4, np.nan),
+            None,
+            1,
         )
     with pytest.raises(ValueError, match="model:"):
         _core.fit_batch(
-            t, np.zeros(1, np.int64), np.linspace(0, 1, 10), np.array([0, 10]), None,
-            "gompertz", np.full(4, np.nan), np.full(4, np.nan), None, 1,
+            t,
+            np.zeros(1, np.int64),
+            np.linspace(0, 1, 10),
+            np.array([0, 10]),
+            None,
+            "gompertz",
+            np.full(4, np.nan),
+            np.full(4, np.nan),
+            None,
+            1,
         )
     with pytest.raises(ValueError, match="logistic"):
         _core.logistic_curve(t, 0.0, 1.0, 5.0, 0.0)
@@ -396,8 +413,9 @@ def test_compare_picks_the_generating_model(truth, model):
 
 def test_compare_says_no_trend_on_pure_noise():
     rng = np.random.default_rng(9)
-    verdicts = [gd.compare(T, 0.5 + 0.05 * rng.standard_normal(T.size)).attrs["verdict"]
-                for _ in range(10)]
+    verdicts = [
+        gd.compare(T, 0.5 + 0.05 * rng.standard_normal(T.size)).attrs["verdict"] for _ in range(10)
+    ]
     assert verdicts.count("no trend") >= 8
 
 
@@ -423,8 +441,11 @@ def test_boundary_likelihood_ratio_is_a_chi_square_mixture():
 
 def test_regime_labels_follow_mu_and_its_interval():
     rng = np.random.default_rng(11)
-    b = gd.fit_many(T, np.array([_oscillator(T, [0.1, 0.8, 10.0, mu]) for mu in (0.05, 0.25, 3.0)])
-                    + 0.04 * rng.standard_normal((3, T.size)))
+    b = gd.fit_many(
+        T,
+        np.array([_oscillator(T, [0.1, 0.8, 10.0, mu]) for mu in (0.05, 0.25, 3.0)])
+        + 0.04 * rng.standard_normal((3, T.size)),
+    )
     for i in range(3):
         mu, se = b.params[i, 3], b.stderr[i, 3]
         if math.isfinite(se) and mu - 2 * se < 0.25 < mu + 2 * se:
@@ -443,8 +464,13 @@ def test_other_models_reach_least_squares_optimum(model):
     rng = np.random.default_rng(12)
     n = 60
     if model == "exponential":
-        truth = np.column_stack([rng.uniform(0, 0.3, n), rng.uniform(0.5, 0.9, n),
-                                 np.exp(rng.uniform(np.log(4), np.log(60), n))])
+        truth = np.column_stack(
+            [
+                rng.uniform(0, 0.3, n),
+                rng.uniform(0.5, 0.9, n),
+                np.exp(rng.uniform(np.log(4), np.log(60), n)),
+            ]
+        )
         clean = np.array([gd.trajectory(T, *p, 0.0) for p in truth])
 
         def f(p):
@@ -453,8 +479,14 @@ def test_other_models_reach_least_squares_optimum(model):
         def jac(p):
             return gd.trajectory_jacobian(T, *p, 0.0)[:, :3]
     else:
-        truth = np.column_stack([rng.uniform(0, 0.3, n), rng.uniform(0.5, 0.9, n),
-                                 rng.uniform(20, 120, n), rng.uniform(2, 20, n)])
+        truth = np.column_stack(
+            [
+                rng.uniform(0, 0.3, n),
+                rng.uniform(0.5, 0.9, n),
+                rng.uniform(20, 120, n),
+                rng.uniform(2, 20, n),
+            ]
+        )
         clean = np.array([_core.logistic_curve(T, *p)[0] for p in truth])
 
         def f(p):
@@ -462,14 +494,20 @@ def test_other_models_reach_least_squares_optimum(model):
 
         def jac(p):
             return _core.logistic_curve(T, *p)[1]
+
     R = clean + 0.03 * rng.standard_normal(clean.shape)
     b = gd.fit_many(T, R, model, threads=2)
     ok = 0
     for i in range(n):
         ref = optimize.least_squares(
-            lambda p, y=R[i]: f(p) - y, np.clip(truth[i], b.lower[i], b.upper[i]),
-            jac=jac, bounds=(b.lower[i], b.upper[i]), x_scale="jac",
-            ftol=1e-15, xtol=1e-15, gtol=1e-15,
+            lambda p, y=R[i]: f(p) - y,
+            np.clip(truth[i], b.lower[i], b.upper[i]),
+            jac=jac,
+            bounds=(b.lower[i], b.upper[i]),
+            x_scale="jac",
+            ftol=1e-15,
+            xtol=1e-15,
+            gtol=1e-15,
         )
         ok += b.rss[i] <= 2 * ref.cost * (1 + 1e-8)
     assert ok == n
@@ -534,12 +572,14 @@ T500 = np.arange(1.0, 501.0)
 def _issue_batch(n: int, seed: int, mus=(0.0, 0.1, 0.5, 2.0)):
     """The reproduction of the mu = 0 degeneracy: 500 steps, noise 0.02, mu drawn from mus."""
     rng = np.random.default_rng(seed)
-    truth = np.column_stack([
-        rng.uniform(0.0, 0.3, n),
-        rng.uniform(0.5, 1.0, n),
-        rng.uniform(20.0, 150.0, n),
-        rng.choice(np.asarray(mus, dtype=float), n),
-    ])
+    truth = np.column_stack(
+        [
+            rng.uniform(0.0, 0.3, n),
+            rng.uniform(0.5, 1.0, n),
+            rng.uniform(20.0, 150.0, n),
+            rng.choice(np.asarray(mus, dtype=float), n),
+        ]
+    )
     R = np.array([_oscillator(T500, p) for p in truth]) + 0.02 * rng.standard_normal((n, T500.size))
     return truth, R
 
@@ -570,7 +610,11 @@ def test_no_singular_status_near_mu_zero_and_nested_report_is_the_exponential_op
             lambda p, y=R[i]: _oscillator(T500, [*p, 0.0]) - y,
             np.clip(truth[i, :3], lo, hi),
             jac=lambda p, y=R[i]: _oscillator_jac(T500, [*p, 0.0], cols=3),
-            bounds=(lo, hi), x_scale="jac", ftol=1e-15, xtol=1e-15, gtol=1e-15,
+            bounds=(lo, hi),
+            x_scale="jac",
+            ftol=1e-15,
+            xtol=1e-15,
+            gtol=1e-15,
         )
         assert b.rss[i] <= 2 * ref.cost * (1 + 1e-8)
         J = _oscillator_jac(T500, [*ref.x, 0.0], cols=3)
@@ -600,3 +644,110 @@ def test_stderr_coverage_of_r_inf_and_tau_on_exponential_truths():
                 assert covered.mean() > 0.85, (j, name, covered.mean())
             else:
                 assert abs(covered.mean() - nominal) < tol, (j, name, covered.mean())
+
+
+# ---------------------------------------------------------------------------------------------
+# a real log (tests/data/README.md): clean rise then slow drift, 400 steps
+
+CYCLOP5 = Path(__file__).parent / "data" / "CYCLOP5__metascaler-hack__training_metrics.json"
+
+
+def test_real_log_fit_is_the_global_least_squares_optimum():
+    # r0 = 0.81 while the first steps average 0.72: the log has a fast early rise (~25 steps)
+    # and a slow drift (1.1 -> 1.3) that one timescale cannot both follow. This checks that
+    # the fit is the best one-timescale compromise, not a local optimum of the start strategy.
+    run = gd.read_log(CYCLOP5)
+    t, r = np.asarray(run.steps, float), np.asarray(run.reward, float)
+    f = gd.fit(t, r)
+    lo = np.array([f.bounds[k][0] for k in f.params])
+    hi = np.array([f.bounds[k][1] for k in f.params])
+    best_ref = np.inf
+    for r0 in (0.5, 0.8, 1.1):
+        for tau in (3.0, 20.0, 100.0):
+            for mu in (0.0, 0.3, 3.0):
+                ref = optimize.least_squares(
+                    lambda p: gd.trajectory(t, *p) - r,
+                    np.clip([r0, 1.25, tau, mu], lo, hi),
+                    jac=lambda p: gd.trajectory_jacobian(t, *p)[:, :4],
+                    bounds=(lo, hi),
+                    x_scale="jac",
+                    ftol=1e-12,
+                    xtol=1e-12,
+                    gtol=1e-12,
+                )
+                best_ref = min(best_ref, 2 * ref.cost)
+    rss_ours = float(np.sum((f.predict(t) - r) ** 2))
+    assert rss_ours <= best_ref * (1 + 1e-8)
+    # the exponential (mu = 0) is that optimum: the oscillator adds nothing here
+    e = gd.fit(t, r, "exponential")
+    assert f.rss == pytest.approx(e.rss, rel=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# R^2 noise ceiling and window means (docs/fitting.md, "R^2 and noise")
+
+
+def test_noise_ceiling_is_the_r2_of_the_true_curve_on_average():
+    rng = np.random.default_rng(21)
+    t = np.arange(1.0, 401.0)
+    clean = _oscillator(t, [0.5, 1.3, 40.0, 0.6])
+    sd = 0.05
+    given, local, truth_r2 = [], [], []
+    for _ in range(200):
+        y = clean + sd * rng.standard_normal(t.size)
+        tss = np.sum((y - y.mean()) ** 2)
+        truth_r2.append(1 - np.sum((y - clean) ** 2) / tss)  # the true curve's own R^2
+        given.append(gd.r2_noise_ceiling(t, y, noise_sd=sd))
+        local.append(gd.r2_noise_ceiling(t, y))
+    truth_r2, given, local = map(np.asarray, (truth_r2, given, local))
+    se = np.std(truth_r2 - given) / math.sqrt(truth_r2.size)
+    assert abs(np.mean(truth_r2 - given)) < 4 * se
+    se = np.std(truth_r2 - local) / math.sqrt(truth_r2.size)
+    assert abs(np.mean(truth_r2 - local)) < 4 * se + 0.002  # + curvature bias of the smoother
+
+
+def test_local_noise_variance_is_unbiased_on_uneven_steps_with_weights():
+    rng = np.random.default_rng(22)
+    t = np.cumsum(rng.uniform(0.5, 3.0, 300))
+    w = rng.uniform(0.5, 4.0, t.size)
+    clean = _oscillator(t, [0.2, 0.9, 60.0, 2.0])
+    sigma2 = 0.03**2  # noise variance of a unit-weight point; point i has sigma2 / w_i
+    est = [
+        gd.noise_variance_local(t, clean + np.sqrt(sigma2 / w) * rng.standard_normal(t.size), w)
+        for _ in range(300)
+    ]
+    ratio = np.asarray(est) / sigma2
+    assert abs(ratio.mean() - 1) < 4 * ratio.std() / math.sqrt(ratio.size) + 0.005
+
+
+def test_fit_reports_ceiling_and_window_r2_against_direct_computation():
+    import pandas as pd
+
+    rng = np.random.default_rng(23)
+    t = np.arange(1.0, 301.0)
+    y = _oscillator(t, [0.3, 1.0, 30.0, 0.1]) + 0.08 * rng.standard_normal(t.size)
+    sd = np.full(t.size, 0.08)
+    f = gd.fit(t, y, noise_sd=sd, window=12)
+    assert f.r2_ceiling == pytest.approx(1 - t.size * 0.08**2 / np.sum((y - y.mean()) ** 2))
+    groups = pd.DataFrame({"y": y, "f": f.predict(t)}).groupby(np.arange(t.size) // 12).mean()
+    r2w = 1 - np.sum((groups.y - groups.f) ** 2) / np.sum((groups.y - groups.y.mean()) ** 2)
+    assert f.window == 12 and f.r2_window == pytest.approx(r2w, rel=1e-12)
+    # averaging keeps the trend and removes most noise; the raw R^2 cannot beat the ceiling by
+    # more than the k / n the fitted parameters absorb
+    assert f.r2_window > f.r2 and f.r2 < f.r2_ceiling + 4 / t.size + 0.01
+    d = gd.fit(t, y)
+    assert d.window == 15 and math.isfinite(d.r2_ceiling)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument"),
+    [
+        ({"window": 0}, "window"),
+        ({"noise_sd": -1.0}, "noise_sd"),
+        ({"noise_sd": [0.1, 0.2]}, "noise_sd"),
+    ],
+)
+def test_r2_arguments_are_validated(kwargs, argument):
+    t = np.arange(20.0)
+    with pytest.raises(ValueError, match=argument):
+        gd.fit(t, np.sqrt(t) + 0.01 * np.sin(t), **kwargs)

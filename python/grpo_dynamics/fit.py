@@ -13,6 +13,7 @@ Models (docs/fitting.md, "Models"):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -36,6 +37,9 @@ __all__ = [
     "fit_many",
     "compare",
     "fit_param_names",
+    "r2_noise_ceiling",
+    "r2_window_means",
+    "noise_variance_local",
 ]
 
 ModelName = Literal["exponential", "oscillator", "logistic"]
@@ -113,6 +117,8 @@ class FitResult:
     every parameter when ``status`` is ``"singular"``. ``covariance`` is s^2 (J^T W J)^-1 on
     the free parameters, ordered as ``params``. ``aic``/``bic`` use the Gaussian likelihood with
     the noise variance estimated. ``regime`` is set for the oscillator (and exponential).
+    ``r2_ceiling`` and ``r2_window`` put the raw ``r2`` in context (docs/fitting.md,
+    "R^2 and noise"): the best R^2 the noise allows, and R^2 on window means.
     """
 
     model: str
@@ -132,6 +138,12 @@ class FitResult:
     bounds: dict[str, tuple[float, float]] = field(repr=False)
     reason: str = ""
     t0: float = 0.0
+    #: Highest R^2 any curve can reach given the noise of the logged means (:func:`fit` only;
+    #: NaN in :class:`BatchFit` rows). docs/fitting.md, "R^2 and noise".
+    r2_ceiling: float = math.nan
+    #: R^2 of the fit on means over consecutive windows of ``window`` points (:func:`fit` only).
+    r2_window: float = math.nan
+    window: int = 0
 
     def predict(self, t: ArrayLike) -> NDArray[np.float64]:
         """Fitted mean reward at steps ``t``."""
@@ -355,6 +367,104 @@ def _to_batch(
 
 
 # ---------------------------------------------------------------------------------------------
+# R^2 in the presence of sampling noise (docs/fitting.md, "R^2 and noise")
+
+
+def noise_variance_local(t: ArrayLike, r: ArrayLike, weights: ArrayLike | None = None) -> float:
+    """Noise variance of unit-weight observations from a local linear smoother's residuals.
+
+    Each interior point is compared with the straight line through its two neighbours
+    (Gasser, Sroka and Jennen-Steinmetz 1986): ``e_i = a_i r_{i-1} + b_i r_{i+1} - r_i`` with
+    ``a_i = (t_{i+1} - t_i) / (t_{i+1} - t_{i-1})``, ``b_i = 1 - a_i``. With independent noise of
+    variance ``sigma^2 / w_i``, ``E e_i^2 = sigma^2 (a_i^2 / w_{i-1} + b_i^2 / w_{i+1} + 1 / w_i)``
+    up to the curve's curvature, so ``sigma^2`` is the mean of ``e_i^2`` over that factor.
+    Units: reward^2 (for unit weights, the variance of one logged mean reward).
+    """
+    times = _as_1d("t", t)
+    rewards = _as_1d("r", r)
+    if times.shape != rewards.shape:
+        raise ValueError(f"r: shape {rewards.shape} does not match t: shape {times.shape}")
+    if rewards.size < 3:
+        raise ValueError("r: need at least 3 points to estimate the noise")
+    w = np.ones_like(rewards) if weights is None else _as_1d("weights", weights)
+    if w.shape != rewards.shape or not np.all(np.isfinite(w)) or np.any(w <= 0):
+        raise ValueError("weights: must match r and be finite and > 0")
+    gap = np.diff(times)
+    if np.any(gap <= 0):
+        raise ValueError("t: must be strictly increasing")
+    a = gap[1:] / (gap[1:] + gap[:-1])
+    b = 1.0 - a
+    e = a * rewards[:-2] + b * rewards[2:] - rewards[1:-1]
+    factor = a**2 / w[:-2] + b**2 / w[2:] + 1.0 / w[1:-1]
+    return float(np.mean(e**2 / factor))
+
+
+def r2_noise_ceiling(
+    t: ArrayLike,
+    r: ArrayLike,
+    *,
+    noise_sd: float | ArrayLike | None = None,
+    weights: ArrayLike | None = None,
+) -> float:
+    """The R^2 a perfect curve would reach on noisy data: ``1 - E[rss_true] / tss``.
+
+    ``noise_sd`` is the standard deviation of each logged mean reward (scalar or per step),
+    e.g. ``reward_std / sqrt(B G)`` for a batch of B prompts with G samples each; then
+    ``E[rss_true] = sum w_i noise_sd_i^2``. Without it the noise is estimated by
+    :func:`noise_variance_local` and ``E[rss_true] = n sigma^2``. Weighted as ``fit`` is.
+    """
+    times = _as_1d("t", t)
+    rewards = _as_1d("r", r)
+    w = np.ones_like(rewards) if weights is None else _as_1d("weights", weights)
+    if w.shape != rewards.shape:
+        raise ValueError(f"weights: shape {w.shape} does not match r: shape {rewards.shape}")
+    mean = float(np.sum(w * rewards) / np.sum(w))
+    tss = float(np.sum(w * (rewards - mean) ** 2))
+    if noise_sd is None:
+        expected_rss = rewards.size * noise_variance_local(times, rewards, w)
+    else:
+        sd = np.broadcast_to(np.asarray(noise_sd, dtype=np.float64), rewards.shape)
+        if not np.all(np.isfinite(sd)) or np.any(sd < 0):
+            raise ValueError("noise_sd: must be finite and >= 0, a scalar or one value per step")
+        expected_rss = float(np.sum(w * sd**2))
+    return 1.0 - expected_rss / tss if tss > 0 else math.nan
+
+
+def r2_window_means(
+    r: ArrayLike, fitted: ArrayLike, window: int, weights: ArrayLike | None = None
+) -> float:
+    """R^2 of ``fitted`` against ``r`` after averaging both over consecutive windows.
+
+    Windows are blocks of ``window`` points in order (the last may be shorter); within a
+    window, means are weighted by ``weights``; windows count equally. Averaging divides the
+    noise variance by about ``window`` while keeping the trend, so this R^2 says how well the
+    curve follows the trend (docs/fitting.md, "R^2 and noise").
+    """
+    rewards = _as_1d("r", r)
+    f = _as_1d("fitted", fitted)
+    if f.shape != rewards.shape:
+        raise ValueError(f"fitted: shape {f.shape} does not match r: shape {rewards.shape}")
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
+        raise ValueError(f"window: expected a positive integer, got {window!r}")
+    w = np.ones_like(rewards) if weights is None else _as_1d("weights", weights)
+    if w.shape != rewards.shape:
+        raise ValueError(f"weights: shape {w.shape} does not match r: shape {rewards.shape}")
+    block = np.arange(rewards.size) // int(window)
+    sw = np.bincount(block, weights=w)
+    y_mean = np.bincount(block, weights=w * rewards) / sw
+    f_mean = np.bincount(block, weights=w * f) / sw
+    if y_mean.size < 2:
+        return math.nan
+    tss = float(np.sum((y_mean - y_mean.mean()) ** 2))
+    return 1.0 - float(np.sum((y_mean - f_mean) ** 2)) / tss if tss > 0 else math.nan
+
+
+def _default_window(n: int) -> int:
+    """About 20 windows per series, at least 2 points each."""
+    return max(2, n // 20)
+
+
+# ---------------------------------------------------------------------------------------------
 # public API
 
 
@@ -370,6 +480,8 @@ def fit(
     max_iter: int = 200,
     n_starts: int = 2,
     nested_mu0: bool = True,
+    noise_sd: float | ArrayLike | None = None,
+    window: int | None = None,
 ) -> FitResult:
     """Fit one reward curve (docs/fitting.md).
 
@@ -397,6 +509,11 @@ def fit(
         held at 0) is then fitted too and reported, ``mu`` on its bound with NaN stderr, if it
         is not worse by AIC; ``reason`` says so (docs/fitting.md, "Identifiability at mu = 0").
         ``False`` always reports the unrestricted optimum.
+    noise_sd : float or array_like, optional
+        Standard deviation of each logged mean reward (e.g. ``reward_std / sqrt(B G)``) for
+        ``r2_ceiling``; by default estimated from a local smoother's residuals.
+    window : int, optional
+        Points per window for ``r2_window`` (default ``max(2, n // 20)``, about 20 windows).
 
     Raises
     ------
@@ -435,7 +552,22 @@ def fit(
     result = batch[0]
     if result.status == "bad_input":
         raise ValueError(result.reason)
-    return result
+    if window is None:
+        window = _default_window(rewards.size)
+    keep = slice(None) if w is None else w > 0  # zero weights are not observations
+    tk, rk = times[keep], rewards[keep]
+    wk = None if w is None else w[keep]
+    sd_k = None
+    if noise_sd is not None:
+        sd_arr = np.asarray(noise_sd, dtype=np.float64)
+        if sd_arr.ndim > 0 and sd_arr.shape != rewards.shape:
+            raise ValueError(
+                f"noise_sd: shape {sd_arr.shape} does not match r: shape {rewards.shape}"
+            )
+        sd_k = sd_arr if sd_arr.ndim == 0 else sd_arr[keep]
+    ceiling = r2_noise_ceiling(tk, rk, noise_sd=sd_k, weights=wk) if rk.size >= 3 else math.nan
+    r2_win = r2_window_means(rk, result.predict(tk), window, wk)
+    return dataclasses.replace(result, r2_ceiling=ceiling, r2_window=r2_win, window=int(window))
 
 
 def fit_many(
@@ -526,9 +658,8 @@ def fit_many(
             wi = None if w_list is None else _as_1d(f"weights[{i}]", w_list[i])
             if ti.shape != ri.shape or (wi is not None and wi.shape != ri.shape):
                 # A malformed series still gets a row: all gaps, with the reason reported.
-                overrides[i] = (
-                    f"r: series {i} has {ri.size} rewards but {ti.size} steps"
-                    + ("" if wi is None else f" and {wi.size} weights")
+                overrides[i] = f"r: series {i} has {ri.size} rewards but {ti.size} steps" + (
+                    "" if wi is None else f" and {wi.size} weights"
                 )
                 ti = np.zeros(0)
                 ri = np.zeros(0)
