@@ -110,20 +110,31 @@ double weighted_rss(const double* f, const double* y, const double* w, std::size
   return s;
 }
 
-// A = J^T W J, g = J^T W (f - y) over the first p columns.
+// A = J^T W J, g = J^T W (f - y) over the first P columns; P fixed at compile time so that the
+// inner products unroll (this pass is a sixth of a fit's time at 500 points).
+template <int P>
+void accumulate_normal(const double* f, const double* jac, const double* y, const double* w,
+                       std::size_t n, double (&a)[kMaxFitParams][kMaxFitParams],
+                       double (&gg)[kMaxFitParams]) {
+  for (std::size_t i = 0; i < n; ++i) {
+    const double* J = jac + i * kJacStride;
+    const double wd = w[i] * (f[i] - y[i]);
+    for (int j = 0; j < P; ++j) {
+      const double wj = w[i] * J[j];
+      gg[j] += J[j] * wd;
+      for (int k = j; k < P; ++k) a[j][k] += wj * J[k];
+    }
+  }
+}
+
 void normal_equations(const double* f, const double* jac, const double* y, const double* w,
                       std::size_t n, int p, MatP& A, VecP& g) {
   double a[kMaxFitParams][kMaxFitParams] = {};
   double gg[kMaxFitParams] = {};
-  for (std::size_t i = 0; i < n; ++i) {
-    const double* J = jac + i * kJacStride;
-    const double wd = w[i] * (f[i] - y[i]);
-    for (int j = 0; j < p; ++j) {
-      const double wj = w[i] * J[j];
-      gg[j] += J[j] * wd;
-      for (int k = j; k < p; ++k) a[j][k] += wj * J[k];
-    }
-  }
+  if (p == 4)
+    accumulate_normal<4>(f, jac, y, w, n, a, gg);
+  else
+    accumulate_normal<3>(f, jac, y, w, n, a, gg);
   A.resize(p, p);
   g.resize(p);
   for (int j = 0; j < p; ++j) {
@@ -145,7 +156,11 @@ bool eval_safe(const Problem& pb, const double* x, double* f, double* jac) {
 
 // Classic Levenberg-Marquardt with Marquardt (diagonal) scaling and box bounds handled by an
 // active set + projection: parameters held at a bound by the gradient leave the step system.
-LmRun run_lm(const Problem& pb, const double* x_start, const FitOptions& o, Workspace& ws) {
+// `rival` (optional): the best optimum found so far. A run that comes within 1e-2 standard
+// errors of it (dx^T J^T W J dx <= 1e-4 rss / n) without a lower RSS is in the same basin and
+// stops there: it would only reconverge to the rival (saves the final iterations of restarts).
+LmRun run_lm(const Problem& pb, const double* x_start, const FitOptions& o, Workspace& ws,
+             const LmRun* rival = nullptr) {
   const int p = pb.p;
   LmRun run;
   for (int j = 0; j < p; ++j) run.x[j] = clip(x_start[j], pb.lower[j], pb.upper[j]);
@@ -234,6 +249,14 @@ LmRun run_lm(const Problem& pb, const double* x_start, const FitOptions& o, Work
       const double c = 2.0 * rho - 1.0;
       lambda *= std::max(1.0 / 3.0, 1.0 - c * c * c);
       nu = 2.0;
+      if (rival != nullptr && std::isfinite(rival->rss) && rss >= rival->rss) {
+        VecP dx(p);
+        for (int j = 0; j < p; ++j) dx(j) = run.x[j] - rival->x[j];
+        if (dx.dot(A * dx) <= 1e-4 * rival->rss / static_cast<double>(pb.n)) {
+          converged = true;
+          break;
+        }
+      }
     } else {
       lambda *= nu;
       nu *= 2.0;
@@ -629,7 +652,7 @@ void fit_one(const SeriesView& s, std::size_t i, const CurveModel& model, const 
         start_score[k] > o.restart_rss_ratio * best.rss)
       continue;
     if (from_grid) first_grid_start = false;
-    LmRun run = run_lm(pb, starts[k], o, ws);
+    LmRun run = run_lm(pb, starts[k], o, ws, std::isfinite(best.rss) ? &best : nullptr);
     if (run.rss < best.rss) {
       best = run;
       std::swap(ws.f, ws.f_best);  // keep the optimum's evaluation for the statistics
@@ -644,7 +667,7 @@ void fit_one(const SeriesView& s, std::size_t i, const CurveModel& model, const 
     for (double mu : {0.1, 0.3}) {
       double x0[kMaxFitParams] = {at_boundary.x[0], at_boundary.x[1], at_boundary.x[2],
                                   clip(pb.lower[3] + mu, pb.lower[3], pb.upper[3])};
-      LmRun run = run_lm(pb, x0, o, ws);
+      LmRun run = run_lm(pb, x0, o, ws, &best);
       if (run.rss < best.rss * (1.0 - 1e-12)) {
         best = run;
         std::swap(ws.f, ws.f_best);

@@ -63,12 +63,14 @@ struct ShapeConstants {
   double mu;
   // root form
   double q, inv_q, l1, l2, c1, c2, dc1_dmu, dl1_dmu, dc2_dmu, c2_dl2_dmu, mq_dl2_dmu, inv_mu;
+  double mu_over_q, dmq_dmu;  // mu / q and its derivative (hoisted out of the per-point loop)
   // hyperbolic form
   double alpha, d2, sqrt_abs_d2;
 
   explicit ShapeConstants(double mu_) : mu(mu_) {
     root_form = mu <= kRootFormMaxMu;
     q = inv_q = l1 = l2 = c1 = c2 = dc1_dmu = dl1_dmu = dc2_dmu = c2_dl2_dmu = mq_dl2_dmu = inv_mu = 0.0;
+    mu_over_q = dmq_dmu = 0.0;
     alpha = d2 = sqrt_abs_d2 = 0.0;
     if (root_form) {
       q = std::sqrt(1.0 - 4.0 * mu);
@@ -80,6 +82,8 @@ struct ShapeConstants {
       dc1_dmu = 1.0 / (q * q * q);
       dl1_dmu = -4.0 / (q * opq * opq);
       dc2_dmu = 2.0 / (q * opq) + 4.0 * mu * (1.0 + 2.0 * q) / (q * q * q * opq * opq);
+      mu_over_q = mu / q;
+      dmq_dmu = 1.0 / q + 2.0 * mu / (q * q * q);
       if (mu > 0.0) {
         inv_mu = 1.0 / mu;
         l2 = -opq * 0.5 * inv_mu;
@@ -152,8 +156,7 @@ inline ShapeValues root_form_values(const ShapeConstants& k, double u, double e1
   const double e2_terms_a = (e2 != 0.0) ? (k.dc2_dmu + u * k.c2_dl2_dmu) * e2 : 0.0;
   const double e2_terms_b = (e2 != 0.0) ? u * k.mq_dl2_dmu * e2 : 0.0;
   v.a_mu = (k.dc1_dmu + k.c1 * u * k.dl1_dmu) * e1 - e2_terms_a;
-  const double dmq = 1.0 / k.q + 2.0 * k.mu / (k.q * k.q * k.q);  // d(mu / q) / dmu
-  v.b_mu = dmq * (e1 - e2) + (k.mu / k.q) * u * k.dl1_dmu * e1 - e2_terms_b;
+  v.b_mu = k.dmq_dmu * (e1 - e2) + k.mu_over_q * u * k.dl1_dmu * e1 - e2_terms_b;
   return v;
 }
 
@@ -223,10 +226,11 @@ inline void write_point(const OscillatorParams& p, double u, const ShapeValues& 
   const double slope_u = x0 * v.a_prime + p.v0 * p.tau * v.b_prime;  // dr/du
   jac_row[kR0] = v.a;
   jac_row[kRInf] = 1.0 - v.a;
-  jac_row[kTau] = -(u / p.tau) * slope_u + p.v0 * v.b;
+  const double inv_tau = 1.0 / p.tau;  // loop-invariant: hoisted, no division per point
+  jac_row[kTau] = -(u * inv_tau) * slope_u + p.v0 * v.b;
   jac_row[kMu] = x0 * v.a_mu + p.v0 * p.tau * v.b_mu;
   if (jac_cols > kT0) {
-    jac_row[kT0] = -slope_u / p.tau;
+    jac_row[kT0] = -slope_u * inv_tau;
     jac_row[kV0] = p.tau * v.b;
   }
 }
@@ -257,6 +261,12 @@ inline void write_point_or_settled(const OscillatorParams& p, double u, const Sh
   } else {
     write_point(p, u, v, value, jac_row, jac_cols);
   }
+}
+
+// Value only (no Jacobian requested) from A(u) and B(u): the fitter's start ranking and trial
+// points need no derivative columns, which are most of the per-point work.
+inline void write_value_only(const OscillatorParams& p, double u, double a, double b, double* value) {
+  *value = std::isinf(u) ? p.r_inf : p.r_inf + (p.r0 - p.r_inf) * a + p.v0 * p.tau * b;
 }
 
 inline void check_jac_cols(int jac_cols) {
@@ -319,7 +329,8 @@ inline void trajectory_uniform(double t_first, double dt, std::size_t n, const O
   }
   if (first == n) return;
   const double u_first = (t_first + static_cast<double>(first) * dt - p.t0) / p.tau;
-  auto u_at = [&](std::size_t i) { return (t_first + static_cast<double>(i) * dt - p.t0) / p.tau; };
+  const double inv_tau = 1.0 / p.tau;
+  auto u_at = [&](std::size_t i) { return (t_first + static_cast<double>(i) * dt - p.t0) * inv_tau; };
   auto emit = [&](std::size_t i, double u, const detail::ShapeValues& v) {
     double* row = jac ? jac + i * static_cast<std::size_t>(jac_cols) : nullptr;
     detail::write_point_or_settled(p, u, v, value + i, row, jac_cols);
@@ -334,6 +345,11 @@ inline void trajectory_uniform(double t_first, double dt, std::size_t n, const O
       const double e1_value = e1.at(j);
       double e2_value = e2.at(j);
       if (!has_fast_mode) e2_value = (u == 0.0) ? 1.0 : 0.0;
+      if (jac == nullptr) {
+        detail::write_value_only(p, u, k.c1 * e1_value - k.c2 * e2_value,
+                                 k.mu_over_q * (e1_value - e2_value), value + i);
+        continue;
+      }
       emit(i, u, detail::root_form_values(k, u, e1_value, e2_value));
     }
     return;
@@ -370,14 +386,18 @@ inline void trajectory_uniform(double t_first, double dt, std::size_t n, const O
       const double z = omega * u;
       ch = 0.5 * (ep + em);
       sh = 0.5 * (ep - em) / z;
-      dh = (ch - sh) / (2.0 * w);
+      dh = jac ? (ch - sh) / (2.0 * w) : 0.0;
     } else {
       const double z = omega * u;
       ch = ea * cos_u;
       sh = ea * sin_u / z;
-      dh = (ch - sh) / (2.0 * w);
+      dh = jac ? (ch - sh) / (2.0 * w) : 0.0;
     }
-    emit(i, u, detail::hyperbolic_form_values(k, u, ch, sh, dh));
+    if (jac == nullptr) {
+      detail::write_value_only(p, u, ch + k.alpha * u * sh, u * sh, value + i);
+    } else {
+      emit(i, u, detail::hyperbolic_form_values(k, u, ch, sh, dh));
+    }
     const double next_cos = cos_u * cos_step - sin_u * sin_step;
     sin_u = sin_u * cos_step + cos_u * sin_step;
     cos_u = next_cos;
