@@ -362,6 +362,8 @@ inline void trajectory_uniform(double t_first, double dt, std::size_t n, const O
   detail::GeometricSequence minus(k.d2 > 0 ? (-omega - k.alpha) * u_first : 0.0,
                                   k.d2 > 0 ? (-omega - k.alpha) * du : 0.0);
   const double cos_step = std::cos(omega * du), sin_step = std::sin(omega * du);
+  const double inv_omega = omega > 0.0 ? 1.0 / omega : 0.0;  // omega = 0 only on the series branch
+  const double half_inv_d2 = k.d2 != 0.0 ? 0.5 / k.d2 : 0.0;
   double cos_u = 0.0, sin_u = 0.0;
   for (std::size_t i = first; i < n; ++i) {
     const std::size_t j = i - first;
@@ -382,16 +384,17 @@ inline void trajectory_uniform(double t_first, double dt, std::size_t n, const O
       ch = ea * c;
       sh = ea * s;
       dh = ea * d;
-    } else if (w > 0.0) {
-      const double z = omega * u;
-      ch = 0.5 * (ep + em);
-      sh = 0.5 * (ep - em) / z;
-      dh = jac ? (ch - sh) / (2.0 * w) : 0.0;
     } else {
-      const double z = omega * u;
-      ch = ea * cos_u;
-      sh = ea * sin_u / z;
-      dh = jac ? (ch - sh) / (2.0 * w) : 0.0;
+      // One division per point: 1 / z = inv_omega / u and 1 / (2 w) = half_inv_d2 / u^2.
+      const double inv_u = 1.0 / u;
+      if (w > 0.0) {
+        ch = 0.5 * (ep + em);
+        sh = 0.5 * (ep - em) * inv_omega * inv_u;
+      } else {
+        ch = ea * cos_u;
+        sh = ea * sin_u * inv_omega * inv_u;
+      }
+      dh = jac ? (ch - sh) * half_inv_d2 * inv_u * inv_u : 0.0;
     }
     if (jac == nullptr) {
       detail::write_value_only(p, u, ch + k.alpha * u * sh, u * sh, value + i);
