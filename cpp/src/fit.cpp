@@ -206,8 +206,17 @@ LmRun run_lm(const Problem& pb, const double* x_start, const FitOptions& o, Work
     for (int a = 0; a < nfree; ++a) {
       rhs(a) = -g(free_idx[a]);
       for (int b = 0; b < nfree; ++b) M(a, b) = A(free_idx[a], free_idx[b]);
-      M(a, a) += lambda * diag[free_idx[a]];
     }
+    // Gauss-Newton decrement g^T A^-1 g: the RSS reduction still available to the local
+    // quadratic model. Below ftol * rss the optimum is reached: stop without a trial evaluation.
+    {
+      Eigen::LLT<MatP> gn(M);
+      if (gn.info() == Eigen::Success && rhs.dot(gn.solve(rhs)) <= o.ftol * rss) {
+        converged = true;
+        break;
+      }
+    }
+    for (int a = 0; a < nfree; ++a) M(a, a) += lambda * diag[free_idx[a]];
     Eigen::LLT<MatP> llt(M);
     ++iter;
     if (llt.info() != Eigen::Success) {
