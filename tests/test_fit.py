@@ -751,3 +751,28 @@ def test_r2_arguments_are_validated(kwargs, argument):
     t = np.arange(20.0)
     with pytest.raises(ValueError, match=argument):
         gd.fit(t, np.sqrt(t) + 0.01 * np.sin(t), **kwargs)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(3, 60),
+    window=st.integers(1, 80),
+    seed=st.integers(0, 2**31 - 1),
+    weighted=st.booleans(),
+)
+def test_window_r2_against_plain_block_means(n, window, seed, weighted):
+    rng = np.random.default_rng(seed)
+    y = rng.standard_normal(n)
+    f = y + 0.3 * rng.standard_normal(n)
+    w = rng.uniform(0.1, 3.0, n) if weighted else np.ones(n)
+    blocks = [slice(s, min(s + window, n)) for s in range(0, n, window)]
+    ym = np.array([np.average(y[b], weights=w[b]) for b in blocks])
+    fm = np.array([np.average(f[b], weights=w[b]) for b in blocks])
+    got = gd.r2_window_means(y, f, window, w if weighted else None)
+    if len(blocks) < 2:
+        assert math.isnan(got)
+    else:
+        want = 1 - np.sum((ym - fm) ** 2) / np.sum((ym - ym.mean()) ** 2)
+        assert got == pytest.approx(want, rel=1e-9, abs=1e-12)
+    if window == 1 and not weighted:  # one point per window: the raw R^2
+        assert got == pytest.approx(1 - np.sum((y - f) ** 2) / np.sum((y - y.mean()) ** 2))
