@@ -776,3 +776,32 @@ def test_window_r2_against_plain_block_means(n, window, seed, weighted):
         assert got == pytest.approx(want, rel=1e-9, abs=1e-12)
     if window == 1 and not weighted:  # one point per window: the raw R^2
         assert got == pytest.approx(1 - np.sum((y - f) ** 2) / np.sum((y - y.mean()) ** 2))
+
+
+def test_batch_r2_ceiling_and_window_match_the_numpy_twins():
+    # the core computes both for every series; r2_noise_ceiling / r2_window_means are the
+    # plain NumPy definitions (ragged series, uneven steps, weights, NaN gaps)
+    rng = np.random.default_rng(24)
+    series, weights = [], []
+    for _ in range(12):
+        n = int(rng.integers(30, 200))
+        t = np.cumsum(rng.uniform(0.5, 2.0, n))
+        y = _oscillator(t, [0.1, 0.8, rng.uniform(5, 40), rng.uniform(0, 3)])
+        y = y + 0.05 * rng.standard_normal(n)
+        y[rng.integers(0, n, 3)] = np.nan
+        series.append((t, y))
+        weights.append(rng.uniform(0.5, 2.0, n))
+    for window in (None, 7):
+        b = gd.fit_many(series, weights=weights, window=window, threads=2)
+        for i, (t, y) in enumerate(series):
+            ok = np.isfinite(y)
+            tk, yk, wk = t[ok], y[ok], weights[i][ok]
+            win = max(2, ok.sum() // 20) if window is None else window
+            assert b.window[i] == win
+            assert b.r2_ceiling[i] == pytest.approx(
+                gd.r2_noise_ceiling(tk, yk, weights=wk), rel=1e-9
+            )
+            f = b[i].predict(tk)
+            assert b.r2_window[i] == pytest.approx(gd.r2_window_means(yk, f, win, wk), rel=1e-9)
+            assert b[i].r2_window == b.r2_window[i]
+    assert {"r2_ceiling", "r2_window"} <= set(b.to_pandas().columns)

@@ -20,7 +20,7 @@ py::dict fit_batch(const DoubleArray& t, const Int64Array& t_offsets, const Doub
                    const DoubleArray& upper, const std::optional<DoubleArray>& p0, int threads,
                    double t0, int max_iter, int n_starts, double ftol, double xtol, double gtol,
                    double range_widen, double mu_max, double restart_rss_ratio,
-                   bool nested_mu0, double nested_mu_max) {
+                   bool nested_mu0, double nested_mu_max, int window) {
   const gd::FitModel model = gd::fit_model_from_name(model_name);
   const int p = gd::fit_model_num_params(model);
   if (offsets.ndim() != 1 || offsets.size() < 1)
@@ -63,14 +63,15 @@ py::dict fit_batch(const DoubleArray& t, const Int64Array& t_offsets, const Doub
   opt.restart_rss_ratio = restart_rss_ratio;
   opt.nested_mu0 = nested_mu0;
   opt.nested_mu_max = nested_mu_max;
+  opt.window = window;
 
   const auto ns = static_cast<py::ssize_t>(n_series);
   const auto pp = static_cast<py::ssize_t>(p);
   py::array_t<double> params({ns, pp}), stderr_({ns, pp}), cov({ns, pp, pp}), lo({ns, pp}),
       hi({ns, pp});
   py::array_t<std::uint8_t> at_bound({ns, pp});
-  py::array_t<double> rss(ns), r2(ns), sigma2(ns), aic(ns), bic(ns);
-  py::array_t<std::int32_t> n_iter(ns), status(ns), n_points(ns);
+  py::array_t<double> rss(ns), r2(ns), sigma2(ns), aic(ns), bic(ns), r2_ceiling(ns), r2_window(ns);
+  py::array_t<std::int32_t> n_iter(ns), status(ns), n_points(ns), window_used(ns);
   std::vector<std::string> reason;
   gd::BatchFitOutput out;
   out.params = params.mutable_data();
@@ -81,6 +82,9 @@ py::dict fit_batch(const DoubleArray& t, const Int64Array& t_offsets, const Doub
   out.at_bound = at_bound.mutable_data();
   out.rss = rss.mutable_data();
   out.r2 = r2.mutable_data();
+  out.r2_ceiling = r2_ceiling.mutable_data();
+  out.r2_window = r2_window.mutable_data();
+  out.window = window_used.mutable_data();
   out.sigma2 = sigma2.mutable_data();
   out.aic = aic.mutable_data();
   out.bic = bic.mutable_data();
@@ -102,6 +106,9 @@ py::dict fit_batch(const DoubleArray& t, const Int64Array& t_offsets, const Doub
   d["at_bound"] = at_bound.attr("astype")("bool");
   d["rss"] = rss;
   d["r2"] = r2;
+  d["r2_ceiling"] = r2_ceiling;
+  d["r2_window"] = r2_window;
+  d["window"] = window_used;
   d["sigma2"] = sigma2;
   d["aic"] = aic;
   d["bic"] = bic;
@@ -129,7 +136,7 @@ void bind_fit(py::module_& m) {
         py::arg("max_iter") = 200, py::arg("n_starts") = 2, py::arg("ftol") = 1e-10,
         py::arg("xtol") = 1e-10, py::arg("gtol") = 1e-10, py::arg("range_widen") = 1.0,
         py::arg("mu_max") = 1e4, py::arg("restart_rss_ratio") = 2.0,
-        py::arg("nested_mu0") = true, py::arg("nested_mu_max") = 1e-2,
+        py::arg("nested_mu0") = true, py::arg("nested_mu_max") = 1e-2, py::arg("window") = 0,
         "Fit every series of a ragged batch with bounded Levenberg-Marquardt (docs/fitting.md).");
   m.def("logistic_curve", &logistic_curve, py::arg("t"), py::arg("r_lo"), py::arg("r_hi"),
         py::arg("t_mid"), py::arg("s"),

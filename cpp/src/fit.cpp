@@ -454,6 +454,9 @@ void fill_nan_row(const BatchFitOutput& out, std::size_t i, int p) {
     for (int k = 0; k < p; ++k) out.cov[(i * p + j) * p + k] = kNaN;
   }
   out.rss[i] = out.r2[i] = out.sigma2[i] = out.aic[i] = out.bic[i] = kNaN;
+  if (out.r2_ceiling) out.r2_ceiling[i] = kNaN;
+  if (out.r2_window) out.r2_window[i] = kNaN;
+  if (out.window) out.window[i] = 0;
   out.n_iter[i] = 0;
 }
 
@@ -461,6 +464,44 @@ void bad_input(const BatchFitOutput& out, std::size_t i, int p, const std::strin
   fill_nan_row(out, i, p);
   out.status[i] = static_cast<std::int32_t>(FitStatus::kBadInput);
   (*out.reason)[i] = why;
+}
+
+// 1 - n sigma^2 / tss, sigma^2 of unit-weight noise from the residuals of the straight line
+// through each point's two neighbours (Gasser et al. 1986; twin of noise_variance_local in fit.py).
+double r2_noise_ceiling_local(const Problem& pb, double tss) {
+  if (pb.n < 3 || !(tss > 0)) return kNaN;
+  double acc = 0.0;
+  for (std::size_t i = 1; i + 1 < pb.n; ++i) {
+    const double h0 = pb.t[i] - pb.t[i - 1], h1 = pb.t[i + 1] - pb.t[i];
+    const double a = h1 / (h0 + h1), b = 1.0 - a;
+    const double e = a * pb.y[i - 1] + b * pb.y[i + 1] - pb.y[i];
+    acc += e * e / (a * a / pb.w[i - 1] + b * b / pb.w[i + 1] + 1.0 / pb.w[i]);
+  }
+  const double sigma2 = acc / static_cast<double>(pb.n - 2);
+  return 1.0 - static_cast<double>(pb.n) * sigma2 / tss;
+}
+
+// R^2 of the fit on weighted means over consecutive blocks of `win` points (windows count
+// equally; twin of r2_window_means in fit.py). NaN with fewer than two windows.
+double r2_window_means(const Problem& pb, const double* f, std::size_t win) {
+  const std::size_t n_win = (pb.n + win - 1) / win;
+  if (n_win < 2) return kNaN;
+  double sum_y = 0.0, sum_y2 = 0.0, sum_d2 = 0.0;
+  for (std::size_t s = 0; s < pb.n; s += win) {
+    double sw = 0.0, swy = 0.0, swf = 0.0;
+    for (std::size_t i = s; i < std::min(pb.n, s + win); ++i) {
+      sw += pb.w[i];
+      swy += pb.w[i] * pb.y[i];
+      swf += pb.w[i] * f[i];
+    }
+    const double ym = swy / sw, fm = swf / sw;
+    sum_y += ym;
+    sum_y2 += ym * ym;
+    sum_d2 += (ym - fm) * (ym - fm);
+  }
+  const double nw = static_cast<double>(n_win);
+  const double tss = sum_y2 - sum_y * sum_y / nw;
+  return tss > 0 ? 1.0 - sum_d2 / tss : kNaN;
 }
 
 // Writes row i of the output from the optimum `best` (its evaluation is in ws.f_best /
@@ -501,6 +542,13 @@ void write_statistics(const Problem& pb, const LmRun& best, const FitOptions& o,
       -0.5 * nd * (std::log(2.0 * kPi * rss_floor / nd) + 1.0) + 0.5 * sum_log_w;
   out.rss[i] = rss;
   out.r2[i] = 1.0 - rss / tss;
+  if (out.r2_ceiling) out.r2_ceiling[i] = r2_noise_ceiling_local(pb, tss);
+  if (out.r2_window || out.window) {
+    const std::size_t win = o.window > 0 ? static_cast<std::size_t>(o.window)
+                                         : std::max<std::size_t>(2, n / 20);
+    if (out.window) out.window[i] = static_cast<std::int32_t>(win);
+    if (out.r2_window) out.r2_window[i] = r2_window_means(pb, ws.f_best.data(), win);
+  }
   out.sigma2[i] = sigma2;
   out.aic[i] = 2.0 * (k_est + 1) - 2.0 * log_lik;  // +1: the noise variance is estimated too
   out.bic[i] = (k_est + 1) * std::log(nd) - 2.0 * log_lik;
@@ -783,8 +831,9 @@ void fit_batch(const std::vector<SeriesView>& series, FitModel model, const FitB
     throw std::invalid_argument("bounds: s lower bound must be > 0");
   }
   if (options.max_iter < 1 || options.n_starts < 1 || !(options.range_widen >= 0) ||
-      !std::isfinite(options.t0) || !(options.mu_max > 0) || !(options.restart_rss_ratio > 0))
-    throw std::invalid_argument("options: need max_iter, n_starts >= 1, range_widen >= 0, finite t0, mu_max > 0, "
+      !std::isfinite(options.t0) || !(options.mu_max > 0) || !(options.restart_rss_ratio > 0) ||
+      options.window < 0)
+    throw std::invalid_argument("options: need max_iter, n_starts >= 1, range_widen >= 0, finite t0, mu_max > 0, window >= 0, "
                                 "restart_rss_ratio > 0");
   if (!out.params || !out.stderr_ || !out.cov || !out.lower || !out.upper || !out.at_bound ||
       !out.rss || !out.r2 || !out.sigma2 || !out.aic || !out.bic || !out.n_iter || !out.status ||

@@ -138,10 +138,10 @@ class FitResult:
     bounds: dict[str, tuple[float, float]] = field(repr=False)
     reason: str = ""
     t0: float = 0.0
-    #: Highest R^2 any curve can reach given the noise of the logged means (:func:`fit` only;
-    #: NaN in :class:`BatchFit` rows). docs/fitting.md, "R^2 and noise".
+    #: Highest R^2 any curve can reach given the noise of the logged means (docs/fitting.md,
+    #: "R^2 and noise"); from ``noise_sd`` when :func:`fit` is given it, else estimated.
     r2_ceiling: float = math.nan
-    #: R^2 of the fit on means over consecutive windows of ``window`` points (:func:`fit` only).
+    #: R^2 of the fit on means over consecutive windows of ``window`` points.
     r2_window: float = math.nan
     window: int = 0
 
@@ -179,6 +179,11 @@ class BatchFit:
     regime: NDArray[np.object_] = field(repr=False)
     reason: NDArray[np.object_] = field(repr=False)
     t0: float = 0.0
+    #: (n,) R^2 noise ceiling (local smoother), R^2 on window means and the window used
+    #: (docs/fitting.md, "R^2 and noise"); None only for objects built by older code.
+    r2_ceiling: NDArray[np.float64] | None = field(default=None, repr=False)
+    r2_window: NDArray[np.float64] | None = field(default=None, repr=False)
+    window: NDArray[np.int32] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return int(self.params.shape[0])
@@ -207,6 +212,9 @@ class BatchFit:
             },
             reason=str(self.reason[i]),
             t0=self.t0,
+            r2_ceiling=math.nan if self.r2_ceiling is None else float(self.r2_ceiling[i]),
+            r2_window=math.nan if self.r2_window is None else float(self.r2_window[i]),
+            window=0 if self.window is None else int(self.window[i]),
         )
 
     def to_pandas(self) -> pd.DataFrame:
@@ -218,8 +226,19 @@ class BatchFit:
             cols[name] = self.params[:, j]
         for j, name in enumerate(self.param_names):
             cols[f"{name}_stderr"] = self.stderr[:, j]
-        for name in ("r2", "rss", "sigma2", "aic", "bic", "n_iter", "n_points"):
-            cols[name] = getattr(self, name)
+        for name in (
+            "r2",
+            "r2_ceiling",
+            "r2_window",
+            "rss",
+            "sigma2",
+            "aic",
+            "bic",
+            "n_iter",
+            "n_points",
+        ):
+            if getattr(self, name) is not None:
+                cols[name] = getattr(self, name)
         cols["status"] = self.status
         cols["regime"] = self.regime
         cols["reason"] = self.reason
@@ -312,18 +331,25 @@ def _threads(threads: int | None) -> int:
     return int(threads)
 
 
-def _options(t0: float, max_iter: int, n_starts: int, nested_mu0: bool = True) -> dict[str, Any]:
+def _options(
+    t0: float, max_iter: int, n_starts: int, nested_mu0: bool = True, window: int | None = None
+) -> dict[str, Any]:
     if not math.isfinite(float(t0)):
         raise ValueError("t0: must be finite")
     if int(max_iter) < 1:
         raise ValueError("max_iter: must be >= 1")
     if int(n_starts) < 1:
         raise ValueError("n_starts: must be >= 1")
+    if window is not None and (
+        isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1
+    ):
+        raise ValueError(f"window: expected a positive integer or None, got {window!r}")
     return {
         "t0": float(t0),
         "max_iter": int(max_iter),
         "n_starts": int(n_starts),
         "nested_mu0": bool(nested_mu0),
+        "window": 0 if window is None else int(window),
     }
 
 
@@ -363,6 +389,9 @@ def _to_batch(
         regime=regime,
         reason=reason,
         t0=t0,
+        r2_ceiling=raw["r2_ceiling"],
+        r2_window=raw["r2_window"],
+        window=raw["window"],
     )
 
 
@@ -459,11 +488,6 @@ def r2_window_means(
     return 1.0 - float(np.sum((y_mean - f_mean) ** 2)) / tss if tss > 0 else math.nan
 
 
-def _default_window(n: int) -> int:
-    """About 20 windows per series, at least 2 points each."""
-    return max(2, n // 20)
-
-
 # ---------------------------------------------------------------------------------------------
 # public API
 
@@ -548,26 +572,24 @@ def fit(
         max_iter=max_iter,
         n_starts=n_starts,
         nested_mu0=nested_mu0,
+        window=window,
     )
     result = batch[0]
     if result.status == "bad_input":
         raise ValueError(result.reason)
-    if window is None:
-        window = _default_window(rewards.size)
+    if noise_sd is None:
+        return result  # r2_ceiling from the core's local-smoother estimate
     keep = slice(None) if w is None else w > 0  # zero weights are not observations
-    tk, rk = times[keep], rewards[keep]
-    wk = None if w is None else w[keep]
-    sd_k = None
-    if noise_sd is not None:
-        sd_arr = np.asarray(noise_sd, dtype=np.float64)
-        if sd_arr.ndim > 0 and sd_arr.shape != rewards.shape:
-            raise ValueError(
-                f"noise_sd: shape {sd_arr.shape} does not match r: shape {rewards.shape}"
-            )
-        sd_k = sd_arr if sd_arr.ndim == 0 else sd_arr[keep]
-    ceiling = r2_noise_ceiling(tk, rk, noise_sd=sd_k, weights=wk) if rk.size >= 3 else math.nan
-    r2_win = r2_window_means(rk, result.predict(tk), window, wk)
-    return dataclasses.replace(result, r2_ceiling=ceiling, r2_window=r2_win, window=int(window))
+    sd_arr = np.asarray(noise_sd, dtype=np.float64)
+    if sd_arr.ndim > 0 and sd_arr.shape != rewards.shape:
+        raise ValueError(f"noise_sd: shape {sd_arr.shape} does not match r: shape {rewards.shape}")
+    ceiling = r2_noise_ceiling(
+        times[keep],
+        rewards[keep],
+        noise_sd=sd_arr if sd_arr.ndim == 0 else sd_arr[keep],
+        weights=None if w is None else w[keep],
+    )
+    return dataclasses.replace(result, r2_ceiling=ceiling)
 
 
 def fit_many(
@@ -583,6 +605,7 @@ def fit_many(
     max_iter: int = 200,
     n_starts: int = 2,
     nested_mu0: bool = True,
+    window: int | None = None,
 ) -> BatchFit:
     """Fit many reward curves in one call into the compiled core (docs/fitting.md, "Batches").
 
@@ -595,13 +618,15 @@ def fit_many(
     cores) with the GIL released; results are identical for any thread count. No series is
     dropped: each gets a status; per-series problems give ``"bad_input"`` and a ``reason``.
     ``weights`` has the layout of the rewards. ``p0`` is one start for every series (dict or
-    sequence) or an (n_series, p) array. See :func:`fit` for the other arguments.
+    sequence) or an (n_series, p) array. ``r2_ceiling`` (local-smoother noise estimate) and
+    ``r2_window`` (``window`` points per window, default ``max(2, n // 20)``) are computed for
+    every series. See :func:`fit` for the other arguments.
     """
     _check_model(model)
     names = FIT_MODELS[model]
     n_par = len(names)
     lower, upper = _parse_bounds(model, bounds)
-    opts = _options(t0, max_iter, n_starts, nested_mu0)
+    opts = _options(t0, max_iter, n_starts, nested_mu0, window)
     n_threads = _threads(threads)
     overrides: dict[int, str] = {}
 

@@ -48,6 +48,8 @@ struct FitOptions {
   // "Identifiability at mu = 0"). Off: the unrestricted optimum is always reported.
   bool nested_mu0 = true;
   double nested_mu_max = 1e-2;
+  // Points per window for the window-means R^2; 0: max(2, n / 20) (docs/fitting.md, "R^2 and noise").
+  int window = 0;
 };
 
 // Bounds per parameter; NaN on a side means "derive from this series' data" (docs/fitting.md).
@@ -75,6 +77,11 @@ struct BatchFitOutput {
   std::uint8_t* at_bound = nullptr;  // (n_series, p)
   double* rss = nullptr;       // weighted residual sum of squares
   double* r2 = nullptr;        // 1 - rss / weighted total sum of squares
+  // Optional (null: not computed). R^2 noise ceiling from a local smoother's residuals and
+  // R^2 on window means (docs/fitting.md, "R^2 and noise").
+  double* r2_ceiling = nullptr;
+  double* r2_window = nullptr;
+  std::int32_t* window = nullptr;  // points per window used
   double* sigma2 = nullptr;    // residual variance rss / (n - k)
   double* aic = nullptr;
   double* bic = nullptr;
