@@ -40,6 +40,7 @@ def fit_batch(
     restart_rss_ratio: float = 2.0,
     nested_mu0: bool = True,
     nested_mu_max: float = 1e-2,
+    window: int = 0,
 ) -> dict[str, Any]: ...
 def logistic_curve(
     t: ArrayLike, r_lo: float, r_hi: float, t_mid: float, s: float
