@@ -805,3 +805,15 @@ def test_batch_r2_ceiling_and_window_match_the_numpy_twins():
             assert b.r2_window[i] == pytest.approx(gd.r2_window_means(yk, f, win, wk), rel=1e-9)
             assert b[i].r2_window == b.r2_window[i]
     assert {"r2_ceiling", "r2_window"} <= set(b.to_pandas().columns)
+
+
+def test_mu_column_at_zero_is_a_combination_of_r0_and_tau_columns():
+    # the first-order degeneracy behind the nested report: for t > t0, d r / d mu at mu = 0
+    # equals x0 d r / d r0 - tau d r / d tau = x0 (1 - u) e^{-u}, so J^T J is rank-deficient
+    t = np.linspace(0.5, 300.0, 200)
+    r0, r_inf, tau = 0.1, 0.8, 40.0
+    J = gd.trajectory_jacobian(t, r0, r_inf, tau, 0.0)
+    u = t / tau
+    np.testing.assert_allclose(J[:, 3], (r0 - r_inf) * (1 - u) * np.exp(-u), atol=1e-12)
+    np.testing.assert_allclose(J[:, 3], (r0 - r_inf) * J[:, 0] - tau * J[:, 2], atol=1e-12)
+    assert np.linalg.matrix_rank(J[:, :4], tol=1e-10 * np.abs(J).max()) == 3
