@@ -18,7 +18,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -631,7 +631,7 @@ def fit_many(
     overrides: dict[int, str] = {}
 
     if R is not None:
-        times = _as_1d("t", t)
+        times = _as_1d("t", cast(ArrayLike, t))
         try:
             rewards = np.ascontiguousarray(R, dtype=np.float64)
         except (TypeError, ValueError):
@@ -663,7 +663,7 @@ def fit_many(
         if isinstance(t, np.ndarray) and t.dtype != object:
             raise ValueError("R: missing (pass R, or t as a list of (t, r) pairs)")
         try:
-            pairs = list(t)  # type: ignore[arg-type]
+            pairs: list[Any] = list(t)  # type: ignore[arg-type]
         except TypeError:
             raise ValueError("t: expected a list of (t, r) pairs when R is omitted") from None
         n_series = len(pairs)
@@ -672,7 +672,9 @@ def fit_many(
             w_list = list(weights)  # type: ignore[arg-type]
             if len(w_list) != n_series:
                 raise ValueError(f"weights: expected {n_series} arrays, one per series")
-        t_parts, r_parts, w_parts = [], [], []
+        t_parts: list[NDArray[np.float64]] = []
+        r_parts: list[NDArray[np.float64]] = []
+        w_parts: list[Any] = []
         for i, pair in enumerate(pairs):
             try:
                 ti_raw, ri_raw = pair
@@ -705,6 +707,7 @@ def fit_many(
     if p0 is not None:
         if isinstance(p0, Mapping) or np.ndim(p0) == 1:  # type: ignore[arg-type]
             single = _parse_p0(model, p0)  # type: ignore[arg-type]
+            assert single is not None  # p0 is not None here
             p0_arr = np.tile(single, (n_series, 1))
         else:
             p0_arr = np.ascontiguousarray(p0, dtype=np.float64)
