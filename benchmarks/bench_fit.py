@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 import warnings
 from pathlib import Path
 
 import lmfit
 import numpy as np
-import scipy
+from machine import describe_machine, machine_line
 from scipy.optimize import OptimizeWarning, curve_fit
 
 import grpo_dynamics as gd
@@ -116,29 +115,8 @@ def at_least_as_good(ours: np.ndarray, theirs: np.ndarray) -> float:
     return float(np.mean(ok))
 
 
-def machine() -> dict[str, str]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "nproc": str(os.cpu_count()),
-        "cpu": cpu,
-        "load_average_at_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "lmfit": lmfit.__version__,
-        "grpo_dynamics": gd.__version__,
-    }
-
-
 def main() -> None:
-    info = machine()
+    info = describe_machine(lmfit=lmfit.__version__)
     rows = []
     gd.fit_many(*make_data(100)[:2], threads=THREADS)  # warm-up (imports, thread start-up)
     for n in SIZES:
@@ -178,7 +156,7 @@ def main() -> None:
         }
         rows.append(row)
         print(json.dumps(row))
-    info["load_average_at_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    info["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "fit.json").write_text(json.dumps({"machine": info, "rows": rows}, indent=2) + "\n")
     lines = [
@@ -211,7 +189,10 @@ def main() -> None:
         )
     lines += [
         "",
-        "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()) + ".",
+        machine_line(info)
+        + f" lmfit {info['lmfit']}; load average at end "
+        + ", ".join(f"{x:.2f}" for x in info["load_average_at_end"])  # type: ignore[attr-defined]
+        + ".",
         "The machine is shared: the load averages (1, 5, 15 min) at start and end are recorded",
         "because other jobs on the 2 cores slow every column; fit_many uses both cores while the",
         "baselines use one, so a busy core lowers the speedups (the ratios are more stable than",
