@@ -1,8 +1,11 @@
 # Stubs for the compiled module grpo_dynamics._core (kept in step with cpp/bindings/*.cpp).
 
-# --- trajectory ---------------------------------------------------------------------------
+from typing import Any
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+# --- trajectory ---------------------------------------------------------------------------
 
 def trajectory(
     t: ArrayLike, r0: float, r_inf: float, tau: float, mu: float, t0: float = 0.0, v0: float = 0.0
@@ -11,12 +14,18 @@ def trajectory_jacobian(
     t: ArrayLike, r0: float, r_inf: float, tau: float, mu: float, t0: float = 0.0, v0: float = 0.0
 ) -> NDArray[np.float64]: ...
 def trajectory_uniform(
-    t_first: float, dt: float, n: int, r0: float, r_inf: float, tau: float, mu: float,
-    t0: float = 0.0, v0: float = 0.0,
+    t_first: float,
+    dt: float,
+    n: int,
+    r0: float,
+    r_inf: float,
+    tau: float,
+    mu: float,
+    t0: float = 0.0,
+    v0: float = 0.0,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...
 
 # --- fit ------------------------------------------------------------------------------------
-from typing import Any
 
 def fit_batch(
     t: ArrayLike,
@@ -62,13 +71,24 @@ def stationary_variance_unit(
 ) -> tuple[float, NDArray[np.float64]]: ...
 def solve_discrete_lyapunov(transition: ArrayLike, noise: ArrayLike) -> NDArray[np.float64]: ...
 def roots_inside_radius(coeffs: list[float], radius: float) -> bool: ...
-def critical_refresh_interval(momentum: float, c_lag: float, c_now: float, max_interval: int) -> int: ...
+def critical_refresh_interval(
+    momentum: float, c_lag: float, c_now: float, max_interval: int
+) -> int: ...
 def critical_delay(momentum: float, c_lag: float, c_now: float, max_delay: int) -> int: ...
 def critical_scale(
-    momentum: float, c_lag: float, c_now: float, lag_model: str, lag_steps: int, criterion: str,
+    momentum: float,
+    c_lag: float,
+    c_now: float,
+    lag_model: str,
+    lag_steps: int,
+    criterion: str,
     scan_ratio: float,
 ) -> float: ...
 def stability_grid(
-    momentum: ArrayLike, c_lag: ArrayLike, c_now: ArrayLike, lag_steps: ArrayLike, lag_model: str,
+    momentum: ArrayLike,
+    c_lag: ArrayLike,
+    c_now: ArrayLike,
+    lag_steps: ArrayLike,
+    lag_model: str,
     threads: int = 0,
 ) -> dict[str, NDArray[Any]]: ...
