@@ -107,20 +107,24 @@ def trajectory_jacobian(
     return _core.trajectory_jacobian(_times(t), r0, r_inf, tau, mu, t0, v0)
 
 
-def regime(mu: float, *, tol: float = 0.0) -> Regime:
-    """Regime of the deterministic trajectory: ``mu < 1/4`` overdamped, ``= 1/4`` critical,
-    ``> 1/4`` oscillatory (``|mu - 1/4| <= tol`` counts as critical)."""
-    if not math.isfinite(mu) or mu < 0:
-        raise ValueError(f"mu must be finite and >= 0, got {mu!r}")
-    if abs(mu - CRITICAL_MU) <= tol:
-        return "critical"
-    return "overdamped" if mu < CRITICAL_MU else "oscillatory"
-
-
 def _positive(name: str, value: float) -> float:
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be finite and > 0, got {value!r}")
     return float(value)
+
+
+def _nonnegative(name: str, value: float) -> None:
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+
+
+def regime(mu: float, *, tol: float = 0.0) -> Regime:
+    """Regime of the deterministic trajectory: ``mu < 1/4`` overdamped, ``= 1/4`` critical,
+    ``> 1/4`` oscillatory (``|mu - 1/4| <= tol`` counts as critical)."""
+    _nonnegative("mu", mu)
+    if abs(mu - CRITICAL_MU) <= tol:
+        return "critical"
+    return "overdamped" if mu < CRITICAL_MU else "oscillatory"
 
 
 def physical_to_shape(mass: float, damping: float, stiffness: float) -> tuple[float, float]:
@@ -129,8 +133,7 @@ def physical_to_shape(mass: float, damping: float, stiffness: float) -> tuple[fl
     ``tau = gamma / k`` and ``mu = m k / gamma^2``. Dividing the equation by ``k`` gives
     ``mu tau^2 x'' + tau x' + x = 0``, so the trajectory only sees these two combinations.
     """
-    if not math.isfinite(mass) or mass < 0:
-        raise ValueError(f"mass must be finite and >= 0, got {mass!r}")
+    _nonnegative("mass", mass)
     damping = _positive("damping", damping)
     stiffness = _positive("stiffness", stiffness)
     return damping / stiffness, mass * stiffness / damping**2
@@ -142,8 +145,7 @@ def shape_to_physical(
     """(tau, mu) -> (m, gamma, k) for a given stiffness ``k`` (the overall scale the trajectory
     cannot see): ``gamma = k tau``, ``m = mu k tau^2``."""
     tau = _positive("tau", tau)
-    if not math.isfinite(mu) or mu < 0:
-        raise ValueError(f"mu must be finite and >= 0, got {mu!r}")
+    _nonnegative("mu", mu)
     stiffness = _positive("stiffness", stiffness)
     return mu * stiffness * tau**2, stiffness * tau, stiffness
 
@@ -152,8 +154,7 @@ def shape_to_frequency(tau: float, mu: float) -> tuple[float, float]:
     """(tau, mu) -> (omega0, zeta): ``omega0 = 1 / (tau sqrt(mu))`` rad/step and
     ``zeta = 1 / (2 sqrt(mu))``; ``mu = 0`` gives ``(inf, inf)``."""
     tau = _positive("tau", tau)
-    if not math.isfinite(mu) or mu < 0:
-        raise ValueError(f"mu must be finite and >= 0, got {mu!r}")
+    _nonnegative("mu", mu)
     if mu == 0:
         return math.inf, math.inf
     root = math.sqrt(mu)
