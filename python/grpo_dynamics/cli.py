@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .diagnose import _jsonable  # the one JSON cleaner (NaN/inf -> None, NumPy -> plain)
+
 __all__ = ["main", "build_parser"]
 
 # Embedded demo run (MODEL.md s.5 parameters): a visibly underdamped curve, as momentum +
@@ -94,20 +96,6 @@ def _stderr(result: Any) -> dict[str, float]:
 # output
 
 
-def _clean(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _clean(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # JSON has no NaN/inf
-    return value
-
-
 def _emit(
     args: argparse.Namespace,
     rows: list[dict[str, Any]],
@@ -116,7 +104,7 @@ def _emit(
 ) -> None:
     """Print rows as a table (default), CSV (--csv) or JSON (--json, full documents)."""
     if getattr(args, "json", False):
-        print(json.dumps(_clean(docs if docs is not None else rows), indent=1))
+        print(json.dumps(_jsonable(docs if docs is not None else rows), indent=1))
     elif getattr(args, "csv", False):
         print(pd.DataFrame(rows).to_csv(index=False), end="")
     else:
@@ -689,7 +677,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if args.json:
         print(
             json.dumps(
-                _clean(
+                _jsonable(
                     {
                         "truth": DEMO_TRUTH,
                         "log": str(log),

@@ -178,10 +178,13 @@ class Diagnosis:
 
 
 def _jsonable(value: Any) -> Any:
+    """value with NumPy scalars/arrays made plain and NaN/inf made None (JSON has neither)."""
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
