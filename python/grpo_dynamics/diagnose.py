@@ -142,9 +142,9 @@ class Diagnosis:
                 "verdict": self.verdict,
                 "detected": self.detected,
                 "n_steps": self.n_steps,
-                "trend": _jsonable(self.trend),
+                "trend": self.trend,
                 "fit": fit_doc,
-                "stability": _jsonable(self.stability),
+                "stability": self.stability,
                 "findings": {m: f.to_dict() for m, f in self.findings.items()},
                 "warnings": list(self.warnings),
             }
