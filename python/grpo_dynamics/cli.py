@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 
 from .diagnose import _jsonable  # the one JSON cleaner (NaN/inf -> None, NumPy -> plain)
+from .fit import fit as _fit
+from .trajectory import trajectory as _trajectory
 
 __all__ = ["main", "build_parser"]
 
@@ -46,18 +48,6 @@ def _gd():
     import grpo_dynamics
 
     return grpo_dynamics
-
-
-def _trajectory(t: np.ndarray, r0: float, r_inf: float, tau: float, mu: float) -> np.ndarray:
-    from .forecast import trajectory_fn
-
-    return np.asarray(trajectory_fn()(np.asarray(t, float), r0, r_inf, tau, mu), dtype=float)
-
-
-def _fit(t: np.ndarray, r: np.ndarray, model: str) -> Any:
-    from .forecast import fit_curve
-
-    return fit_curve(t, r, model)
 
 
 def _read_many(paths: Sequence[str]) -> list[tuple[str, Any]]:
