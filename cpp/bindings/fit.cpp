@@ -26,8 +26,7 @@ py::dict fit_batch(const DoubleArray& t, const Int64Array& t_offsets, const Doub
   if (offsets.ndim() != 1 || offsets.size() < 1)
     throw std::invalid_argument("offsets: expected a 1-D array of n_series + 1 entries");
   const std::size_t n_series = static_cast<std::size_t>(offsets.size()) - 1;
-  if (t_offsets.ndim() != 1 || static_cast<std::size_t>(t_offsets.size()) != n_series)
-    throw std::invalid_argument("t_offsets: expected one entry per series");
+  require_1d(t_offsets, "t_offsets: expected one entry per series", static_cast<py::ssize_t>(n_series));
   const std::int64_t* off = offsets.data();
   const std::int64_t* toff = t_offsets.data();
   if (off[0] != 0 || off[n_series] != static_cast<std::int64_t>(r.size()))

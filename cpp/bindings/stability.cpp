@@ -49,14 +49,13 @@ py::tuple stationary_variance(double momentum, double c_lag, double c_now, const
 }
 
 const double* column(const DoubleArray& array, py::ssize_t n, const char* name) {
-  if (array.ndim() != 1 || array.shape(0) != n)
-    throw std::invalid_argument(std::string(name) + " must be a 1-D array of the same length as momentum");
+  require_1d(array, std::string(name) + " must be a 1-D array of the same length as momentum", n);
   return array.data();
 }
 
 py::dict grid(const DoubleArray& momentum, const DoubleArray& c_lag, const DoubleArray& c_now,
               const DoubleArray& lag_steps, const std::string& lag_model, int threads) {
-  if (momentum.ndim() != 1) throw std::invalid_argument("momentum must be a 1-D array");
+  require_1d(momentum, "momentum must be a 1-D array");
   const py::ssize_t n = momentum.shape(0);
   const double* momentum_ptr = momentum.data();
   const double* c_lag_ptr = column(c_lag, n, "c_lag");

@@ -9,19 +9,14 @@ namespace {
 
 using grpo_dynamics::OscillatorParams;
 
-py::array_t<double> as_1d(const DoubleArray& t) {
-  if (t.ndim() != 1) throw std::invalid_argument("t must be a 1-D array of times");
-  return t;
-}
-
 void check_times(const double* t, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i)
     if (!std::isfinite(t[i])) throw std::invalid_argument("t must be finite (t[" + std::to_string(i) + "] is not)");
 }
 
-py::array_t<double> evaluate(const DoubleArray& t_in, double r0, double r_inf, double tau, double mu,
+py::array_t<double> evaluate(const DoubleArray& t, double r0, double r_inf, double tau, double mu,
                              double t0, double v0, bool with_jacobian) {
-  auto t = as_1d(t_in);
+  require_1d(t, "t must be a 1-D array of times");
   const auto n = static_cast<std::size_t>(t.shape(0));
   const OscillatorParams params{r0, r_inf, tau, mu, t0, v0};
   py::array_t<double> value(static_cast<py::ssize_t>(n));
