@@ -8,9 +8,9 @@
 #include <exception>
 #include <limits>
 #include <stdexcept>
-#include <thread>
 #include <utility>
 
+#include "grpo_dynamics/parallel.hpp"
 #include "grpo_dynamics/trajectory.hpp"
 
 namespace grpo_dynamics {
@@ -841,10 +841,8 @@ void fit_batch(const std::vector<SeriesView>& series, FitModel model, const FitB
     throw std::invalid_argument("out: every output array must be provided");
   out.reason->assign(series.size(), std::string());
   const CurveModel curve(model, options.t0);
-  std::size_t n_threads = threads > 0 ? static_cast<std::size_t>(threads)
-                                      : std::max(1u, std::thread::hardware_concurrency());
-  n_threads = std::max<std::size_t>(1, std::min(n_threads, series.size()));
-  auto worker = [&](std::size_t tid) {
+  const std::size_t n_threads = resolve_threads(threads, series.size());
+  run_workers(n_threads, [&](std::size_t tid) {
     Workspace ws;
     for (std::size_t i = tid; i < series.size(); i += n_threads) {
       try {
@@ -853,15 +851,7 @@ void fit_batch(const std::vector<SeriesView>& series, FitModel model, const FitB
         bad_input(out, i, p, std::string("r: ") + e.what());
       }
     }
-  };
-  if (n_threads == 1) {
-    worker(0);
-    return;
-  }
-  std::vector<std::thread> pool;
-  pool.reserve(n_threads);
-  for (std::size_t tid = 0; tid < n_threads; ++tid) pool.emplace_back(worker, tid);
-  for (std::thread& th : pool) th.join();
+  });
 }
 
 }  // namespace grpo_dynamics

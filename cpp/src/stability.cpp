@@ -5,7 +5,8 @@
 #include <cmath>
 #include <limits>
 #include <stdexcept>
-#include <thread>
+
+#include "grpo_dynamics/parallel.hpp"
 
 namespace grpo_dynamics {
 namespace stability {
@@ -557,24 +558,13 @@ void evaluate_grid(std::size_t n_points, const double* momentum, const double* c
       out.regime[i] = static_cast<std::int32_t>(spec.regime);
     }
   };
-  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  // Small chunks are not worth a thread.
-  const std::size_t max_threads = std::max<std::size_t>(1, n_points / 256);
-  const std::size_t n_threads = std::min<std::size_t>(static_cast<std::size_t>(threads), max_threads);
-  if (n_threads <= 1) {
-    work(0, n_points);
-    return;
-  }
-  std::vector<std::thread> pool;
-  pool.reserve(n_threads);
+  // Contiguous chunks, at least 256 points per thread (smaller chunks are not worth a thread).
+  const std::size_t n_threads = resolve_threads(threads, n_points / 256);
   const std::size_t chunk = (n_points + n_threads - 1) / n_threads;
-  for (std::size_t t = 0; t < n_threads; ++t) {
-    const std::size_t begin = t * chunk;
-    const std::size_t end = std::min(n_points, begin + chunk);
-    if (begin >= end) break;
-    pool.emplace_back(work, begin, end);
-  }
-  for (auto& thread : pool) thread.join();
+  run_workers(n_threads, [&](std::size_t worker) {
+    const std::size_t begin = std::min(n_points, worker * chunk);
+    work(begin, std::min(n_points, begin + chunk));
+  });
 }
 
 }  // namespace stability
