@@ -358,6 +358,13 @@ class _Parsed:
     step_source: str | None = None  # how steps were found when records carry none
 
 
+# compiled once: _to_float runs for every logged value of a text log
+_NUMBER = re.compile(
+    r"\s*[-+]?(\d[\d,]*\.?\d*|\.\d+)([eE][-+]?\d+)?\s*|\s*[-+]?(nan|inf|infinity)\s*",
+    flags=re.IGNORECASE,
+)
+
+
 def _to_float(value: Any) -> float | None:
     """A log value as a float, or None when it is not a number (strings, lists, dicts)."""
     if isinstance(value, bool):
@@ -366,15 +373,7 @@ def _to_float(value: Any) -> float | None:
         return float(value)
     if isinstance(value, str):
         try:
-            return (
-                float(value.replace(",", ""))
-                if re.fullmatch(
-                    r"\s*[-+]?(\d[\d,]*\.?\d*|\.\d+)([eE][-+]?\d+)?\s*|\s*[-+]?(nan|inf|infinity)\s*",
-                    value,
-                    flags=re.IGNORECASE,
-                )
-                else None
-            )
+            return float(value.replace(",", "")) if _NUMBER.fullmatch(value) else None
         except ValueError:
             return None
     return None
