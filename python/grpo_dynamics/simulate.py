@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from scipy import optimize, special
+from scipy import special
 
 from . import _bandit_kernels as _kern
 
@@ -469,6 +469,8 @@ def _bracket(func, start: float) -> tuple[float, float]:
 
 
 def _exact_stiffness(config: BanditConfig, step: float) -> StiffnessResult:
+    from scipy import optimize  # ~0.17 s to import, a quarter of the package's: only here
+
     sqrt2 = math.sqrt(2.0)
     initial = np.asarray(config.initial_logits, dtype=float)
     start_gap = float(initial[1] - initial[0])
