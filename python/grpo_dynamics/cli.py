@@ -73,13 +73,7 @@ def _params(result: Any) -> dict[str, float]:
 
 
 def _stderr(result: Any) -> dict[str, float]:
-    err = getattr(result, "stderr", None)
-    if isinstance(err, dict):
-        return {k: float(v) for k, v in err.items()}
-    if err is None:
-        return {}
-    names = list(dict(result.params))
-    return {k: float(v) for k, v in zip(names, np.asarray(err, float).ravel(), strict=False)}
+    return {k: float(v) for k, v in result.stderr.items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,8 +188,6 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     gd = _gd()
-    if not callable(getattr(gd, "compare", None)):
-        raise SystemExit("grpo-dynamics compare: the fit module's compare() is not available")
 
     def work(path: str, run: Any) -> tuple[dict, dict]:
         t, r = _series(run, args.column)
