@@ -432,6 +432,16 @@ def surrogate_value(objective: Objective, policy: TwoPositionPolicy, theta: Any,
     return (per_token * mask).sum(axis=(-1, -2)).mean(axis=-1)
 
 
+def _active(objective: Objective, adv: np.ndarray, ratio: np.ndarray) -> np.ndarray:
+    """1 where the PPO clip leaves the ratio's gradient on, 0 where the clipped branch is flat
+    (adv broadcast against ratio: pass adv[..., None] for tail tokens)."""
+    if not objective.clip:
+        return np.ones_like(ratio)
+    outside = ((adv > 0) & (ratio > 1.0 + objective.eps_high)) | (
+        (adv < 0) & (ratio < 1.0 - objective.eps_low))
+    return (~outside).astype(float)
+
+
 def _token_coefficients(objective: Objective, policy: TwoPositionPolicy, theta: np.ndarray,
                         theta_old: np.ndarray, theta_ref: np.ndarray, prefixes: np.ndarray,
                         actions: np.ndarray, rewards: np.ndarray, tails: np.ndarray
@@ -445,22 +455,16 @@ def _token_coefficients(objective: Objective, policy: TwoPositionPolicy, theta: 
     adv = _advantages(objective, rewards)
     w = _weights(objective, seq_len)
 
-    def active(ratio: np.ndarray) -> np.ndarray:
-        if not objective.clip:
-            return np.ones_like(ratio)
-        outside = ((adv > 0) & (ratio > 1.0 + objective.eps_high)) | (
-            (adv < 0) & (ratio < 1.0 - objective.eps_low))
-        return (~outside).astype(float)
-
     if objective.ratio_level == "token":
         s0, s1, st = np.exp(lp0 - old0), np.exp(lp1 - old1), np.exp(lpt - oldt)
-        c0, c1 = w * adv * s0 * active(s0), w * adv * s1 * active(s1)
-        ct = (w * adv)[..., None] * st * _active_tail(objective, adv, st)
+        c0 = w * adv * s0 * _active(objective, adv, s0)
+        c1 = w * adv * s1 * _active(objective, adv, s1)
+        ct = (w * adv)[..., None] * st * _active(objective, adv[..., None], st)
     else:
         # d s_i / d log pi_t = s_i / |o_i| and the sequence carries total weight w_i |o_i|
         log_seq = lp0 - old0 + lp1 - old1 + (lpt - oldt).sum(axis=-1)
         s = np.exp(log_seq / seq_len)
-        c0 = c1 = w * adv * s * active(s)
+        c0 = c1 = w * adv * s * _active(objective, adv, s)
         ct = np.broadcast_to(c0[..., None], mask.shape)
     if objective.kl_coefficient:
         ref0, ref1, reft = _gather(policy, theta_ref, prefixes, actions, tails)
@@ -469,15 +473,6 @@ def _token_coefficients(objective: Objective, policy: TwoPositionPolicy, theta: 
         c1 = c1 - objective.kl_coefficient * w * (1.0 - np.exp(ref1 - lp1))
         ct = ct - objective.kl_coefficient * w[..., None] * (1.0 - np.exp(reft - lpt))
     return c0, c1, np.where(mask, ct, 0.0)
-
-
-def _active_tail(objective: Objective, adv: np.ndarray, ratio: np.ndarray) -> np.ndarray:
-    if not objective.clip:
-        return np.ones_like(ratio)
-    a = adv[..., None]
-    outside = ((a > 0) & (ratio > 1.0 + objective.eps_high)) | (
-        (a < 0) & (ratio < 1.0 - objective.eps_low))
-    return (~outside).astype(float)
 
 
 def surrogate_gradient(objective: Objective, policy: TwoPositionPolicy, theta: Any, *,
