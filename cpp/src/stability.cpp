@@ -375,16 +375,14 @@ Spectrum fast_spectrum(const LinearModel& model) {
 }
 
 Spectrum spectrum(const LinearModel& model) {
-  Spectrum out = fast_spectrum(model);
-  if (out.eigenvalues.size() == 0) {
-    const Eigen::MatrixXd matrix = transition_matrix(model);
-    if (matrix.allFinite()) {
-      Eigen::EigenSolver<Eigen::MatrixXd> solver(matrix, false);
-      if (solver.info() != Eigen::Success) throw std::domain_error("eigenvalue solver did not converge");
-      out.eigenvalues = solver.eigenvalues();
-    } else {
-      out.eigenvalues = Eigen::VectorXcd::Constant(matrix.rows(), cplx(kNaN, kNaN));
-    }
+  Spectrum out = fast_spectrum(model);  // dominant, radius, regime; never the eigenvalues
+  const Eigen::MatrixXd matrix = transition_matrix(model);
+  if (matrix.allFinite()) {
+    Eigen::EigenSolver<Eigen::MatrixXd> solver(matrix, false);
+    if (solver.info() != Eigen::Success) throw std::domain_error("eigenvalue solver did not converge");
+    out.eigenvalues = solver.eigenvalues();
+  } else {
+    out.eigenvalues = Eigen::VectorXcd::Constant(matrix.rows(), cplx(kNaN, kNaN));
   }
   return out;
 }
