@@ -427,3 +427,28 @@ def test_curvature_estimate_inverts_the_continuum_model(hp):
     tau = gd.continuum(hp, kappa, lag="mean").tau
     estimate = _estimated_curvature(hp, SimpleNamespace(params={"tau": tau}))
     assert estimate == pytest.approx(kappa, rel=1e-10)
+
+
+def test_delay_scan_is_capped_so_a_stable_run_diagnoses_quickly(monkeypatch):
+    """A delay-stable system (negative lagged curvature, as TRL's k3 gives) must not scan
+    every delay up to critical_delay's default limit (each delay costs O(D^2): minutes at
+    10,000); the cap is passed down and reported."""
+    import importlib
+
+    # The package re-exports the function stability(), which shadows the module attribute.
+    stability_module = importlib.import_module("grpo_dynamics.stability")
+    seen = []
+    original = stability_module.critical_delay
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs.get("max_delay"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(stability_module, "critical_delay", recording)
+    hp = gd.Hyperparameters(lr=0.01, momentum=0.9)
+    steps = np.arange(1, 201)
+    run = gd.Run.from_arrays(steps, 0.8 - 0.5 * np.exp(-steps / 30.0))
+    d = diagnose(run, hp, curvature_lag=-0.5, curvature_now=1.0)
+    assert seen == [1000]
+    assert d.stability["max_safe_delay"] is None
+    assert d.stability["delay_search_limit"] == 1000

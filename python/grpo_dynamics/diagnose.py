@@ -552,6 +552,9 @@ def _estimated_curvature(hp: Any, fit: Any) -> float | None:
     return c / hp.effective_lr if c > 0 else None
 
 
+_DELAY_SEARCH_LIMIT = 1000  # steps; the exact scan takes ~0.1 s up to here, ~75 s up to 10,000
+
+
 def _exact_stability(
     hyperparameters: Any,
     fit: Any,
@@ -608,8 +611,11 @@ def _exact_stability(
         k_crit = critical_refresh_interval(hp, first, **kw)
         out["max_safe_refresh_interval"] = None if k_crit is None else k_crit - 1
     if hp.refresh_interval == 1:
-        d_crit = critical_delay(hp, first, **kw)
+        # Each candidate delay costs O(D^2): cap the scan so a diagnosis stays interactive
+        # (None then means "stable for every delay up to the limit").
+        d_crit = critical_delay(hp, first, max_delay=_DELAY_SEARCH_LIMIT, **kw)
         out["max_safe_delay"] = None if d_crit is None else d_crit - 1
+        out["delay_search_limit"] = _DELAY_SEARCH_LIMIT
     out["max_safe_learning_rate"] = critical_learning_rate(hp, first, **kw)
     return out
 
