@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy.integrate import solve_ivp
 
@@ -42,7 +42,9 @@ def ode_reference(t, r0, r_inf, tau, mu, t0=0.0, v0=0.0, method=None):
 
 
 def scale(r0, r_inf, v0=0.0, tau=1.0):
-    return max(abs(r0), abs(r_inf), abs(r0 - r_inf), abs(v0 * tau), 1e-3)
+    # Reward scale for relative errors; the floor keeps a vanishing amplitude from demanding
+    # more absolute accuracy (1e-12) than the ODE reference itself delivers.
+    return max(abs(r0), abs(r_inf), abs(r0 - r_inf), abs(v0 * tau), 1e-2)
 
 
 @pytest.mark.parametrize("mu", [m for m in SPECIAL_MU if m >= 1e-3])
@@ -111,6 +113,10 @@ params = st.fixed_dictionaries(
 
 @settings(max_examples=60, deadline=None)
 @given(p=params)
+# A vanishing amplitude: the reference's own absolute error (~3e-13) set the bar here once.
+@example(
+    p={"r0": 0.0, "r_inf": 0.0, "tau": 0.5, "mu": 0.01, "t0": 0.0, "v0": 1.0459156351852291e-63}
+)
 def test_random_parameters_match_dop853(p):
     t = p["t0"] + np.linspace(0.0, 8 * p["tau"] * max(1.0, math.sqrt(p["mu"])), 120)
     ref = ode_reference(t, **p)
