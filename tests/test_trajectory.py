@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy.integrate import solve_ivp
 
@@ -113,17 +113,30 @@ params = st.fixed_dictionaries(
 
 @settings(max_examples=60, deadline=None)
 @given(p=params)
-# A vanishing amplitude: the reference's own absolute error (~3e-13) set the bar here once.
-@example(
-    p={"r0": 0.0, "r_inf": 0.0, "tau": 0.5, "mu": 0.01, "t0": 0.0, "v0": 1.0459156351852291e-63}
-)
 def test_random_parameters_match_dop853(p):
+    # A vanishing amplitude says nothing about accuracy and breaks the ODE reference itself
+    # (scipy divides by an underflowed norm); the linearity test below covers it.
+    assume(abs(p["r0"] - p["r_inf"]) + abs(p["v0"]) * p["tau"] > 1e-3)
     t = p["t0"] + np.linspace(0.0, 8 * p["tau"] * max(1.0, math.sqrt(p["mu"])), 120)
     ref = ode_reference(t, **p)
     got = gd.trajectory(t, **p)
     np.testing.assert_allclose(
         got, ref, rtol=0, atol=1e-10 * scale(p["r0"], p["r_inf"], p["v0"], p["tau"])
     )
+
+
+@settings(max_examples=40, deadline=None)
+@given(p=params, amplitude=st.floats(1e-300, 1e3), velocity=st.floats(-1e3, 1e3))
+def test_deviation_is_linear_in_the_initial_state(p, amplitude, velocity):
+    """x = r - r_inf is linear in (x0, v0): tiny and huge amplitudes scale exactly."""
+    t = p["t0"] + np.linspace(0.0, 8 * p["tau"], 50)
+    base = {**p, "r_inf": 0.0}
+    unit_displacement = gd.trajectory(t, **{**base, "r0": 1.0, "v0": 0.0})
+    unit_velocity = gd.trajectory(t, **{**base, "r0": 0.0, "v0": 1.0})
+    got = gd.trajectory(t, **{**base, "r0": amplitude, "v0": velocity * amplitude})
+    expected = amplitude * (unit_displacement + velocity * unit_velocity)
+    scale_of = amplitude * (1 + abs(velocity) * p["tau"])
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14 * scale_of)
 
 
 def central_difference(t, p, name, rel=1e-6):
