@@ -49,6 +49,30 @@ def timed(fn):
     return value, time.perf_counter() - start
 
 
+def rates(
+    n_grid: int,
+    t_grid: float,
+    n_loop: int,
+    t_loop: float,
+    t_build: float,
+    t_batched: float,
+    error: float,
+) -> dict[str, float]:
+    """Throughputs and ratios shared by both models' result rows."""
+    grid_rate = n_grid / t_grid
+    return {
+        "points": n_grid,
+        "grid_points_per_s": grid_rate,
+        "loop_points": n_loop,
+        "loop_eigvals_points_per_s": n_loop / t_loop,
+        "loop_build_points_per_s": n_loop / t_build,
+        "batched_eigvals_points_per_s": n_loop / t_batched,
+        "ratio_vs_loop": grid_rate / (n_loop / t_loop),
+        "ratio_vs_batched": grid_rate / (n_loop / t_batched),
+        "max_relative_difference_rho": float(error),
+    }
+
+
 def bench_refresh(rng: np.random.Generator) -> dict[str, object]:
     n_grid, n_loop = 2_000_000, 20_000
     beta = rng.uniform(0.0, 0.99, n_grid)
@@ -63,17 +87,8 @@ def bench_refresh(rng: np.random.Generator) -> dict[str, object]:
     stack = np.array(matrices)
     batched, t_batched = timed(lambda: np.max(np.abs(np.linalg.eigvals(stack)), axis=1))
     error = np.max(np.abs(np.array(loop_rho) - grid.spectral_radius[:n_loop]) / np.array(loop_rho))
-    grid_rate = n_grid / t_grid
     return {
-        "points": n_grid,
-        "grid_points_per_s": grid_rate,
-        "loop_points": n_loop,
-        "loop_eigvals_points_per_s": n_loop / t_loop,
-        "loop_build_points_per_s": n_loop / t_build,
-        "batched_eigvals_points_per_s": n_loop / t_batched,
-        "ratio_vs_loop": grid_rate / (n_loop / t_loop),
-        "ratio_vs_batched": grid_rate / (n_loop / t_batched),
-        "max_relative_difference_rho": float(error),
+        **rates(n_grid, t_grid, n_loop, t_loop, t_build, t_batched, error),
         "batched_max_relative_difference_rho": float(np.max(np.abs(batched - loop_rho) / loop_rho)),
         "target_points_per_s": 1_000_000,
     }
@@ -104,21 +119,12 @@ def bench_delay(rng: np.random.Generator) -> dict[str, object]:
 
     _, t_batched = timed(batched)
     error = np.max(np.abs(loop_rho - grid.spectral_radius[:n_loop]) / loop_rho)
-    grid_rate = n_grid / t_grid
     regimes = {
         name: int(np.sum(grid.regime == name)) for name in ("overdamped", "oscillatory", "unstable")
     }
     return {
-        "points": n_grid,
+        **rates(n_grid, t_grid, n_loop, t_loop, t_build, t_batched, error),
         "max_delay": 64,
-        "grid_points_per_s": grid_rate,
-        "loop_points": n_loop,
-        "loop_eigvals_points_per_s": n_loop / t_loop,
-        "loop_build_points_per_s": n_loop / t_build,
-        "batched_eigvals_points_per_s": n_loop / t_batched,
-        "ratio_vs_loop": grid_rate / (n_loop / t_loop),
-        "ratio_vs_batched": grid_rate / (n_loop / t_batched),
-        "max_relative_difference_rho": float(error),
         "regime_counts": regimes,
         "target_ratio_vs_loop": 50,
     }
