@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import grpo_dynamics as gd
 from grpo_dynamics.io import (
     CANONICAL_COLUMNS,
     GrpoLogWarning,
@@ -772,3 +773,45 @@ def test_batch_never_loses_an_item(tmp_path):
     assert isinstance(outcome["*.nothing"], FileNotFoundError)
     globbed = read_logs(str(tmp_path / "g*.json"))
     assert [Path(p).name for p, _ in globbed] == ["good.json"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Run.series / as_run: the one coercion of user data into a Run
+
+
+def test_as_run_accepts_arrays_frames_and_mappings_alike():
+    steps = np.array([3, 1, 2])
+    reward = np.array([0.3, 0.1, np.nan])
+    from_arrays = gd.as_run(steps, reward)
+    t, y = from_arrays.series()
+    np.testing.assert_array_equal(t, [1.0, 3.0])  # sorted by step, NaN row dropped
+    np.testing.assert_array_equal(y, [0.1, 0.3])
+    frame = pd.DataFrame({"step": steps, "train/reward": reward, "kl": [1.0, 2.0, 3.0]})
+    from_frame = gd.as_run(frame)
+    np.testing.assert_array_equal(from_frame.series()[1], y)
+    np.testing.assert_array_equal(from_frame.series("kl")[1], [2.0, 3.0, 1.0])
+    from_mapping = gd.as_run({"step": steps, "reward": reward})
+    np.testing.assert_array_equal(from_mapping.series()[0], t)
+    assert gd.as_run(from_mapping) is from_mapping
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((np.arange(3),), "data: expected a Run"),
+        ((np.arange(3), np.zeros(4)), "reward: shape"),
+        ((np.array([0.5, 1.0]), np.zeros(2)), "data: steps must be integers"),
+        ((np.array([1, 1]), np.zeros(2)), "data: steps must be unique"),
+        ((pd.DataFrame({"a": [1.0]}),), "no reward column"),
+        (("not a run",), "data: expected a Run"),
+    ],
+)
+def test_as_run_rejects_bad_input_naming_the_argument(args, message):
+    with pytest.raises(ValueError, match=message):
+        gd.as_run(*args)
+
+
+def test_run_series_names_a_missing_column():
+    run = gd.as_run(np.arange(4), np.zeros(4))
+    with pytest.raises(ValueError, match="column: 'kl' is not in this run"):
+        run.series("kl")

@@ -36,6 +36,7 @@ __all__ = [
     "GrpoLogWarning",
     "LogFormatError",
     "Run",
+    "as_run",
     "read_log",
     "read_logs",
     "write_log",
@@ -331,6 +332,24 @@ class Run:
         series = self.frame[self._resolve(name)]
         return series.dropna() if dropna else series
 
+    def series(self, column: str = "reward") -> tuple[np.ndarray, np.ndarray]:
+        """(steps, values) of one column as float64 arrays, non-finite rows dropped, by step.
+
+        The one coercion of a run into arrays that fit, forecast and diagnose use. ``column``
+        is a canonical or original name; a missing column raises ValueError naming it.
+        """
+        try:
+            resolved = self._resolve(column)
+        except KeyError:
+            raise ValueError(
+                f"column: {column!r} is not in this run; it has: "
+                + ", ".join(map(str, self.frame.columns))
+            ) from None
+        t = self.frame.index.to_numpy(dtype=float)
+        y = self.frame[resolved].to_numpy(dtype=float)
+        keep = np.isfinite(t) & np.isfinite(y)
+        return t[keep], y[keep]
+
     def __len__(self) -> int:
         return int(self._reward_mask.sum())
 
@@ -342,6 +361,73 @@ class Run:
             f"columns={list(self.frame.columns)[:6]}{'...' if self.frame.shape[1] > 6 else ''}, "
             f"{len(self.warnings)} warnings)"
         )
+
+
+def as_run(
+    data: Run | pd.DataFrame | Mapping[str, Any] | Sequence[float] | np.ndarray,
+    reward: Sequence[float] | np.ndarray | None = None,
+) -> Run:
+    """Coerce what a user holds into a :class:`Run` (the one entry point above io).
+
+    Accepted: a Run (returned as is); a DataFrame indexed by step or with a ``step`` column
+    and a ``reward`` column (canonical or aliased names, as in a CSV log); a mapping of
+    column name -> array with ``step`` and ``reward``; or an array of steps with ``reward``
+    given as the second argument. Anything else raises ValueError naming ``data``.
+    """
+    if isinstance(data, Run):
+        if reward is not None:
+            raise ValueError("reward: must be None when data is a Run (it has its own)")
+        return data
+    if isinstance(data, Mapping) and not isinstance(data, pd.DataFrame):
+        data = pd.DataFrame({str(k): np.asarray(v) for k, v in data.items()})
+    if isinstance(data, pd.DataFrame):
+        if reward is not None:
+            raise ValueError("reward: must be None when data is a DataFrame")
+        frame = data
+        if "step" in frame.columns:
+            frame = frame.set_index("step")
+        frame = frame.rename(columns=str)
+        try:
+            frame, _ = _canonical_columns(frame, [], [], "data")
+        except LogFormatError as exc:
+            raise ValueError(str(exc)) from None
+        numeric = frame.apply(pd.to_numeric, errors="coerce")
+        try:
+            steps = np.asarray(numeric.index, dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError("data: the step index must be numeric") from None
+        if not np.all(np.isfinite(steps)) or np.any(steps != np.round(steps)):
+            raise ValueError("data: steps must be finite integers")
+        numeric = numeric.loc[:, [c for c in numeric.columns if numeric[c].notna().any()]]
+        columns = {str(c): numeric[c].to_numpy(dtype=float) for c in numeric.columns}
+        rewards = columns.pop("reward")
+        order = np.argsort(steps, kind="stable")
+        if np.any(np.diff(steps[order]) == 0):
+            raise ValueError("data: steps must be unique")
+        return Run.from_arrays(
+            steps[order].astype(np.int64),
+            rewards[order],
+            **{k: v[order] for k, v in columns.items()},
+        )
+    if reward is None:
+        raise ValueError(
+            f"data: expected a Run, a DataFrame, a mapping of columns or steps with a reward "
+            f"array; got {type(data).__name__} without reward"
+        )
+    t = np.asarray(data, dtype=float)
+    y = np.asarray(reward, dtype=float)
+    if t.ndim != 1 or y.ndim != 1:
+        raise ValueError(f"reward: must be 1-D like the steps, got shapes {t.shape} and {y.shape}")
+    if t.shape != y.shape:
+        raise ValueError(f"reward: shape {y.shape} does not match the steps' shape {t.shape}")
+    keep = np.isfinite(t)
+    t, y = t[keep], y[keep]
+    if np.any(t != np.round(t)):
+        raise ValueError("data: steps must be integers")
+    order = np.argsort(t, kind="stable")
+    if np.any(np.diff(t[order]) == 0):
+        raise ValueError("data: steps must be unique")
+    return Run.from_arrays(t[order].astype(np.int64), y[order])
 
 
 # ----------------------------------------------------------------------------------------------
