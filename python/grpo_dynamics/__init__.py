@@ -16,6 +16,7 @@ from . import joint as _joint_module
 from . import objectives as _objectives_module
 from . import simulate as _simulate_module
 from . import stability as _stability_module
+from . import sweep as _sweep_module
 from . import trajectory as _trajectory_module
 
 __version__ = "0.1.0"
@@ -31,6 +32,7 @@ _modules = (
     _io_module,
     _forecast_module,
     _diagnose_module,
+    _sweep_module,
 )
 __all__ = ["__version__"]
 for _module in _modules:
