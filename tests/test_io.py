@@ -28,7 +28,15 @@ from grpo_dynamics.io import (
 )
 
 DATA = Path(__file__).parent / "data"
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-grpo-logs"
+# the shared collection sits beside the checkout (../shared) or, for a worktree, higher up
+SHARED = next(
+    (
+        parent / "shared" / "data" / "real-grpo-logs"
+        for parent in Path(__file__).resolve().parents[1:]
+        if (parent / "shared" / "data" / "real-grpo-logs").is_dir()
+    ),
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-grpo-logs",
+)
 
 
 def read_quiet(path, **kwargs) -> Run:
@@ -290,7 +298,7 @@ def test_crc32c_reference_vectors():
     }
     for data, crc in vectors.items():
         assert _crc32c_bitwise(data) == crc
-    from grpo_dynamics.io import _crc32c
+    from grpo_dynamics.io.tensorboard import _crc32c
 
     for data, crc in vectors.items():
         assert _crc32c(data) == crc
@@ -614,7 +622,8 @@ def test_merge_keeps_last_entry_of_each_step(steps, rewards):
     for entry in history:
         expected[entry["step"]] = entry["reward"]
     parsed = json.dumps({"log_history": history})
-    from grpo_dynamics.io import _build_run, _read_json
+    from grpo_dynamics.io._normalize import _build_run
+    from grpo_dynamics.io.json_log import _read_json
 
     run = _build_run(_read_json("mem.json", parsed), "mem.json", "trl")
     np.testing.assert_array_equal(run.steps, sorted(expected))

@@ -1,0 +1,86 @@
+"""Records: every reader turns its file into (where, step or None, {name: value}) records."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._aliases import _find_step_key
+from ._errors import LogFormatError
+
+
+@dataclass
+class _Parsed:
+    records: list[tuple[str, int | None, dict[str, float]]]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    explicit_nan: bool = True  # NaN values are literal in the file (not 'not logged')
+    step_source: str | None = None  # how steps were found when records carry none
+
+
+# compiled once: _to_float runs for every logged value of a text log
+_NUMBER = re.compile(
+    r"\s*[-+]?(\d[\d,]*\.?\d*|\.\d+)([eE][-+]?\d+)?\s*|\s*[-+]?(nan|inf|infinity)\s*",
+    flags=re.IGNORECASE,
+)
+
+
+def _to_float(value: Any) -> float | None:
+    """A log value as a float, or None when it is not a number (strings, lists, dicts)."""
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.replace(",", "")) if _NUMBER.fullmatch(value) else None
+        except ValueError:
+            return None
+    return None
+
+
+def _step_value(value: Any, path: str, where: str, key: str) -> int:
+    number = _to_float(value)
+    if number is None or not math.isfinite(number) or number != round(number):
+        raise LogFormatError(path, where, f"step field {key!r} is not an integer: {value!r}")
+    return int(round(number))
+
+
+def _records_from_dicts(
+    entries: Sequence[Any], path: str, label: str, skipped: dict[str, int]
+) -> list[tuple[str, int | None, dict[str, float]]]:
+    """Dict entries -> records; the step comes from the usual step keys, numbers only kept."""
+    keys: dict[str, None] = {}
+    for entry in entries:
+        if isinstance(entry, dict):
+            keys.update(dict.fromkeys(entry))
+    step_key = _find_step_key(keys)
+    records = []
+    for position, entry in enumerate(entries):
+        where = f"{label}[{position}]"
+        if not isinstance(entry, dict):
+            raise LogFormatError(path, where, f"expected an object, found {type(entry).__name__}")
+        step = None
+        if step_key is not None and entry.get(step_key) is not None:
+            step = _step_value(entry[step_key], path, where, step_key)
+        values: dict[str, float] = {}
+        for key, value in entry.items():
+            if key == step_key:
+                continue
+            if type(value) is float:  # the common case, checked first for speed
+                values[key] = value
+                continue
+            number = _to_float(value)
+            if number is None:
+                if value is not None:
+                    skipped[str(key)] = skipped.get(str(key), 0) + 1
+                continue
+            values[str(key)] = number
+        records.append((where, step, values))
+    return records
