@@ -21,6 +21,8 @@ _COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
         "rewards_avg",
         "reward/mean",
         "train_reward",
+        "critic/score/mean",  # verl: the reward function's score (before any KL penalty)
+        "critic/rewards/mean",  # verl: the score minus an in-reward KL penalty, if any
     ),
     "reward_std": (
         "reward_std",
@@ -30,7 +32,17 @@ _COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
         "reward_stddev",
     ),
     "frac_reward_zero_std": ("frac_reward_zero_std", "frac_zero_std", "zero_std_frac"),
-    "entropy": ("entropy", "policy_entropy", "mean_entropy", "entropy_avg", "entropy_mean"),
+    "entropy": (
+        "entropy",
+        "policy_entropy",
+        "mean_entropy",
+        "entropy_avg",
+        "entropy_mean",
+        "actor/entropy",  # verl
+        "actor/entropy_loss",  # older verl: the mean token entropy under a 'loss' name
+        "entropy_loss",  # OpenRLHF: the masked mean token entropy
+        "token_entropy",
+    ),
     "kl": (
         "kl",
         "kl_avg",
@@ -40,6 +52,9 @@ _COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
         "kl_div",
         "kl_divergence",
         "objective/kl",
+        "actor/kl_loss",  # verl, use_kl_loss: KL to the reference policy
+        "actor/reward_kl_penalty",  # verl, KL in the reward
+        "reference_kl",
     ),
     "completion_length": (
         "completion_length",
@@ -51,6 +66,8 @@ _COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
         "mean_response_length",
         "avg_response_len",
         "avg_response_length",
+        "response_length/mean",  # verl
+        "gen_len",  # OpenRLHF progress bar
     ),
     "clip_ratio": (
         "clip_ratio",
@@ -58,8 +75,11 @@ _COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
         "clipfrac",
         "clip_frac",
         "clip_fraction",
+        "actor/pg_clipfrac",  # verl
+        "pg_clipfrac",
+        "ppo_clip_ratio",  # OpenRLHF
     ),
-    "learning_rate": ("learning_rate", "lr"),
+    "learning_rate": ("learning_rate", "lr", "actor/lr", "actor_lr", "act_lr"),
     "eval_reward": (
         "eval_reward",
         "eval/reward",
@@ -73,9 +93,25 @@ _COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
         "held_out_reward",
         "gold_reward",
     ),
-    "grad_norm": ("grad_norm", "gradient_norm", "grad_norm_avg"),
-    "loss": ("loss", "actor_loss", "policy_loss"),
-    "epoch": ("epoch",),
+    "grad_norm": ("grad_norm", "gradient_norm", "grad_norm_avg", "actor/grad_norm"),
+    "loss": ("loss", "actor_loss", "policy_loss", "actor/pg_loss", "act_loss"),
+    "epoch": ("epoch", "training/epoch"),
+    # fraction of completions cut at the maximum length (not the PPO ratio clip above)
+    "truncated_ratio": (
+        "truncated_ratio",
+        "completions/clipped_ratio",  # TRL
+        "response_length/clip_ratio",  # verl
+        "clipped_ratio",
+        "truncation_rate",
+    ),
+}
+# Names with a variable part (a data source, a sample count), as full regular expressions over
+# the normalised name; used only when exactly one column matches.
+_PATTERN_ALIASES: dict[str, tuple[str, ...]] = {
+    "eval_reward": (
+        r"val_core/[^/]+/reward/mean@\d+",  # verl: val-core/<data source>/reward/mean@N
+        r"val/test_score/[^/]+",  # older verl
+    ),
 }
 #: Canonical column names, in the order a Run's table puts them (docs/io.md, "Canonical names").
 CANONICAL_COLUMNS: tuple[str, ...] = tuple(_COLUMN_ALIASES)
@@ -122,6 +158,7 @@ _METADATA_ALIASES: dict[str, tuple[str, ...]] = {
 _STEP_NAMES = (
     "train/global_step",
     "trainer/global_step",
+    "training/global_step",  # verl
     "global_step",
     "step",
     "steps",
@@ -131,6 +168,7 @@ _STEP_NAMES = (
     "it",
     "update",
     "train/step",
+    "grpo_step",
 )
 # Entries TRL writes once at the end of training: metadata, not per-step data.
 _SUMMARY_KEYS = frozenset(
@@ -162,7 +200,7 @@ def _column_order(columns: Iterable[str]) -> list[str]:
 
 @functools.lru_cache(maxsize=4096)
 def _is_eval(name: str) -> bool:
-    return str(name).lower().startswith(("eval_", "eval/"))
+    return str(name).lower().startswith(("eval_", "eval/", "val/", "val-core/", "val-aux/"))
 
 
 def _find_step_key(keys: Iterable[str]) -> str | None:

@@ -8,7 +8,14 @@ from typing import Any
 
 import pandas as pd
 
-from ._aliases import _BARE_REWARD, _COLUMN_ALIASES, _METADATA_ALIASES, _column_order, _normalise
+from ._aliases import (
+    _BARE_REWARD,
+    _COLUMN_ALIASES,
+    _METADATA_ALIASES,
+    _PATTERN_ALIASES,
+    _column_order,
+    _normalise,
+)
 from ._errors import LogFormatError
 from ._records import _to_float
 
@@ -39,6 +46,17 @@ def _canonical_columns(
             continue
         rename[chosen] = canonical
         original[canonical] = chosen
+    for canonical, patterns in _PATTERN_ALIASES.items():
+        if canonical in original or canonical in exact:
+            continue
+        matches = [
+            c
+            for c in frame.columns
+            if c not in rename and any(re.fullmatch(p, _normalise(c)) for p in patterns)
+        ]
+        if len(matches) == 1:
+            rename[matches[0]] = canonical
+            original[canonical] = matches[0]
     frame = frame.rename(columns=rename)
 
     if "reward" not in frame.columns:

@@ -10,7 +10,7 @@ import pandas as pd
 from ._aliases import _SUMMARY_KEYS, CANONICAL_COLUMNS, _is_eval
 from ._columns import _canonical_columns, _canonical_metadata
 from ._errors import LogFormatError
-from ._records import _Parsed
+from ._records import _MAX_STEP, _Parsed
 from .run import Run
 
 
@@ -41,6 +41,9 @@ def _build_run(parsed: _Parsed, path: str, fmt: str) -> Run:
     if summary:
         metadata["train_summary"] = summary
 
+    for where, step, _ in records:
+        if step is not None and abs(step) > _MAX_STEP:
+            raise LogFormatError(path, where, f"step {step} is out of range (|step| <= 2**53)")
     missing_step = [where for where, step, _ in records if step is None]
     if missing_step and len(missing_step) == len(records):
         records = [(w, i, v) for i, (w, _, v) in enumerate(records)]
@@ -58,6 +61,8 @@ def _build_run(parsed: _Parsed, path: str, fmt: str) -> Run:
     rows: dict[int, dict[str, float]] = {}
     group_rows: tuple[dict[int, dict[str, float]], dict[int, dict[str, float]]] = ({}, {})
     repeated: set[int] = set()
+    in_a_row: set[int] = set()  # steps logged several times consecutively (sub-steps)
+    group_last: list[int | None] = [None, None]
     duplicates = 0
     last_step = None
     backwards = 0
@@ -85,11 +90,18 @@ def _build_run(parsed: _Parsed, path: str, fmt: str) -> Run:
                 continue
             target = group_rows[group]
             existing = target.get(step)
+            consecutive = group_last[group] == step
+            group_last[group] = step
             if existing is None:
                 target[step] = dict(part)
             elif any(k in existing and not _same(existing[k], v) for k, v in part.items()):
-                target[step] = dict(part)  # keep the last occurrence, whole
-                repeated.add(step)
+                if consecutive:
+                    # several updates logged under one step (e.g. minibatches of one rollout)
+                    existing.update(part)
+                    in_a_row.add(step)
+                else:
+                    target[step] = dict(part)  # a restart: keep the last occurrence, whole
+                    repeated.add(step)
             else:
                 if any(k in existing for k in part):
                     duplicates += 1
@@ -106,6 +118,14 @@ def _build_run(parsed: _Parsed, path: str, fmt: str) -> Run:
         )
     elif backwards:
         notes.append(f"entries out of step order {backwards} times; sorted by step")
+    in_a_row -= repeated
+    if in_a_row:
+        ordered = sorted(in_a_row)
+        warned.append(
+            f"{len(ordered)} steps logged several times in a row with different values "
+            f"(steps {ordered[0]}..{ordered[-1]}; several updates per step?); "
+            "kept the last value of each metric"
+        )
     if duplicates:
         notes.append(f"{duplicates} identical repeated entries merged")
 

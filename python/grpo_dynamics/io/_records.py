@@ -10,8 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from ._aliases import _find_step_key
+from ._aliases import _find_step_key, _is_eval
 from ._errors import LogFormatError
+
+# a record's kind, in logs that interleave training and evaluation records in one stream
+_SPLIT_KEYS = ("type", "split", "mode", "phase")
+_EVAL_SPLITS = frozenset({"eval", "evaluation", "val", "valid", "validation", "test"})
+# steps beyond 2**53 are not exact as float64 (Run.series) and overflow int64 soon after
+_MAX_STEP = 2**53
 
 
 @dataclass
@@ -36,7 +42,10 @@ def _to_float(value: Any) -> float | None:
     if isinstance(value, bool):
         return float(value)
     if isinstance(value, (int, float, np.integer, np.floating)):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond float range (JSON allows any size)
+            return math.inf if value > 0 else -math.inf
     if isinstance(value, str):
         try:
             return float(value.replace(",", "")) if _NUMBER.fullmatch(value) else None
@@ -47,8 +56,13 @@ def _to_float(value: Any) -> float | None:
 
 def _step_value(value: Any, path: str, where: str, key: str) -> int:
     number = _to_float(value)
-    if number is None or not math.isfinite(number) or number != round(number):
-        raise LogFormatError(path, where, f"step field {key!r} is not an integer: {value!r}")
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    if number is None or math.isnan(number) or (math.isfinite(number) and number != round(number)):
+        raise LogFormatError(path, where, f"step field {key!r} is not an integer: {shown}")
+    if abs(number) > _MAX_STEP:
+        raise LogFormatError(
+            path, where, f"step field {key!r} is out of range (|step| <= 2**53): {shown}"
+        )
     return int(round(number))
 
 
@@ -70,9 +84,14 @@ def _records_from_dicts(
         if step_key is not None and entry.get(step_key) is not None:
             step = _step_value(entry[step_key], path, where, step_key)
         values: dict[str, float] = {}
+        # a record that says it is an evaluation: its metrics are eval_ metrics
+        split = next((entry[k] for k in _SPLIT_KEYS if isinstance(entry.get(k), str)), None)
+        prefix = "eval_" if split is not None and split.lower() in _EVAL_SPLITS else ""
         for key, value in entry.items():
             if key == step_key:
                 continue
+            if prefix and not _is_eval(key):
+                key = prefix + str(key)
             if type(value) is float:  # the common case, checked first for speed
                 values[key] = value
                 continue

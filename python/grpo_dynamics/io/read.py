@@ -8,7 +8,7 @@ import os
 import re
 import struct
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,12 @@ from ._records import _Parsed
 from .run import Run
 
 __all__ = ["read_log", "read_logs"]
+
+
+# a JSON array starts with a value: object, array, string, literal, or a number then ',' or ']'
+_JSON_ARRAY = re.compile(
+    r'\[\s*(?:[\[{"\]]|true|false|null|-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?\s*[,\]])'
+)
 
 
 def _detect_format(path: Path, head: bytes) -> str:
@@ -36,7 +42,8 @@ def _detect_format(path: Path, head: bytes) -> str:
     text = head.decode("utf-8", "replace").lstrip()
     if text.startswith("{'"):
         return "console"  # a printed Python dict (TRL's console logging), not JSON
-    if text.startswith(("{", "[")):
+    # '[2025-12-12 13:59:45,818] [INFO] ...' is a console log, not a JSON array
+    if text.startswith("{") or _JSON_ARRAY.match(text):
         first = text.splitlines()[0].strip() if text.splitlines() else ""
         if first.startswith("{") and first.endswith("}") and len(text.splitlines()) > 1:
             return "jsonl"
@@ -56,7 +63,9 @@ def _framed(head: bytes) -> bool:
     return bool(struct.unpack("<I", head[8:12])[0] == _masked_crc(head[:8]))
 
 
-def _parse(fmt: str, source: str, raw: bytes, is_dir: bool) -> _Parsed:
+def _parse(
+    fmt: str, source: str, raw: bytes, is_dir: bool, select: Mapping[str, str] | None
+) -> _Parsed:
     """Run the reader of one format; its module is imported here, only when needed."""
     if fmt == "tensorboard":
         from .tensorboard import _read_tensorboard
@@ -73,17 +82,22 @@ def _parse(fmt: str, source: str, raw: bytes, is_dir: bool) -> _Parsed:
     if fmt == "jsonl":
         from .jsonl_log import _read_jsonl
 
-        return _read_jsonl(source, text)
+        return _read_jsonl(source, text, select)
     if fmt == "csv":
         from .csv_log import _read_csv
 
-        return _read_csv(source, text)
+        return _read_csv(source, text, select)
     from .console import _read_console
 
     return _read_console(source, text)
 
 
-def read_log(path: str | os.PathLike[str], *, format: str | None = None) -> Run:
+def read_log(
+    path: str | os.PathLike[str],
+    *,
+    format: str | None = None,
+    select: Mapping[str, str] | None = None,
+) -> Run:
     """Read one training log into a :class:`Run` (docs/io.md).
 
     ``format`` is one of "trl" (also "json": trainer_state.json, TRL-like JSON), "jsonl",
@@ -92,7 +106,15 @@ def read_log(path: str | os.PathLike[str], *, format: str | None = None) -> Run:
     file. Everything done to the data is recorded in ``Run.warnings`` and issued as a
     :class:`GrpoLogWarning`. A file that cannot be read raises :class:`LogFormatError`
     naming the file and the line or key.
+
+    ``select`` picks one run of a CSV or JSONL file that holds several: ``{"arm": "control"}``
+    keeps the rows whose ``arm`` column equals ``"control"`` (values compared as text). Without
+    it such a CSV gives its first run, with a warning naming the column and the runs.
     """
+    if select is not None and (
+        not isinstance(select, Mapping) or not select or not all(isinstance(k, str) for k in select)
+    ):
+        raise ValueError(f"select: must be a non-empty mapping of column -> value, got {select!r}")
     if format is not None and format not in _FORMATS:
         raise ValueError(f"format must be one of {', '.join(_FORMATS)}; got {format!r}")
     file = Path(path)
@@ -111,7 +133,14 @@ def read_log(path: str | os.PathLike[str], *, format: str | None = None) -> Run:
     fmt = format or _detect_format(file, raw[:4096])
     if fmt == "json":
         fmt = "trl"
-    parsed = _parse(fmt, source, raw, file.is_dir())
+    if select is not None and fmt not in ("csv", "jsonl"):
+        raise ValueError(f"select: only CSV and JSONL logs hold several runs, got format {fmt!r}")
+    try:
+        parsed = _parse(fmt, source, raw, file.is_dir(), select)
+    except RecursionError:
+        raise LogFormatError(
+            source, None, "nested too deeply to read (more levels than Python's recursion limit)"
+        ) from None
     if fmt == "trl" and file.parent.is_dir():
         _sibling_model_name(file.parent, parsed.metadata)
     run = _build_run(parsed, source, fmt)
