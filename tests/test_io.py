@@ -1202,3 +1202,10 @@ def test_the_tensorboard_codec_needs_no_tensorflow_or_protobuf():
         "_errors",
         "_records",
     }, imported
+
+
+def test_from_arrays_and_as_run_reject_steps_beyond_exact_integers():
+    with pytest.raises(ValueError, match=r"^steps: must be within \+-2\*\*53, got 1e\+30"):
+        Run.from_arrays([1.0, 1e30], [0.1, 0.2])
+    with pytest.raises(ValueError, match=r"^steps: must be within"):
+        gd.as_run(np.array([1.0, 1e30]), [0.1, 0.2])

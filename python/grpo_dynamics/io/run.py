@@ -66,6 +66,9 @@ class Run:
             or np.any(step_array != np.round(step_array))
         ):
             raise ValueError("steps must be a 1-D array of integers")
+        largest = float(np.max(np.abs(step_array.astype(float)))) if step_array.size else 0.0
+        if largest > 2**53:  # not exact as float64 beyond, and int64 overflows soon after
+            raise ValueError(f"steps: must be within +-2**53, got {largest!r}")
         data: dict[str, np.ndarray] = {"reward": np.asarray(reward, dtype=float)}
         data.update({name: np.asarray(values, dtype=float) for name, values in columns.items()})
         for name, values in data.items():
@@ -205,7 +208,7 @@ def as_run(
         if np.any(np.diff(steps[order]) == 0):
             raise ValueError("data: steps must be unique")
         return Run.from_arrays(
-            steps[order].astype(np.int64),
+            steps[order],  # from_arrays checks the range, then casts
             rewards[order],
             **{k: v[order] for k, v in columns.items()},
         )
@@ -227,4 +230,4 @@ def as_run(
     order = np.argsort(t, kind="stable")
     if np.any(np.diff(t[order]) == 0):
         raise ValueError("data: steps must be unique")
-    return Run.from_arrays(t[order].astype(np.int64), y[order])
+    return Run.from_arrays(t[order], y[order])  # from_arrays checks the range, then casts
