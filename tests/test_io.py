@@ -925,7 +925,6 @@ def test_verl_and_openrlhf_names_in_jsonl_and_wandb_csv(tmp_path):
             json.dumps(
                 {
                     "step": s,
-                    "data": {},
                     "critic/score/mean": r,
                     "actor/entropy": 1.0 - r,
                     "actor/kl_loss": r / 100,
@@ -944,6 +943,19 @@ def test_verl_and_openrlhf_names_in_jsonl_and_wandb_csv(tmp_path):
     np.testing.assert_array_equal(run.column("entropy"), 1.0 - reward)
     np.testing.assert_array_equal(run.column("completion_length"), 100 + np.arange(1, 9))
     assert {"kl", "clip_ratio", "grad_norm", "critic/advantages/mean"} <= set(run.frame.columns)
+    # the same metrics nested one level down: {"step": N, "data": {...}}
+    nested = tmp_path / "nested.jsonl"
+    nested.write_text(
+        "".join(
+            json.dumps({"step": s, "data": {"critic/score/mean": r, "actor/entropy": 1.0 - r}})
+            + "\n"
+            for s, r in zip(range(1, 9), reward, strict=True)
+        )
+    )
+    run = read_quiet(nested)
+    np.testing.assert_array_equal(run.steps, np.arange(1, 9))
+    np.testing.assert_array_equal(run.reward, reward)
+    np.testing.assert_array_equal(run.column("entropy"), 1.0 - reward)
 
     # OpenRLHF's W&B run: train/<name> with train/global_step
     openrlhf = tmp_path / "openrlhf.csv"

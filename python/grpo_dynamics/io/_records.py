@@ -16,6 +16,8 @@ from ._errors import LogFormatError
 # a record's kind, in logs that interleave training and evaluation records in one stream
 _SPLIT_KEYS = ("type", "split", "mode", "phase")
 _EVAL_SPLITS = frozenset({"eval", "evaluation", "val", "valid", "validation", "test"})
+# keys under which some loggers nest a step's metrics ({"step": N, "data": {...}})
+_NESTED_KEYS = ("data", "metrics")
 # steps beyond 2**53 are not exact as float64 (Run.series) and overflow int64 soon after
 _MAX_STEP = 2**53
 
@@ -83,6 +85,13 @@ def _records_from_dicts(
         step = None
         if step_key is not None and entry.get(step_key) is not None:
             step = _step_value(entry[step_key], path, where, step_key)
+        nested = [k for k in _NESTED_KEYS if isinstance(entry.get(k), dict)]
+        if nested:  # {"step": 3, "data": {"critic/score/mean": 0.4, ...}}: metrics one level down
+            flat = {k: v for k, v in entry.items() if k not in nested}
+            for key in nested:
+                for name, value in entry[key].items():
+                    flat.setdefault(str(name), value)
+            entry = flat
         values: dict[str, float] = {}
         # a record that says it is an evaluation: its metrics are eval_ metrics
         split = next((entry[k] for k in _SPLIT_KEYS if isinstance(entry.get(k), str)), None)
