@@ -6,8 +6,10 @@ original names beside them, the hyperparameters the log carries, and a list of e
 was done to the data on the way in. Supported: TRL ``trainer_state.json`` and TRL-like JSON
 written by scripts, CSV and JSONL exports (W&B style), TensorBoard event files (read with a
 small self-contained decoder of the record framing and the few protobuf fields scalars use)
-and console logs that print TRL dicts or ``Reward: x`` lines. ``write_log`` writes a Run back
-in TRL, CSV, JSONL or TensorBoard form so that every format round-trips exactly.
+and console logs (verl's ``step:N - name:value`` lines, TRL's printed dicts, ``Reward: x``
+lines); verl's and OpenRLHF's metric names are aliases of the canonical ones. ``write_log``
+writes a Run back in TRL, CSV, JSONL or TensorBoard form so that every format round-trips
+exactly.
 
 Layout (one module per format; docs/io.md, "Layout"): ``run`` (Run, as_run), ``read`` (read_log,
 read_logs: detection and dispatch), ``write`` (write_log), the readers ``json_log``,

@@ -101,7 +101,8 @@ def read_log(
     """Read one training log into a :class:`Run` (docs/io.md).
 
     ``format`` is one of "trl" (also "json": trainer_state.json, TRL-like JSON), "jsonl",
-    "csv", "tensorboard" (an event file or a directory of them), "console"; by default it is
+    "csv", "tensorboard" (an event file or a directory of them), "console" (verl's
+    ``step:N - name:value`` lines, TRL's printed dicts, ``key: value`` lines); by default it is
     told from the name and content. A directory holding ``trainer_state.json`` is read as that
     file. Everything done to the data is recorded in ``Run.warnings`` and issued as a
     :class:`GrpoLogWarning`. A file that cannot be read raises :class:`LogFormatError`
