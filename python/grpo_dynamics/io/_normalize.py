@@ -30,6 +30,9 @@ def _build_run(parsed: _Parsed, path: str, fmt: str) -> Run:
     summary: dict[str, float] = dict(metadata.pop("train_summary", {}) or {})
     cleaned = []
     for where, step, values in records:
+        if _SUMMARY_KEYS.isdisjoint(values):  # the common case, decided without a loop
+            cleaned.append((where, step, values))
+            continue
         extra = {k: v for k, v in values.items() if k in _SUMMARY_KEYS}
         if extra:
             summary.update(extra)

@@ -56,14 +56,18 @@ def _to_float(value: Any) -> float | None:
     return None
 
 
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _step_value(value: Any, path: str, where: str, key: str) -> int:
     number = _to_float(value)
-    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
     if number is None or math.isnan(number) or (math.isfinite(number) and number != round(number)):
-        raise LogFormatError(path, where, f"step field {key!r} is not an integer: {shown}")
+        raise LogFormatError(path, where, f"step field {key!r} is not an integer: {_short(value)}")
     if abs(number) > _MAX_STEP:
         raise LogFormatError(
-            path, where, f"step field {key!r} is out of range (|step| <= 2**53): {shown}"
+            path, where, f"step field {key!r} is out of range (|step| <= 2**53): {_short(value)}"
         )
     return int(round(number))
 
@@ -77,6 +81,9 @@ def _records_from_dicts(
         if isinstance(entry, dict):
             keys.update(dict.fromkeys(entry))
     step_key = _find_step_key(keys)
+    # checked per entry only when some entry has such a key (the common TRL case has none)
+    split_keys = [k for k in _SPLIT_KEYS if k in keys]
+    nested_keys = [k for k in _NESTED_KEYS if k in keys]
     records = []
     for position, entry in enumerate(entries):
         where = f"{label}[{position}]"
@@ -85,7 +92,7 @@ def _records_from_dicts(
         step = None
         if step_key is not None and entry.get(step_key) is not None:
             step = _step_value(entry[step_key], path, where, step_key)
-        nested = [k for k in _NESTED_KEYS if isinstance(entry.get(k), dict)]
+        nested = [k for k in nested_keys if isinstance(entry.get(k), dict)]
         if nested:  # {"step": 3, "data": {"critic/score/mean": 0.4, ...}}: metrics one level down
             flat = {k: v for k, v in entry.items() if k not in nested}
             for key in nested:
@@ -94,7 +101,7 @@ def _records_from_dicts(
             entry = flat
         values: dict[str, float] = {}
         # a record that says it is an evaluation: its metrics are eval_ metrics
-        split = next((entry[k] for k in _SPLIT_KEYS if isinstance(entry.get(k), str)), None)
+        split = next((entry[k] for k in split_keys if isinstance(entry.get(k), str)), None)
         prefix = "eval_" if split is not None and split.lower() in _EVAL_SPLITS else ""
         for key, value in entry.items():
             if key == step_key:
