@@ -767,6 +767,8 @@ def _identify(batch: BatchFit, data: _DataSummary) -> BatchFit:
         reason[i] = f"{reason[i]}; {head}: {joined}" if reason[i] else f"{head}: {joined}"
         if model == "oscillator" and (not identified[i] or "mu" in unidentified[i]):
             regime[i] = "regime not identified"
+    for i in np.flatnonzero(~fitted).tolist():
+        text[i] = f"not fitted (bad input): {reason[i]}"
     return dataclasses.replace(
         batch,
         reason=reason,
