@@ -1103,3 +1103,42 @@ def test_no_fit_of_a_real_log_at_a_bound_or_undefined_is_identified(real_fits):
     # A slow creep over 190 steps with a 700-step timescale: plateau "at least" the end level.
     creep = row("exponential", "sft_kl_grpo")
     assert not creep.identified and creep.plateau_bound[0] == "at_least"
+
+
+def test_data_summary_against_a_per_series_loop():
+    """The vectorised per-series summary (first/last step, reward range, mean over the last 10%
+    of the span) of both input layouts against a plain loop, with gaps, zero weights and
+    empty series."""
+    from grpo_dynamics.fit import _data_summary
+
+    rng = np.random.default_rng(21)
+    t = np.cumsum(rng.uniform(0.5, 2.0, 60))
+    n = 40
+    R = rng.normal(size=(n, t.size))
+    R[rng.random(R.shape) < 0.1] = np.nan
+    R[3] = np.nan  # nothing left
+    R[4, :55] = np.nan  # five points at the end
+    W = rng.uniform(0.0, 1.0, R.shape)
+    W[W < 0.1] = 0.0
+    offsets = np.arange(n + 1) * t.size
+    for weights in (None, W):
+        w_flat = None if weights is None else weights.reshape(-1)
+        grid = _data_summary(t, R.reshape(-1), offsets, w_flat)
+        ragged = _data_summary(np.tile(t, n), R.reshape(-1), offsets, w_flat)
+        for i in range(n):
+            keep = np.isfinite(R[i]) & (True if weights is None else weights[i] > 0)
+            ti, ri = t[keep], R[i][keep]
+            if ti.size == 0:
+                expected = [math.nan] * 5
+            else:
+                tail = ti >= ti[-1] - 0.1 * (ti[-1] - ti[0])
+                expected = [ti[0], ti[-1], ri.min(), ri.max(), ri[tail].mean()]
+            for summary in (grid, ragged):
+                got = [
+                    summary.t_first[i],
+                    summary.t_last[i],
+                    summary.r_min[i],
+                    summary.r_max[i],
+                    summary.r_end[i],
+                ]
+                np.testing.assert_allclose(got, expected, rtol=1e-12, equal_nan=True)

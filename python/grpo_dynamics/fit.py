@@ -119,6 +119,12 @@ class FitResult:
     the noise variance estimated. ``regime`` is set for the oscillator (and exponential).
     ``r2_ceiling`` and ``r2_window`` put the raw ``r2`` in context (docs/fitting.md,
     "R^2 and noise"): the best R^2 the noise allows, and R^2 on window means.
+
+    ``identified``, ``unidentified`` and ``plateau_bound`` say what the data identify
+    (docs/fitting.md, "Identification"): use ``params["r_inf"]`` (``r_hi``) for a forecast or a
+    verdict only when ``identified`` is True; otherwise ``plateau_bound`` (e.g.
+    ``("at_least", 0.83)``) is what the data say about the plateau. ``status`` stays the
+    optimizer's; ``reason`` then starts with "not identified".
     """
 
     model: str
@@ -168,8 +174,10 @@ class BatchFit:
 
     Arrays: ``params``/``stderr``/``lower``/``upper``/``at_bound`` (n, p), ``covariance``
     (n, p, p), ``r2``/``rss``/``sigma2``/``aic``/``bic``/``n_iter``/``n_points`` (n,),
-    ``status``/``regime``/``reason`` (n,) object arrays of strings. No series is dropped: bad
-    series have ``status == "bad_input"``, NaN numbers and a ``reason``.
+    ``status``/``regime``/``reason`` (n,) object arrays of strings, and the identification
+    columns ``identified``/``unidentified``/``unidentified_reason``/``plateau_bound_kind``/
+    ``plateau_bound`` (docs/fitting.md, "Identification"). No series is dropped: bad series have
+    ``status == "bad_input"``, NaN numbers, a ``reason`` and ``identified`` False.
     """
 
     model: str
@@ -468,8 +476,8 @@ def _data_summary(
 ) -> _DataSummary:
     """Vectorised per-series summary of the points a fit uses (finite r, weight > 0)."""
     n = offsets.size - 1
-    if t_flat.size != r_flat.size:  # one shared grid for a 2-D batch
-        t_flat = np.tile(t_flat, n)
+    if t_flat.size != r_flat.size:  # one shared grid for a 2-D batch: work on (n, m) directly
+        return _grid_summary(t_flat, r_flat.reshape(n, t_flat.size), w_flat)
     valid = np.isfinite(r_flat) & np.isfinite(t_flat)
     if w_flat is not None:
         valid &= np.isfinite(w_flat) & (w_flat > 0)
@@ -501,6 +509,35 @@ def _data_summary(
         t_last=t_last,
         r_min=reduce(r_flat, np.inf, np.minimum),
         r_max=reduce(r_flat, -np.inf, np.maximum),
+        r_end=np.where(tail_count > 0, r_end, np.nan),
+    )
+
+
+def _grid_summary(
+    t: NDArray[np.float64], R: NDArray[np.float64], w_flat: NDArray[np.float64] | None
+) -> _DataSummary:
+    """:func:`_data_summary` for a 2-D batch on one grid ``t`` (increasing)."""
+    valid = np.isfinite(R)
+    if w_flat is not None:
+        w = w_flat.reshape(R.shape)
+        valid &= np.isfinite(w) & (w > 0)
+    any_valid = valid.any(axis=1)
+    m = t.size
+    first = np.argmax(valid, axis=1)
+    last = m - 1 - np.argmax(valid[:, ::-1], axis=1)
+    t_first = np.where(any_valid, t[first], np.nan)
+    t_last = np.where(any_valid, t[last], np.nan)
+    with np.errstate(invalid="ignore"):
+        cut = t_last - _END_WINDOW * (t_last - t_first)
+        tail = valid & (t[None, :] >= cut[:, None])
+    tail_count = tail.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r_end = np.where(tail, R, 0.0).sum(axis=1) / tail_count
+    return _DataSummary(
+        t_first=t_first,
+        t_last=t_last,
+        r_min=np.where(any_valid, np.where(valid, R, np.inf).min(axis=1), np.nan),
+        r_max=np.where(any_valid, np.where(valid, R, -np.inf).max(axis=1), np.nan),
         r_end=np.where(tail_count > 0, r_end, np.nan),
     )
 
