@@ -597,7 +597,7 @@ def _identify(batch: BatchFit, data: _DataSummary) -> BatchFit:
     col = {name: j for j, name in enumerate(names)}
     p, se, lo, hi = batch.params, batch.stderr, batch.lower, batch.upper
     fitted = batch.status != "bad_input"
-    # flags[name] -> list of (mask, message(i), blocking)
+    # (parameter, rows flagged, message for row i, whether it blocks "identified")
     found: list[tuple[str, NDArray[np.bool_], Callable[[int], str], bool]] = []
 
     def add(
