@@ -169,6 +169,12 @@ def test_parameter_on_its_bound_has_nan_stderr_and_is_unidentified():
     assert np.isnan(result.covariance[k]).all() and np.isnan(result.covariance[:, k]).all()
     free = [j for j, name in enumerate(result.shared) if name != "tau"]
     assert np.all(np.isfinite(result.covariance[np.ix_(free, free)]))
+    # A run's own tau on its bound is named with the run's index.
+    own = gd.fit_joint(runs, shared=("r0",))
+    for i in range(2):
+        if own.run_params[i]["tau"] == pytest.approx(1.0, rel=1e-6):
+            assert "lower bound" in own.unidentified[f"tau[{i}]"]
+    assert not own.identified
 
 
 def test_well_determined_joint_fit_is_identified():
