@@ -244,9 +244,12 @@ def _level_p_value(y: NDArray[np.float64], phi: float) -> float:
     for k, b in enumerate(sizes):
         h = np.arange(1.0, b)
         variances[k] = sigma2 / b * (1.0 + 2.0 * float(np.sum((1.0 - h / b) * phi**h)))
-    weights = 1.0 / variances
-    pooled = float(np.sum(weights * means) / np.sum(weights))
-    statistic = float(np.sum(weights * (means - pooled) ** 2))
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        weights = 1.0 / variances
+        pooled = float(np.sum(weights * means) / np.sum(weights))
+        statistic = float(np.sum(weights * (means - pooled) ** 2))
+    if not math.isfinite(statistic):  # noise below double precision beside the change
+        return 1.0 if math.isnan(statistic) else 0.0
     return float(chdtrc(m - 1, statistic))
 
 
@@ -271,7 +274,11 @@ def trend_test(steps: ArrayLike, reward: ArrayLike, *, alpha: float = ALPHA) -> 
 
     t, y = _series(steps, reward)
     n = int(t.size)
-    noise = _noise_sd(y)
+    # ranks are scale-free: work in units of max |y| so rewards near 1e300 cannot overflow
+    scale = float(np.max(np.abs(y))) if n else 1.0
+    scale = scale if scale > 0.0 else 1.0
+    y = y / scale
+    noise = _noise_sd(y) * scale
     if n < MIN_POINTS or np.ptp(y) == 0.0:
         return TrendTest(
             "none", 1.0, 0.0, 0.0, (0.0, 0.0), 0.0, noise, 0.0, 1.0, n, min(n, MAX_BINS), alpha
@@ -319,6 +326,7 @@ def trend_test(steps: ArrayLike, reward: ArrayLike, *, alpha: float = ALPHA) -> 
         else:
             direction = "rising" if s > 0 else "falling"
     span = float(t[-1] - t[0])
+    slope, interval = slope * scale, (interval[0] * scale, interval[1] * scale)
     return TrendTest(
         direction, p, float(z), slope, interval, slope * span, noise, phi, factor, n, m, alpha
     )
