@@ -75,7 +75,7 @@ def machine() -> dict:
 def first_call_seconds() -> dict:
     code = ("import time; t0 = time.perf_counter(); import grpo_dynamics as gd; "
             "t1 = time.perf_counter(); gd.simulate(gd.BanditConfig(steps=100, replicas=4, "
-            "kl_coef=0.1, ratio='ppo', refresh_interval=2)); t2 = time.perf_counter(); "
+            "kl_coef=0.1, ratio='token', refresh_interval=2)); t2 = time.perf_counter(); "
             "print(t1 - t0, t2 - t1)")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)  # warm cache
     run = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
@@ -90,7 +90,7 @@ def main() -> None:
             config = gd.BanditConfig(
                 arm_rewards=(0.1, 0.4, 0.6, 0.8), group_size=group, batch_prompts=8,
                 steps=512, replicas=128, lr=0.1, momentum=0.9, refresh_interval=refresh,
-                ratio="ppo", kl_coef=0.1, seed=1)
+                ratio="token", kl_coef=0.1, seed=1)
             gd.simulate(config.replace(steps=64, replicas=2))  # compile outside the timing
             t0 = time.perf_counter()
             fast = gd.simulate(config)

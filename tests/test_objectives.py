@@ -17,7 +17,6 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from grpo_dynamics import _objective_kernels as kernels
-from grpo_dynamics.objectives import effects, specification, training
 from grpo_dynamics.objectives import (
     OBJECTIVE_PRESETS,
     Objective,
@@ -26,12 +25,15 @@ from grpo_dynamics.objectives import (
     adam_overshoot_ratio,
     clip_overshoot,
     effective_dynamics,
+    effects,
     objective_preset,
     prefix_bias,
     reward_scale_invariance,
+    specification,
     surrogate_gradient,
     surrogate_value,
     train_two_position,
+    training,
 )
 
 POLICY = TwoPositionPolicy(lengths=(1, 3, 6), success_prob=[[0.9, 0.5, 0.1], [0.2, 0.6, 0.8]],
@@ -428,7 +430,8 @@ def test_prefix_coefficient_is_sum_of_weighted_advantages():
     rewards = np.array([[1.0, 0.0, 0.0, 1.0, 0.0]])
     lengths = 1 + np.array(policy.lengths)[actions[0]]
     adv = (rewards[0] - rewards[0].mean()) / (rewards[0].std(ddof=1) + 1e-4)
-    coeff = effects._prefix_coefficient(objective_preset("grpo"), policy, np.zeros(3), actions, rewards)
+    coeff = effects._prefix_coefficient(objective_preset("grpo"), policy, np.zeros(3), actions,
+                                        rewards)
     assert coeff[0] == pytest.approx(np.sum(adv / (5 * lengths)), rel=1e-13)
     # and it really is the gradient on the prefix's log-probability: two prefixes, shared p = 1
     two = TwoPositionPolicy((2, 9), [(1.0, 0.0), (1.0, 0.0)])

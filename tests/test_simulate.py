@@ -79,18 +79,19 @@ def test_binomial_sampler_matches_scipy(n, p):
 @settings(max_examples=60, deadline=None)
 @given(
     n_arms=st.integers(2, 4), group=st.integers(2, 9), data=st.data(),
-    advantage=st.sampled_from(["grpo", "dr_grpo"]), ratio=st.sampled_from(["none", "ppo"]),
+    advantage=st.sampled_from(["std_normalized", "centered"]),
+    ratio=st.sampled_from(["none", "token"]), clip=st.booleans(),
     kind=st.sampled_from(["bernoulli", "fixed"]), kl_estimator=st.sampled_from(["k3", "k3_is"]),
 )
-def test_count_gradient_equals_per_sample_gradient(n_arms, group, data, advantage, ratio, kind,
-                                                   kl_estimator):
+def test_count_gradient_equals_per_sample_gradient(n_arms, group, data, advantage, ratio, clip,
+                                                   kind, kl_estimator):
     # the count reduction is exact: same group -> same surrogate gradient as per-sample sums
     floats = st.floats(-2.0, 2.0)
     values = data.draw(st.lists(st.sampled_from([0.0, 0.25, 1.0]), min_size=n_arms,
                                 max_size=n_arms))
     config = gd.BanditConfig(arm_rewards=values, reward_kind=kind, reward_scale=1.5,
                              group_size=group, advantage=advantage, ratio=ratio, eps_low=0.1,
-                             eps_high=0.15, kl_coef=0.7, kl_estimator=kl_estimator,
+                             eps_high=0.15, kl_coef=0.7, kl=kl_estimator, clip=clip,
                              reference_logits=data.draw(st.lists(floats, min_size=n_arms,
                                                                  max_size=n_arms)))
     theta_old = np.array(data.draw(st.lists(floats, min_size=n_arms, max_size=n_arms)))
@@ -107,12 +108,12 @@ def test_count_gradient_equals_per_sample_gradient(n_arms, group, data, advantag
     n_arm = np.bincount(arms, minlength=n_arms).astype(np.int64)
     k_arm = np.bincount(arms[hits], minlength=n_arms).astype(np.int64)
     sums = [np.zeros(n_arms) for _ in range(5)]
-    kern._accumulate_group(n_arm, k_arm, r_hi, r_lo, group, 0 if advantage == "grpo" else 1,
-                           config.eps_std, *sums)
+    code = 0 if advantage == "std_normalized" else 1
+    kern._accumulate_group(n_arm, k_arm, r_hi, r_lo, group, code, config.eps_std, *sums)
     grad = np.empty(n_arms)
     clipped = kern._surrogate_gradient(
         special.softmax(theta), special.softmax(theta_old), config.reference_policy(), *sums,
-        0 if ratio == "none" else 1, config.eps_low, config.eps_high, config.kl_coef,
+        0 if ratio == "none" else 1, *config.clip_band(), config.kl_coef,
         kl_estimator == "k3_is", float(group), grad)
     np.testing.assert_allclose(grad, expected, rtol=1e-10, atol=1e-12)
     assert clipped == expected_clipped
@@ -122,12 +123,12 @@ def test_count_gradient_equals_per_sample_gradient(n_arms, group, data, advantag
 
 _REFERENCE_CONFIGS = [
     gd.BanditConfig(arm_rewards=(0.2, 0.5, 0.8), group_size=6, batch_prompts=2, steps=100,
-                    replicas=60, lr=0.3, momentum=0.5, refresh_interval=3, ratio="ppo",
+                    replicas=60, lr=0.3, momentum=0.5, refresh_interval=3, ratio="token",
                     eps_low=0.1, eps_high=0.1, kl_coef=0.3, seed=3),
     gd.BanditConfig(arm_rewards=(0.0, 1.0, 0.5), reward_kind="fixed", reward_scale=2.0,
                     group_size=5, batch_prompts=2, steps=100, replicas=60, optimizer="adamw",
-                    lr=0.05, momentum=0.9, weight_decay=0.1, advantage="dr_grpo",
-                    refresh_interval=2, ratio="ppo", kl_coef=0.2, kl_estimator="k3_is",
+                    lr=0.05, momentum=0.9, weight_decay=0.1, advantage="centered",
+                    refresh_interval=2, ratio="token", kl_coef=0.2, kl="k3_is",
                     reference_logits=(0.5, 0.0, 0.0), initial_logits=(1.0, 0.0, -1.0), seed=4),
 ]
 
@@ -153,7 +154,7 @@ def test_numba_matches_per_sample_reference(config):
 
 def test_same_seed_same_result_for_any_thread_count():
     config = gd.BanditConfig(arm_rewards=(0.1, 0.6, 0.9), steps=200, replicas=16, kl_coef=0.2,
-                             refresh_interval=2, ratio="ppo", seed=7)
+                             refresh_interval=2, ratio="token", seed=7)
     previous = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
@@ -191,9 +192,9 @@ def _probe_mean(config: gd.BanditConfig, theta_old: np.ndarray, theta: np.ndarra
                 direction: np.ndarray, groups: int = 200_000) -> tuple[float, float]:
     out = np.zeros((40, 5 + 2 * config.n_arms))
     kern.probe_kernel(*config.reward_cells(), config.group_size,
-                      0 if config.advantage == "grpo" else 1, config.eps_std,
-                      0 if config.ratio == "none" else 1, config.eps_low, config.eps_high,
-                      config.kl_coef, config.kl_estimator == "k3_is", config.reference_policy(),
+                      0 if config.advantage == "std_normalized" else 1, config.eps_std,
+                      0 if config.ratio == "none" else 1, *config.clip_band(),
+                      config.kl_coef, config.kl == "k3_is", config.reference_policy(),
                       special.softmax(theta_old), special.softmax(theta),
                       special.softmax(theta_old), special.softmax(theta), direction,
                       groups // 40, 40, 5, out)
@@ -205,12 +206,12 @@ def _probe_mean(config: gd.BanditConfig, theta_old: np.ndarray, theta: np.ndarra
     "config",
     [
         gd.BanditConfig(arm_rewards=(0.3, 0.7), group_size=8, kl_coef=0.5),
-        gd.BanditConfig(arm_rewards=(0.2, 0.9), group_size=5, advantage="dr_grpo",
-                        ratio="ppo", eps_low=0.05, eps_high=0.05, kl_coef=0.3,
+        gd.BanditConfig(arm_rewards=(0.2, 0.9), group_size=5, advantage="centered",
+                        ratio="token", eps_low=0.05, eps_high=0.05, kl_coef=0.3,
                         reference_logits=(0.3, -0.2)),
         gd.BanditConfig(arm_rewards=(0.0, 1.0), reward_kind="fixed", reward_scale=2.0,
-                        group_size=6, ratio="ppo", eps_low=0.1, eps_high=0.1, kl_coef=1.0,
-                        kl_estimator="k3_is"),
+                        group_size=6, ratio="token", eps_low=0.1, eps_high=0.1, kl_coef=1.0,
+                        kl="k3_is"),
     ],
     ids=["grpo-bernoulli", "dr-ppo-clipped", "fixed-ppo-k3is"],
 )
@@ -265,7 +266,7 @@ def test_k3_gradient_in_kernels_and_exact_sum():
 
 def test_measure_stiffness_monte_carlo_matches_exact():
     config = gd.BanditConfig(arm_rewards=(0.0, 1.0), reward_kind="fixed", group_size=8,
-                             kl_coef=0.4, lr=0.5, momentum=0.9, kl_estimator="k3_is")
+                             kl_coef=0.4, lr=0.5, momentum=0.9, kl="k3_is")
     exact = gd.measure_stiffness(config, "exact")
     probe = gd.measure_stiffness(config, "monte_carlo", start_logits=(0.0, 0.0),
                                  groups=200_000)
@@ -286,7 +287,7 @@ def test_stiffness_split_follows_the_kl_convention():
     base = gd.BanditConfig(arm_rewards=(0.0, 1.0), reward_kind="fixed", group_size=8, lr=0.5)
     no_kl = gd.measure_stiffness(base.replace(weight_decay=0.3), "exact")
     assert no_kl.kappa_now == pytest.approx(0.3, abs=1e-8)  # only the weight decay is current
-    kl_is = gd.measure_stiffness(base.replace(kl_coef=0.4, kl_estimator="k3_is"), "exact")
+    kl_is = gd.measure_stiffness(base.replace(kl_coef=0.4, kl="k3_is"), "exact")
     gap = kl_is.fixed_point_logits[1] - kl_is.fixed_point_logits[0]
     p = special.expit(gap)
     # d/dgap of 0.4 * 2 (p - 1/2) = 0.8 p (1 - p): the whole k3 curvature is current
@@ -408,7 +409,7 @@ def _threshold_config(refresh: int, estimator: str) -> gd.BanditConfig:
     # groups per batch keep the noise small enough to see the linear threshold
     return gd.BanditConfig(arm_rewards=(0.0, 1.0), reward_kind="fixed", group_size=8,
                            batch_prompts=64, steps=1500, replicas=16, lr=0.5, momentum=0.9,
-                           kl_coef=0.4, kl_estimator=estimator, refresh_interval=refresh,
+                           kl_coef=0.4, kl=estimator, refresh_interval=refresh,
                            initial_logits=(-1.2, 1.2), seed=refresh)
 
 
@@ -527,7 +528,12 @@ def test_overshoot_appears_where_the_oscillation_criterion_says():
         ({"momentum": 1.0}, "momentum"),
         ({"optimizer": "sgd", "momentum": 0.9}, "momentum"),
         ({"beta2": 1.0}, "beta2"),
-        ({"eps": 0.0}, "eps"),
+        ({"eps": -1.0}, "eps"),  # eps = 0 is allowed, as for every Optimizer
+        ({"optimizer": "adam", "dampening": 0.1}, "dampening"),
+        ({"max_grad_norm": 0.0}, "max_grad_norm"),
+        ({"optimizer": "adamw", "lr": 0.5, "weight_decay": 2.0}, "weight_decay"),
+        ({"clip": 1}, "clip"),
+        ({"kl": "none", "kl_coef": 0.5}, "kl_coef"),
         ({"weight_decay": -1.0}, "weight_decay"),
         ({"advantage": "rloo"}, "advantage"),
         ({"eps_std": -1e-4}, "eps_std"),
@@ -536,7 +542,7 @@ def test_overshoot_appears_where_the_oscillation_criterion_says():
         ({"eps_low": 1.0}, "eps_low"),
         ({"eps_high": -0.1}, "eps_high"),
         ({"kl_coef": -0.5}, "kl_coef"),
-        ({"kl_estimator": "k2"}, "kl_estimator"),
+        ({"kl": "k2"}, "kl"),
         ({"reference_logits": (0.0, 0.0, 0.0)}, "reference_logits"),
         ({"initial_logits": (0.0, float("inf"))}, "initial_logits"),
     ],
@@ -558,3 +564,31 @@ def test_bad_calls_name_the_argument():
         gd.measure_stiffness(config, "monte_carlo", groups=10)
     with pytest.raises(ValueError, match="kl_coef"):
         gd.measure_stiffness(gd.BanditConfig(arm_rewards=(0.3, 0.7)), "exact")
+
+
+def test_shared_vocabulary_and_the_first_release_spellings_run_the_same_simulation():
+    common = dict(arm_rewards=(0.2, 0.6, 0.9), steps=60, replicas=4, refresh_interval=2, seed=5)
+    old = gd.BanditConfig(advantage="dr_grpo", ratio="ppo", **common)  # type: ignore[arg-type]
+    new = gd.BanditConfig(advantage="centered", ratio="token", **common)
+    assert (old.advantage, old.ratio) == ("centered", "token") and old == new
+    np.testing.assert_array_equal(gd.simulate(old).final_logits, gd.simulate(new).final_logits)
+    # one-token answers: the sequence ratio is the token ratio
+    seq = gd.simulate(new.replace(ratio="sequence"))
+    np.testing.assert_array_equal(seq.final_logits, gd.simulate(new).final_logits)
+    assert new.to_optimizer() == gd.Optimizer("heavy_ball", lr=0.05, momentum=0.5)
+
+
+def test_optimizer_rules_are_the_one_optimizers_in_the_simulator():
+    common = dict(arm_rewards=(0.3, 0.7), steps=80, replicas=3, lr=0.2, weight_decay=0.05)
+    sgd = gd.simulate(gd.BanditConfig(optimizer="sgd", momentum=0.0, **common))
+    # heavy_ball with momentum 0 is SGD (dampening has no effect without a buffer) ...
+    plain = gd.simulate(gd.BanditConfig(optimizer="heavy_ball", momentum=0.0, dampening=0.5,
+                                        **common))
+    np.testing.assert_array_equal(plain.final_logits, sgd.final_logits)
+    # ... and so is any momentum when the state is reset before every (on-policy) step:
+    # torch's first buffer is the raw gradient
+    reset = gd.simulate(gd.BanditConfig(optimizer="heavy_ball", momentum=0.9, reset_state=True,
+                                        **common))
+    np.testing.assert_array_equal(reset.final_logits, sgd.final_logits)
+    kept = gd.simulate(gd.BanditConfig(optimizer="heavy_ball", momentum=0.9, **common))
+    assert not np.array_equal(kept.final_logits, sgd.final_logits)

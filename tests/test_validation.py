@@ -20,22 +20,36 @@ def test_messages_have_one_format():
         (lambda: v.nonnegative("weight_decay", -0.5), "weight_decay: must be >= 0, got -0.5"),
         (lambda: v.finite("kappa", math.inf), "kappa: must be finite, got inf"),
         (lambda: v.finite("kappa", "1.0"), "kappa: must be a real number, got '1.0'"),
-        (lambda: v.in_range("momentum", 1.0, 0.0, 1.0, hi_open=True),
-         "momentum: must be in [0, 1), got 1.0"),
-        (lambda: v.in_range("eps_low", -0.1, 0.0, 1.0, lo_open=True, hi_open=True),
-         "eps_low: must be in (0, 1), got -0.1"),
+        (
+            lambda: v.in_range("momentum", 1.0, 0.0, 1.0, hi_open=True),
+            "momentum: must be in [0, 1), got 1.0",
+        ),
+        (
+            lambda: v.in_range("eps_low", -0.1, 0.0, 1.0, lo_open=True, hi_open=True),
+            "eps_low: must be in (0, 1), got -0.1",
+        ),
         (lambda: v.in_range("x", 5, hi=2), "x: must be <= 2, got 5"),
         (lambda: v.in_range("x", 0.5, lo=0.5, lo_open=True), "x: must be > 0.5, got 0.5"),
-        (lambda: v.integer("group_size", 1, minimum=2), "group_size: must be an integer >= 2, got 1"),
+        (
+            lambda: v.integer("group_size", 1, minimum=2),
+            "group_size: must be an integer >= 2, got 1",
+        ),
         (lambda: v.integer("k", 11, minimum=1, maximum=10), "k: must be an integer <= 10, got 11"),
-        (lambda: v.integer("k", 0, minimum=1, maximum=10),
-         "k: must be an integer in [1, 10], got 0"),
+        (
+            lambda: v.integer("k", 0, minimum=1, maximum=10),
+            "k: must be an integer in [1, 10], got 0",
+        ),
         (lambda: v.integer("steps", True), "steps: must be an integer, got True"),
+        (lambda: v.integer("steps", np.True_), "steps: must be an integer, got True"),
         (lambda: v.integer("steps", 2.5), "steps: must be an integer, got 2.5"),
-        (lambda: v.integer("seed", 2**64),
-         f"seed: must be an integer <= 2**63 - 1 (int64), got {2**64}"),
-        (lambda: v.choice("kind", "foo", ("sgd", "heavy_ball", "adam", "adamw")),
-         "kind: must be one of 'sgd', 'heavy_ball', 'adam', 'adamw'; got 'foo'"),
+        (
+            lambda: v.integer("seed", 2**64),
+            f"seed: must be an integer <= 2**63 - 1 (int64), got {2**64}",
+        ),
+        (
+            lambda: v.choice("kind", "foo", ("sgd", "heavy_ball", "adam", "adamw")),
+            "kind: must be one of 'sgd', 'heavy_ball', 'adam', 'adamw'; got 'foo'",
+        ),
         (lambda: v.flag("clip", 1), "clip: must be True or False, got 1"),
         (lambda: v.threads(0), "threads: must be a positive integer or None, got 0"),
         (lambda: v.threads(1.5), "threads: must be a positive integer or None, got 1.5"),
@@ -73,8 +87,11 @@ def test_bools_are_not_numbers():
 )
 def test_in_range_agrees_with_the_plain_comparison(value, lo, width, lo_open, hi_open):
     hi = lo + width
-    inside = math.isfinite(value) and (value > lo if lo_open else value >= lo) and (
-        value < hi if hi_open else value <= hi)
+    inside = (
+        math.isfinite(value)
+        and (value > lo if lo_open else value >= lo)
+        and (value < hi if hi_open else value <= hi)
+    )
     if inside:
         assert v.in_range("x", value, lo, hi, lo_open=lo_open, hi_open=hi_open) == value
     else:

@@ -111,7 +111,8 @@ def batch_objective_gradient(
     logp, logp_old, logp_ref, n_prefixes, n_actions, lengths,
     prefixes, actions, tails, rewards, cfg_int, cfg_float, grad, scratch,
 ):  # pragma: no cover - compiled
-    """J averaged over the groups and dJ/dtheta (into grad, overwritten); docs/objectives.md section 1.
+    """J averaged over the groups and dJ/dtheta (into grad, overwritten); docs/objectives.md
+    section 1.
 
     tails[b, i, j]: tail token j of member i (used when the policy has tail logits).
     scratch: work array of length >= n_params + 2 G (no allocation inside the replica loop).

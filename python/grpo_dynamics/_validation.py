@@ -19,6 +19,7 @@ import math
 import numbers
 import operator
 from collections.abc import Iterable
+from typing import SupportsIndex
 
 import numpy as np
 
@@ -123,12 +124,11 @@ def integer(
 
     maximum defaults to the int64 limit, since the value usually reaches a compiled kernel.
     """
-    if isinstance(value, bool):
-        raise ValueError(f"{name}: must be an integer, got {value!r}")
-    try:
-        number = operator.index(value)  # type: ignore[call-overload]
-    except TypeError:
-        raise ValueError(f"{name}: must be an integer, got {show(value)}") from None
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name}: must be an integer, got {show(value)}")
+    if not isinstance(value, SupportsIndex):
+        raise ValueError(f"{name}: must be an integer, got {show(value)}")
+    number = operator.index(value)
     if minimum is not None and number < minimum:
         bound = f"in [{minimum}, {maximum}]" if maximum not in (None, INT64_MAX) else (
             f">= {minimum}")
@@ -159,12 +159,11 @@ def threads(value: object, name: str = "threads") -> int | None:
     """A thread count: a positive integer, or None for "all available"."""
     if value is None:
         return None
-    if isinstance(value, bool):
-        raise ValueError(f"{name}: must be a positive integer or None, got {value!r}")
-    try:
-        number = operator.index(value)  # type: ignore[call-overload]
-    except TypeError:
-        raise ValueError(f"{name}: must be a positive integer or None, got {show(value)}") from None
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name}: must be a positive integer or None, got {show(value)}")
+    if not isinstance(value, SupportsIndex):
+        raise ValueError(f"{name}: must be a positive integer or None, got {show(value)}")
+    number = operator.index(value)
     if number < 1:
         raise ValueError(f"{name}: must be a positive integer or None, got {number}")
     return int(number)

@@ -185,7 +185,8 @@ def numba_step(theta, loss_grad, buf, exp_avg, exp_avg_sq, step_count, kind, hyp
         if kind == ADAMW:
             theta[k] *= 1.0 - lr * weight_decay  # AdamW: decoupled decay before the step
         exp_avg[k] = beta1 * exp_avg[k] + (1.0 - beta1) * loss_grad[k]
-        exp_avg_sq[k] = beta2 * exp_avg_sq[k] + (1.0 - beta2) * loss_grad[k] * loss_grad[k]
+        # (1 - beta2) * g^2 with g^2 rounded first, as the NumPy twin and torch compute it
+        exp_avg_sq[k] = beta2 * exp_avg_sq[k] + (1.0 - beta2) * (loss_grad[k] * loss_grad[k])
         denom = np.sqrt(exp_avg_sq[k] / bias2) + eps
         if denom > 0.0:  # eps = 0 with an all-zero history: no step instead of 0/0
             theta[k] -= lr * (exp_avg[k] / bias1) / denom

@@ -25,8 +25,13 @@ from .effects import (
     reward_scale_invariance,
 )
 from .policy import TwoPositionPolicy
-from .specification import OBJECTIVE_PRESETS, Objective, objective_preset, surrogate_gradient
-from .specification import surrogate_value
+from .specification import (
+    OBJECTIVE_PRESETS,
+    Objective,
+    objective_preset,
+    surrogate_gradient,
+    surrogate_value,
+)
 from .training import TwoPositionRun, train_two_position
 
 __all__ = [

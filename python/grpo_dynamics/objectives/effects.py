@@ -36,7 +36,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class PrefixBias:
-    """Gradient coefficient sum_i w_i A_i on a prefix shared by a group (docs/objectives.md section 5).
+    """Gradient coefficient sum_i w_i A_i on a prefix shared by a group (docs/objectives.md
+    section 5).
 
     The prefix logits move by this coefficient times (e_prefix - pi_prefix) per group, so a
     non-zero mean is a drift of the prefix that no reward asked for. exact_mean is the

@@ -7,6 +7,7 @@ matters (docs/model.md section 7).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -31,11 +32,12 @@ class TwoPositionPolicy:
     and KL, but not the reward). Reward: Bernoulli(success_prob[p, a]) x the run's reward_scale.
 
     lengths: L_a >= 1 per action (continuation tokens, the action token included).
-    success_prob: shape (A,) (one prefix) or (P, A), values in [0, 1].
+    success_prob: shape (A,) (one prefix) or (P, A), values in [0, 1]; stored as a (P, A)
+    tuple of tuples.
     """
 
     lengths: tuple[int, ...]
-    success_prob: tuple[tuple[float, ...], ...]
+    success_prob: Sequence[Sequence[float]] | Sequence[float]
     prefix_mode: Literal["shared", "sampled"] = "shared"
     tail_vocab: int = 0
 

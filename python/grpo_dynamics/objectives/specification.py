@@ -108,8 +108,8 @@ def objective_preset(name: str, **overrides: Any) -> Objective:
     unknown = set(overrides) - set(Objective.__dataclass_fields__)
     if unknown:
         raise ValueError(
-            f"overrides: must name fields of Objective ({', '.join(Objective.__dataclass_fields__)})"
-            f"; got unknown {sorted(unknown)}"
+            f"overrides: must name fields of Objective "
+            f"({', '.join(Objective.__dataclass_fields__)}); got unknown {sorted(unknown)}"
         )
     return replace(base, **overrides)
 
@@ -152,7 +152,8 @@ def _check_batch(policy: TwoPositionPolicy, theta: np.ndarray, prefixes: Any, ac
         tails = np.asarray(tails)
         if tails.shape != tail_shape:
             raise ValueError(
-                f"tails: must have shape {tail_shape} (..., n_groups, G, max_tail), got {tails.shape}"
+                f"tails: must have shape {tail_shape} (..., n_groups, G, max_tail), got "
+                f"{tails.shape}"
             )
         if np.any((tails < 0) | (tails >= policy.tail_vocab)):
             raise ValueError(f"tails: must be in [0, {policy.tail_vocab}) (tail_vocab)")

@@ -181,7 +181,8 @@ def train_two_position(policy: TwoPositionPolicy, objective: Objective, optimize
                        theta0: Any | None = None, theta_ref: Any | None = None,
                        reward_scale: float = 1.0,
                        backend: Literal["numba", "numpy"] = "numba") -> TwoPositionRun:
-    """Train the two-position policy with one objective and optimizer (docs/objectives.md section 3).
+    """Train the two-position policy with one objective and optimizer (docs/objectives.md
+    section 3).
 
     Every refresh_interval optimizer steps the sampling policy is refreshed and n_groups groups
     of group_size sequences are drawn and reused for the whole cycle (docs/model.md section 2,
