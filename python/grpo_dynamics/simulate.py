@@ -1,10 +1,11 @@
-"""Monte Carlo softmax-bandit GRPO simulator (docs/simulate.md, MODEL.md s.7).
+"""Monte Carlo softmax-bandit GRPO simulator (docs/simulate.md, docs/model.md section 6).
 
 A policy pi = softmax(theta) over n_arms one-token actions is trained with the GRPO surrogate
 (group advantages, optional PPO ratio and clip, k3 KL penalty to a reference policy) and a
-PyTorch-form optimizer. Time is measured in optimizer steps. The simulator is the place where
-the mean-field reduction of MODEL.md s.3 is exact (two arms: the state is one logit gap), so the
-stability and 1/G predictions can be checked against it.
+PyTorch-form optimizer (optimizer.Optimizer). Time is measured in optimizer steps. The
+simulator is the place where the mean-field reduction of docs/model.md section 2 is exact (two
+arms: the state is one logit gap), so the stability and 1/G predictions can be checked against
+it.
 """
 
 from __future__ import annotations
@@ -270,19 +271,16 @@ class SimulationResult:
 
     def _series(self, burn_in: int, observable: str) -> np.ndarray:
         if observable not in self._OBSERVABLES:
-            raise ValueError(f"observable must be one of {self._OBSERVABLES}, got {observable!r}")
+            _v.choice("observable", observable, self._OBSERVABLES)
         steps = self.config.steps
-        if isinstance(burn_in, bool) or not isinstance(burn_in, (int, np.integer)) \
-                or not 0 <= burn_in <= steps - 4:
-            raise ValueError(f"burn_in must be an integer in [0, steps - 4], got {burn_in!r}")
+        burn_in = _v.integer("burn_in", burn_in, minimum=0, maximum=steps - 4)
         return np.asarray(getattr(self, observable))[:, burn_in:]
 
     def autocorrelation(self, burn_in: int, max_lag: int,
                         observable: str = "expected_reward") -> np.ndarray:
         """Stationary autocorrelation at lags 0..max_lag, pooled over replicas."""
         series = self._series(burn_in, observable)
-        if not 1 <= max_lag < series.shape[1]:
-            raise ValueError(f"max_lag must be in [1, {series.shape[1] - 1}], got {max_lag}")
+        max_lag = _v.integer("max_lag", max_lag, minimum=1, maximum=series.shape[1] - 1)
         return _autocorrelation(series, max_lag)
 
     def stationary(self, burn_in: int, observable: str = "expected_reward") -> StationaryStats:
@@ -411,10 +409,10 @@ def two_arm_expected_drift(config: BanditConfig, gap_old: float, gap: float
     gap_old: theta_1 - theta_0 of the sampling policy; gap: of the current parameters.
     Returns (mean, per-group variance) of the ascent gradient of J on theta_1 - theta_0,
     by summing over all O(G^3) outcomes (n1 ~ Binomial(G, pi_old_1), successes per arm);
-    weight decay is not included. MODEL.md s.7, docs/simulate.md#two-arm-exact-drift.
+    weight decay is not included. docs/model.md section 6, docs/simulate.md#two-arm-exact-drift.
     """
     if config.n_arms != 2:
-        raise ValueError(f"config.arm_rewards must have two arms, got {config.n_arms}")
+        raise ValueError(f"config: arm_rewards must have two arms, got {config.n_arms}")
     prob, d_gap, _ = _two_arm_terms(config, float(gap_old), float(gap))
     mean = float(np.sum(prob * d_gap))
     return mean, float(np.sum(prob * d_gap**2) - mean**2)
@@ -425,7 +423,8 @@ def two_arm_expected_drift(config: BanditConfig, gap_old: float, gap: float
 
 @dataclass(frozen=True)
 class StiffnessResult:
-    """Linearised drift at the fixed point along the mean-field direction (MODEL.md s.3, s.7).
+    """Linearised drift at the fixed point along the mean-field direction (docs/model.md
+    sections 2 and 6).
 
     The mean-field coordinate is y = direction . theta (unit direction in logit space; for two
     arms (-1, 1)/sqrt(2), the logit gap over sqrt 2). The expected update of y is
@@ -433,9 +432,10 @@ class StiffnessResult:
     curvature of the force computed from the sampling policy's rollouts (advantage term),
     kappa_now the one evaluated at the current parameters (KL, weight decay, IS-corrected part).
     c_lag = eta_eff kappa_lag and c_now = eta_eff kappa_now are the dimensionless stiffnesses
-    of MODEL.md s.3. noise_variance is the per-group variance of the gradient along y, so the
-    per-step noise of y is e_t = eta_eff xi_t with Var(xi_t) = noise_variance / batch_prompts.
-    Standard errors are 0 for method "exact". docs/simulate.md#stiffness.
+    of docs/model.md section 2. noise_variance is the per-group variance of the gradient along
+    y, so the per-step noise of y is e_t = eta_eff xi_t with
+    Var(xi_t) = noise_variance / batch_prompts. Standard errors are 0 for method "exact".
+    docs/simulate.md#stiffness.
     """
 
     kappa_lag: float
@@ -634,7 +634,8 @@ def measure_stiffness(config: BanditConfig,
                       method: Literal["auto", "exact", "monte_carlo"] = "auto", *,
                       step: float | None = None, groups: int = 400_000,
                       start_logits: Sequence[float] | None = None) -> StiffnessResult:
-    """Curvatures kappa_lag, kappa_now of the expected drift at the fixed point (MODEL.md s.7).
+    """Curvatures kappa_lag, kappa_now of the expected drift at the fixed point (docs/model.md
+    section 6).
 
     method "exact" (two arms only): the fixed point gap solves E[drift] = weight decay force by
     the exact O(G^3) outcome sum, and the partial derivatives with respect to the sampling
@@ -647,17 +648,17 @@ def measure_stiffness(config: BanditConfig,
     docs/simulate.md#stiffness.
     """
     if not isinstance(config, BanditConfig):
-        raise ValueError(f"config must be a BanditConfig, got {type(config).__name__}")
-    if method not in ("auto", "exact", "monte_carlo"):
-        raise ValueError(f"method must be 'auto', 'exact' or 'monte_carlo', got {method!r}")
+        raise ValueError(f"config: must be a BanditConfig, got {type(config).__name__}")
+    _v.choice("method", method, ("auto", "exact", "monte_carlo"))
     if method == "auto":
         method = "exact" if config.n_arms == 2 else "monte_carlo"
     if method == "exact" and config.n_arms != 2:
-        raise ValueError("method 'exact' needs two arms (config.arm_rewards)")
-    if step is not None and not (math.isfinite(step) and 0 < step < 1):
-        raise ValueError(f"step must be in (0, 1), got {step}")
-    if not isinstance(groups, (int, np.integer)) or groups < 6400:
-        raise ValueError(f"groups must be an integer >= 6400, got {groups!r}")
+        raise ValueError(
+            f"method: 'exact' needs two arms (config.arm_rewards), got {config.n_arms}"
+        )
+    if step is not None:
+        step = _v.in_range("step", step, 0.0, 1.0, lo_open=True, hi_open=True)
+    groups = _v.integer("groups", groups, minimum=6400)
     if method == "exact":
         return _exact_stiffness(config, 1e-5 if step is None else step)
     start = None if start_logits is None else _as_logits(start_logits, config.n_arms,
