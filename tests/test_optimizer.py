@@ -17,8 +17,9 @@ from grpo_dynamics.optimizer import (
 )
 
 
-def _run_numba(optimizer: Optimizer, theta0: np.ndarray, grads: np.ndarray,
-               reset_every: int = 0) -> np.ndarray:
+def _run_numba(
+    optimizer: Optimizer, theta0: np.ndarray, grads: np.ndarray, reset_every: int = 0
+) -> np.ndarray:
     kind, hyper = optimizer.kernel_arguments()
     theta = theta0.copy()
     buf, exp_avg, exp_avg_sq = (np.zeros_like(theta) for _ in range(3))
@@ -33,8 +34,9 @@ def _run_numba(optimizer: Optimizer, theta0: np.ndarray, grads: np.ndarray,
     return np.array(path)
 
 
-def _run_numpy(optimizer: Optimizer, theta0: np.ndarray, grads: np.ndarray,
-               reset_every: int = 0) -> np.ndarray:
+def _run_numpy(
+    optimizer: Optimizer, theta0: np.ndarray, grads: np.ndarray, reset_every: int = 0
+) -> np.ndarray:
     theta = theta0.copy()
     state = OptimizerState.zeros(theta.shape)
     path = []
@@ -47,23 +49,37 @@ def _run_numpy(optimizer: Optimizer, theta0: np.ndarray, grads: np.ndarray,
 
 
 optimizers_st = st.one_of(
-    st.builds(Optimizer, kind=st.just("sgd"), lr=st.floats(1e-3, 1.0),
-              weight_decay=st.sampled_from([0.0, 0.1]),
-              max_grad_norm=st.sampled_from([None, 0.5])),
-    st.builds(Optimizer, kind=st.just("heavy_ball"), lr=st.floats(1e-3, 1.0),
-              momentum=st.sampled_from([0.0, 0.5, 0.9]), dampening=st.sampled_from([0.0, 0.3]),
-              weight_decay=st.sampled_from([0.0, 0.1]),
-              max_grad_norm=st.sampled_from([None, 0.5])),
-    st.builds(Optimizer, kind=st.sampled_from(["adam", "adamw"]), lr=st.floats(1e-3, 0.1),
-              beta1=st.sampled_from([0.0, 0.9]), beta2=st.sampled_from([0.9, 0.999]),
-              eps=st.sampled_from([0.0, 1e-8, 1e-2]), weight_decay=st.sampled_from([0.0, 0.5]),
-              max_grad_norm=st.sampled_from([None, 0.5])),
+    st.builds(
+        Optimizer,
+        kind=st.just("sgd"),
+        lr=st.floats(1e-3, 1.0),
+        weight_decay=st.sampled_from([0.0, 0.1]),
+        max_grad_norm=st.sampled_from([None, 0.5]),
+    ),
+    st.builds(
+        Optimizer,
+        kind=st.just("heavy_ball"),
+        lr=st.floats(1e-3, 1.0),
+        momentum=st.sampled_from([0.0, 0.5, 0.9]),
+        dampening=st.sampled_from([0.0, 0.3]),
+        weight_decay=st.sampled_from([0.0, 0.1]),
+        max_grad_norm=st.sampled_from([None, 0.5]),
+    ),
+    st.builds(
+        Optimizer,
+        kind=st.sampled_from(["adam", "adamw"]),
+        lr=st.floats(1e-3, 0.1),
+        beta1=st.sampled_from([0.0, 0.9]),
+        beta2=st.sampled_from([0.9, 0.999]),
+        eps=st.sampled_from([0.0, 1e-8, 1e-2]),
+        weight_decay=st.sampled_from([0.0, 0.5]),
+        max_grad_norm=st.sampled_from([None, 0.5]),
+    ),
 )
 
 
 @settings(max_examples=60, deadline=None)
-@given(optimizer=optimizers_st, seed=st.integers(0, 2**32 - 1),
-       reset_every=st.sampled_from([0, 3]))
+@given(optimizer=optimizers_st, seed=st.integers(0, 2**32 - 1), reset_every=st.sampled_from([0, 3]))
 def test_numba_step_equals_its_numpy_twin(optimizer, seed, reset_every):
     rng = np.random.default_rng(seed)
     theta0 = rng.normal(size=4)
@@ -81,16 +97,18 @@ def test_numpy_twin_is_vectorised_over_replicas():
     grads = rng.normal(size=(8, 3, 5))
     together = _run_numpy(optimizer, theta0, grads)
     for r in range(3):
-        np.testing.assert_allclose(together[:, r], _run_numba(optimizer, theta0[r], grads[:, r]),
-                                   rtol=1e-13)
+        np.testing.assert_allclose(
+            together[:, r], _run_numba(optimizer, theta0[r], grads[:, r]), rtol=1e-13
+        )
 
 
 def test_heavy_ball_matches_the_closed_form_for_a_constant_gradient():
     # torch SGD: buf_1 = g, buf_t = m buf + (1 - d) g  =>  buf_t = m^(t-1) g + (1 - d) g
     # (1 - m^(t-1)) / (1 - m); theta_T = theta_0 - lr sum_t buf_t
     lr, m, d, g, steps = 0.1, 0.8, 0.3, np.array([0.5, -2.0]), 20
-    path = _run_numba(Optimizer("heavy_ball", lr=lr, momentum=m, dampening=d), np.zeros(2),
-                      np.tile(g, (steps, 1)))
+    path = _run_numba(
+        Optimizer("heavy_ball", lr=lr, momentum=m, dampening=d), np.zeros(2), np.tile(g, (steps, 1))
+    )
     t = np.arange(1, steps + 1)[:, None]
     buf = m ** (t - 1) * g + (1 - d) * g * (1 - m ** (t - 1)) / (1 - m)
     np.testing.assert_allclose(path, -lr * np.cumsum(buf, axis=0), rtol=1e-12)
@@ -103,8 +121,9 @@ def test_adam_and_adamw_match_closed_forms_for_a_constant_gradient():
     t = np.arange(1, steps + 1)[:, None]
     np.testing.assert_allclose(adam, 1.0 - t * lr * g / (np.abs(g) + eps), rtol=1e-12)
     # AdamW: theta_t = a theta_{t-1} - u with a = 1 - lr wd, u = lr g / (|g| + eps)
-    adamw = _run_numba(Optimizer("adamw", lr=lr, eps=eps, weight_decay=wd), np.ones(2),
-                       np.tile(g, (steps, 1)))
+    adamw = _run_numba(
+        Optimizer("adamw", lr=lr, eps=eps, weight_decay=wd), np.ones(2), np.tile(g, (steps, 1))
+    )
     a, u = 1 - lr * wd, lr * g / (np.abs(g) + eps)
     np.testing.assert_allclose(adamw, a**t - u * (1 - a**t) / (1 - a), rtol=1e-12)
 
@@ -117,22 +136,31 @@ def test_clipping_rescales_to_the_norm_and_heavy_ball_without_momentum_is_sgd():
     grads = rng.normal(size=(10, 3))
     sgd = _run_numba(Optimizer("sgd", lr=0.3, weight_decay=0.1), np.ones(3), grads)
     # momentum 0: plain SGD whatever the dampening (as torch.optim.SGD)
-    plain = _run_numba(Optimizer("heavy_ball", lr=0.3, dampening=0.5, weight_decay=0.1),
-                       np.ones(3), grads)
+    plain = _run_numba(
+        Optimizer("heavy_ball", lr=0.3, dampening=0.5, weight_decay=0.1), np.ones(3), grads
+    )
     np.testing.assert_array_equal(plain, sgd)
-    assert effective_dynamics(Optimizer("heavy_ball", lr=0.3, dampening=0.5),
-                              kappa_lag=1.0).eta_effective == 0.3
+    assert (
+        effective_dynamics(
+            Optimizer("heavy_ball", lr=0.3, dampening=0.5), kappa_lag=1.0
+        ).eta_effective
+        == 0.3
+    )
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"kind": "rmsprop"}, "kind: must be one of 'sgd', 'heavy_ball', 'adam', 'adamw'; "
-                              "got 'rmsprop'"),
+        (
+            {"kind": "rmsprop"},
+            "kind: must be one of 'sgd', 'heavy_ball', 'adam', 'adamw'; got 'rmsprop'",
+        ),
         ({"kind": "sgd", "lr": -1}, "lr: must be > 0, got -1"),
         ({"kind": "heavy_ball", "momentum": 1.0}, "momentum: must be in [0, 1), got 1.0"),
-        ({"kind": "heavy_ball", "momentum": 0.5, "dampening": 1.0},
-         "dampening: must be in [0, 1), got 1.0"),
+        (
+            {"kind": "heavy_ball", "momentum": 0.5, "dampening": 1.0},
+            "dampening: must be in [0, 1), got 1.0",
+        ),
         ({"kind": "sgd", "momentum": 0.9}, "momentum: must be 0 for kind='sgd'"),
         ({"kind": "adam", "momentum": 0.9}, "momentum: must be 0 for kind='adam'"),
         ({"kind": "adam", "dampening": 0.1}, "dampening: must be 0 for kind='adam'"),
@@ -151,5 +179,6 @@ def test_kinds_are_named_once_and_values_are_normalised():
     assert OPTIMIZER_KINDS == ("sgd", "heavy_ball", "adam", "adamw")
     opt = Optimizer("adam", lr=np.float32(0.5), beta2=np.float64(0.9))
     assert type(opt.lr) is float and type(opt.beta2) is float
-    assert opt == Optimizer("adam", lr=0.5, beta2=0.9) and hash(opt) == hash(Optimizer(
-        "adam", lr=0.5, beta2=0.9))
+    assert opt == Optimizer("adam", lr=0.5, beta2=0.9) and hash(opt) == hash(
+        Optimizer("adam", lr=0.5, beta2=0.9)
+    )

@@ -69,8 +69,11 @@ def _binomial(n, p, state):
     if mode > n:
         mode = n
     f_mode = math.exp(
-        math.lgamma(n + 1.0) - math.lgamma(mode + 1.0) - math.lgamma(n - mode + 1.0)
-        + mode * math.log(p) + (n - mode) * math.log(q)
+        math.lgamma(n + 1.0)
+        - math.lgamma(mode + 1.0)
+        - math.lgamma(n - mode + 1.0)
+        + mode * math.log(p)
+        + (n - mode) * math.log(q)
     )
     u = _uniform(state)
     if u < f_mode:
@@ -128,8 +131,20 @@ def _sample_group(pi_old, p_hi, group_size, state, n_arm, k_arm):
 
 
 @njit(cache=True, error_model="numpy")
-def _accumulate_group(n_arm, k_arm, r_hi, r_lo, group_size, advantage, eps_std,
-                      adv_pos, adv_neg, cnt_pos, cnt_neg, n_total):
+def _accumulate_group(
+    n_arm,
+    k_arm,
+    r_hi,
+    r_lo,
+    group_size,
+    advantage,
+    eps_std,
+    adv_pos,
+    adv_neg,
+    cnt_pos,
+    cnt_neg,
+    n_total,
+):
     """Add one group's advantage sums per arm and sign; return (within-group std, zero-std)."""
     n_arms = n_arm.shape[0]
     total = 0.0
@@ -171,8 +186,23 @@ def _accumulate_group(n_arm, k_arm, r_hi, r_lo, group_size, advantage, eps_std,
 
 
 @njit(cache=True, error_model="numpy")
-def _surrogate_gradient(pi, pi_old, ref_pi, adv_pos, adv_neg, cnt_pos, cnt_neg, n_total,
-                        ratio, eps_low, eps_high, kl_coef, kl_is, n_samples, grad):
+def _surrogate_gradient(
+    pi,
+    pi_old,
+    ref_pi,
+    adv_pos,
+    adv_neg,
+    cnt_pos,
+    cnt_neg,
+    n_total,
+    ratio,
+    eps_low,
+    eps_high,
+    kl_coef,
+    kl_is,
+    n_samples,
+    grad,
+):
     """Ascent gradient of J (mean over n_samples) w.r.t. the logits; returns clipped count.
 
     kl_is: weight each sample's k3 gradient by pi/pi_old (its expectation is then exactly
@@ -211,11 +241,36 @@ def _surrogate_gradient(pi, pi_old, ref_pi, adv_pos, adv_neg, cnt_pos, cnt_neg, 
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def simulate_kernel(r_hi, r_lo, p_hi, group_size, batch_prompts, steps, replicas, seed,
-                    opt_kind, opt_hyper, reset_state, advantage, eps_std,
-                    refresh_interval, ratio, eps_low, eps_high, kl_coef, kl_is, ref_logits,
-                    init_logits, out_reward, out_std, out_zero, out_entropy, out_kl, out_clip,
-                    final_logits):
+def simulate_kernel(
+    r_hi,
+    r_lo,
+    p_hi,
+    group_size,
+    batch_prompts,
+    steps,
+    replicas,
+    seed,
+    opt_kind,
+    opt_hyper,
+    reset_state,
+    advantage,
+    eps_std,
+    refresh_interval,
+    ratio,
+    eps_low,
+    eps_high,
+    kl_coef,
+    kl_is,
+    ref_logits,
+    init_logits,
+    out_reward,
+    out_std,
+    out_zero,
+    out_entropy,
+    out_kl,
+    out_clip,
+    final_logits,
+):
     """Run `replicas` independent GRPO runs; fill the (replicas, steps) output arrays."""
     n_arms = r_hi.shape[0]
     ref_pi = np.empty(n_arms)
@@ -262,8 +317,19 @@ def simulate_kernel(r_hi, r_lo, p_hi, group_size, batch_prompts, steps, replicas
                 for _ in range(batch_prompts):
                     _sample_group(pi_old, p_hi, group_size, state, n_arm, k_arm)
                     std, degenerate = _accumulate_group(
-                        n_arm, k_arm, r_hi, r_lo, group_size, advantage, eps_std,
-                        adv_pos, adv_neg, cnt_pos, cnt_neg, n_total)
+                        n_arm,
+                        k_arm,
+                        r_hi,
+                        r_lo,
+                        group_size,
+                        advantage,
+                        eps_std,
+                        adv_pos,
+                        adv_neg,
+                        cnt_pos,
+                        cnt_neg,
+                        n_total,
+                    )
                     std_sum += std
                     zeros += degenerate
                 std_mean = std_sum / batch_prompts
@@ -278,9 +344,23 @@ def simulate_kernel(r_hi, r_lo, p_hi, group_size, batch_prompts, steps, replicas
                     log_pi = theta[a] - log_norm
                     entropy -= pi[a] * log_pi
                     kl += pi[a] * (log_pi - (ref_logits[a] - ref_log_norm))
-            clipped = _surrogate_gradient(pi, pi_old, ref_pi, adv_pos, adv_neg, cnt_pos,
-                                          cnt_neg, n_total, ratio, eps_low, eps_high, kl_coef,
-                                          kl_is, n_samples, grad)
+            clipped = _surrogate_gradient(
+                pi,
+                pi_old,
+                ref_pi,
+                adv_pos,
+                adv_neg,
+                cnt_pos,
+                cnt_neg,
+                n_total,
+                ratio,
+                eps_low,
+                eps_high,
+                kl_coef,
+                kl_is,
+                n_samples,
+                grad,
+            )
             out_reward[rep, t] = reward
             out_std[rep, t] = std_mean
             out_zero[rep, t] = zero_frac
@@ -289,16 +369,36 @@ def simulate_kernel(r_hi, r_lo, p_hi, group_size, batch_prompts, steps, replicas
             out_clip[rep, t] = clipped / n_samples
             for a in range(n_arms):
                 grad[a] = -grad[a]  # optimizers minimise the loss -J
-            step_count = numba_step(theta, grad, buf, exp_avg, exp_avg_sq, step_count,
-                                    opt_kind, opt_hyper)
+            step_count = numba_step(
+                theta, grad, buf, exp_avg, exp_avg_sq, step_count, opt_kind, opt_hyper
+            )
         final_logits[rep, :] = theta
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def probe_kernel(r_hi, r_lo, p_hi, group_size, advantage, eps_std, ratio, eps_low, eps_high,
-                 kl_coef, kl_is, ref_pi, pi_old_a, pi_a, pi_old_b, pi_b, direction,
-                 groups_per_chunk,
-                 chunks, seed, out):
+def probe_kernel(
+    r_hi,
+    r_lo,
+    p_hi,
+    group_size,
+    advantage,
+    eps_std,
+    ratio,
+    eps_low,
+    eps_high,
+    kl_coef,
+    kl_is,
+    ref_pi,
+    pi_old_a,
+    pi_a,
+    pi_old_b,
+    pi_b,
+    direction,
+    groups_per_chunk,
+    chunks,
+    seed,
+    out,
+):
     """Surrogate gradient of single groups at two points with common random numbers.
 
     Point a = (pi_old_a, pi_a), point b = (pi_old_b, pi_b); the same uniforms drive both
@@ -334,11 +434,37 @@ def probe_kernel(r_hi, r_lo, p_hi, group_size, advantage, eps_std, ratio, eps_lo
                 cur = pi_a if point == 0 else pi_b
                 target = grad_a if point == 0 else grad_b
                 _sample_group(old, p_hi, group_size, state, n_arm, k_arm)
-                _accumulate_group(n_arm, k_arm, r_hi, r_lo, group_size, advantage, eps_std,
-                                  adv_pos, adv_neg, cnt_pos, cnt_neg, n_total)
-                _surrogate_gradient(cur, old, ref_pi, adv_pos, adv_neg, cnt_pos, cnt_neg,
-                                    n_total, ratio, eps_low, eps_high, kl_coef, kl_is,
-                                    float(group_size), target)
+                _accumulate_group(
+                    n_arm,
+                    k_arm,
+                    r_hi,
+                    r_lo,
+                    group_size,
+                    advantage,
+                    eps_std,
+                    adv_pos,
+                    adv_neg,
+                    cnt_pos,
+                    cnt_neg,
+                    n_total,
+                )
+                _surrogate_gradient(
+                    cur,
+                    old,
+                    ref_pi,
+                    adv_pos,
+                    adv_neg,
+                    cnt_pos,
+                    cnt_neg,
+                    n_total,
+                    ratio,
+                    eps_low,
+                    eps_high,
+                    kl_coef,
+                    kl_is,
+                    float(group_size),
+                    target,
+                )
             proj_a = 0.0
             proj_b = 0.0
             for a in range(n_arms):

@@ -20,8 +20,13 @@ def _softmax(theta: np.ndarray) -> np.ndarray:
     return z / z.sum()
 
 
-def group_gradient(config: BanditConfig, arms: np.ndarray, rewards: np.ndarray,
-                   theta: np.ndarray, theta_old: np.ndarray) -> tuple[np.ndarray, int]:
+def group_gradient(
+    config: BanditConfig,
+    arms: np.ndarray,
+    rewards: np.ndarray,
+    theta: np.ndarray,
+    theta_old: np.ndarray,
+) -> tuple[np.ndarray, int]:
     """Ascent gradient of one group's surrogate (mean over its samples) and its clipped count."""
     group = arms.shape[0]
     n_arms = theta.shape[0]
@@ -67,9 +72,17 @@ def simulate_reference(config: BanditConfig, seed: int) -> dict[str, np.ndarray]
     ref = _softmax(np.asarray(config.reference_logits, dtype=float))
     n_arms = config.n_arms
     shape = (config.replicas, config.steps)
-    out = {name: np.empty(shape) for name in ("expected_reward", "group_reward_std",
-                                              "zero_std_fraction", "entropy",
-                                              "kl_to_reference", "clip_fraction")}
+    out = {
+        name: np.empty(shape)
+        for name in (
+            "expected_reward",
+            "group_reward_std",
+            "zero_std_fraction",
+            "entropy",
+            "kl_to_reference",
+            "clip_fraction",
+        )
+    }
     for rep in range(config.replicas):
         theta = np.asarray(config.initial_logits, dtype=float).copy()
         optimizer = config.to_optimizer()
@@ -95,7 +108,8 @@ def simulate_reference(config: BanditConfig, seed: int) -> dict[str, np.ndarray]
                 clipped += c
             out["expected_reward"][rep, t] = pi @ arm_means
             out["group_reward_std"][rep, t] = np.mean(
-                [0.0 if np.all(r == r[0]) else r.std(ddof=1) for _, r in batch])
+                [0.0 if np.all(r == r[0]) else r.std(ddof=1) for _, r in batch]
+            )
             out["zero_std_fraction"][rep, t] = np.mean([np.all(r == r[0]) for _, r in batch])
             out["entropy"][rep, t] = -np.sum(pi * np.log(pi))
             out["kl_to_reference"][rep, t] = np.sum(pi * np.log(pi / ref))

@@ -108,8 +108,20 @@ def clipped_term(s, adv, use_clip, eps_low, eps_high):  # pragma: no cover - com
 
 @njit(cache=True)
 def batch_objective_gradient(
-    logp, logp_old, logp_ref, n_prefixes, n_actions, lengths,
-    prefixes, actions, tails, rewards, cfg_int, cfg_float, grad, scratch,
+    logp,
+    logp_old,
+    logp_ref,
+    n_prefixes,
+    n_actions,
+    lengths,
+    prefixes,
+    actions,
+    tails,
+    rewards,
+    cfg_int,
+    cfg_float,
+    grad,
+    scratch,
 ):  # pragma: no cover - compiled
     """J averaged over the groups and dJ/dtheta (into grad, overwritten); docs/objectives.md
     section 1.
@@ -137,8 +149,8 @@ def batch_objective_gradient(
     coef_tail = scratch[tail_start:n_params]
     for k in range(n_params):
         scratch[k] = 0.0
-    adv = scratch[n_params:n_params + group_size]
-    weight = scratch[n_params + group_size:n_params + 2 * group_size]
+    adv = scratch[n_params : n_params + group_size]
+    weight = scratch[n_params + group_size : n_params + 2 * group_size]
     total = 0.0
     for b in range(n_groups):
         mean = 0.0
@@ -245,8 +257,21 @@ def batch_objective_gradient(
 
 @njit(cache=True)
 def train_replica(
-    out, replica, theta_ref, n_prefixes, n_actions, lengths, success_prob,
-    cfg_int, cfg_float, opt_kind, opt_hyper, group_size, n_groups, n_steps, refresh_interval,
+    out,
+    replica,
+    theta_ref,
+    n_prefixes,
+    n_actions,
+    lengths,
+    success_prob,
+    cfg_int,
+    cfg_float,
+    opt_kind,
+    opt_hyper,
+    group_size,
+    n_groups,
+    n_steps,
+    refresh_interval,
     seed,
 ):  # pragma: no cover - compiled
     """One replica's trajectory into out[replica] (out[replica, 0] holds the start)."""
@@ -307,14 +332,28 @@ def train_replica(
                     if tail_vocab > 0:
                         for j in range(lengths[a] - 1):
                             stream = N_FIXED_STREAMS + j
-                            u = uniform(key, draw_counter(refresh, b, i, stream, n_groups,
-                                                          group_size, ns))
-                            tails[b, i, j] = sample_categorical(probs_old, tail_start,
-                                                                tail_vocab, u)
+                            u = uniform(
+                                key, draw_counter(refresh, b, i, stream, n_groups, group_size, ns)
+                            )
+                            tails[b, i, j] = sample_categorical(
+                                probs_old, tail_start, tail_vocab, u
+                            )
         policy_logprobs(theta, n_prefixes, n_actions, logp)
         batch_objective_gradient(
-            logp, logp_old, logp_ref, n_prefixes, n_actions, lengths,
-            prefixes, actions, tails, rewards, cfg_int, cfg_float, grad, scratch,
+            logp,
+            logp_old,
+            logp_ref,
+            n_prefixes,
+            n_actions,
+            lengths,
+            prefixes,
+            actions,
+            tails,
+            rewards,
+            cfg_int,
+            cfg_float,
+            grad,
+            scratch,
         )
         for k in range(n_params):
             grad[k] = -grad[k]  # the optimizer minimises the loss -J
@@ -327,8 +366,22 @@ def train_replica(
 
 @njit(cache=True, nogil=True)
 def train_replicas(
-    out, first, last, theta_ref, n_prefixes, n_actions, lengths, success_prob,
-    cfg_int, cfg_float, opt_kind, opt_hyper, group_size, n_groups, n_steps, refresh_interval,
+    out,
+    first,
+    last,
+    theta_ref,
+    n_prefixes,
+    n_actions,
+    lengths,
+    success_prob,
+    cfg_int,
+    cfg_float,
+    opt_kind,
+    opt_hyper,
+    group_size,
+    n_groups,
+    n_steps,
+    refresh_interval,
     seed,
 ):  # pragma: no cover - compiled
     """Replicas first..last-1 into out, without the GIL (training.py runs chunks on threads).
@@ -337,15 +390,40 @@ def train_replicas(
     ~10 s of compile time for no gain at this granularity (one task per chunk of replicas).
     """
     for r in range(first, last):
-        train_replica(out, r, theta_ref, n_prefixes, n_actions, lengths, success_prob,
-                      cfg_int, cfg_float, opt_kind, opt_hyper, group_size, n_groups, n_steps,
-                      refresh_interval, seed)
+        train_replica(
+            out,
+            r,
+            theta_ref,
+            n_prefixes,
+            n_actions,
+            lengths,
+            success_prob,
+            cfg_int,
+            cfg_float,
+            opt_kind,
+            opt_hyper,
+            group_size,
+            n_groups,
+            n_steps,
+            refresh_interval,
+            seed,
+        )
 
 
 @njit(cache=True)
 def objective_gradient_single(
-    theta, theta_old, theta_ref, n_prefixes, n_actions, lengths,
-    prefixes, actions, tails, rewards, cfg_int, cfg_float,
+    theta,
+    theta_old,
+    theta_ref,
+    n_prefixes,
+    n_actions,
+    lengths,
+    prefixes,
+    actions,
+    tails,
+    rewards,
+    cfg_int,
+    cfg_float,
 ):  # pragma: no cover - compiled
     """Test hook: the kernel's J and dJ/dtheta for one batch of groups."""
     n_params = theta.shape[0]
@@ -358,7 +436,19 @@ def objective_gradient_single(
     grad = np.empty(n_params)
     scratch = np.empty(n_params + 2 * actions.shape[1])
     value = batch_objective_gradient(
-        logp, logp_old, logp_ref, n_prefixes, n_actions, lengths,
-        prefixes, actions, tails, rewards, cfg_int, cfg_float, grad, scratch,
+        logp,
+        logp_old,
+        logp_ref,
+        n_prefixes,
+        n_actions,
+        lengths,
+        prefixes,
+        actions,
+        tails,
+        rewards,
+        cfg_int,
+        cfg_float,
+        grad,
+        scratch,
     )
     return value, grad

@@ -130,8 +130,9 @@ def integer(
         raise ValueError(f"{name}: must be an integer, got {show(value)}")
     number = operator.index(value)
     if minimum is not None and number < minimum:
-        bound = f"in [{minimum}, {maximum}]" if maximum not in (None, INT64_MAX) else (
-            f">= {minimum}")
+        bound = (
+            f"in [{minimum}, {maximum}]" if maximum not in (None, INT64_MAX) else (f">= {minimum}")
+        )
         raise ValueError(f"{name}: must be an integer {bound}, got {number}")
     if maximum is not None and number > maximum:
         limit = "2**63 - 1 (int64)" if maximum == INT64_MAX else str(maximum)

@@ -94,15 +94,19 @@ class Optimizer:
             "beta2": _v.in_range("beta2", self.beta2, 0.0, 1.0, hi_open=True),
             "eps": _v.nonnegative("eps", self.eps),
             "weight_decay": _v.nonnegative("weight_decay", self.weight_decay),
-            "max_grad_norm": None if self.max_grad_norm is None else _v.positive(
-                "max_grad_norm", self.max_grad_norm),
+            "max_grad_norm": None
+            if self.max_grad_norm is None
+            else _v.positive("max_grad_norm", self.max_grad_norm),
             "reset_state": _v.flag("reset_state", self.reset_state),
         }
         if kind != "heavy_ball":
             for name in ("momentum", "dampening"):
                 if values[name] != 0.0:
-                    hint = " (Adam's momentum is beta1)" if kind in ("adam", "adamw") else (
-                        " (use kind='heavy_ball')")
+                    hint = (
+                        " (Adam's momentum is beta1)"
+                        if kind in ("adam", "adamw")
+                        else (" (use kind='heavy_ball')")
+                    )
                     raise ValueError(
                         f"{name}: must be 0 for kind={kind!r}{hint}, got {_v.show(values[name])}"
                     )
@@ -209,8 +213,9 @@ class OptimizerState:
         return cls(0, np.zeros(shape), np.zeros(shape), np.zeros(shape))
 
 
-def numpy_step(optimizer: Optimizer, theta: np.ndarray, loss_grad: np.ndarray,
-               state: OptimizerState) -> None:
+def numpy_step(
+    optimizer: Optimizer, theta: np.ndarray, loss_grad: np.ndarray, state: OptimizerState
+) -> None:
     """The NumPy twin of numba_step: one update of theta in place, vectorised over leading axes
     (each row theta[..., :] is one parameter vector with its own clipping norm)."""
     grad = np.array(loss_grad, dtype=float)
@@ -223,8 +228,11 @@ def numpy_step(optimizer: Optimizer, theta: np.ndarray, loss_grad: np.ndarray,
     if optimizer.kind == "sgd" or (optimizer.kind == "heavy_ball" and optimizer.momentum == 0.0):
         theta -= lr * grad
     elif optimizer.kind == "heavy_ball":
-        state.buf = grad.copy() if state.step == 0 else (
-            optimizer.momentum * state.buf + (1.0 - optimizer.dampening) * grad)
+        state.buf = (
+            grad.copy()
+            if state.step == 0
+            else (optimizer.momentum * state.buf + (1.0 - optimizer.dampening) * grad)
+        )
         theta -= lr * state.buf
     else:
         t = state.step + 1
@@ -263,8 +271,14 @@ class EffectiveDynamics:
     zeta: float
 
 
-def effective_dynamics(optimizer: Optimizer, *, kappa_lag: float, kappa_now: float = 0.0,
-                       lag: float = 0.0, grad_rms: float | None = None) -> EffectiveDynamics:
+def effective_dynamics(
+    optimizer: Optimizer,
+    *,
+    kappa_lag: float,
+    kappa_now: float = 0.0,
+    lag: float = 0.0,
+    grad_rms: float | None = None,
+) -> EffectiveDynamics:
     """Effective momentum, learning rate, mass and damping of an optimizer (docs/model.md
     sections 2-3; docs/objectives.md section 8).
 
@@ -305,7 +319,11 @@ def effective_dynamics(optimizer: Optimizer, *, kappa_lag: float, kappa_now: flo
     damping = (1.0 - beta) - c_lag * lag
     stiffness = c_lag + c_now
     # A negative kappa_lag (k3 KL at stale samples) can make mass <= 0: zeta is then undefined.
-    zeta = (damping / (2.0 * math.sqrt(mass * stiffness)) if mass > 0 and stiffness > 0
-            else float("nan"))
-    return EffectiveDynamics(optimizer.kind, beta, eta_eff, c_lag, c_now, mass, damping,
-                             stiffness, zeta)
+    zeta = (
+        damping / (2.0 * math.sqrt(mass * stiffness))
+        if mass > 0 and stiffness > 0
+        else float("nan")
+    )
+    return EffectiveDynamics(
+        optimizer.kind, beta, eta_eff, c_lag, c_now, mass, damping, stiffness, zeta
+    )

@@ -163,8 +163,15 @@ class BanditConfig:
             object.__setattr__(self, name, value)
         # the update rule's own rules (lr, beta2, eps, weight decay, ...) are Optimizer's
         spec = self.to_optimizer()
-        for name in ("lr", "beta2", "eps", "weight_decay", "dampening", "max_grad_norm",
-                     "reset_state"):
+        for name in (
+            "lr",
+            "beta2",
+            "eps",
+            "weight_decay",
+            "dampening",
+            "max_grad_norm",
+            "reset_state",
+        ):
             object.__setattr__(self, name, getattr(spec, name))
 
     def to_optimizer(self) -> Optimizer:
@@ -266,8 +273,14 @@ class SimulationResult:
     clip_fraction: np.ndarray
     final_logits: np.ndarray
 
-    _OBSERVABLES = ("expected_reward", "group_reward_std", "zero_std_fraction", "entropy",
-                    "kl_to_reference", "clip_fraction")
+    _OBSERVABLES = (
+        "expected_reward",
+        "group_reward_std",
+        "zero_std_fraction",
+        "entropy",
+        "kl_to_reference",
+        "clip_fraction",
+    )
 
     def _series(self, burn_in: int, observable: str) -> np.ndarray:
         if observable not in self._OBSERVABLES:
@@ -276,8 +289,9 @@ class SimulationResult:
         burn_in = _v.integer("burn_in", burn_in, minimum=0, maximum=steps - 4)
         return np.asarray(getattr(self, observable))[:, burn_in:]
 
-    def autocorrelation(self, burn_in: int, max_lag: int,
-                        observable: str = "expected_reward") -> np.ndarray:
+    def autocorrelation(
+        self, burn_in: int, max_lag: int, observable: str = "expected_reward"
+    ) -> np.ndarray:
         """Stationary autocorrelation at lags 0..max_lag, pooled over replicas."""
         series = self._series(burn_in, observable)
         max_lag = _v.integer("max_lag", max_lag, minimum=1, maximum=series.shape[1] - 1)
@@ -296,8 +310,7 @@ class SimulationResult:
         else:
             mean_se = variance_se = math.nan
         if variance == 0.0:
-            return StationaryStats(mean, mean_se, 0.0, variance_se, math.nan, math.nan,
-                                   series.size)
+            return StationaryStats(mean, mean_se, 0.0, variance_se, math.nan, math.nan, series.size)
         rho = _autocorrelation(series, steps - 1, mean)
         tau = 1.0
         window = steps - 1
@@ -307,8 +320,9 @@ class SimulationResult:
                 window = lag
                 break
         tau_se = tau * math.sqrt(2.0 * (2 * window + 1) / series.size)
-        return StationaryStats(mean, mean_se, variance, variance_se, float(tau), tau_se,
-                               series.size)
+        return StationaryStats(
+            mean, mean_se, variance, variance_se, float(tau), tau_se, series.size
+        )
 
 
 def _kernel_options(config: BanditConfig) -> dict:
@@ -337,11 +351,29 @@ def simulate(config: BanditConfig) -> SimulationResult:
     opt_kind, opt_hyper = config.to_optimizer().kernel_arguments()
     eps_low, eps_high = config.clip_band()
     _kern.simulate_kernel(  # type: ignore[call-arg]
-        r_hi, r_lo, p_hi, config.group_size, config.batch_prompts, config.steps,
-        config.replicas, config.seed, opt_kind, opt_hyper, config.reset_state,
-        opts["advantage"], config.eps_std, config.refresh_interval, opts["ratio"], eps_low,
-        eps_high, config.kl_coef, opts["kl_is"], np.asarray(config.reference_logits, dtype=float),
-        np.asarray(config.initial_logits, dtype=float), *outs, final,
+        r_hi,
+        r_lo,
+        p_hi,
+        config.group_size,
+        config.batch_prompts,
+        config.steps,
+        config.replicas,
+        config.seed,
+        opt_kind,
+        opt_hyper,
+        config.reset_state,
+        opts["advantage"],
+        config.eps_std,
+        config.refresh_interval,
+        opts["ratio"],
+        eps_low,
+        eps_high,
+        config.kl_coef,
+        opts["kl_is"],
+        np.asarray(config.reference_logits, dtype=float),
+        np.asarray(config.initial_logits, dtype=float),
+        *outs,
+        final,
     )
     return SimulationResult(config, outs[0], outs[1], outs[2], outs[3], outs[4], outs[5], final)
 
@@ -361,14 +393,23 @@ def _two_arm_terms(config: BanditConfig, gap_old: float, gap: float):
     pi = np.array([special.expit(-gap), special.expit(gap)])
     pi_old = np.array([special.expit(-gap_old), special.expit(gap_old)])
     ref = config.reference_policy()
-    n1, k1, k0 = np.meshgrid(np.arange(group + 1), np.arange(group + 1), np.arange(group + 1),
-                             indexing="ij")
+    n1, k1, k0 = np.meshgrid(
+        np.arange(group + 1), np.arange(group + 1), np.arange(group + 1), indexing="ij"
+    )
     n0 = group - n1
     valid = (k1 <= n1) & (k0 <= n0)
     n1, k1, k0, n0 = n1[valid], k1[valid], k0[valid], n0[valid]
-    prob = (special.binom(group, n1) * pi_old[1] ** n1 * pi_old[0] ** n0
-            * special.binom(n1, k1) * p_hi[1] ** k1 * (1 - p_hi[1]) ** (n1 - k1)
-            * special.binom(n0, k0) * p_hi[0] ** k0 * (1 - p_hi[0]) ** (n0 - k0))
+    prob = (
+        special.binom(group, n1)
+        * pi_old[1] ** n1
+        * pi_old[0] ** n0
+        * special.binom(n1, k1)
+        * p_hi[1] ** k1
+        * (1 - p_hi[1]) ** (n1 - k1)
+        * special.binom(n0, k0)
+        * p_hi[0] ** k0
+        * (1 - p_hi[0]) ** (n0 - k0)
+    )
     # cells: (arm, reward value, count)
     cells = [(1, r_hi[1], k1), (1, r_lo[1], n1 - k1), (0, r_hi[0], k0), (0, r_lo[0], n0 - k0)]
     total = sum(r * c for _, r, c in cells)
@@ -402,8 +443,7 @@ def _two_arm_terms(config: BanditConfig, gap_old: float, gap: float):
     return prob, g1 - g0, g1
 
 
-def two_arm_expected_drift(config: BanditConfig, gap_old: float, gap: float
-                           ) -> tuple[float, float]:
+def two_arm_expected_drift(config: BanditConfig, gap_old: float, gap: float) -> tuple[float, float]:
     """Exact expected surrogate gradient on the logit gap of a two-arm bandit, and its variance.
 
     gap_old: theta_1 - theta_0 of the sampling policy; gap: of the current parameters.
@@ -474,8 +514,9 @@ def _eta_eff(config: BanditConfig, second_moment: float) -> float:
     """Effective learning rate (docs/model.md section 1) from optimizer.effective_dynamics; Adam
     uses the preconditioner frozen at the fixed point (grad_rms = sqrt(second_moment))."""
     adam = config.optimizer in ("adam", "adamw")
-    dynamics = effective_dynamics(config.to_optimizer(), kappa_lag=0.0,
-                                  grad_rms=math.sqrt(second_moment) if adam else None)
+    dynamics = effective_dynamics(
+        config.to_optimizer(), kappa_lag=0.0, grad_rms=math.sqrt(second_moment) if adam else None
+    )
     return dynamics.eta_effective
 
 
@@ -497,8 +538,9 @@ def _bracket(func, start: float) -> tuple[float, float]:
             if np.sign(func(other)) != np.sign(value):
                 return (start, other) if other > start else (other, start)
         width *= 2
-    raise ValueError("no interior fixed point within 64 of the initial logit gap: "
-                     "add kl_coef or weight_decay")
+    raise ValueError(
+        "no interior fixed point within 64 of the initial logit gap: add kl_coef or weight_decay"
+    )
 
 
 def _exact_stiffness(config: BanditConfig, step: float) -> StiffnessResult:
@@ -533,12 +575,30 @@ def _exact_stiffness(config: BanditConfig, step: float) -> StiffnessResult:
     kappa_now = -(drift(gap_star, gap_star + step) - drift(gap_star, gap_star - step)) / (2 * step)
     logits = np.array([-gap_star / 2, gap_star / 2])
     reward = float(special.softmax(logits) @ config.arm_means())
-    return StiffnessResult(kappa_lag, 0.0, kappa_now + decay, 0.0, eta, var_star / 2.0,
-                           logits, reward, np.array([-1.0, 1.0]) / sqrt2, "exact")
+    return StiffnessResult(
+        kappa_lag,
+        0.0,
+        kappa_now + decay,
+        0.0,
+        eta,
+        var_star / 2.0,
+        logits,
+        reward,
+        np.array([-1.0, 1.0]) / sqrt2,
+        "exact",
+    )
 
 
-def _probe(config: BanditConfig, theta_old_a, theta_a, theta_old_b, theta_b, direction,
-           groups: int, seed: int) -> np.ndarray:
+def _probe(
+    config: BanditConfig,
+    theta_old_a,
+    theta_a,
+    theta_old_b,
+    theta_b,
+    direction,
+    groups: int,
+    seed: int,
+) -> np.ndarray:
     """Per-chunk sums from the common-random-number probe kernel (see probe_kernel)."""
     r_hi, r_lo, p_hi = config.reward_cells()
     chunks = 64
@@ -546,11 +606,27 @@ def _probe(config: BanditConfig, theta_old_a, theta_a, theta_old_b, theta_b, dir
     out = np.zeros((chunks, 5 + 2 * config.n_arms))
     opts = _kernel_options(config)
     _kern.probe_kernel(
-        r_hi, r_lo, p_hi, config.group_size, opts["advantage"], config.eps_std, opts["ratio"],
-        *config.clip_band(), config.kl_coef, opts["kl_is"], config.reference_policy(),
-        special.softmax(theta_old_a), special.softmax(theta_a), special.softmax(theta_old_b),
-        special.softmax(theta_b), np.ascontiguousarray(direction, dtype=float), per, chunks,
-        seed, out)
+        r_hi,
+        r_lo,
+        p_hi,
+        config.group_size,
+        opts["advantage"],
+        config.eps_std,
+        opts["ratio"],
+        *config.clip_band(),
+        config.kl_coef,
+        opts["kl_is"],
+        config.reference_policy(),
+        special.softmax(theta_old_a),
+        special.softmax(theta_a),
+        special.softmax(theta_old_b),
+        special.softmax(theta_b),
+        np.ascontiguousarray(direction, dtype=float),
+        per,
+        chunks,
+        seed,
+        out,
+    )
     return out / per
 
 
@@ -567,16 +643,20 @@ def _zero_sum_basis(n_arms: int) -> np.ndarray:
     return q.T
 
 
-def _monte_carlo_stiffness(config: BanditConfig, step: float, groups: int,
-                           start: np.ndarray | None) -> StiffnessResult:
+def _monte_carlo_stiffness(
+    config: BanditConfig, step: float, groups: int, start: np.ndarray | None
+) -> StiffnessResult:
     n_arms = config.n_arms
     basis = _zero_sum_basis(n_arms)
     arm_means = config.arm_means()
     seed = config.seed
     if start is None:
         # start Newton from where the simulated runs settle (mean final logits)
-        warm = simulate(config.replace(refresh_interval=1, replicas=min(config.replicas, 32),
-                                       steps=min(config.steps, 2000)))
+        warm = simulate(
+            config.replace(
+                refresh_interval=1, replicas=min(config.replicas, 32), steps=min(config.steps, 2000)
+            )
+        )
         theta = warm.final_logits.mean(axis=0)
     else:
         theta = np.asarray(start, dtype=float).copy()
@@ -588,8 +668,8 @@ def _monte_carlo_stiffness(config: BanditConfig, step: float, groups: int,
         # Newton on the expected on-policy drift in the zero-sum subspace (CRN Jacobian)
         jac = np.empty((n_arms - 1, n_arms - 1))
         center = _probe(config, theta, theta, theta, theta, basis[0], groups, seed + 1000)
-        mean_grad = center[:, 5:5 + n_arms].mean(axis=0)
-        second_arm = center[:, 5 + n_arms:].mean(axis=0)
+        mean_grad = center[:, 5 : 5 + n_arms].mean(axis=0)
+        second_arm = center[:, 5 + n_arms :].mean(axis=0)
         second = float(np.mean(mean_grad**2 + (second_arm - mean_grad**2) / config.batch_prompts))
         eta = _eta_eff(config, second)
         decay = _decay_curvature(config, eta)
@@ -598,8 +678,16 @@ def _monte_carlo_stiffness(config: BanditConfig, step: float, groups: int,
         for j, e in enumerate(basis):
             col = np.empty(n_arms - 1)
             for i, ei in enumerate(basis):
-                sums = _probe(config, theta + step * e, theta + step * e, theta - step * e,
-                              theta - step * e, ei, groups // 4, seed + 17 * iteration + j)
+                sums = _probe(
+                    config,
+                    theta + step * e,
+                    theta + step * e,
+                    theta - step * e,
+                    theta - step * e,
+                    ei,
+                    groups // 4,
+                    seed + 17 * iteration + j,
+                )
                 col[i] = _difference_quotient(sums, step)[0] - decay * (ei @ e)
             jac[:, j] = col
         try:
@@ -626,14 +714,28 @@ def _monte_carlo_stiffness(config: BanditConfig, step: float, groups: int,
     kappa_lag, kappa_lag_se = _difference_quotient(lag, step)
     kappa_now, kappa_now_se = _difference_quotient(now, step)
     noise = float(center[:, 2].mean() - center[:, 0].mean() ** 2)
-    return StiffnessResult(-kappa_lag, kappa_lag_se, -kappa_now + decay, kappa_now_se, eta,
-                           noise, theta, float(pi @ arm_means), direction, "monte_carlo")
+    return StiffnessResult(
+        -kappa_lag,
+        kappa_lag_se,
+        -kappa_now + decay,
+        kappa_now_se,
+        eta,
+        noise,
+        theta,
+        float(pi @ arm_means),
+        direction,
+        "monte_carlo",
+    )
 
 
-def measure_stiffness(config: BanditConfig,
-                      method: Literal["auto", "exact", "monte_carlo"] = "auto", *,
-                      step: float | None = None, groups: int = 400_000,
-                      start_logits: Sequence[float] | None = None) -> StiffnessResult:
+def measure_stiffness(
+    config: BanditConfig,
+    method: Literal["auto", "exact", "monte_carlo"] = "auto",
+    *,
+    step: float | None = None,
+    groups: int = 400_000,
+    start_logits: Sequence[float] | None = None,
+) -> StiffnessResult:
     """Curvatures kappa_lag, kappa_now of the expected drift at the fixed point (docs/model.md
     section 6).
 
@@ -661,7 +763,12 @@ def measure_stiffness(config: BanditConfig,
     groups = _v.integer("groups", groups, minimum=6400)
     if method == "exact":
         return _exact_stiffness(config, 1e-5 if step is None else step)
-    start = None if start_logits is None else _as_logits(start_logits, config.n_arms,
-                                                          "start_logits")
-    return _monte_carlo_stiffness(config, 0.05 if step is None else step, int(groups),
-                                  None if start is None else np.array(start))
+    start = (
+        None if start_logits is None else _as_logits(start_logits, config.n_arms, "start_logits")
+    )
+    return _monte_carlo_stiffness(
+        config,
+        0.05 if step is None else step,
+        int(groups),
+        None if start is None else np.array(start),
+    )

@@ -209,7 +209,8 @@ class Hyperparameters:
 
     @property
     def effective_lr(self) -> float:
-        """eta_eff: the step size multiplying the gradient in the heavy-ball form (docs/model.md section 1)."""
+        """eta_eff: the step size multiplying the gradient in the heavy-ball form (docs/model.md
+        section 1)."""
         return self.dynamics().eta_effective
 
     @property

@@ -53,18 +53,31 @@ class PrefixBias:
     objective: Objective
 
 
-def _prefix_coefficient(objective: Objective, policy: TwoPositionPolicy, theta: np.ndarray,
-                        actions: np.ndarray, rewards: np.ndarray) -> np.ndarray:
+def _prefix_coefficient(
+    objective: Objective,
+    policy: TwoPositionPolicy,
+    theta: np.ndarray,
+    actions: np.ndarray,
+    rewards: np.ndarray,
+) -> np.ndarray:
     prefixes = np.zeros_like(actions)
     tails = np.zeros((*actions.shape, max(policy.max_tail, 1)), dtype=np.int64)
-    c0, _, _ = _token_coefficients(objective, policy, theta, theta, theta, prefixes, actions,
-                                   rewards, tails)
+    c0, _, _ = _token_coefficients(
+        objective, policy, theta, theta, theta, prefixes, actions, rewards, tails
+    )
     return c0.sum(axis=-1)
 
 
-def prefix_bias(objective: Objective, *, lengths: Any, success_prob: Any,
-                continuation_logits: Any | None = None, group_size: int = 8,
-                n_groups: int = 20_000, seed: int = 0) -> PrefixBias:
+def prefix_bias(
+    objective: Objective,
+    *,
+    lengths: Any,
+    success_prob: Any,
+    continuation_logits: Any | None = None,
+    group_size: int = 8,
+    n_groups: int = 20_000,
+    seed: int = 0,
+) -> PrefixBias:
     """Expected gradient on a shared prefix token, exactly and by Monte Carlo (section 5).
 
     One context: a prefix shared by the whole group, then action a (probability
@@ -75,8 +88,11 @@ def prefix_bias(objective: Objective, *, lengths: Any, success_prob: Any,
     """
     policy = TwoPositionPolicy(tuple(np.asarray(lengths).tolist()), success_prob, "shared")
     n_act = policy.n_actions
-    logits = np.zeros(n_act) if continuation_logits is None else np.asarray(
-        continuation_logits, dtype=float)
+    logits = (
+        np.zeros(n_act)
+        if continuation_logits is None
+        else np.asarray(continuation_logits, dtype=float)
+    )
     if logits.shape != (n_act,) or not np.all(np.isfinite(logits)):
         raise ValueError(
             f"continuation_logits: must be finite with shape ({n_act},), got {logits.tolist()}"
@@ -101,14 +117,24 @@ def prefix_bias(objective: Objective, *, lengths: Any, success_prob: Any,
     from scipy.stats import multinomial  # scipy.stats costs ~1 s to import: only here
 
     weight = multinomial.pmf(counts, group_size, cat_prob)
-    exact = float(np.dot(weight, _prefix_coefficient(
-        objective, policy, theta, groups // 2, (groups % 2).astype(float))))
+    exact = float(
+        np.dot(
+            weight,
+            _prefix_coefficient(objective, policy, theta, groups // 2, (groups % 2).astype(float)),
+        )
+    )
     rng = np.random.default_rng(seed)
     actions = rng.choice(n_act, size=(n_groups, group_size), p=pi)
     rewards = (rng.random((n_groups, group_size)) < success[actions]).astype(float)
     sample = _prefix_coefficient(objective, policy, theta, actions, rewards)
-    return PrefixBias(exact, float(sample.mean()), float(sample.std(ddof=1) / np.sqrt(n_groups)),
-                      int(n_groups), int(n_outcomes), objective)
+    return PrefixBias(
+        exact,
+        float(sample.mean()),
+        float(sample.std(ddof=1) / np.sqrt(n_groups)),
+        int(n_groups),
+        int(n_outcomes),
+        objective,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -138,11 +164,21 @@ def _default_effect_policy() -> TwoPositionPolicy:
     return TwoPositionPolicy(lengths=(1, 4), success_prob=(0.7, 0.3), prefix_mode="shared")
 
 
-def reward_scale_invariance(objective: Objective, optimizer: Optimizer, *, phi: float = 10.0,
-                            policy: TwoPositionPolicy | None = None, group_size: int = 8,
-                            n_groups: int = 4, n_steps: int = 200, refresh_interval: int = 1,
-                            n_replicas: int = 8, seed: int = 0, theta_ref: Any | None = None,
-                            backend: Literal["numba", "numpy"] = "numba") -> ScaleInvariance:
+def reward_scale_invariance(
+    objective: Objective,
+    optimizer: Optimizer,
+    *,
+    phi: float = 10.0,
+    policy: TwoPositionPolicy | None = None,
+    group_size: int = 8,
+    n_groups: int = 4,
+    n_steps: int = 200,
+    refresh_interval: int = 1,
+    n_replicas: int = 8,
+    seed: int = 0,
+    theta_ref: Any | None = None,
+    backend: Literal["numba", "numpy"] = "numba",
+) -> ScaleInvariance:
     """Train twice with the same random numbers, rewards scaled by 1 and by phi > 0 (section 6).
 
     With centred advantages and no KL the gradient is exactly phi times the base gradient;
@@ -150,18 +186,33 @@ def reward_scale_invariance(objective: Objective, optimizer: Optimizer, *, phi: 
     """
     phi = _v.positive("phi", phi)
     policy = _default_effect_policy() if policy is None else policy
-    kwargs: dict[str, Any] = dict(group_size=group_size, n_steps=n_steps, n_groups=n_groups,
-                                  refresh_interval=refresh_interval, n_replicas=n_replicas,
-                                  seed=seed, theta_ref=theta_ref, backend=backend)
+    kwargs: dict[str, Any] = dict(
+        group_size=group_size,
+        n_steps=n_steps,
+        n_groups=n_groups,
+        refresh_interval=refresh_interval,
+        n_replicas=n_replicas,
+        seed=seed,
+        theta_ref=theta_ref,
+        backend=backend,
+    )
     base = train_two_position(policy, objective, optimizer, reward_scale=1.0, **kwargs)
     scaled = train_two_position(policy, objective, optimizer, reward_scale=phi, **kwargs)
-    predicted = (optimizer.kind in ("adam", "adamw") and objective.kl_coefficient == 0.0
-                 and objective.advantage == "centered" and optimizer.max_grad_norm is None
-                 and (optimizer.kind == "adamw" or optimizer.weight_decay == 0.0))
+    predicted = (
+        optimizer.kind in ("adam", "adamw")
+        and objective.kl_coefficient == 0.0
+        and objective.advantage == "centered"
+        and optimizer.max_grad_norm is None
+        and (optimizer.kind == "adamw" or optimizer.weight_decay == 0.0)
+    )
     return ScaleInvariance(
-        phi, float(np.max(np.abs(scaled.theta - base.theta))),
+        phi,
+        float(np.max(np.abs(scaled.theta - base.theta))),
         float(np.max(np.abs(scaled.expected_reward - base.expected_reward))),
-        bool(predicted), base, scaled)
+        bool(predicted),
+        base,
+        scaled,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,8 +235,12 @@ def adam_overshoot_ratio(beta1: float, beta2: float, last_active_step: int, k: A
         raise ValueError(f"k: must be >= 0, got min {k.min()}")
     n = int(last_active_step)
     later = n + k + 1
-    return ((beta1 / np.sqrt(beta2)) ** (k + 1) * (1.0 - beta1**n) / (1.0 - beta1**later)
-            * np.sqrt((1.0 - beta2**later) / (1.0 - beta2**n)))
+    return (
+        (beta1 / np.sqrt(beta2)) ** (k + 1)
+        * (1.0 - beta1**n)
+        / (1.0 - beta1**later)
+        * np.sqrt((1.0 - beta2**later) / (1.0 - beta2**n))
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -214,9 +269,15 @@ class ClipOvershoot:
     overshoot: float
 
 
-def clip_overshoot(optimizer: Optimizer, *, objective: Objective | None = None,
-                   group_size: int = 8, n_correct: int = 3, initial_logit_gap: float = 0.0,
-                   n_steps: int = 100) -> ClipOvershoot:
+def clip_overshoot(
+    optimizer: Optimizer,
+    *,
+    objective: Objective | None = None,
+    group_size: int = 8,
+    n_correct: int = 3,
+    initial_logit_gap: float = 0.0,
+    n_steps: int = 100,
+) -> ClipOvershoot:
     """Reuse one two-arm group for n_steps steps and measure the steps after the clip (section 7).
 
     Arms 0 (reward 0) and 1 (reward 1), one-token answers; the group has n_correct members on
@@ -248,8 +309,15 @@ def clip_overshoot(optimizer: Optimizer, *, objective: Objective | None = None,
     gaps = [gap0]
     grad_norms = np.empty(n_steps)
     for t in range(n_steps):
-        grad = surrogate_gradient(objective, policy, theta, theta_old=theta_old,
-                                  prefixes=prefixes, actions=actions, rewards=rewards)
+        grad = surrogate_gradient(
+            objective,
+            policy,
+            theta,
+            theta_old=theta_old,
+            prefixes=prefixes,
+            actions=actions,
+            rewards=rewards,
+        )
         grad_norms[t] = np.sqrt(np.sum(grad**2))
         numpy_step(optimizer, theta, -grad, state)
         gaps.append(theta[0, 2] - theta[0, 1])
@@ -261,8 +329,9 @@ def clip_overshoot(optimizer: Optimizer, *, objective: Objective | None = None,
     ratios = steps[n + k] / steps[n - 1] if n else np.empty(0)
     if optimizer.kind in ("adam", "adamw"):
         asymptotic = (optimizer.beta1 / np.sqrt(optimizer.beta2)) ** (k + 1.0)
-        predicted = (adam_overshoot_ratio(optimizer.beta1, optimizer.beta2, n, k) if n
-                     else np.empty(0))
+        predicted = (
+            adam_overshoot_ratio(optimizer.beta1, optimizer.beta2, n, k) if n else np.empty(0)
+        )
     elif optimizer.kind == "heavy_ball":
         asymptotic = predicted = optimizer.momentum ** (k + 1.0)
     else:
@@ -273,7 +342,14 @@ def clip_overshoot(optimizer: Optimizer, *, objective: Objective | None = None,
         return float((1.0 + np.exp(-gap0)) / (1.0 + np.exp(-g)))
 
     return ClipOvershoot(
-        steps, grad_norms, n, ratios, np.asarray(predicted, dtype=float),
-        np.asarray(asymptotic, dtype=float), correct_ratio(gap[n]) if n else float("nan"),
-        correct_ratio(gap[-1]), 1.0 + objective.eps_high, float(gap[-1] - gap[n]) if n else 0.0)
-
+        steps,
+        grad_norms,
+        n,
+        ratios,
+        np.asarray(predicted, dtype=float),
+        np.asarray(asymptotic, dtype=float),
+        correct_ratio(gap[n]) if n else float("nan"),
+        correct_ratio(gap[-1]),
+        1.0 + objective.eps_high,
+        float(gap[-1] - gap[n]) if n else 0.0,
+    )

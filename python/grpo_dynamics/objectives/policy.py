@@ -60,8 +60,7 @@ class TwoPositionPolicy:
         if not np.all(np.isfinite(prob)) or np.any(prob < 0) or np.any(prob > 1):
             raise ValueError(f"success_prob: must lie in [0, 1], got {prob.tolist()}")
         _v.choice("prefix_mode", self.prefix_mode, ("shared", "sampled"))
-        object.__setattr__(self, "tail_vocab", _v.integer("tail_vocab", self.tail_vocab,
-                                                          minimum=0))
+        object.__setattr__(self, "tail_vocab", _v.integer("tail_vocab", self.tail_vocab, minimum=0))
         object.__setattr__(self, "lengths", tuple(int(x) for x in lengths))
         object.__setattr__(self, "success_prob", tuple(tuple(map(float, row)) for row in prob))
 
@@ -104,13 +103,13 @@ class TwoPositionPolicy:
         return np.einsum("...p,...pa,a->...", pre, cont, self.sequence_lengths.astype(float))
 
 
-def _log_policy(policy: TwoPositionPolicy,
-                theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _log_policy(
+    policy: TwoPositionPolicy, theta: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """log pi_prefix (..., P), log pi_cont (..., P, A), log pi_tail (..., V)."""
     if theta.shape[-1] != policy.n_params:
         raise ValueError(
-            f"theta: must have last dimension n_params = {policy.n_params}, got shape "
-            f"{theta.shape}"
+            f"theta: must have last dimension n_params = {policy.n_params}, got shape {theta.shape}"
         )
     n_pre = policy.n_prefixes
     tail_start = n_pre * (1 + policy.n_actions)
@@ -121,11 +120,8 @@ def _log_policy(policy: TwoPositionPolicy,
     return log_pre, log_softmax(cont, axis=-1), log_tail
 
 
-
 def _tail_mask(policy: TwoPositionPolicy, actions: np.ndarray) -> np.ndarray:
     """(..., n_groups, G, max_tail) True where tail token j exists and carries logits."""
     n_tail = np.asarray(policy.lengths)[actions] - 1
     mask = np.arange(max(policy.max_tail, 1)) < n_tail[..., None]
     return mask & (policy.tail_vocab > 0)
-
-

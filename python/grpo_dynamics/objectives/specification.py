@@ -117,9 +117,14 @@ def objective_preset(name: str, **overrides: Any) -> Objective:
 # --------------------------------------------------------------------------------------------
 # the surrogate: plain value, analytic gradient (NumPy reference)
 # --------------------------------------------------------------------------------------------
-def _check_batch(policy: TwoPositionPolicy, theta: np.ndarray, prefixes: Any, actions: Any,
-                 rewards: Any, tails: Any | None = None
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _check_batch(
+    policy: TwoPositionPolicy,
+    theta: np.ndarray,
+    prefixes: Any,
+    actions: Any,
+    rewards: Any,
+    tails: Any | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     prefixes = np.asarray(prefixes)
     actions = np.asarray(actions)
     rewards = np.asarray(rewards, dtype=float)
@@ -178,8 +183,13 @@ def _weights(objective: Objective, seq_len: np.ndarray) -> np.ndarray:
     return np.broadcast_to(1.0 / seq_len.sum(axis=-1, keepdims=True), seq_len.shape)
 
 
-def _gather(policy: TwoPositionPolicy, theta: np.ndarray, prefixes: np.ndarray,
-            actions: np.ndarray, tails: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _gather(
+    policy: TwoPositionPolicy,
+    theta: np.ndarray,
+    prefixes: np.ndarray,
+    actions: np.ndarray,
+    tails: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """log pi(prefix), log pi(action | prefix) (..., n_groups, G) and log pi(tail token j)
     (..., n_groups, G, max_tail), zero where the tail token has no logits."""
     log_pre, log_cont, log_tail = _log_policy(policy, theta)
@@ -201,9 +211,18 @@ def _gather(policy: TwoPositionPolicy, theta: np.ndarray, prefixes: np.ndarray,
     return lp0, lp1, np.where(mask, lpt, 0.0)
 
 
-def surrogate_value(objective: Objective, policy: TwoPositionPolicy, theta: Any, *,
-                    theta_old: Any, prefixes: Any, actions: Any, rewards: Any,
-                    theta_ref: Any | None = None, tails: Any | None = None) -> np.ndarray:
+def surrogate_value(
+    objective: Objective,
+    policy: TwoPositionPolicy,
+    theta: Any,
+    *,
+    theta_old: Any,
+    prefixes: Any,
+    actions: Any,
+    rewards: Any,
+    theta_ref: Any | None = None,
+    tails: Any | None = None,
+) -> np.ndarray:
     """J of docs/objectives.md section 1, averaged over groups; plain token-by-token evaluation.
 
     theta, theta_old (and theta_ref, default theta_old): logits (..., n_params);
@@ -213,10 +232,14 @@ def surrogate_value(objective: Objective, policy: TwoPositionPolicy, theta: Any,
     """
     theta = np.asarray(theta, dtype=float)
     theta_old = np.broadcast_to(np.asarray(theta_old, dtype=float), theta.shape)
-    theta_ref = theta_old if theta_ref is None else np.broadcast_to(
-        np.asarray(theta_ref, dtype=float), theta.shape)
-    prefixes, actions, rewards, tails = _check_batch(policy, theta, prefixes, actions, rewards,
-                                                     tails)
+    theta_ref = (
+        theta_old
+        if theta_ref is None
+        else np.broadcast_to(np.asarray(theta_ref, dtype=float), theta.shape)
+    )
+    prefixes, actions, rewards, tails = _check_batch(
+        policy, theta, prefixes, actions, rewards, tails
+    )
     seq_len = policy.sequence_lengths[actions]
     t_max = int(policy.sequence_lengths.max())
 
@@ -254,14 +277,22 @@ def _active(objective: Objective, adv: np.ndarray, ratio: np.ndarray) -> np.ndar
     if not objective.clip:
         return np.ones_like(ratio)
     outside = ((adv > 0) & (ratio > 1.0 + objective.eps_high)) | (
-        (adv < 0) & (ratio < 1.0 - objective.eps_low))
+        (adv < 0) & (ratio < 1.0 - objective.eps_low)
+    )
     return (~outside).astype(float)
 
 
-def _token_coefficients(objective: Objective, policy: TwoPositionPolicy, theta: np.ndarray,
-                        theta_old: np.ndarray, theta_ref: np.ndarray, prefixes: np.ndarray,
-                        actions: np.ndarray, rewards: np.ndarray, tails: np.ndarray
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _token_coefficients(
+    objective: Objective,
+    policy: TwoPositionPolicy,
+    theta: np.ndarray,
+    theta_old: np.ndarray,
+    theta_ref: np.ndarray,
+    prefixes: np.ndarray,
+    actions: np.ndarray,
+    rewards: np.ndarray,
+    tails: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """dJ_group/d log pi of the prefix, the action (..., n_groups, G) and each tail token
     (..., n_groups, G, max_tail; zero where the token has no logits)."""
     lp0, lp1, lpt = _gather(policy, theta, prefixes, actions, tails)
@@ -291,9 +322,18 @@ def _token_coefficients(objective: Objective, policy: TwoPositionPolicy, theta: 
     return c0, c1, np.where(mask, ct, 0.0)
 
 
-def surrogate_gradient(objective: Objective, policy: TwoPositionPolicy, theta: Any, *,
-                       theta_old: Any, prefixes: Any, actions: Any, rewards: Any,
-                       theta_ref: Any | None = None, tails: Any | None = None) -> np.ndarray:
+def surrogate_gradient(
+    objective: Objective,
+    policy: TwoPositionPolicy,
+    theta: Any,
+    *,
+    theta_old: Any,
+    prefixes: Any,
+    actions: Any,
+    rewards: Any,
+    theta_ref: Any | None = None,
+    tails: Any | None = None,
+) -> np.ndarray:
     """Analytic dJ/dtheta (..., n_params) of surrogate_value (docs/objectives.md section 1).
 
     Per token, dJ/d log pi_t = w A s active (token ratio; the sequence ratio gives the same form
@@ -302,12 +342,17 @@ def surrogate_gradient(objective: Objective, policy: TwoPositionPolicy, theta: A
     """
     theta = np.asarray(theta, dtype=float)
     theta_old = np.broadcast_to(np.asarray(theta_old, dtype=float), theta.shape)
-    theta_ref = theta_old if theta_ref is None else np.broadcast_to(
-        np.asarray(theta_ref, dtype=float), theta.shape)
-    prefixes, actions, rewards, tails = _check_batch(policy, theta, prefixes, actions, rewards,
-                                                     tails)
-    c0, c1, ct = _token_coefficients(objective, policy, theta, theta_old, theta_ref,
-                                     prefixes, actions, rewards, tails)
+    theta_ref = (
+        theta_old
+        if theta_ref is None
+        else np.broadcast_to(np.asarray(theta_ref, dtype=float), theta.shape)
+    )
+    prefixes, actions, rewards, tails = _check_batch(
+        policy, theta, prefixes, actions, rewards, tails
+    )
+    c0, c1, ct = _token_coefficients(
+        objective, policy, theta, theta_old, theta_ref, prefixes, actions, rewards, tails
+    )
     n_pre, n_act = policy.n_prefixes, policy.n_actions
     pi_pre, pi_cont = policy.probabilities(theta)
     onehot_p = np.eye(n_pre)[prefixes]  # (..., B, G, P)
@@ -321,7 +366,7 @@ def surrogate_gradient(objective: Objective, policy: TwoPositionPolicy, theta: A
     if policy.tail_vocab:
         pi_tail = np.exp(_log_policy(policy, theta)[2])
         onehot_v = np.eye(policy.tail_vocab)[tails]  # (..., B, G, T, V)
-        parts.append(np.einsum("...bgt,...bgtv->...v", ct,
-                               onehot_v - pi_tail[..., None, None, None, :]))
+        parts.append(
+            np.einsum("...bgt,...bgtv->...v", ct, onehot_v - pi_tail[..., None, None, None, :])
+        )
     return np.concatenate(parts, -1) / n_groups
-

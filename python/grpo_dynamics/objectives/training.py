@@ -28,8 +28,9 @@ from .specification import OBJECTIVE_RATIOS, WEIGHTINGS, Objective, surrogate_gr
 __all__ = ["TwoPositionRun", "train_two_position"]
 
 
-def _config_arrays(policy: TwoPositionPolicy, objective: Objective, reward_scale: float,
-                   reset_state: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def _config_arrays(
+    policy: TwoPositionPolicy, objective: Objective, reward_scale: float, reset_state: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """The objective's (and run's) settings in the kernel layout of _objective_kernels."""
     cfg_int = np.zeros(_k.N_CFG_INT, dtype=np.int64)
     cfg_int[_k.CFG_WEIGHTING] = WEIGHTINGS.index(objective.weighting)
@@ -82,10 +83,19 @@ def _sample_np(log_probs: np.ndarray, u: np.ndarray) -> np.ndarray:
     return np.minimum(index, log_probs.shape[-1] - 1)
 
 
-def _train_numpy(policy: TwoPositionPolicy, objective: Objective, optimizer: Optimizer,
-                 theta0: np.ndarray, theta_ref: np.ndarray, group_size: int, n_groups: int,
-                 n_steps: int, refresh_interval: int, seed: int,
-                 reward_scale: float) -> np.ndarray:
+def _train_numpy(
+    policy: TwoPositionPolicy,
+    objective: Objective,
+    optimizer: Optimizer,
+    theta0: np.ndarray,
+    theta_ref: np.ndarray,
+    group_size: int,
+    n_groups: int,
+    n_steps: int,
+    refresh_interval: int,
+    seed: int,
+    reward_scale: float,
+) -> np.ndarray:
     n_rep, n_par = theta0.shape
     keys = _replica_keys_np(seed, n_rep)[:, None, None]
     success = np.asarray(policy.success_prob)
@@ -126,32 +136,63 @@ def _train_numpy(policy: TwoPositionPolicy, objective: Objective, optimizer: Opt
             tails = np.zeros((n_rep, n_groups, group_size, tail_mask.size), dtype=np.int64)
             if policy.tail_vocab:
                 slot = (refresh * n_groups + group_idx[..., None]) * (group_size + 1) + (
-                    member_idx[..., None])  # (B, G, 1)
-                u_tail = _uniform_np(keys[..., None],
-                                     slot * n_streams + _k.N_FIXED_STREAMS + tail_mask)
+                    member_idx[..., None]
+                )  # (B, G, 1)
+                u_tail = _uniform_np(
+                    keys[..., None], slot * n_streams + _k.N_FIXED_STREAMS + tail_mask
+                )
                 drawn = _sample_np(log_tail[:, None, None, None, :], u_tail)
                 tails = np.where(_tail_mask(policy, actions), drawn, 0)
-        grad = surrogate_gradient(objective, policy, theta, theta_old=theta_old,
-                                  prefixes=prefixes, actions=actions, rewards=rewards,
-                                  theta_ref=theta_ref, tails=tails)
+        grad = surrogate_gradient(
+            objective,
+            policy,
+            theta,
+            theta_old=theta_old,
+            prefixes=prefixes,
+            actions=actions,
+            rewards=rewards,
+            theta_ref=theta_ref,
+            tails=tails,
+        )
         numpy_step(optimizer, theta, -grad, state)
         out[:, t + 1] = theta
     return out
 
 
-def _train_numba(policy: TwoPositionPolicy, objective: Objective, optimizer: Optimizer,
-                 theta0: np.ndarray, theta_ref: np.ndarray, group_size: int, n_groups: int,
-                 n_steps: int, refresh_interval: int, seed: int,
-                 reward_scale: float) -> np.ndarray:
+def _train_numba(
+    policy: TwoPositionPolicy,
+    objective: Objective,
+    optimizer: Optimizer,
+    theta0: np.ndarray,
+    theta_ref: np.ndarray,
+    group_size: int,
+    n_groups: int,
+    n_steps: int,
+    refresh_interval: int,
+    seed: int,
+    reward_scale: float,
+) -> np.ndarray:
     cfg_int, cfg_float = _config_arrays(policy, objective, reward_scale, optimizer.reset_state)
     opt_kind, opt_hyper = optimizer.kernel_arguments()
     n_rep = theta0.shape[0]
     out = np.empty((n_rep, n_steps + 1, policy.n_params))
     out[:, 0] = theta0
-    args = (theta_ref, policy.n_prefixes, policy.n_actions,
-            np.asarray(policy.lengths, dtype=np.int64), np.asarray(policy.success_prob),
-            cfg_int, cfg_float, opt_kind, opt_hyper, group_size, n_groups, n_steps,
-            refresh_interval, np.uint64(seed))
+    args = (
+        theta_ref,
+        policy.n_prefixes,
+        policy.n_actions,
+        np.asarray(policy.lengths, dtype=np.int64),
+        np.asarray(policy.success_prob),
+        cfg_int,
+        cfg_float,
+        opt_kind,
+        opt_hyper,
+        group_size,
+        n_groups,
+        n_steps,
+        refresh_interval,
+        np.uint64(seed),
+    )
     # the kernel releases the GIL: one contiguous chunk of replicas per thread; each replica's
     # random stream depends only on (seed, replica), so the split does not change the result
     n_threads = max(1, min(numba.get_num_threads(), n_rep))
@@ -160,27 +201,41 @@ def _train_numba(policy: TwoPositionPolicy, objective: Objective, optimizer: Opt
         _k.train_replicas(out, 0, n_rep, *args)
     else:
         with ThreadPoolExecutor(n_threads) as pool:
-            jobs = [pool.submit(_k.train_replicas, out, int(lo), int(hi), *args)
-                    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+            jobs = [
+                pool.submit(_k.train_replicas, out, int(lo), int(hi), *args)
+                for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
+            ]
             for job in jobs:
                 job.result()
     return out
 
 
 def _check_types(policy: object, objective: object, optimizer: object) -> None:
-    for name, value, kind in (("policy", policy, TwoPositionPolicy),
-                              ("objective", objective, Objective),
-                              ("optimizer", optimizer, Optimizer)):
+    for name, value, kind in (
+        ("policy", policy, TwoPositionPolicy),
+        ("objective", objective, Objective),
+        ("optimizer", optimizer, Optimizer),
+    ):
         if not isinstance(value, kind):
             raise ValueError(f"{name}: must be a {kind.__name__}, got {type(value).__name__}")
 
 
-def train_two_position(policy: TwoPositionPolicy, objective: Objective, optimizer: Optimizer, *,
-                       group_size: int, n_steps: int, n_groups: int = 1,
-                       refresh_interval: int = 1, n_replicas: int = 1, seed: int = 0,
-                       theta0: Any | None = None, theta_ref: Any | None = None,
-                       reward_scale: float = 1.0,
-                       backend: Literal["numba", "numpy"] = "numba") -> TwoPositionRun:
+def train_two_position(
+    policy: TwoPositionPolicy,
+    objective: Objective,
+    optimizer: Optimizer,
+    *,
+    group_size: int,
+    n_steps: int,
+    n_groups: int = 1,
+    refresh_interval: int = 1,
+    n_replicas: int = 1,
+    seed: int = 0,
+    theta0: Any | None = None,
+    theta_ref: Any | None = None,
+    reward_scale: float = 1.0,
+    backend: Literal["numba", "numpy"] = "numba",
+) -> TwoPositionRun:
     """Train the two-position policy with one objective and optimizer (docs/objectives.md
     section 3).
 
@@ -214,13 +269,40 @@ def train_two_position(policy: TwoPositionPolicy, objective: Objective, optimize
     if ref.shape != (n_par,) or not np.all(np.isfinite(ref)):
         raise ValueError(f"theta_ref: must be finite with shape ({n_par},), got shape {ref.shape}")
     if backend == "numba":
-        theta = _train_numba(policy, objective, optimizer, theta0_arr, ref, int(group_size),
-                             int(n_groups), int(n_steps), int(refresh_interval), int(seed),
-                             reward_scale)
+        theta = _train_numba(
+            policy,
+            objective,
+            optimizer,
+            theta0_arr,
+            ref,
+            int(group_size),
+            int(n_groups),
+            int(n_steps),
+            int(refresh_interval),
+            int(seed),
+            reward_scale,
+        )
     else:
-        theta = _train_numpy(policy, objective, optimizer, theta0_arr, ref, int(group_size),
-                             int(n_groups), int(n_steps), int(refresh_interval), int(seed),
-                             reward_scale)
-    return TwoPositionRun(theta, policy.expected_reward(theta), policy.expected_length(theta),
-                          policy, objective, optimizer, reward_scale, backend)
-
+        theta = _train_numpy(
+            policy,
+            objective,
+            optimizer,
+            theta0_arr,
+            ref,
+            int(group_size),
+            int(n_groups),
+            int(n_steps),
+            int(refresh_interval),
+            int(seed),
+            reward_scale,
+        )
+    return TwoPositionRun(
+        theta,
+        policy.expected_reward(theta),
+        policy.expected_length(theta),
+        policy,
+        objective,
+        optimizer,
+        reward_scale,
+        backend,
+    )
