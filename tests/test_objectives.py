@@ -164,6 +164,9 @@ def test_presets_encode_the_published_choices():
         (lambda: Objective(weighting="mean"), "weighting"),
         (lambda: Objective(advantage="rank"), "advantage"),
         (lambda: Objective(ratio="step"), "ratio"),
+        # shared names, subset implemented here: no "none" ratio, no "k3_is" KL
+        (lambda: Objective(ratio="none"), "ratio: must be one of 'token', 'sequence'"),
+        (lambda: Objective(kl="k3_is", kl_coef=0.1), "kl: must be one of 'none', 'k3'"),
         (lambda: Objective(eps_low=1.0), "eps_low"),
         (lambda: Objective(eps_high=-0.1), "eps_high"),
         (lambda: Objective(kl_coef=0.1), "kl_coef"),

@@ -182,3 +182,68 @@ def test_kinds_are_named_once_and_values_are_normalised():
     assert opt == Optimizer("adam", lr=0.5, beta2=0.9) and hash(opt) == hash(
         Optimizer("adam", lr=0.5, beta2=0.9)
     )
+
+
+# ---------------------------------------------------------------- one rule set everywhere
+def _message(factory) -> str | None:
+    try:
+        factory()
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"kind": "heavy_ball", "lr": -1.0, "momentum": 0.5}, "lr"),
+        ({"kind": "heavy_ball", "lr": 0.1, "momentum": 1.0}, "momentum"),
+        ({"kind": "heavy_ball", "lr": 0.1, "momentum": 0.5, "dampening": 1.0}, "dampening"),
+        ({"kind": "sgd", "lr": 0.1, "momentum": 0.5}, "momentum"),
+        ({"kind": "adam", "lr": 0.1, "momentum": 0.9, "dampening": 0.2}, "dampening"),
+        ({"kind": "adamw", "lr": 0.5, "momentum": 0.9, "weight_decay": 2.0}, "weight_decay"),
+        ({"kind": "sgd", "lr": 0.1, "momentum": 0.0, "weight_decay": -1.0}, "weight_decay"),
+        ({"kind": "rmsprop", "lr": 0.1, "momentum": 0.0}, None),
+    ],
+)
+def test_bandit_config_and_hyperparameters_follow_the_optimizers_rules(settings, field):
+    from grpo_dynamics.simulate import BanditConfig
+    from grpo_dynamics.stability import Hyperparameters
+
+    kind, rest = settings["kind"], {k: v for k, v in settings.items() if k != "kind"}
+    adam = kind in ("adam", "adamw")
+    as_optimizer = dict(rest, kind=kind)
+    if adam:  # the configs' momentum is Adam's beta1
+        as_optimizer["beta1"] = as_optimizer.pop("momentum")
+    messages = [
+        _message(lambda: Optimizer(**as_optimizer)),
+        _message(lambda: BanditConfig(optimizer=kind, **rest)),
+        _message(lambda: Hyperparameters(optimizer=kind, **rest)),
+    ]
+    assert all(message is not None for message in messages)
+    if field is None:  # the kind itself: each names its own field, same list of kinds
+        assert {m.split(":")[0] for m in messages} == {"kind", "optimizer"}
+        assert len({m.split(":", 1)[1] for m in messages}) == 1
+    else:
+        assert len(set(messages)) == 1 and messages[0].startswith(f"{field}: must ")
+
+
+def test_heavy_ball_without_momentum_and_group_size_rules_agree_everywhere():
+    from grpo_dynamics.objectives import Objective, TwoPositionPolicy, train_two_position
+    from grpo_dynamics.simulate import BanditConfig
+    from grpo_dynamics.stability import Hyperparameters
+
+    # accepted by all three, and all three read it as plain SGD
+    spec = Optimizer("heavy_ball", lr=0.1, dampening=0.5)
+    bandit = BanditConfig(optimizer="heavy_ball", lr=0.1, momentum=0.0, dampening=0.5)
+    hp = Hyperparameters(lr=0.1, momentum=0.0, dampening=0.5)
+    assert bandit.to_optimizer() == spec == hp.to_optimizer()
+    assert hp.effective_lr == 0.1 and hp.effective_momentum == 0.0
+    # a group needs two members wherever one is formed
+    policy = TwoPositionPolicy(lengths=(1, 2), success_prob=(0.5, 0.5))
+    messages = {
+        _message(lambda: BanditConfig(group_size=1)),
+        _message(lambda: Hyperparameters(lr=0.1, momentum=0.5, group_size=1)),
+        _message(lambda: train_two_position(policy, Objective(), spec, group_size=1, n_steps=1)),
+    }
+    assert messages == {"group_size: must be an integer >= 2, got 1"}

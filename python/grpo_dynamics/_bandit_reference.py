@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .optimizer import OptimizerState, numpy_step
-from .simulate import BanditConfig
+from .simulate import OBSERVABLES, BanditConfig
 
 
 def _softmax(theta: np.ndarray) -> np.ndarray:
@@ -72,17 +72,7 @@ def simulate_reference(config: BanditConfig, seed: int) -> dict[str, np.ndarray]
     ref = _softmax(np.asarray(config.reference_logits, dtype=float))
     n_arms = config.n_arms
     shape = (config.replicas, config.steps)
-    out = {
-        name: np.empty(shape)
-        for name in (
-            "expected_reward",
-            "group_reward_std",
-            "zero_std_fraction",
-            "entropy",
-            "kl_to_reference",
-            "clip_fraction",
-        )
-    }
+    out = {name: np.empty(shape) for name in OBSERVABLES}
     for rep in range(config.replicas):
         theta = np.asarray(config.initial_logits, dtype=float).copy()
         optimizer = config.to_optimizer()

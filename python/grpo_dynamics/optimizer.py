@@ -35,6 +35,7 @@ from . import _validation as _v
 
 __all__ = [
     "OPTIMIZER_KINDS",
+    "ADAM_FAMILY",
     "OptimizerKind",
     "Optimizer",
     "OptimizerState",
@@ -45,6 +46,8 @@ __all__ = [
 
 OptimizerKind = Literal["sgd", "heavy_ball", "adam", "adamw"]
 OPTIMIZER_KINDS: tuple[OptimizerKind, ...] = ("sgd", "heavy_ball", "adam", "adamw")
+# the kinds with Adam's moments (beta1, beta2, eps, a preconditioner)
+ADAM_FAMILY: tuple[OptimizerKind, ...] = OPTIMIZER_KINDS[2:]
 
 # ---- kernel layout: kind code = OPTIMIZER_KINDS.index(kind); hyperparameters in one array ----
 SGD, HEAVY_BALL, ADAM, ADAMW = 0, 1, 2, 3
@@ -104,7 +107,7 @@ class Optimizer:
                 if values[name] != 0.0:
                     hint = (
                         " (Adam's momentum is beta1)"
-                        if kind in ("adam", "adamw")
+                        if kind in ADAM_FAMILY
                         else (" (use kind='heavy_ball')")
                     )
                     raise ValueError(
@@ -296,7 +299,7 @@ def effective_dynamics(
     kappa_now = _v.finite("kappa_now", kappa_now)
     lag = _v.nonnegative("lag", lag)
     lr, decay = optimizer.lr, optimizer.weight_decay
-    if optimizer.kind in ("adam", "adamw"):
+    if optimizer.kind in ADAM_FAMILY:
         if grad_rms is None:
             raise ValueError("grad_rms: required for Adam-family optimizers (sqrt(v_hat))")
         scale = _v.nonnegative("grad_rms", grad_rms) + optimizer.eps

@@ -31,7 +31,7 @@ from ._vocabulary import (
     Ratio,
     check_kl,
 )
-from .optimizer import OPTIMIZER_KINDS, Optimizer, OptimizerKind, effective_dynamics
+from .optimizer import ADAM_FAMILY, OPTIMIZER_KINDS, Optimizer, OptimizerKind, effective_dynamics
 
 __all__ = [
     "BanditConfig",
@@ -44,6 +44,15 @@ __all__ = [
 ]
 
 _REWARD_KINDS = ("bernoulli", "fixed")
+# the per-step observables of a SimulationResult (also the keys of the reference simulation)
+OBSERVABLES = (
+    "expected_reward",
+    "group_reward_std",
+    "zero_std_fraction",
+    "entropy",
+    "kl_to_reference",
+    "clip_fraction",
+)
 
 
 def _as_logits(value: Sequence[float] | np.ndarray | None, n_arms: int, name: str) -> tuple:
@@ -176,7 +185,7 @@ class BanditConfig:
 
     def to_optimizer(self) -> Optimizer:
         """The update rule as an optimizer.Optimizer (momentum becomes beta1 for Adam)."""
-        adam = self.optimizer in ("adam", "adamw")
+        adam = self.optimizer in ADAM_FAMILY
         return Optimizer(
             kind=self.optimizer,
             lr=self.lr,
@@ -273,18 +282,10 @@ class SimulationResult:
     clip_fraction: np.ndarray
     final_logits: np.ndarray
 
-    _OBSERVABLES = (
-        "expected_reward",
-        "group_reward_std",
-        "zero_std_fraction",
-        "entropy",
-        "kl_to_reference",
-        "clip_fraction",
-    )
+    _OBSERVABLES = OBSERVABLES
 
     def _series(self, burn_in: int, observable: str) -> np.ndarray:
-        if observable not in self._OBSERVABLES:
-            _v.choice("observable", observable, self._OBSERVABLES)
+        _v.choice("observable", observable, OBSERVABLES)
         steps = self.config.steps
         burn_in = _v.integer("burn_in", burn_in, minimum=0, maximum=steps - 4)
         return np.asarray(getattr(self, observable))[:, burn_in:]
@@ -513,7 +514,7 @@ class StiffnessResult:
 def _eta_eff(config: BanditConfig, second_moment: float) -> float:
     """Effective learning rate (docs/model.md section 1) from optimizer.effective_dynamics; Adam
     uses the preconditioner frozen at the fixed point (grad_rms = sqrt(second_moment))."""
-    adam = config.optimizer in ("adam", "adamw")
+    adam = config.optimizer in ADAM_FAMILY
     dynamics = effective_dynamics(
         config.to_optimizer(), kappa_lag=0.0, grad_rms=math.sqrt(second_moment) if adam else None
     )
@@ -551,7 +552,7 @@ def _exact_stiffness(config: BanditConfig, step: float) -> StiffnessResult:
     start_gap = float(initial[1] - initial[0])
     eta = config.lr
     decay = config.weight_decay
-    for _ in range(1 if config.optimizer in ("sgd", "heavy_ball") else 6):
+    for _ in range(6 if config.optimizer in ADAM_FAMILY else 1):
         # fixed point: expected gap drift balanced by weight decay (iterated for Adam's s)
 
         def balance(gap: float, decay: float = decay) -> float:

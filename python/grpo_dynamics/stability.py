@@ -25,6 +25,7 @@ from numpy.typing import ArrayLike, NDArray
 from . import _core
 from . import _validation as _v
 from .optimizer import (
+    ADAM_FAMILY,
     OPTIMIZER_KINDS,
     EffectiveDynamics,
     Optimizer,
@@ -166,7 +167,7 @@ class Hyperparameters:
             "optimizer": optimizer.kind,
             "weight_decay": optimizer.weight_decay,
         }
-        if optimizer.kind in ("adam", "adamw"):
+        if optimizer.kind in ADAM_FAMILY:
             if grad_rms is None:
                 raise ValueError("grad_rms: required for adam/adamw (sqrt(v_hat))")
             rms = _v.nonnegative("grad_rms", grad_rms)
@@ -176,7 +177,7 @@ class Hyperparameters:
     def to_optimizer(self) -> Optimizer:
         """The optimizer.Optimizer this describes (Adam family: eps = 0, the preconditioner
         adam_preconditioner is passed as grad_rms to optimizer.effective_dynamics)."""
-        if self.optimizer in ("adam", "adamw"):
+        if self.optimizer in ADAM_FAMILY:
             return Optimizer(
                 kind=self.optimizer,
                 lr=self.lr,
@@ -198,7 +199,7 @@ class Hyperparameters:
     ) -> EffectiveDynamics:
         """optimizer.effective_dynamics of this optimizer: beta_effective, eta_effective, c_lag,
         c_now (weight decay included), mass, damping, stiffness at effective lag L (steps)."""
-        grad_rms = self.adam_preconditioner if self.optimizer in ("adam", "adamw") else None
+        grad_rms = self.adam_preconditioner if self.optimizer in ADAM_FAMILY else None
         return effective_dynamics(
             self.to_optimizer(),
             kappa_lag=kappa_lag,

@@ -18,7 +18,7 @@ import numpy as np
 from scipy.special import log_softmax
 
 from .. import _validation as _v
-from ..optimizer import Optimizer, OptimizerState, numpy_step
+from ..optimizer import ADAM_FAMILY, Optimizer, OptimizerState, numpy_step
 from .policy import TwoPositionPolicy
 from .specification import Objective, _token_coefficients, objective_preset, surrogate_gradient
 from .training import TwoPositionRun, train_two_position
@@ -199,7 +199,7 @@ def reward_scale_invariance(
     base = train_two_position(policy, objective, optimizer, reward_scale=1.0, **kwargs)
     scaled = train_two_position(policy, objective, optimizer, reward_scale=phi, **kwargs)
     predicted = (
-        optimizer.kind in ("adam", "adamw")
+        optimizer.kind in ADAM_FAMILY
         and objective.kl_coefficient == 0.0
         and objective.advantage == "centered"
         and optimizer.max_grad_norm is None
@@ -327,7 +327,7 @@ def clip_overshoot(
     n = int(active[-1]) + 1 if active.size else 0
     k = np.arange(n_steps - n) if n else np.arange(0)
     ratios = steps[n + k] / steps[n - 1] if n else np.empty(0)
-    if optimizer.kind in ("adam", "adamw"):
+    if optimizer.kind in ADAM_FAMILY:
         asymptotic = (optimizer.beta1 / np.sqrt(optimizer.beta2)) ** (k + 1.0)
         predicted = (
             adam_overshoot_ratio(optimizer.beta1, optimizer.beta2, n, k) if n else np.empty(0)
