@@ -89,14 +89,16 @@ class Optimizer:
 
     def __post_init__(self) -> None:
         kind = _v.choice("kind", self.kind, OPTIMIZER_KINDS)
+        lr = _v.positive("lr", self.lr)
+        decay = _v.nonnegative("weight_decay", self.weight_decay)
         values: dict[str, object] = {
-            "lr": _v.positive("lr", self.lr),
+            "lr": lr,
             "momentum": _v.in_range("momentum", self.momentum, 0.0, 1.0, hi_open=True),
             "dampening": _v.in_range("dampening", self.dampening, 0.0, 1.0, hi_open=True),
             "beta1": _v.in_range("beta1", self.beta1, 0.0, 1.0, hi_open=True),
             "beta2": _v.in_range("beta2", self.beta2, 0.0, 1.0, hi_open=True),
             "eps": _v.nonnegative("eps", self.eps),
-            "weight_decay": _v.nonnegative("weight_decay", self.weight_decay),
+            "weight_decay": decay,
             "max_grad_norm": None
             if self.max_grad_norm is None
             else _v.positive("max_grad_norm", self.max_grad_norm),
@@ -113,7 +115,6 @@ class Optimizer:
                     raise ValueError(
                         f"{name}: must be 0 for kind={kind!r}{hint}, got {_v.show(values[name])}"
                     )
-        lr, decay = float(values["lr"]), float(values["weight_decay"])  # type: ignore[arg-type]
         if kind == "adamw" and lr * decay >= 1.0:
             raise ValueError(
                 f"weight_decay: must satisfy lr * weight_decay < 1 for kind='adamw' (the decay "

@@ -12,9 +12,10 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.special import log_softmax
 
 from .. import _validation as _v
@@ -71,9 +72,9 @@ def _prefix_coefficient(
 def prefix_bias(
     objective: Objective,
     *,
-    lengths: Any,
-    success_prob: Any,
-    continuation_logits: Any | None = None,
+    lengths: ArrayLike,
+    success_prob: ArrayLike,
+    continuation_logits: ArrayLike | None = None,
     group_size: int = 8,
     n_groups: int = 20_000,
     seed: int = 0,
@@ -86,7 +87,8 @@ def prefix_bias(
     Uniform per-token weights (group_mean, token_sum) cancel exactly because sum_i A_i = 0;
     1/|o_i| weights do not, and the sign follows whether the correct answers are short or long.
     """
-    policy = TwoPositionPolicy(tuple(np.asarray(lengths).tolist()), success_prob, "shared")
+    prob = np.asarray(success_prob, dtype=float).tolist()
+    policy = TwoPositionPolicy(tuple(np.asarray(lengths).tolist()), prob, "shared")
     n_act = policy.n_actions
     logits = (
         np.zeros(n_act)
@@ -176,7 +178,7 @@ def reward_scale_invariance(
     refresh_interval: int = 1,
     n_replicas: int = 8,
     seed: int = 0,
-    theta_ref: Any | None = None,
+    theta_ref: ArrayLike | None = None,
     backend: Literal["numba", "numpy"] = "numba",
 ) -> ScaleInvariance:
     """Train twice with the same random numbers, rewards scaled by 1 and by phi > 0 (section 6).
@@ -186,18 +188,23 @@ def reward_scale_invariance(
     """
     phi = _v.positive("phi", phi)
     policy = _default_effect_policy() if policy is None else policy
-    kwargs: dict[str, Any] = dict(
-        group_size=group_size,
-        n_steps=n_steps,
-        n_groups=n_groups,
-        refresh_interval=refresh_interval,
-        n_replicas=n_replicas,
-        seed=seed,
-        theta_ref=theta_ref,
-        backend=backend,
+    base, scaled = (
+        train_two_position(
+            policy,
+            objective,
+            optimizer,
+            group_size=group_size,
+            n_steps=n_steps,
+            n_groups=n_groups,
+            refresh_interval=refresh_interval,
+            n_replicas=n_replicas,
+            seed=seed,
+            theta_ref=theta_ref,
+            backend=backend,
+            reward_scale=scale,
+        )
+        for scale in (1.0, phi)
     )
-    base = train_two_position(policy, objective, optimizer, reward_scale=1.0, **kwargs)
-    scaled = train_two_position(policy, objective, optimizer, reward_scale=phi, **kwargs)
     predicted = (
         optimizer.kind in ADAM_FAMILY
         and objective.kl_coefficient == 0.0
@@ -218,7 +225,9 @@ def reward_scale_invariance(
 # --------------------------------------------------------------------------------------------
 # effect 3: momentum overshoot of the clip band
 # --------------------------------------------------------------------------------------------
-def adam_overshoot_ratio(beta1: float, beta2: float, last_active_step: int, k: Any) -> np.ndarray:
+def adam_overshoot_ratio(
+    beta1: float, beta2: float, last_active_step: int, k: ArrayLike
+) -> np.ndarray:
     """Exact Adam step ratio (eps -> 0) k + 1 steps after the last non-zero gradient (section 7).
 
     With the last non-zero gradient at Adam step n (1-based), m_{n+j} = beta1^j m_n and

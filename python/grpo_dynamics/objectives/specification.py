@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .. import _validation as _v
 from .._vocabulary import ADVANTAGES, KL, Advantage, check_kl
@@ -120,10 +121,10 @@ def objective_preset(name: str, **overrides: Any) -> Objective:
 def _check_batch(
     policy: TwoPositionPolicy,
     theta: np.ndarray,
-    prefixes: Any,
-    actions: Any,
-    rewards: Any,
-    tails: Any | None = None,
+    prefixes: ArrayLike,
+    actions: ArrayLike,
+    rewards: ArrayLike,
+    tails: ArrayLike | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     prefixes = np.asarray(prefixes)
     actions = np.asarray(actions)
@@ -214,14 +215,14 @@ def _gather(
 def surrogate_value(
     objective: Objective,
     policy: TwoPositionPolicy,
-    theta: Any,
+    theta: ArrayLike,
     *,
-    theta_old: Any,
-    prefixes: Any,
-    actions: Any,
-    rewards: Any,
-    theta_ref: Any | None = None,
-    tails: Any | None = None,
+    theta_old: ArrayLike,
+    prefixes: ArrayLike,
+    actions: ArrayLike,
+    rewards: ArrayLike,
+    theta_ref: ArrayLike | None = None,
+    tails: ArrayLike | None = None,
 ) -> np.ndarray:
     """J of docs/objectives.md section 1, averaged over groups; plain token-by-token evaluation.
 
@@ -325,14 +326,14 @@ def _token_coefficients(
 def surrogate_gradient(
     objective: Objective,
     policy: TwoPositionPolicy,
-    theta: Any,
+    theta: ArrayLike,
     *,
-    theta_old: Any,
-    prefixes: Any,
-    actions: Any,
-    rewards: Any,
-    theta_ref: Any | None = None,
-    tails: Any | None = None,
+    theta_old: ArrayLike,
+    prefixes: ArrayLike,
+    actions: ArrayLike,
+    rewards: ArrayLike,
+    theta_ref: ArrayLike | None = None,
+    tails: ArrayLike | None = None,
 ) -> np.ndarray:
     """Analytic dJ/dtheta (..., n_params) of surrogate_value (docs/objectives.md section 1).
 

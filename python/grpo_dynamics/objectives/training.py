@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numba
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .. import _objective_kernels as _k
 from .. import _validation as _v
@@ -104,7 +105,7 @@ def _train_numpy(
     n_streams = _k.N_FIXED_STREAMS + policy.max_tail  # same layout as the kernel
     tail_mask = np.arange(max(policy.max_tail, 1))  # tail position j
 
-    def counter(refresh: int, member: np.ndarray, stream: Any) -> np.ndarray:
+    def counter(refresh: int, member: np.ndarray, stream: int | np.ndarray) -> np.ndarray:
         slot = (refresh * n_groups + group_idx) * (group_size + 1) + member
         return slot * n_streams + stream
 
@@ -231,8 +232,8 @@ def train_two_position(
     refresh_interval: int = 1,
     n_replicas: int = 1,
     seed: int = 0,
-    theta0: Any | None = None,
-    theta_ref: Any | None = None,
+    theta0: ArrayLike | None = None,
+    theta_ref: ArrayLike | None = None,
     reward_scale: float = 1.0,
     backend: Literal["numba", "numpy"] = "numba",
 ) -> TwoPositionRun:
