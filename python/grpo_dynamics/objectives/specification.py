@@ -118,6 +118,17 @@ def objective_preset(name: str, **overrides: Any) -> Objective:
 # --------------------------------------------------------------------------------------------
 # the surrogate: plain value, analytic gradient (NumPy reference)
 # --------------------------------------------------------------------------------------------
+def _logits(
+    theta: ArrayLike, theta_old: ArrayLike, theta_ref: ArrayLike | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """theta as floats; theta_old and theta_ref (default theta_old) broadcast to its shape."""
+    current = np.asarray(theta, dtype=float)
+    old = np.broadcast_to(np.asarray(theta_old, dtype=float), current.shape)
+    if theta_ref is None:
+        return current, old, old
+    return current, old, np.broadcast_to(np.asarray(theta_ref, dtype=float), current.shape)
+
+
 def _check_batch(
     policy: TwoPositionPolicy,
     theta: np.ndarray,
@@ -231,13 +242,7 @@ def surrogate_value(
     policy.tail_vocab > 0. Returns J with shape theta.shape[:-1].
     This is the reference the analytic gradient is checked against by finite differences.
     """
-    theta = np.asarray(theta, dtype=float)
-    theta_old = np.broadcast_to(np.asarray(theta_old, dtype=float), theta.shape)
-    theta_ref = (
-        theta_old
-        if theta_ref is None
-        else np.broadcast_to(np.asarray(theta_ref, dtype=float), theta.shape)
-    )
+    theta, theta_old, theta_ref = _logits(theta, theta_old, theta_ref)
     prefixes, actions, rewards, tails = _check_batch(
         policy, theta, prefixes, actions, rewards, tails
     )
@@ -341,13 +346,7 @@ def surrogate_gradient(
     with s the sequence ratio) minus kl_coef w (1 - pi_ref/pi); then d log pi(k)/d theta =
     e_k - softmax(theta). At a clip boundary the unclipped branch is taken.
     """
-    theta = np.asarray(theta, dtype=float)
-    theta_old = np.broadcast_to(np.asarray(theta_old, dtype=float), theta.shape)
-    theta_ref = (
-        theta_old
-        if theta_ref is None
-        else np.broadcast_to(np.asarray(theta_ref, dtype=float), theta.shape)
-    )
+    theta, theta_old, theta_ref = _logits(theta, theta_old, theta_ref)
     prefixes, actions, rewards, tails = _check_batch(
         policy, theta, prefixes, actions, rewards, tails
     )

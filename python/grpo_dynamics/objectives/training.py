@@ -84,20 +84,27 @@ def _sample_np(log_probs: np.ndarray, u: np.ndarray) -> np.ndarray:
     return np.minimum(index, log_probs.shape[-1] - 1)
 
 
-def _train_numpy(
-    policy: TwoPositionPolicy,
-    objective: Objective,
-    optimizer: Optimizer,
-    theta0: np.ndarray,
-    theta_ref: np.ndarray,
-    group_size: int,
-    n_groups: int,
-    n_steps: int,
-    refresh_interval: int,
-    seed: int,
-    reward_scale: float,
-) -> np.ndarray:
+@dataclass(frozen=True, eq=False)
+class _Run:
+    """The validated settings of one train_two_position call (both backends read them)."""
+
+    policy: TwoPositionPolicy
+    objective: Objective
+    optimizer: Optimizer
+    theta_ref: np.ndarray
+    group_size: int
+    n_groups: int
+    n_steps: int
+    refresh_interval: int
+    seed: int
+    reward_scale: float
+
+
+def _train_numpy(run: _Run, theta0: np.ndarray) -> np.ndarray:
+    policy, objective, optimizer = run.policy, run.objective, run.optimizer
+    group_size, n_groups, refresh_interval = run.group_size, run.n_groups, run.refresh_interval
     n_rep, n_par = theta0.shape
+    seed, n_steps, reward_scale, theta_ref = run.seed, run.n_steps, run.reward_scale, run.theta_ref
     keys = _replica_keys_np(seed, n_rep)[:, None, None]
     success = np.asarray(policy.success_prob)
     group_idx = np.arange(n_groups)[:, None]
@@ -160,40 +167,19 @@ def _train_numpy(
     return out
 
 
-def _train_numba(
-    policy: TwoPositionPolicy,
-    objective: Objective,
-    optimizer: Optimizer,
-    theta0: np.ndarray,
-    theta_ref: np.ndarray,
-    group_size: int,
-    n_groups: int,
-    n_steps: int,
-    refresh_interval: int,
-    seed: int,
-    reward_scale: float,
-) -> np.ndarray:
-    cfg_int, cfg_float = _config_arrays(policy, objective, reward_scale, optimizer.reset_state)
-    opt_kind, opt_hyper = optimizer.kernel_arguments()
-    n_rep = theta0.shape[0]
-    out = np.empty((n_rep, n_steps + 1, policy.n_params))
-    out[:, 0] = theta0
-    args = (
-        theta_ref,
-        policy.n_prefixes,
-        policy.n_actions,
-        np.asarray(policy.lengths, dtype=np.int64),
-        np.asarray(policy.success_prob),
-        cfg_int,
-        cfg_float,
-        opt_kind,
-        opt_hyper,
-        group_size,
-        n_groups,
-        n_steps,
-        refresh_interval,
-        np.uint64(seed),
+def _train_numba(run: _Run, theta0: np.ndarray) -> np.ndarray:
+    policy = run.policy
+    cfg_int, cfg_float = _config_arrays(
+        policy, run.objective, run.reward_scale, run.optimizer.reset_state
     )
+    n_rep = theta0.shape[0]
+    out = np.empty((n_rep, run.n_steps + 1, policy.n_params))
+    out[:, 0] = theta0
+    lengths = np.asarray(policy.lengths, dtype=np.int64)
+    args: tuple[object, ...] = (run.theta_ref, policy.n_prefixes, policy.n_actions, lengths)
+    args += (np.asarray(policy.success_prob), cfg_int, cfg_float)
+    args += (*run.optimizer.kernel_arguments(), run.group_size, run.n_groups, run.n_steps)
+    args += (run.refresh_interval, np.uint64(run.seed))
     # the kernel releases the GIL: one contiguous chunk of replicas per thread; each replica's
     # random stream depends only on (seed, replica), so the split does not change the result
     n_threads = max(1, min(numba.get_num_threads(), n_rep))
@@ -269,34 +255,19 @@ def train_two_position(
     ref = np.zeros(n_par) if theta_ref is None else np.asarray(theta_ref, dtype=float)
     if ref.shape != (n_par,) or not np.all(np.isfinite(ref)):
         raise ValueError(f"theta_ref: must be finite with shape ({n_par},), got shape {ref.shape}")
-    if backend == "numba":
-        theta = _train_numba(
-            policy,
-            objective,
-            optimizer,
-            theta0_arr,
-            ref,
-            int(group_size),
-            int(n_groups),
-            int(n_steps),
-            int(refresh_interval),
-            int(seed),
-            reward_scale,
-        )
-    else:
-        theta = _train_numpy(
-            policy,
-            objective,
-            optimizer,
-            theta0_arr,
-            ref,
-            int(group_size),
-            int(n_groups),
-            int(n_steps),
-            int(refresh_interval),
-            int(seed),
-            reward_scale,
-        )
+    run = _Run(
+        policy,
+        objective,
+        optimizer,
+        ref,
+        group_size,
+        n_groups,
+        n_steps,
+        refresh_interval,
+        seed,
+        reward_scale,
+    )
+    theta = (_train_numba if backend == "numba" else _train_numpy)(run, theta0_arr)
     return TwoPositionRun(
         theta,
         policy.expected_reward(theta),
