@@ -365,49 +365,15 @@ def train_replica(
 
 
 @njit(cache=True, nogil=True)
-def train_replicas(
-    out,
-    first,
-    last,
-    theta_ref,
-    n_prefixes,
-    n_actions,
-    lengths,
-    success_prob,
-    cfg_int,
-    cfg_float,
-    opt_kind,
-    opt_hyper,
-    group_size,
-    n_groups,
-    n_steps,
-    refresh_interval,
-    seed,
-):  # pragma: no cover - compiled
-    """Replicas first..last-1 into out, without the GIL (training.py runs chunks on threads).
+def train_replicas(out, first, last, *args):  # pragma: no cover - compiled
+    """Replicas first..last-1 into out, without the GIL (training.py runs chunks on threads);
+    args are train_replica's after `replica`.
 
     Plain threads over a nogil kernel rather than parallel=True: the parfor machinery costs
     ~10 s of compile time for no gain at this granularity (one task per chunk of replicas).
     """
     for r in range(first, last):
-        train_replica(
-            out,
-            r,
-            theta_ref,
-            n_prefixes,
-            n_actions,
-            lengths,
-            success_prob,
-            cfg_int,
-            cfg_float,
-            opt_kind,
-            opt_hyper,
-            group_size,
-            n_groups,
-            n_steps,
-            refresh_interval,
-            seed,
-        )
+        train_replica(out, r, *args)
 
 
 @njit(cache=True)
