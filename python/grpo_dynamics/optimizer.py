@@ -145,6 +145,9 @@ class Optimizer:
 # --------------------------------------------------------------------------------------------
 # the update: compiled step and its NumPy twin
 # --------------------------------------------------------------------------------------------
+# Numba's on-disk cache of a caller (_bandit_kernels, _objective_kernels) is keyed on the
+# caller's own file only: after editing numba_step, delete their cached *.nbi/*.nbc files in
+# __pycache__ or they keep running the old step.
 @njit(cache=True, error_model="numpy")
 def numba_step(theta, loss_grad, buf, exp_avg, exp_avg_sq, step_count, kind, hyper):
     # pragma: no cover - compiled
