@@ -56,7 +56,8 @@ def numpy_vectorised(config: gd.BanditConfig, seed: int) -> np.ndarray:
         logp = np.log(pi[rows, arms])
         ratio = np.exp(logp - logp_old)
         clipped = ((adv > 0) & (ratio > 1 + config.eps_high)) | (
-            (adv < 0) & (ratio < 1 - config.eps_low))
+            (adv < 0) & (ratio < 1 - config.eps_low)
+        )
         coef = np.where(clipped, 0.0, ratio * adv)
         pi_ref_a = ref[arms]
         coef = coef - config.kl_coef * (1 - pi_ref_a / np.exp(logp))
@@ -73,10 +74,12 @@ def machine() -> dict:
 
 
 def first_call_seconds() -> dict:
-    code = ("import time; t0 = time.perf_counter(); import grpo_dynamics as gd; "
-            "t1 = time.perf_counter(); gd.simulate(gd.BanditConfig(steps=100, replicas=4, "
-            "kl_coef=0.1, ratio='ppo', refresh_interval=2)); t2 = time.perf_counter(); "
-            "print(t1 - t0, t2 - t1)")
+    code = (
+        "import time; t0 = time.perf_counter(); import grpo_dynamics as gd; "
+        "t1 = time.perf_counter(); gd.simulate(gd.BanditConfig(steps=100, replicas=4, "
+        "kl_coef=0.1, ratio='token', refresh_interval=2)); t2 = time.perf_counter(); "
+        "print(t1 - t0, t2 - t1)"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)  # warm cache
     run = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     import_s, call_s = map(float, run.stdout.split())
@@ -88,9 +91,18 @@ def main() -> None:
     for group in (8, 64):
         for refresh in (2, 8, 64):
             config = gd.BanditConfig(
-                arm_rewards=(0.1, 0.4, 0.6, 0.8), group_size=group, batch_prompts=8,
-                steps=512, replicas=128, lr=0.1, momentum=0.9, refresh_interval=refresh,
-                ratio="ppo", kl_coef=0.1, seed=1)
+                arm_rewards=(0.1, 0.4, 0.6, 0.8),
+                group_size=group,
+                batch_prompts=8,
+                steps=512,
+                replicas=128,
+                lr=0.1,
+                momentum=0.9,
+                refresh_interval=refresh,
+                ratio="token",
+                kl_coef=0.1,
+                seed=1,
+            )
             gd.simulate(config.replace(steps=64, replicas=2))  # compile outside the timing
             t0 = time.perf_counter()
             fast = gd.simulate(config)
@@ -102,25 +114,40 @@ def main() -> None:
             # sanity: the two simulate the same process (final expected reward, z-score)
             a, b = fast.expected_reward[:, -1], slow[:, -1]
             z = (a.mean() - b.mean()) / np.hypot(a.std(ddof=1), b.std(ddof=1)) * np.sqrt(a.size)
-            rows.append({"G": group, "K": refresh, "numba_s": t_fast, "numpy_s": t_slow,
-                         "speedup": t_slow / t_fast,
-                         "numba_group_samples_per_s": samples / t_fast,
-                         "numpy_group_samples_per_s": samples / t_slow,
-                         "final_reward_numba": float(a.mean()),
-                         "final_reward_numpy": float(b.mean()), "z": float(z)})
+            rows.append(
+                {
+                    "G": group,
+                    "K": refresh,
+                    "numba_s": t_fast,
+                    "numpy_s": t_slow,
+                    "speedup": t_slow / t_fast,
+                    "numba_group_samples_per_s": samples / t_fast,
+                    "numpy_group_samples_per_s": samples / t_slow,
+                    "final_reward_numba": float(a.mean()),
+                    "final_reward_numpy": float(b.mean()),
+                    "z": float(z),
+                }
+            )
             print(rows[-1], flush=True)
     first = first_call_seconds()
     info = machine()
     RESULTS.mkdir(exist_ok=True)
-    doc = {"machine": info, "first_call_warm_cache": first, "rows": rows,
-           "setting": "4 Bernoulli arms (0.1, 0.4, 0.6, 0.8), B=8, 128 replicas, 512 steps, "
-                      "heavy ball lr 0.1 beta 0.9, PPO ratio eps 0.2, k3 KL 0.1, one run each"}
+    doc = {
+        "machine": info,
+        "first_call_warm_cache": first,
+        "rows": rows,
+        "setting": "4 Bernoulli arms (0.1, 0.4, 0.6, 0.8), B=8, 128 replicas, 512 steps, "
+        "heavy ball lr 0.1 beta 0.9, PPO ratio eps 0.2, k3 KL 0.1, one run each",
+    }
     (RESULTS / "simulate.json").write_text(json.dumps(doc, indent=2) + "\n")
     lines = [
-        "# simulate benchmark", "",
-        f"{machine_line(info)} Shared machine: timings are one run each and noisy.", "",
+        "# simulate benchmark",
+        "",
+        f"{machine_line(info)} Shared machine: timings are one run each and noisy.",
+        "",
         f"Setting: {doc['setting']}. Baseline: NumPy vectorised over replicas, prompts and "
-        "samples (benchmarks/bench_simulate.py). Group-samples = replicas x steps x B x G.", "",
+        "samples (benchmarks/bench_simulate.py). Group-samples = replicas x steps x B x G.",
+        "",
         "| G | K | Numba s | NumPy s | speedup | Numba group-samples/s | NumPy group-samples/s "
         "| final reward Numba / NumPy (z) |",
         "|---|---|---|---|---|---|---|---|",
@@ -130,9 +157,14 @@ def main() -> None:
             f"| {r['G']} | {r['K']} | {r['numba_s']:.4f} | {r['numpy_s']:.3f} | "
             f"{r['speedup']:.0f}x | {r['numba_group_samples_per_s']:.3g} | "
             f"{r['numpy_group_samples_per_s']:.3g} | {r['final_reward_numba']:.4f} / "
-            f"{r['final_reward_numpy']:.4f} ({r['z']:+.1f}) |")
-    lines += ["", f"First simulate() call in a fresh process with a warm Numba cache: "
-              f"{first['first_simulate_s']:.2f} s (package import {first['import_s']:.2f} s).", ""]
+            f"{r['final_reward_numpy']:.4f} ({r['z']:+.1f}) |"
+        )
+    lines += [
+        "",
+        f"First simulate() call in a fresh process with a warm Numba cache: "
+        f"{first['first_simulate_s']:.2f} s (package import {first['import_s']:.2f} s).",
+        "",
+    ]
     (RESULTS / "simulate.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

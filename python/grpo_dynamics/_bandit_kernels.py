@@ -11,8 +11,9 @@ Conventions shared with the reference:
   G per-sample draws and costs O(n_arms) instead of O(G);
 - the surrogate gradient only depends on these counts: advantages depend on the reward cell,
   the importance ratio on the arm.
-Codes: optimizer 0 sgd, 1 heavy_ball, 2 adam, 3 adamw; advantage 0 grpo, 1 dr_grpo;
-ratio 0 none, 1 ppo.
+Codes: advantage 0 std_normalized, 1 centered (_vocabulary.ADVANTAGES); ratio 0 none, 1 token
+(= sequence for one-token answers); no clip = infinite eps_low/eps_high. The optimizer is
+optimizer.numba_step with (kind code, hyperparameter array) from Optimizer.kernel_arguments.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ._splitmix import GOLDEN as _GOLDEN
 from ._splitmix import SHIFT11 as _S11
 from ._splitmix import TWO_POW_M53 as _INV53
 from ._splitmix import mix64 as _mix64
+from .optimizer import numba_step
 
 
 @njit(cache=True, error_model="numpy")
@@ -67,8 +69,11 @@ def _binomial(n, p, state):
     if mode > n:
         mode = n
     f_mode = math.exp(
-        math.lgamma(n + 1.0) - math.lgamma(mode + 1.0) - math.lgamma(n - mode + 1.0)
-        + mode * math.log(p) + (n - mode) * math.log(q)
+        math.lgamma(n + 1.0)
+        - math.lgamma(mode + 1.0)
+        - math.lgamma(n - mode + 1.0)
+        + mode * math.log(p)
+        + (n - mode) * math.log(q)
     )
     u = _uniform(state)
     if u < f_mode:
@@ -126,8 +131,20 @@ def _sample_group(pi_old, p_hi, group_size, state, n_arm, k_arm):
 
 
 @njit(cache=True, error_model="numpy")
-def _accumulate_group(n_arm, k_arm, r_hi, r_lo, group_size, advantage, eps_std,
-                      adv_pos, adv_neg, cnt_pos, cnt_neg, n_total):
+def _accumulate_group(
+    n_arm,
+    k_arm,
+    r_hi,
+    r_lo,
+    group_size,
+    advantage,
+    eps_std,
+    adv_pos,
+    adv_neg,
+    cnt_pos,
+    cnt_neg,
+    n_total,
+):
     """Add one group's advantage sums per arm and sign; return (within-group std, zero-std)."""
     n_arms = n_arm.shape[0]
     total = 0.0
@@ -169,8 +186,23 @@ def _accumulate_group(n_arm, k_arm, r_hi, r_lo, group_size, advantage, eps_std,
 
 
 @njit(cache=True, error_model="numpy")
-def _surrogate_gradient(pi, pi_old, ref_pi, adv_pos, adv_neg, cnt_pos, cnt_neg, n_total,
-                        ratio, eps_low, eps_high, kl_coef, kl_is, n_samples, grad):
+def _surrogate_gradient(
+    pi,
+    pi_old,
+    ref_pi,
+    adv_pos,
+    adv_neg,
+    cnt_pos,
+    cnt_neg,
+    n_total,
+    ratio,
+    eps_low,
+    eps_high,
+    kl_coef,
+    kl_is,
+    n_samples,
+    grad,
+):
     """Ascent gradient of J (mean over n_samples) w.r.t. the logits; returns clipped count.
 
     kl_is: weight each sample's k3 gradient by pi/pi_old (its expectation is then exactly
@@ -208,39 +240,37 @@ def _surrogate_gradient(pi, pi_old, ref_pi, adv_pos, adv_neg, cnt_pos, cnt_neg, 
     return clipped
 
 
-@njit(cache=True, error_model="numpy")
-def _optimizer_step(theta, loss_grad, buf, second, step, optimizer, lr, beta1, beta2, eps,
-                    weight_decay):
-    """One PyTorch-form update of theta in place from the loss gradient (step counts from 1)."""
-    n_arms = theta.shape[0]
-    if optimizer == 3:
-        for a in range(n_arms):
-            theta[a] *= 1.0 - lr * weight_decay  # AdamW: decoupled decay before the step
-    else:
-        for a in range(n_arms):
-            loss_grad[a] += weight_decay * theta[a]
-    if optimizer == 0:
-        for a in range(n_arms):
-            theta[a] -= lr * loss_grad[a]
-    elif optimizer == 1:
-        for a in range(n_arms):
-            buf[a] = beta1 * buf[a] + loss_grad[a]  # SGD(momentum, dampening=0)
-            theta[a] -= lr * buf[a]
-    else:
-        c1 = 1.0 - beta1**step
-        c2 = 1.0 - beta2**step
-        for a in range(n_arms):
-            buf[a] = beta1 * buf[a] + (1.0 - beta1) * loss_grad[a]
-            second[a] = beta2 * second[a] + (1.0 - beta2) * loss_grad[a] ** 2
-            theta[a] -= lr * (buf[a] / c1) / (math.sqrt(second[a] / c2) + eps)
-
-
 @njit(parallel=True, cache=True, error_model="numpy")
-def simulate_kernel(r_hi, r_lo, p_hi, group_size, batch_prompts, steps, replicas, seed,
-                    optimizer, lr, beta1, beta2, eps, weight_decay, advantage, eps_std,
-                    refresh_interval, ratio, eps_low, eps_high, kl_coef, kl_is, ref_logits,
-                    init_logits, out_reward, out_std, out_zero, out_entropy, out_kl, out_clip,
-                    final_logits):
+def simulate_kernel(
+    r_hi,
+    r_lo,
+    p_hi,
+    group_size,
+    batch_prompts,
+    steps,
+    replicas,
+    seed,
+    opt_kind,
+    opt_hyper,
+    reset_state,
+    advantage,
+    eps_std,
+    refresh_interval,
+    ratio,
+    eps_low,
+    eps_high,
+    kl_coef,
+    kl_is,
+    ref_logits,
+    init_logits,
+    out_reward,
+    out_std,
+    out_zero,
+    out_entropy,
+    out_kl,
+    out_clip,
+    final_logits,
+):
     """Run `replicas` independent GRPO runs; fill the (replicas, steps) output arrays."""
     n_arms = r_hi.shape[0]
     ref_pi = np.empty(n_arms)
@@ -254,7 +284,9 @@ def simulate_kernel(r_hi, r_lo, p_hi, group_size, batch_prompts, steps, replicas
         pi = np.empty(n_arms)
         pi_old = np.empty(n_arms)
         buf = np.zeros(n_arms)
-        second = np.zeros(n_arms)
+        exp_avg = np.zeros(n_arms)
+        exp_avg_sq = np.zeros(n_arms)
+        step_count = 0
         grad = np.empty(n_arms)
         adv_pos = np.zeros(n_arms)
         adv_neg = np.zeros(n_arms)
@@ -270,6 +302,11 @@ def simulate_kernel(r_hi, r_lo, p_hi, group_size, batch_prompts, steps, replicas
             if t % refresh_interval == 0:
                 # refresh: new rollouts from the current policy, reused for the whole cycle
                 pi_old[:] = pi
+                if reset_state:
+                    step_count = 0
+                    buf[:] = 0.0
+                    exp_avg[:] = 0.0
+                    exp_avg_sq[:] = 0.0
                 adv_pos[:] = 0.0
                 adv_neg[:] = 0.0
                 cnt_pos[:] = 0.0
@@ -280,8 +317,19 @@ def simulate_kernel(r_hi, r_lo, p_hi, group_size, batch_prompts, steps, replicas
                 for _ in range(batch_prompts):
                     _sample_group(pi_old, p_hi, group_size, state, n_arm, k_arm)
                     std, degenerate = _accumulate_group(
-                        n_arm, k_arm, r_hi, r_lo, group_size, advantage, eps_std,
-                        adv_pos, adv_neg, cnt_pos, cnt_neg, n_total)
+                        n_arm,
+                        k_arm,
+                        r_hi,
+                        r_lo,
+                        group_size,
+                        advantage,
+                        eps_std,
+                        adv_pos,
+                        adv_neg,
+                        cnt_pos,
+                        cnt_neg,
+                        n_total,
+                    )
                     std_sum += std
                     zeros += degenerate
                 std_mean = std_sum / batch_prompts
@@ -296,9 +344,23 @@ def simulate_kernel(r_hi, r_lo, p_hi, group_size, batch_prompts, steps, replicas
                     log_pi = theta[a] - log_norm
                     entropy -= pi[a] * log_pi
                     kl += pi[a] * (log_pi - (ref_logits[a] - ref_log_norm))
-            clipped = _surrogate_gradient(pi, pi_old, ref_pi, adv_pos, adv_neg, cnt_pos,
-                                          cnt_neg, n_total, ratio, eps_low, eps_high, kl_coef,
-                                          kl_is, n_samples, grad)
+            clipped = _surrogate_gradient(
+                pi,
+                pi_old,
+                ref_pi,
+                adv_pos,
+                adv_neg,
+                cnt_pos,
+                cnt_neg,
+                n_total,
+                ratio,
+                eps_low,
+                eps_high,
+                kl_coef,
+                kl_is,
+                n_samples,
+                grad,
+            )
             out_reward[rep, t] = reward
             out_std[rep, t] = std_mean
             out_zero[rep, t] = zero_frac
@@ -307,16 +369,36 @@ def simulate_kernel(r_hi, r_lo, p_hi, group_size, batch_prompts, steps, replicas
             out_clip[rep, t] = clipped / n_samples
             for a in range(n_arms):
                 grad[a] = -grad[a]  # optimizers minimise the loss -J
-            _optimizer_step(theta, grad, buf, second, t + 1, optimizer, lr, beta1, beta2, eps,
-                            weight_decay)
+            step_count = numba_step(
+                theta, grad, buf, exp_avg, exp_avg_sq, step_count, opt_kind, opt_hyper
+            )
         final_logits[rep, :] = theta
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def probe_kernel(r_hi, r_lo, p_hi, group_size, advantage, eps_std, ratio, eps_low, eps_high,
-                 kl_coef, kl_is, ref_pi, pi_old_a, pi_a, pi_old_b, pi_b, direction,
-                 groups_per_chunk,
-                 chunks, seed, out):
+def probe_kernel(
+    r_hi,
+    r_lo,
+    p_hi,
+    group_size,
+    advantage,
+    eps_std,
+    ratio,
+    eps_low,
+    eps_high,
+    kl_coef,
+    kl_is,
+    ref_pi,
+    pi_old_a,
+    pi_a,
+    pi_old_b,
+    pi_b,
+    direction,
+    groups_per_chunk,
+    chunks,
+    seed,
+    out,
+):
     """Surrogate gradient of single groups at two points with common random numbers.
 
     Point a = (pi_old_a, pi_a), point b = (pi_old_b, pi_b); the same uniforms drive both
@@ -352,11 +434,37 @@ def probe_kernel(r_hi, r_lo, p_hi, group_size, advantage, eps_std, ratio, eps_lo
                 cur = pi_a if point == 0 else pi_b
                 target = grad_a if point == 0 else grad_b
                 _sample_group(old, p_hi, group_size, state, n_arm, k_arm)
-                _accumulate_group(n_arm, k_arm, r_hi, r_lo, group_size, advantage, eps_std,
-                                  adv_pos, adv_neg, cnt_pos, cnt_neg, n_total)
-                _surrogate_gradient(cur, old, ref_pi, adv_pos, adv_neg, cnt_pos, cnt_neg,
-                                    n_total, ratio, eps_low, eps_high, kl_coef, kl_is,
-                                    float(group_size), target)
+                _accumulate_group(
+                    n_arm,
+                    k_arm,
+                    r_hi,
+                    r_lo,
+                    group_size,
+                    advantage,
+                    eps_std,
+                    adv_pos,
+                    adv_neg,
+                    cnt_pos,
+                    cnt_neg,
+                    n_total,
+                )
+                _surrogate_gradient(
+                    cur,
+                    old,
+                    ref_pi,
+                    adv_pos,
+                    adv_neg,
+                    cnt_pos,
+                    cnt_neg,
+                    n_total,
+                    ratio,
+                    eps_low,
+                    eps_high,
+                    kl_coef,
+                    kl_is,
+                    float(group_size),
+                    target,
+                )
             proj_a = 0.0
             proj_b = 0.0
             for a in range(n_arms):

@@ -1,9 +1,10 @@
-"""Numba kernels for the two-position GRPO policy (docs/objectives.md s.2-3).
+"""Numba kernels for the two-position GRPO policy (docs/objectives.md sections 2-3).
 
 Private. The public wrapper is grpo_dynamics.objectives.train_two_position (it splits the replicas
-over threads); the plain NumPy twin
-of every kernel here lives in objectives.py (_train_numpy, surrogate_gradient) and the tests
-compare the two to round-off under common random numbers.
+over threads); the plain NumPy twin of every kernel here lives in the objectives package
+(training._train_numpy, specification.surrogate_gradient; the optimizer update is
+optimizer.numba_step with its twin optimizer.numpy_step) and the tests compare the two to
+round-off under common random numbers.
 
 Configuration arrives as two flat arrays (ints, floats) so the kernel signature stays fixed;
 the index constants below are the single source of truth for both sides.
@@ -15,31 +16,24 @@ import numpy as np
 from numba import njit
 
 from ._splitmix import GOLDEN, ONE, SHIFT11, TWO_POW_M53, mix64
+from .optimizer import numba_step
 
-# ---- configuration layout (shared with objectives.py) ----
-CFG_WEIGHTING = 0  # 0 sequence_mean, 1 group_mean, 2 token_sum
-CFG_ADVANTAGE = 1  # 0 std_normalized, 1 centered
-CFG_RATIO = 2  # 0 token, 1 sequence
+# ---- configuration layout (written by objectives/training.py::_config_arrays) ----
+CFG_WEIGHTING = 0  # index into objectives.specification.WEIGHTINGS
+CFG_ADVANTAGE = 1  # index into _vocabulary.ADVANTAGES: 0 std_normalized, 1 centered
+CFG_RATIO = 2  # index into objectives.specification.OBJECTIVE_RATIOS: 0 token, 1 sequence
 CFG_CLIP = 3  # 0 off, 1 on
-CFG_OPT_KIND = 4  # 0 sgd, 1 heavy_ball, 2 adam, 3 adamw
-CFG_RESET = 5  # 1: optimizer state reset at every rollout refresh
-CFG_SHARED = 6  # 1: one prefix per group, shared by all members
-N_CFG_INT = 7
+CFG_RESET = 4  # 1: optimizer state reset at every rollout refresh
+CFG_SHARED = 5  # 1: one prefix per group, shared by all members
+N_CFG_INT = 6
 
 CFG_EPS_LOW = 0
 CFG_EPS_HIGH = 1
-CFG_BETA_KL = 2
+CFG_KL_COEF = 2
 CFG_EPS_STD = 3
-CFG_LR = 4
-CFG_MOMENTUM = 5
-CFG_DAMPENING = 6
-CFG_BETA1 = 7
-CFG_BETA2 = 8
-CFG_EPS = 9
-CFG_WEIGHT_DECAY = 10
-CFG_MAX_GRAD_NORM = 11  # inf = no clipping
-CFG_REWARD_SCALE = 12
-N_CFG_FLOAT = 13
+CFG_REWARD_SCALE = 4
+N_CFG_FLOAT = 5
+# the optimizer arrives separately as (kind code, hyperparameter array): optimizer.py's layout
 
 # ---- counter-based RNG (splitmix64, _splitmix.py): identical streams in Numba and NumPy ----
 N_FIXED_STREAMS = 4  # per member: prefix, action, reward, (spare), then one per tail token
@@ -114,10 +108,23 @@ def clipped_term(s, adv, use_clip, eps_low, eps_high):  # pragma: no cover - com
 
 @njit(cache=True)
 def batch_objective_gradient(
-    logp, logp_old, logp_ref, n_prefixes, n_actions, lengths,
-    prefixes, actions, tails, rewards, cfg_int, cfg_float, grad, scratch,
+    logp,
+    logp_old,
+    logp_ref,
+    n_prefixes,
+    n_actions,
+    lengths,
+    prefixes,
+    actions,
+    tails,
+    rewards,
+    cfg_int,
+    cfg_float,
+    grad,
+    scratch,
 ):  # pragma: no cover - compiled
-    """J averaged over the groups and dJ/dtheta (into grad, overwritten). docs/objectives.md s.1.
+    """J averaged over the groups and dJ/dtheta (into grad, overwritten); docs/objectives.md
+    section 1.
 
     tails[b, i, j]: tail token j of member i (used when the policy has tail logits).
     scratch: work array of length >= n_params + 2 G (no allocation inside the replica loop).
@@ -129,7 +136,7 @@ def batch_objective_gradient(
     use_clip = cfg_int[CFG_CLIP] == 1
     eps_low = cfg_float[CFG_EPS_LOW]
     eps_high = cfg_float[CFG_EPS_HIGH]
-    beta_kl = cfg_float[CFG_BETA_KL]
+    beta_kl = cfg_float[CFG_KL_COEF]
     eps_std = cfg_float[CFG_EPS_STD]
     n_params = grad.shape[0]
     for k in range(n_params):
@@ -142,8 +149,8 @@ def batch_objective_gradient(
     coef_tail = scratch[tail_start:n_params]
     for k in range(n_params):
         scratch[k] = 0.0
-    adv = scratch[n_params:n_params + group_size]
-    weight = scratch[n_params + group_size:n_params + 2 * group_size]
+    adv = scratch[n_params : n_params + group_size]
+    weight = scratch[n_params + group_size : n_params + 2 * group_size]
     total = 0.0
     for b in range(n_groups):
         mean = 0.0
@@ -249,61 +256,23 @@ def batch_objective_gradient(
 
 
 @njit(cache=True)
-def optimizer_step(theta, loss_grad, buf, exp_avg, exp_avg_sq, step_count, cfg_int, cfg_float):
-    # pragma: no cover - compiled
-    """One PyTorch-semantics update of theta in place; returns the new step count."""
-    n = theta.shape[0]
-    kind = cfg_int[CFG_OPT_KIND]
-    lr = cfg_float[CFG_LR]
-    weight_decay = cfg_float[CFG_WEIGHT_DECAY]
-    max_norm = cfg_float[CFG_MAX_GRAD_NORM]
-    if max_norm < np.inf:
-        norm = 0.0
-        for k in range(n):
-            norm += loss_grad[k] * loss_grad[k]
-        norm = np.sqrt(norm)
-        coef = max_norm / (norm + 1e-6)  # torch.nn.utils.clip_grad_norm_
-        if coef < 1.0:
-            for k in range(n):
-                loss_grad[k] *= coef
-    if kind != 3 and weight_decay != 0.0:  # coupled L2 (SGD, heavy ball, Adam)
-        for k in range(n):
-            loss_grad[k] += weight_decay * theta[k]
-    if kind == 0:
-        for k in range(n):
-            theta[k] -= lr * loss_grad[k]
-        return step_count + 1
-    if kind == 1:
-        momentum = cfg_float[CFG_MOMENTUM]
-        dampening = cfg_float[CFG_DAMPENING]
-        for k in range(n):
-            if step_count == 0:
-                buf[k] = loss_grad[k]  # torch: the first buffer is the raw gradient
-            else:
-                buf[k] = momentum * buf[k] + (1.0 - dampening) * loss_grad[k]
-            theta[k] -= lr * buf[k]
-        return step_count + 1
-    beta1 = cfg_float[CFG_BETA1]
-    beta2 = cfg_float[CFG_BETA2]
-    eps = cfg_float[CFG_EPS]
-    t = step_count + 1
-    bias1 = 1.0 - beta1**t
-    bias2 = 1.0 - beta2**t
-    for k in range(n):
-        if kind == 3:
-            theta[k] *= 1.0 - lr * weight_decay  # AdamW: decoupled decay
-        exp_avg[k] = beta1 * exp_avg[k] + (1.0 - beta1) * loss_grad[k]
-        exp_avg_sq[k] = beta2 * exp_avg_sq[k] + (1.0 - beta2) * loss_grad[k] * loss_grad[k]
-        denom = np.sqrt(exp_avg_sq[k] / bias2) + eps
-        if denom > 0.0:  # eps = 0 with an all-zero history: no step instead of 0/0
-            theta[k] -= lr * (exp_avg[k] / bias1) / denom
-    return t
-
-
-@njit(cache=True)
 def train_replica(
-    out, replica, theta_ref, n_prefixes, n_actions, lengths, success_prob,
-    cfg_int, cfg_float, group_size, n_groups, n_steps, refresh_interval, seed,
+    out,
+    replica,
+    theta_ref,
+    n_prefixes,
+    n_actions,
+    lengths,
+    success_prob,
+    cfg_int,
+    cfg_float,
+    opt_kind,
+    opt_hyper,
+    group_size,
+    n_groups,
+    n_steps,
+    refresh_interval,
+    seed,
 ):  # pragma: no cover - compiled
     """One replica's trajectory into out[replica] (out[replica, 0] holds the start)."""
     n_params = out.shape[2]
@@ -363,43 +332,64 @@ def train_replica(
                     if tail_vocab > 0:
                         for j in range(lengths[a] - 1):
                             stream = N_FIXED_STREAMS + j
-                            u = uniform(key, draw_counter(refresh, b, i, stream, n_groups,
-                                                          group_size, ns))
-                            tails[b, i, j] = sample_categorical(probs_old, tail_start,
-                                                                tail_vocab, u)
+                            u = uniform(
+                                key, draw_counter(refresh, b, i, stream, n_groups, group_size, ns)
+                            )
+                            tails[b, i, j] = sample_categorical(
+                                probs_old, tail_start, tail_vocab, u
+                            )
         policy_logprobs(theta, n_prefixes, n_actions, logp)
         batch_objective_gradient(
-            logp, logp_old, logp_ref, n_prefixes, n_actions, lengths,
-            prefixes, actions, tails, rewards, cfg_int, cfg_float, grad, scratch,
+            logp,
+            logp_old,
+            logp_ref,
+            n_prefixes,
+            n_actions,
+            lengths,
+            prefixes,
+            actions,
+            tails,
+            rewards,
+            cfg_int,
+            cfg_float,
+            grad,
+            scratch,
         )
         for k in range(n_params):
             grad[k] = -grad[k]  # the optimizer minimises the loss -J
-        step_count = optimizer_step(
-            theta, grad, buf, exp_avg, exp_avg_sq, step_count, cfg_int, cfg_float
+        step_count = numba_step(
+            theta, grad, buf, exp_avg, exp_avg_sq, step_count, opt_kind, opt_hyper
         )
         for k in range(n_params):
             out[replica, t + 1, k] = theta[k]
 
 
 @njit(cache=True, nogil=True)
-def train_replicas(
-    out, first, last, theta_ref, n_prefixes, n_actions, lengths, success_prob,
-    cfg_int, cfg_float, group_size, n_groups, n_steps, refresh_interval, seed,
-):  # pragma: no cover - compiled
-    """Replicas first..last-1 into out, without the GIL (objectives.py runs chunks on threads).
+def train_replicas(out, first, last, *args):  # pragma: no cover - compiled
+    """Replicas first..last-1 into out, without the GIL (training.py runs chunks on threads);
+    args are train_replica's after `replica`.
 
     Plain threads over a nogil kernel rather than parallel=True: the parfor machinery costs
     ~10 s of compile time for no gain at this granularity (one task per chunk of replicas).
     """
     for r in range(first, last):
-        train_replica(out, r, theta_ref, n_prefixes, n_actions, lengths, success_prob,
-                      cfg_int, cfg_float, group_size, n_groups, n_steps, refresh_interval, seed)
+        train_replica(out, r, *args)
 
 
 @njit(cache=True)
 def objective_gradient_single(
-    theta, theta_old, theta_ref, n_prefixes, n_actions, lengths,
-    prefixes, actions, tails, rewards, cfg_int, cfg_float,
+    theta,
+    theta_old,
+    theta_ref,
+    n_prefixes,
+    n_actions,
+    lengths,
+    prefixes,
+    actions,
+    tails,
+    rewards,
+    cfg_int,
+    cfg_float,
 ):  # pragma: no cover - compiled
     """Test hook: the kernel's J and dJ/dtheta for one batch of groups."""
     n_params = theta.shape[0]
@@ -412,7 +402,19 @@ def objective_gradient_single(
     grad = np.empty(n_params)
     scratch = np.empty(n_params + 2 * actions.shape[1])
     value = batch_objective_gradient(
-        logp, logp_old, logp_ref, n_prefixes, n_actions, lengths,
-        prefixes, actions, tails, rewards, cfg_int, cfg_float, grad, scratch,
+        logp,
+        logp_old,
+        logp_ref,
+        n_prefixes,
+        n_actions,
+        lengths,
+        prefixes,
+        actions,
+        tails,
+        rewards,
+        cfg_int,
+        cfg_float,
+        grad,
+        scratch,
     )
     return value, grad

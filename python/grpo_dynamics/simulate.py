@@ -1,10 +1,11 @@
-"""Monte Carlo softmax-bandit GRPO simulator (docs/simulate.md, MODEL.md s.7).
+"""Monte Carlo softmax-bandit GRPO simulator (docs/simulate.md, docs/model.md section 6).
 
 A policy pi = softmax(theta) over n_arms one-token actions is trained with the GRPO surrogate
 (group advantages, optional PPO ratio and clip, k3 KL penalty to a reference policy) and a
-PyTorch-form optimizer. Time is measured in optimizer steps. The simulator is the place where
-the mean-field reduction of MODEL.md s.3 is exact (two arms: the state is one logit gap), so the
-stability and 1/G predictions can be checked against it.
+PyTorch-form optimizer (optimizer.Optimizer). Time is measured in optimizer steps. The
+simulator is the place where the mean-field reduction of docs/model.md section 2 is exact (two
+arms: the state is one logit gap), so the stability and 1/G predictions can be checked against
+it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,18 @@ import numpy as np
 from scipy import special
 
 from . import _bandit_kernels as _kern
+from . import _validation as _v
+from ._vocabulary import (
+    ADVANTAGES,
+    KL,
+    LEGACY_ADVANTAGES,
+    LEGACY_RATIOS,
+    RATIOS,
+    Advantage,
+    Ratio,
+    check_kl,
+)
+from .optimizer import ADAM_FAMILY, OPTIMIZER_KINDS, Optimizer, OptimizerKind, effective_dynamics
 
 __all__ = [
     "BanditConfig",
@@ -30,10 +43,16 @@ __all__ = [
     "two_arm_expected_drift",
 ]
 
-_OPTIMIZERS = {"sgd": 0, "heavy_ball": 1, "adam": 2, "adamw": 3}
-_ADVANTAGES = {"grpo": 0, "dr_grpo": 1}
-_RATIOS = {"none": 0, "ppo": 1}
 _REWARD_KINDS = ("bernoulli", "fixed")
+# the per-step observables of a SimulationResult (also the keys of the reference simulation)
+OBSERVABLES = (
+    "expected_reward",
+    "group_reward_std",
+    "zero_std_fraction",
+    "entropy",
+    "kl_to_reference",
+    "clip_fraction",
+)
 
 
 def _as_logits(value: Sequence[float] | np.ndarray | None, n_arms: int, name: str) -> tuple:
@@ -41,36 +60,43 @@ def _as_logits(value: Sequence[float] | np.ndarray | None, n_arms: int, name: st
         return (0.0,) * n_arms
     arr = np.asarray(value, dtype=float)
     if arr.ndim != 1 or arr.shape[0] != n_arms:
-        raise ValueError(f"{name} must have one logit per arm ({n_arms}), got shape {arr.shape}")
+        raise ValueError(f"{name}: must have one logit per arm ({n_arms}), got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite")
+        raise ValueError(f"{name}: must be finite, got {arr.tolist()}")
     return tuple(float(v) for v in arr)
 
 
 @dataclass(frozen=True)
 class BanditConfig:
-    """One softmax-bandit GRPO setting (MODEL.md s.7; docs/simulate.md#configuration).
+    """One softmax-bandit GRPO setting (docs/model.md section 6; docs/simulate.md#the-bandit).
 
     arm_rewards: per arm, the success probability (reward_kind "bernoulli": the arm pays
         reward_scale with that probability, else 0) or the value (reward_kind "fixed": the
         arm always pays reward_scale * value). n_arms = len(arm_rewards) >= 2.
     group_size: G completions per prompt (>= 2, the unbiased std needs two).
     batch_prompts: B groups per rollout batch (independent copies of the bandit).
-    steps: optimizer steps per replica; replicas: independent runs; seed: RNG seed.
-    optimizer: "sgd" (momentum must be 0), "heavy_ball" (PyTorch SGD with momentum,
-        dampening 0), "adam", "adamw" (PyTorch forms). momentum is beta1 for Adam.
-    lr, momentum, beta2, eps, weight_decay: optimizer hyperparameters (weight decay is L2
-        for sgd/heavy_ball/adam, decoupled for adamw).
-    advantage: "grpo" ((r - mean) / (unbiased std + eps_std)) or "dr_grpo" (r - mean).
+    steps: optimizer steps per replica; replicas: independent runs; seed: RNG seed in
+        [0, 2**63).
+    optimizer, lr, momentum, dampening, beta2, eps, weight_decay, max_grad_norm, reset_state:
+        the update rule, validated and run as `to_optimizer()` (optimizer.Optimizer: kinds
+        "sgd", "heavy_ball", "adam", "adamw" with PyTorch semantics). momentum is the
+        heavy-ball coefficient, or Adam's beta1 (so it must be 0 for "sgd"; "heavy_ball" with
+        momentum 0 is plain SGD). weight_decay is L2 for sgd/heavy_ball/adam, decoupled for
+        adamw.
+    advantage: "std_normalized" ((r - mean) / (unbiased std + eps_std)) or "centered"
+        (r - mean); the first release's "grpo" / "dr_grpo" are accepted and stored as these.
     refresh_interval: K, optimizer steps per rollout batch (1 = on-policy).
-    ratio: "none" (score at current parameters, no importance ratio) or "ppo"
-        (min(s A, clip(s, 1 - eps_low, 1 + eps_high) A), s = pi / pi_old).
-    kl_coef: weight of the k3 KL estimator to the reference policy softmax(reference_logits)
-        (default uniform). kl_estimator "k3": evaluated at the rollout samples as TRL does
-        (with K > 1 its expected gradient depends on pi_old too); "k3_is": each sample's k3
-        weighted by pi / pi_old, whose expected gradient is exactly pi - pi_ref at the current
-        parameters (the convention of MODEL.md s.7).
+    ratio: "none" (score at current parameters, no importance ratio), "token" or "sequence"
+        (s = pi / pi_old; the two coincide for one-token answers; "ppo" is accepted as
+        "token"). clip: with a ratio, use min(s A, clip(s, 1 - eps_low, 1 + eps_high) A).
+    kl, kl_coef: weight kl_coef of a KL penalty to the reference policy
+        softmax(reference_logits) (default uniform). kl "k3": the k3 estimator evaluated at the
+        rollout samples as TRL does (with K > 1 its expected gradient depends on pi_old too);
+        "k3_is": each sample's k3 weighted by pi / pi_old, whose expected gradient is exactly
+        pi - pi_ref at the current parameters (the convention of docs/model.md section 6);
+        "none": no KL term (kl_coef must be 0).
     initial_logits: theta at step 0 (default zeros).
+    The option names are those of objectives.Objective (grpo_dynamics._vocabulary).
     """
 
     arm_rewards: Sequence[float] = (0.3, 0.7)
@@ -81,82 +107,101 @@ class BanditConfig:
     steps: int = 1000
     replicas: int = 64
     seed: int = 0
-    optimizer: Literal["sgd", "heavy_ball", "adam", "adamw"] = "heavy_ball"
+    optimizer: OptimizerKind = "heavy_ball"
     lr: float = 0.05
     momentum: float = 0.5
     beta2: float = 0.999
     eps: float = 1e-8
     weight_decay: float = 0.0
-    advantage: Literal["grpo", "dr_grpo"] = "grpo"
+    advantage: Advantage = "std_normalized"
     eps_std: float = 1e-4
     refresh_interval: int = 1
-    ratio: Literal["none", "ppo"] = "none"
+    ratio: Ratio = "none"
     eps_low: float = 0.2
     eps_high: float = 0.2
     kl_coef: float = 0.0
-    kl_estimator: Literal["k3", "k3_is"] = "k3"
+    kl: KL = "k3"
     reference_logits: Sequence[float] | None = field(default=None)
     initial_logits: Sequence[float] | None = field(default=None)
+    clip: bool = True
+    dampening: float = 0.0
+    max_grad_norm: float | None = None
+    reset_state: bool = False
 
     def __post_init__(self) -> None:
         rewards = np.asarray(self.arm_rewards, dtype=float)
         if rewards.ndim != 1 or rewards.shape[0] < 2:
-            raise ValueError("arm_rewards must be a 1-d sequence with at least two arms")
-        if not np.all(np.isfinite(rewards)):
-            raise ValueError("arm_rewards must be finite")
-        if self.reward_kind not in _REWARD_KINDS:
             raise ValueError(
-                f"reward_kind must be one of {_REWARD_KINDS}, got {self.reward_kind!r}")
+                "arm_rewards: must be a 1-d sequence with at least two arms, got "
+                f"{self.arm_rewards!r}"
+            )
+        if not np.all(np.isfinite(rewards)):
+            raise ValueError(f"arm_rewards: must be finite, got {rewards.tolist()}")
+        _v.choice("reward_kind", self.reward_kind, _REWARD_KINDS)
         if self.reward_kind == "bernoulli" and np.any((rewards < 0) | (rewards > 1)):
             raise ValueError(
-                "arm_rewards must be probabilities in [0, 1] for reward_kind 'bernoulli'")
-        object.__setattr__(self, "arm_rewards", tuple(float(v) for v in rewards))
+                "arm_rewards: must be probabilities in [0, 1] for reward_kind 'bernoulli', "
+                f"got {rewards.tolist()}"
+            )
         n_arms = rewards.shape[0]
-        if not (math.isfinite(self.reward_scale) and self.reward_scale > 0):
-            raise ValueError(f"reward_scale must be finite and > 0, got {self.reward_scale}")
-        for name, low in (("group_size", 2), ("batch_prompts", 1), ("steps", 1),
-                          ("replicas", 1), ("refresh_interval", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-            object.__setattr__(self, name, int(value))
-        if (isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer))
-                or not 0 <= self.seed < 2**63):
-            raise ValueError(f"seed must be an integer in [0, 2**63), got {self.seed!r}")
-        if self.optimizer not in _OPTIMIZERS:
-            raise ValueError(
-                f"optimizer must be one of {tuple(_OPTIMIZERS)}, got {self.optimizer!r}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be finite and > 0, got {self.lr}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.optimizer == "sgd" and self.momentum != 0:
-            raise ValueError("momentum must be 0 for optimizer 'sgd' (use 'heavy_ball')")
-        if not 0 <= self.beta2 < 1:
-            raise ValueError(f"beta2 must be in [0, 1), got {self.beta2}")
-        if not (math.isfinite(self.eps) and self.eps > 0):
-            raise ValueError(f"eps must be finite and > 0, got {self.eps}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ValueError(f"weight_decay must be finite and >= 0, got {self.weight_decay}")
-        if self.advantage not in _ADVANTAGES:
-            raise ValueError(
-                f"advantage must be one of {tuple(_ADVANTAGES)}, got {self.advantage!r}")
-        if not (math.isfinite(self.eps_std) and self.eps_std >= 0):
-            raise ValueError(f"eps_std must be finite and >= 0, got {self.eps_std}")
-        if self.ratio not in _RATIOS:
-            raise ValueError(f"ratio must be one of {tuple(_RATIOS)}, got {self.ratio!r}")
-        if not (math.isfinite(self.eps_low) and 0 <= self.eps_low < 1):
-            raise ValueError(f"eps_low must be in [0, 1), got {self.eps_low}")
-        if not (math.isfinite(self.eps_high) and self.eps_high >= 0):
-            raise ValueError(f"eps_high must be finite and >= 0, got {self.eps_high}")
-        if not (math.isfinite(self.kl_coef) and self.kl_coef >= 0):
-            raise ValueError(f"kl_coef must be finite and >= 0, got {self.kl_coef}")
-        if self.kl_estimator not in ("k3", "k3_is"):
-            raise ValueError(f"kl_estimator must be 'k3' or 'k3_is', got {self.kl_estimator!r}")
-        object.__setattr__(self, "reference_logits",
-                           _as_logits(self.reference_logits, n_arms, "reference_logits"))
-        object.__setattr__(self, "initial_logits",
-                           _as_logits(self.initial_logits, n_arms, "initial_logits"))
+        advantage = LEGACY_ADVANTAGES.get(self.advantage, self.advantage)
+        ratio = LEGACY_RATIOS.get(self.ratio, self.ratio)
+        values: dict[str, object] = {
+            "arm_rewards": tuple(float(v) for v in rewards),
+            "reward_scale": _v.positive("reward_scale", self.reward_scale),
+            "group_size": _v.integer("group_size", self.group_size, minimum=2),
+            "batch_prompts": _v.integer("batch_prompts", self.batch_prompts, minimum=1),
+            "steps": _v.integer("steps", self.steps, minimum=1),
+            "replicas": _v.integer("replicas", self.replicas, minimum=1),
+            "seed": _v.integer("seed", self.seed, minimum=0),
+            "optimizer": _v.choice("optimizer", self.optimizer, OPTIMIZER_KINDS),
+            # momentum doubles as Adam's beta1: checked here so the message names this field
+            "momentum": _v.in_range("momentum", self.momentum, 0.0, 1.0, hi_open=True),
+            "advantage": _v.choice("advantage", advantage, ADVANTAGES),
+            "eps_std": _v.nonnegative("eps_std", self.eps_std),
+            "refresh_interval": _v.integer("refresh_interval", self.refresh_interval, minimum=1),
+            "ratio": _v.choice("ratio", ratio, RATIOS),
+            "eps_low": _v.in_range("eps_low", self.eps_low, 0.0, 1.0, hi_open=True),
+            "eps_high": _v.nonnegative("eps_high", self.eps_high),
+            "kl_coef": check_kl(self.kl, self.kl_coef),
+            "clip": _v.flag("clip", self.clip),
+            "reference_logits": _as_logits(self.reference_logits, n_arms, "reference_logits"),
+            "initial_logits": _as_logits(self.initial_logits, n_arms, "initial_logits"),
+        }
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+        # the update rule's own rules (lr, beta2, eps, weight decay, ...) are Optimizer's
+        spec = self.to_optimizer()
+        for name in (
+            "lr",
+            "beta2",
+            "eps",
+            "weight_decay",
+            "dampening",
+            "max_grad_norm",
+            "reset_state",
+        ):
+            object.__setattr__(self, name, getattr(spec, name))
+
+    def to_optimizer(self) -> Optimizer:
+        """The update rule as an optimizer.Optimizer (momentum becomes beta1 for Adam)."""
+        adam = self.optimizer in ADAM_FAMILY
+        return Optimizer(
+            kind=self.optimizer,
+            lr=self.lr,
+            momentum=0.0 if adam else self.momentum,
+            dampening=self.dampening,
+            beta1=self.momentum if adam else 0.9,
+            beta2=self.beta2,
+            eps=self.eps,
+            weight_decay=self.weight_decay,
+            max_grad_norm=self.max_grad_norm,
+            reset_state=self.reset_state,
+        )
+
+    def clip_band(self) -> tuple[float, float]:
+        """(eps_low, eps_high) as applied: infinite when clip is off."""
+        return (self.eps_low, self.eps_high) if self.clip else (math.inf, math.inf)
 
     @property
     def n_arms(self) -> int:
@@ -237,24 +282,20 @@ class SimulationResult:
     clip_fraction: np.ndarray
     final_logits: np.ndarray
 
-    _OBSERVABLES = ("expected_reward", "group_reward_std", "zero_std_fraction", "entropy",
-                    "kl_to_reference", "clip_fraction")
+    _OBSERVABLES = OBSERVABLES
 
     def _series(self, burn_in: int, observable: str) -> np.ndarray:
-        if observable not in self._OBSERVABLES:
-            raise ValueError(f"observable must be one of {self._OBSERVABLES}, got {observable!r}")
+        _v.choice("observable", observable, OBSERVABLES)
         steps = self.config.steps
-        if isinstance(burn_in, bool) or not isinstance(burn_in, (int, np.integer)) \
-                or not 0 <= burn_in <= steps - 4:
-            raise ValueError(f"burn_in must be an integer in [0, steps - 4], got {burn_in!r}")
+        burn_in = _v.integer("burn_in", burn_in, minimum=0, maximum=steps - 4)
         return np.asarray(getattr(self, observable))[:, burn_in:]
 
-    def autocorrelation(self, burn_in: int, max_lag: int,
-                        observable: str = "expected_reward") -> np.ndarray:
+    def autocorrelation(
+        self, burn_in: int, max_lag: int, observable: str = "expected_reward"
+    ) -> np.ndarray:
         """Stationary autocorrelation at lags 0..max_lag, pooled over replicas."""
         series = self._series(burn_in, observable)
-        if not 1 <= max_lag < series.shape[1]:
-            raise ValueError(f"max_lag must be in [1, {series.shape[1] - 1}], got {max_lag}")
+        max_lag = _v.integer("max_lag", max_lag, minimum=1, maximum=series.shape[1] - 1)
         return _autocorrelation(series, max_lag)
 
     def stationary(self, burn_in: int, observable: str = "expected_reward") -> StationaryStats:
@@ -270,8 +311,7 @@ class SimulationResult:
         else:
             mean_se = variance_se = math.nan
         if variance == 0.0:
-            return StationaryStats(mean, mean_se, 0.0, variance_se, math.nan, math.nan,
-                                   series.size)
+            return StationaryStats(mean, mean_se, 0.0, variance_se, math.nan, math.nan, series.size)
         rho = _autocorrelation(series, steps - 1, mean)
         tau = 1.0
         window = steps - 1
@@ -281,14 +321,17 @@ class SimulationResult:
                 window = lag
                 break
         tau_se = tau * math.sqrt(2.0 * (2 * window + 1) / series.size)
-        return StationaryStats(mean, mean_se, variance, variance_se, float(tau), tau_se,
-                               series.size)
+        return StationaryStats(
+            mean, mean_se, variance, variance_se, float(tau), tau_se, series.size
+        )
 
 
 def _kernel_options(config: BanditConfig) -> dict:
+    """Surrogate codes of the bandit kernels (see _bandit_kernels' docstring)."""
     return dict(
-        optimizer=_OPTIMIZERS[config.optimizer], advantage=_ADVANTAGES[config.advantage],
-        ratio=_RATIOS[config.ratio], kl_is=config.kl_estimator == "k3_is",
+        advantage=ADVANTAGES.index(config.advantage),
+        ratio=0 if config.ratio == "none" else 1,  # token = sequence for one-token answers
+        kl_is=config.kl == "k3_is",
     )
 
 
@@ -300,19 +343,38 @@ def simulate(config: BanditConfig) -> SimulationResult:
     O(batch_prompts * n_arms) at each refresh and O(n_arms) otherwise (docs/simulate.md).
     """
     if not isinstance(config, BanditConfig):
-        raise ValueError(f"config must be a BanditConfig, got {type(config).__name__}")
+        raise ValueError(f"config: must be a BanditConfig, got {type(config).__name__}")
     r_hi, r_lo, p_hi = config.reward_cells()
     shape = (config.replicas, config.steps)
     outs = [np.full(shape, np.nan) for _ in range(6)]
     final = np.empty((config.replicas, config.n_arms))
     opts = _kernel_options(config)
+    opt_kind, opt_hyper = config.to_optimizer().kernel_arguments()
+    eps_low, eps_high = config.clip_band()
     _kern.simulate_kernel(  # type: ignore[call-arg]
-        r_hi, r_lo, p_hi, config.group_size, config.batch_prompts, config.steps,
-        config.replicas, config.seed, opts["optimizer"], config.lr, config.momentum,
-        config.beta2, config.eps, config.weight_decay, opts["advantage"], config.eps_std,
-        config.refresh_interval, opts["ratio"], config.eps_low, config.eps_high,
-        config.kl_coef, opts["kl_is"], np.asarray(config.reference_logits, dtype=float),
-        np.asarray(config.initial_logits, dtype=float), *outs, final,
+        r_hi,
+        r_lo,
+        p_hi,
+        config.group_size,
+        config.batch_prompts,
+        config.steps,
+        config.replicas,
+        config.seed,
+        opt_kind,
+        opt_hyper,
+        config.reset_state,
+        opts["advantage"],
+        config.eps_std,
+        config.refresh_interval,
+        opts["ratio"],
+        eps_low,
+        eps_high,
+        config.kl_coef,
+        opts["kl_is"],
+        np.asarray(config.reference_logits, dtype=float),
+        np.asarray(config.initial_logits, dtype=float),
+        *outs,
+        final,
     )
     return SimulationResult(config, outs[0], outs[1], outs[2], outs[3], outs[4], outs[5], final)
 
@@ -332,14 +394,23 @@ def _two_arm_terms(config: BanditConfig, gap_old: float, gap: float):
     pi = np.array([special.expit(-gap), special.expit(gap)])
     pi_old = np.array([special.expit(-gap_old), special.expit(gap_old)])
     ref = config.reference_policy()
-    n1, k1, k0 = np.meshgrid(np.arange(group + 1), np.arange(group + 1), np.arange(group + 1),
-                             indexing="ij")
+    n1, k1, k0 = np.meshgrid(
+        np.arange(group + 1), np.arange(group + 1), np.arange(group + 1), indexing="ij"
+    )
     n0 = group - n1
     valid = (k1 <= n1) & (k0 <= n0)
     n1, k1, k0, n0 = n1[valid], k1[valid], k0[valid], n0[valid]
-    prob = (special.binom(group, n1) * pi_old[1] ** n1 * pi_old[0] ** n0
-            * special.binom(n1, k1) * p_hi[1] ** k1 * (1 - p_hi[1]) ** (n1 - k1)
-            * special.binom(n0, k0) * p_hi[0] ** k0 * (1 - p_hi[0]) ** (n0 - k0))
+    prob = (
+        special.binom(group, n1)
+        * pi_old[1] ** n1
+        * pi_old[0] ** n0
+        * special.binom(n1, k1)
+        * p_hi[1] ** k1
+        * (1 - p_hi[1]) ** (n1 - k1)
+        * special.binom(n0, k0)
+        * p_hi[0] ** k0
+        * (1 - p_hi[0]) ** (n0 - k0)
+    )
     # cells: (arm, reward value, count)
     cells = [(1, r_hi[1], k1), (1, r_lo[1], n1 - k1), (0, r_hi[0], k0), (0, r_lo[0], n0 - k0)]
     total = sum(r * c for _, r, c in cells)
@@ -350,20 +421,21 @@ def _two_arm_terms(config: BanditConfig, gap_old: float, gap: float):
     std = np.sqrt(sum(c * (r - mean) ** 2 for _, r, c in cells) / (group - 1))
     # degenerate groups get advantage 0 below; keep their (unused) scale finite
     spread = np.where(degenerate, 1.0, std + config.eps_std)
-    scale = 1.0 / spread if config.advantage == "grpo" else np.ones_like(std)
+    scale = 1.0 / spread if config.advantage == "std_normalized" else np.ones_like(std)
+    eps_low, eps_high = config.clip_band()
     weight = [np.zeros_like(mean), np.zeros_like(mean)]
     for arm, r, c in cells:
         adv = np.where(degenerate, 0.0, (r - mean) * scale)
-        if config.ratio == "ppo":
+        if config.ratio != "none":
             s = pi[arm] / pi_old[arm]
-            keep = np.where(adv > 0, s <= 1 + config.eps_high, s >= 1 - config.eps_low)
+            keep = np.where(adv > 0, s <= 1 + eps_high, s >= 1 - eps_low)
             weight[arm] = weight[arm] + np.where(keep, c * s * adv, 0.0)
         else:
             weight[arm] = weight[arm] + c * adv
     n_arm = (n0, n1)
     for arm in (0, 1):
         kl_weight = config.kl_coef * n_arm[arm] * (1 - ref[arm] / pi[arm])
-        if config.kl_estimator == "k3_is":
+        if config.kl == "k3_is":
             kl_weight = kl_weight * pi[arm] / pi_old[arm]
         weight[arm] = weight[arm] - kl_weight
     w0, w1 = weight[0] / group, weight[1] / group
@@ -372,17 +444,16 @@ def _two_arm_terms(config: BanditConfig, gap_old: float, gap: float):
     return prob, g1 - g0, g1
 
 
-def two_arm_expected_drift(config: BanditConfig, gap_old: float, gap: float
-                           ) -> tuple[float, float]:
+def two_arm_expected_drift(config: BanditConfig, gap_old: float, gap: float) -> tuple[float, float]:
     """Exact expected surrogate gradient on the logit gap of a two-arm bandit, and its variance.
 
     gap_old: theta_1 - theta_0 of the sampling policy; gap: of the current parameters.
     Returns (mean, per-group variance) of the ascent gradient of J on theta_1 - theta_0,
     by summing over all O(G^3) outcomes (n1 ~ Binomial(G, pi_old_1), successes per arm);
-    weight decay is not included. MODEL.md s.7, docs/simulate.md#two-arm-exact-drift.
+    weight decay is not included. docs/model.md section 6, docs/simulate.md#two-arm-exact-drift.
     """
     if config.n_arms != 2:
-        raise ValueError(f"config.arm_rewards must have two arms, got {config.n_arms}")
+        raise ValueError(f"config: arm_rewards must have two arms, got {config.n_arms}")
     prob, d_gap, _ = _two_arm_terms(config, float(gap_old), float(gap))
     mean = float(np.sum(prob * d_gap))
     return mean, float(np.sum(prob * d_gap**2) - mean**2)
@@ -393,7 +464,8 @@ def two_arm_expected_drift(config: BanditConfig, gap_old: float, gap: float
 
 @dataclass(frozen=True)
 class StiffnessResult:
-    """Linearised drift at the fixed point along the mean-field direction (MODEL.md s.3, s.7).
+    """Linearised drift at the fixed point along the mean-field direction (docs/model.md
+    sections 2 and 6).
 
     The mean-field coordinate is y = direction . theta (unit direction in logit space; for two
     arms (-1, 1)/sqrt(2), the logit gap over sqrt 2). The expected update of y is
@@ -401,9 +473,10 @@ class StiffnessResult:
     curvature of the force computed from the sampling policy's rollouts (advantage term),
     kappa_now the one evaluated at the current parameters (KL, weight decay, IS-corrected part).
     c_lag = eta_eff kappa_lag and c_now = eta_eff kappa_now are the dimensionless stiffnesses
-    of MODEL.md s.3. noise_variance is the per-group variance of the gradient along y, so the
-    per-step noise of y is e_t = eta_eff xi_t with Var(xi_t) = noise_variance / batch_prompts.
-    Standard errors are 0 for method "exact". docs/simulate.md#stiffness.
+    of docs/model.md section 2. noise_variance is the per-group variance of the gradient along
+    y, so the per-step noise of y is e_t = eta_eff xi_t with
+    Var(xi_t) = noise_variance / batch_prompts. Standard errors are 0 for method "exact".
+    docs/simulate.md#stiffness.
     """
 
     kappa_lag: float
@@ -439,11 +512,13 @@ class StiffnessResult:
 
 
 def _eta_eff(config: BanditConfig, second_moment: float) -> float:
-    """Effective learning rate (MODEL.md s.2); Adam uses the frozen preconditioner at y*."""
-    if config.optimizer in ("sgd", "heavy_ball"):
-        return config.lr
-    s = math.sqrt(second_moment) + config.eps
-    return config.lr * (1 - config.momentum) / s
+    """Effective learning rate (docs/model.md section 1) from optimizer.effective_dynamics; Adam
+    uses the preconditioner frozen at the fixed point (grad_rms = sqrt(second_moment))."""
+    adam = config.optimizer in ADAM_FAMILY
+    dynamics = effective_dynamics(
+        config.to_optimizer(), kappa_lag=0.0, grad_rms=math.sqrt(second_moment) if adam else None
+    )
+    return dynamics.eta_effective
 
 
 def _decay_curvature(config: BanditConfig, eta_eff: float) -> float:
@@ -464,8 +539,9 @@ def _bracket(func, start: float) -> tuple[float, float]:
             if np.sign(func(other)) != np.sign(value):
                 return (start, other) if other > start else (other, start)
         width *= 2
-    raise ValueError("no interior fixed point within 64 of the initial logit gap: "
-                     "add kl_coef or weight_decay")
+    raise ValueError(
+        "no interior fixed point within 64 of the initial logit gap: add kl_coef or weight_decay"
+    )
 
 
 def _exact_stiffness(config: BanditConfig, step: float) -> StiffnessResult:
@@ -476,7 +552,7 @@ def _exact_stiffness(config: BanditConfig, step: float) -> StiffnessResult:
     start_gap = float(initial[1] - initial[0])
     eta = config.lr
     decay = config.weight_decay
-    for _ in range(1 if config.optimizer in ("sgd", "heavy_ball") else 6):
+    for _ in range(6 if config.optimizer in ADAM_FAMILY else 1):
         # fixed point: expected gap drift balanced by weight decay (iterated for Adam's s)
 
         def balance(gap: float, decay: float = decay) -> float:
@@ -500,12 +576,30 @@ def _exact_stiffness(config: BanditConfig, step: float) -> StiffnessResult:
     kappa_now = -(drift(gap_star, gap_star + step) - drift(gap_star, gap_star - step)) / (2 * step)
     logits = np.array([-gap_star / 2, gap_star / 2])
     reward = float(special.softmax(logits) @ config.arm_means())
-    return StiffnessResult(kappa_lag, 0.0, kappa_now + decay, 0.0, eta, var_star / 2.0,
-                           logits, reward, np.array([-1.0, 1.0]) / sqrt2, "exact")
+    return StiffnessResult(
+        kappa_lag,
+        0.0,
+        kappa_now + decay,
+        0.0,
+        eta,
+        var_star / 2.0,
+        logits,
+        reward,
+        np.array([-1.0, 1.0]) / sqrt2,
+        "exact",
+    )
 
 
-def _probe(config: BanditConfig, theta_old_a, theta_a, theta_old_b, theta_b, direction,
-           groups: int, seed: int) -> np.ndarray:
+def _probe(
+    config: BanditConfig,
+    theta_old_a,
+    theta_a,
+    theta_old_b,
+    theta_b,
+    direction,
+    groups: int,
+    seed: int,
+) -> np.ndarray:
     """Per-chunk sums from the common-random-number probe kernel (see probe_kernel)."""
     r_hi, r_lo, p_hi = config.reward_cells()
     chunks = 64
@@ -513,11 +607,27 @@ def _probe(config: BanditConfig, theta_old_a, theta_a, theta_old_b, theta_b, dir
     out = np.zeros((chunks, 5 + 2 * config.n_arms))
     opts = _kernel_options(config)
     _kern.probe_kernel(
-        r_hi, r_lo, p_hi, config.group_size, opts["advantage"], config.eps_std, opts["ratio"],
-        config.eps_low, config.eps_high, config.kl_coef, opts["kl_is"], config.reference_policy(),
-        special.softmax(theta_old_a), special.softmax(theta_a), special.softmax(theta_old_b),
-        special.softmax(theta_b), np.ascontiguousarray(direction, dtype=float), per, chunks,
-        seed, out)
+        r_hi,
+        r_lo,
+        p_hi,
+        config.group_size,
+        opts["advantage"],
+        config.eps_std,
+        opts["ratio"],
+        *config.clip_band(),
+        config.kl_coef,
+        opts["kl_is"],
+        config.reference_policy(),
+        special.softmax(theta_old_a),
+        special.softmax(theta_a),
+        special.softmax(theta_old_b),
+        special.softmax(theta_b),
+        np.ascontiguousarray(direction, dtype=float),
+        per,
+        chunks,
+        seed,
+        out,
+    )
     return out / per
 
 
@@ -534,16 +644,20 @@ def _zero_sum_basis(n_arms: int) -> np.ndarray:
     return q.T
 
 
-def _monte_carlo_stiffness(config: BanditConfig, step: float, groups: int,
-                           start: np.ndarray | None) -> StiffnessResult:
+def _monte_carlo_stiffness(
+    config: BanditConfig, step: float, groups: int, start: np.ndarray | None
+) -> StiffnessResult:
     n_arms = config.n_arms
     basis = _zero_sum_basis(n_arms)
     arm_means = config.arm_means()
     seed = config.seed
     if start is None:
         # start Newton from where the simulated runs settle (mean final logits)
-        warm = simulate(config.replace(refresh_interval=1, replicas=min(config.replicas, 32),
-                                       steps=min(config.steps, 2000)))
+        warm = simulate(
+            config.replace(
+                refresh_interval=1, replicas=min(config.replicas, 32), steps=min(config.steps, 2000)
+            )
+        )
         theta = warm.final_logits.mean(axis=0)
     else:
         theta = np.asarray(start, dtype=float).copy()
@@ -555,8 +669,8 @@ def _monte_carlo_stiffness(config: BanditConfig, step: float, groups: int,
         # Newton on the expected on-policy drift in the zero-sum subspace (CRN Jacobian)
         jac = np.empty((n_arms - 1, n_arms - 1))
         center = _probe(config, theta, theta, theta, theta, basis[0], groups, seed + 1000)
-        mean_grad = center[:, 5:5 + n_arms].mean(axis=0)
-        second_arm = center[:, 5 + n_arms:].mean(axis=0)
+        mean_grad = center[:, 5 : 5 + n_arms].mean(axis=0)
+        second_arm = center[:, 5 + n_arms :].mean(axis=0)
         second = float(np.mean(mean_grad**2 + (second_arm - mean_grad**2) / config.batch_prompts))
         eta = _eta_eff(config, second)
         decay = _decay_curvature(config, eta)
@@ -565,8 +679,16 @@ def _monte_carlo_stiffness(config: BanditConfig, step: float, groups: int,
         for j, e in enumerate(basis):
             col = np.empty(n_arms - 1)
             for i, ei in enumerate(basis):
-                sums = _probe(config, theta + step * e, theta + step * e, theta - step * e,
-                              theta - step * e, ei, groups // 4, seed + 17 * iteration + j)
+                sums = _probe(
+                    config,
+                    theta + step * e,
+                    theta + step * e,
+                    theta - step * e,
+                    theta - step * e,
+                    ei,
+                    groups // 4,
+                    seed + 17 * iteration + j,
+                )
                 col[i] = _difference_quotient(sums, step)[0] - decay * (ei @ e)
             jac[:, j] = col
         try:
@@ -593,15 +715,30 @@ def _monte_carlo_stiffness(config: BanditConfig, step: float, groups: int,
     kappa_lag, kappa_lag_se = _difference_quotient(lag, step)
     kappa_now, kappa_now_se = _difference_quotient(now, step)
     noise = float(center[:, 2].mean() - center[:, 0].mean() ** 2)
-    return StiffnessResult(-kappa_lag, kappa_lag_se, -kappa_now + decay, kappa_now_se, eta,
-                           noise, theta, float(pi @ arm_means), direction, "monte_carlo")
+    return StiffnessResult(
+        -kappa_lag,
+        kappa_lag_se,
+        -kappa_now + decay,
+        kappa_now_se,
+        eta,
+        noise,
+        theta,
+        float(pi @ arm_means),
+        direction,
+        "monte_carlo",
+    )
 
 
-def measure_stiffness(config: BanditConfig,
-                      method: Literal["auto", "exact", "monte_carlo"] = "auto", *,
-                      step: float | None = None, groups: int = 400_000,
-                      start_logits: Sequence[float] | None = None) -> StiffnessResult:
-    """Curvatures kappa_lag, kappa_now of the expected drift at the fixed point (MODEL.md s.7).
+def measure_stiffness(
+    config: BanditConfig,
+    method: Literal["auto", "exact", "monte_carlo"] = "auto",
+    *,
+    step: float | None = None,
+    groups: int = 400_000,
+    start_logits: Sequence[float] | None = None,
+) -> StiffnessResult:
+    """Curvatures kappa_lag, kappa_now of the expected drift at the fixed point (docs/model.md
+    section 6).
 
     method "exact" (two arms only): the fixed point gap solves E[drift] = weight decay force by
     the exact O(G^3) outcome sum, and the partial derivatives with respect to the sampling
@@ -614,20 +751,25 @@ def measure_stiffness(config: BanditConfig,
     docs/simulate.md#stiffness.
     """
     if not isinstance(config, BanditConfig):
-        raise ValueError(f"config must be a BanditConfig, got {type(config).__name__}")
-    if method not in ("auto", "exact", "monte_carlo"):
-        raise ValueError(f"method must be 'auto', 'exact' or 'monte_carlo', got {method!r}")
+        raise ValueError(f"config: must be a BanditConfig, got {type(config).__name__}")
+    _v.choice("method", method, ("auto", "exact", "monte_carlo"))
     if method == "auto":
         method = "exact" if config.n_arms == 2 else "monte_carlo"
     if method == "exact" and config.n_arms != 2:
-        raise ValueError("method 'exact' needs two arms (config.arm_rewards)")
-    if step is not None and not (math.isfinite(step) and 0 < step < 1):
-        raise ValueError(f"step must be in (0, 1), got {step}")
-    if not isinstance(groups, (int, np.integer)) or groups < 6400:
-        raise ValueError(f"groups must be an integer >= 6400, got {groups!r}")
+        raise ValueError(
+            f"method: 'exact' needs two arms (config.arm_rewards), got {config.n_arms}"
+        )
+    if step is not None:
+        step = _v.in_range("step", step, 0.0, 1.0, lo_open=True, hi_open=True)
+    groups = _v.integer("groups", groups, minimum=6400)
     if method == "exact":
         return _exact_stiffness(config, 1e-5 if step is None else step)
-    start = None if start_logits is None else _as_logits(start_logits, config.n_arms,
-                                                          "start_logits")
-    return _monte_carlo_stiffness(config, 0.05 if step is None else step, int(groups),
-                                  None if start is None else np.array(start))
+    start = (
+        None if start_logits is None else _as_logits(start_logits, config.n_arms, "start_logits")
+    )
+    return _monte_carlo_stiffness(
+        config,
+        0.05 if step is None else step,
+        int(groups),
+        None if start is None else np.array(start),
+    )

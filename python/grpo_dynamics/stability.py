@@ -15,7 +15,6 @@ per unit of effective learning rate, so the dimensionless step stiffness is c = 
 from __future__ import annotations
 
 import math
-import operator
 import os
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
@@ -24,8 +23,16 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core
-from . import objectives as _objectives
+from . import _validation as _v
 from ._delay import first_unstable_delay
+from .optimizer import (
+    ADAM_FAMILY,
+    OPTIMIZER_KINDS,
+    EffectiveDynamics,
+    Optimizer,
+    OptimizerKind,
+    effective_dynamics,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -49,8 +56,7 @@ __all__ = [
     "plot_phase_diagram",
 ]
 
-OptimizerName = Literal["sgd", "heavy_ball", "adam", "adamw"]
-_OPTIMIZER_NAMES = ("sgd", "heavy_ball", "adam", "adamw")
+OptimizerName = OptimizerKind  # the one vocabulary: optimizer.OPTIMIZER_KINDS
 LagConvention = Literal["mean", "paper"]
 LagModel = Literal["refresh", "delay"]
 
@@ -59,25 +65,11 @@ REGIMES: dict[int, str] = {-1: "invalid", 0: "overdamped", 1: "oscillatory", 2: 
 
 
 def _positive_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    try:
-        number = operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
-    if number < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {number}")
-    return number
+    return _v.integer(name, value, minimum=minimum)
 
 
 def _finite(name: str, value: object) -> float:
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a real number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be finite, got {number}")
-    return number
+    return _v.finite(name, value)
 
 
 @dataclass(frozen=True)
@@ -85,11 +77,12 @@ class Hyperparameters:
     """GRPO optimizer and sampling settings that enter the linear model (docs/stability.md).
 
     lr: learning rate eta (> 0). momentum: heavy-ball coefficient, or Adam beta1, in [0, 1)
-    (must be 0 for "sgd").
+    (must be 0 for "sgd"; "heavy_ball" with momentum 0 is plain SGD).
     refresh_interval: optimizer steps per batch of rollouts, K >= 1 (on-policy: 1).
     delay: staleness D >= 0 of asynchronous rollouts (exclusive with refresh_interval > 1).
-    group_size: completions per prompt G >= 1. batch_prompts: prompts per step B >= 1.
-    optimizer (PyTorch semantics; docs/stability.md "Optimizers"):
+    group_size: completions per prompt G >= 2 (as in simulate: a one-member group has no
+    advantage). batch_prompts: prompts per step B >= 1.
+    optimizer (optimizer.Optimizer, PyTorch semantics; docs/stability.md "Optimizers"):
       "sgd"         theta -= lr g                                   (beta 0, eta_eff = lr)
       "heavy_ball"  torch SGD with momentum and dampening d         (eta_eff = lr (1 - d))
       "adam"        frozen preconditioner s, coupled L2 decay        (eta_eff = lr (1 - beta1) / s)
@@ -97,9 +90,11 @@ class Hyperparameters:
                     (beta_eff = beta1 (1 - lr weight_decay), c_now += lr weight_decay (1 - beta1))
     adam_preconditioner: s = sqrt(v_hat) + eps along the mean-field direction (> 0; Adam family).
     dampening: heavy-ball dampening d in [0, 1) (heavy_ball only).
-    weight_decay: lambda >= 0 (1/lr units for adamw; coupled L2 for the others), a
-      current-parameter stiffness c_now = eta_eff lambda (coupled) added to the curvature's.
-    The mapping is objectives.effective_dynamics (one source of truth); see also from_optimizer.
+    weight_decay: lambda >= 0 (1/lr units for adamw, where lr * lambda < 1; coupled L2 for the
+      others), a current-parameter stiffness c_now = eta_eff lambda (coupled) added to the
+      curvature's.
+    The optimizer fields are validated by the one optimizer.Optimizer (to_optimizer) and mapped
+    by optimizer.effective_dynamics (one source of truth); see also from_optimizer.
     """
 
     lr: float
@@ -114,62 +109,34 @@ class Hyperparameters:
     weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
-        lr = _finite("lr", self.lr)
-        if lr <= 0.0:
-            raise ValueError(f"lr must be > 0, got {lr}")
-        momentum = _finite("momentum", self.momentum)
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-        refresh_interval = _positive_int("refresh_interval", self.refresh_interval, 1)
-        delay = _positive_int("delay", self.delay, 0)
+        refresh_interval = _v.integer("refresh_interval", self.refresh_interval, minimum=1)
+        delay = _v.integer("delay", self.delay, minimum=0)
         if refresh_interval > 1 and delay > 0:
             raise ValueError(
-                "delay must be 0 when refresh_interval > 1 "
-                "(the model has one lag mechanism at a time)"
-            )
-        group_size = _positive_int("group_size", self.group_size, 1)
-        batch_prompts = _positive_int("batch_prompts", self.batch_prompts, 1)
-        if self.optimizer not in _OPTIMIZER_NAMES:
-            raise ValueError(f"optimizer must be one of {_OPTIMIZER_NAMES}, got {self.optimizer!r}")
-        if self.optimizer == "sgd" and momentum != 0.0:
-            raise ValueError(
-                f"momentum must be 0 for optimizer='sgd' (use 'heavy_ball'), got {momentum}"
-            )
-        preconditioner = _finite("adam_preconditioner", self.adam_preconditioner)
-        if preconditioner <= 0.0:
-            raise ValueError(f"adam_preconditioner must be > 0, got {preconditioner}")
-        dampening = _finite("dampening", self.dampening)
-        if not 0.0 <= dampening < 1.0:
-            raise ValueError(f"dampening must be in [0, 1), got {dampening}")
-        if dampening != 0.0 and self.optimizer != "heavy_ball":
-            raise ValueError(f"dampening must be 0 unless optimizer='heavy_ball', got {dampening}")
-        weight_decay = _finite("weight_decay", self.weight_decay)
-        if weight_decay < 0.0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
-        if self.optimizer == "adamw" and lr * weight_decay >= 1.0:
-            # theta *= 1 - lr weight_decay must keep its sign for the decay to be a decay.
-            raise ValueError(
-                f"weight_decay must satisfy lr * weight_decay < 1 for adamw, "
-                f"got {lr * weight_decay}"
+                f"delay: must be 0 when refresh_interval > 1 (the model has one lag mechanism "
+                f"at a time), got {delay}"
             )
         # Store normalised Python scalars (numpy integers, 0-d arrays) so results are hashable.
-        for name, value in (
-            ("lr", lr),
-            ("momentum", momentum),
-            ("refresh_interval", refresh_interval),
-            ("delay", delay),
-            ("group_size", group_size),
-            ("batch_prompts", batch_prompts),
-            ("adam_preconditioner", preconditioner),
-            ("dampening", dampening),
-            ("weight_decay", weight_decay),
-        ):
+        values: dict[str, object] = {
+            "optimizer": _v.choice("optimizer", self.optimizer, OPTIMIZER_KINDS),
+            # momentum doubles as Adam's beta1: checked here so the message names this field
+            "momentum": _v.in_range("momentum", self.momentum, 0.0, 1.0, hi_open=True),
+            "refresh_interval": refresh_interval,
+            "delay": delay,
+            "group_size": _v.integer("group_size", self.group_size, minimum=2),
+            "batch_prompts": _v.integer("batch_prompts", self.batch_prompts, minimum=1),
+            "adam_preconditioner": _v.positive("adam_preconditioner", self.adam_preconditioner),
+        }
+        for name, value in values.items():
             object.__setattr__(self, name, value)
+        spec = self.to_optimizer()  # lr, dampening, weight decay: the Optimizer's rules
+        for name in ("lr", "dampening", "weight_decay"):
+            object.__setattr__(self, name, getattr(spec, name))
 
     @classmethod
     def from_optimizer(
         cls,
-        optimizer: _objectives.Optimizer,
+        optimizer: Optimizer,
         *,
         grad_rms: float | None = None,
         refresh_interval: int = 1,
@@ -177,7 +144,7 @@ class Hyperparameters:
         group_size: int = 8,
         batch_prompts: int = 1,
     ) -> Hyperparameters:
-        """Hyperparameters of an objectives.Optimizer (docs/stability.md "Optimizers").
+        """Hyperparameters of an optimizer.Optimizer (docs/stability.md "Optimizers").
 
         grad_rms: sqrt(v_hat) along the mean-field direction (gradient units), required for
         adam/adamw; the frozen preconditioner is grad_rms + optimizer.eps. beta2 only sets how
@@ -185,14 +152,12 @@ class Hyperparameters:
         accepted (clipping is inactive for the small deviations the linear model describes);
         reset_state=True is not a linear time-invariant update and is rejected.
         """
-        if not isinstance(optimizer, _objectives.Optimizer):
-            raise ValueError(
-                f"optimizer must be an objectives.Optimizer, got {type(optimizer).__name__}"
-            )
+        if not isinstance(optimizer, Optimizer):
+            raise ValueError(f"optimizer: must be an Optimizer, got {type(optimizer).__name__}")
         if optimizer.reset_state:
             raise ValueError(
-                "reset_state must be False: resetting the optimizer state at every refresh "
-                "is not described by the linear model"
+                "reset_state: must be False (resetting the optimizer state at every refresh "
+                "is not described by the linear model), got True"
             )
         common: dict[str, Any] = {
             "lr": optimizer.lr,
@@ -203,46 +168,40 @@ class Hyperparameters:
             "optimizer": optimizer.kind,
             "weight_decay": optimizer.weight_decay,
         }
-        if optimizer.kind in ("adam", "adamw"):
+        if optimizer.kind in ADAM_FAMILY:
             if grad_rms is None:
-                raise ValueError("grad_rms is required for adam/adamw (sqrt(v_hat))")
-            rms = _finite("grad_rms", grad_rms)
-            if rms < 0.0:
-                raise ValueError(f"grad_rms must be >= 0, got {rms}")
+                raise ValueError("grad_rms: required for adam/adamw (sqrt(v_hat))")
+            rms = _v.nonnegative("grad_rms", grad_rms)
             return cls(momentum=optimizer.beta1, adam_preconditioner=rms + optimizer.eps, **common)
-        if optimizer.kind == "heavy_ball":
-            return cls(momentum=optimizer.momentum, dampening=optimizer.dampening, **common)
-        return cls(momentum=0.0, **common)
+        return cls(momentum=optimizer.momentum, dampening=optimizer.dampening, **common)
 
-    def to_optimizer(self) -> _objectives.Optimizer:
-        """The objectives.Optimizer this describes (Adam family: eps = 0, the preconditioner
-        adam_preconditioner is passed as grad_rms to objectives.effective_dynamics)."""
-        kind: str = self.optimizer
-        if kind == "heavy_ball" and self.momentum == 0.0:
-            kind = "sgd"  # torch SGD ignores dampening without momentum
-        if kind in ("adam", "adamw"):
-            return _objectives.Optimizer(
-                kind=kind,  # type: ignore[arg-type]
+    def to_optimizer(self) -> Optimizer:
+        """The optimizer.Optimizer this describes (Adam family: eps = 0, the preconditioner
+        adam_preconditioner is passed as grad_rms to optimizer.effective_dynamics)."""
+        if self.optimizer in ADAM_FAMILY:
+            return Optimizer(
+                kind=self.optimizer,
                 lr=self.lr,
                 beta1=self.momentum,
                 eps=0.0,
                 weight_decay=self.weight_decay,
+                dampening=self.dampening,
             )
-        return _objectives.Optimizer(
-            kind=kind,  # type: ignore[arg-type]
+        return Optimizer(
+            kind=self.optimizer,
             lr=self.lr,
             momentum=self.momentum,
-            dampening=self.dampening if kind == "heavy_ball" else 0.0,
+            dampening=self.dampening,
             weight_decay=self.weight_decay,
         )
 
     def dynamics(
         self, kappa_lag: float = 0.0, kappa_now: float = 0.0, lag: float = 0.0
-    ) -> _objectives.EffectiveDynamics:
-        """objectives.effective_dynamics of this optimizer: beta_effective, eta_effective, c_lag,
+    ) -> EffectiveDynamics:
+        """optimizer.effective_dynamics of this optimizer: beta_effective, eta_effective, c_lag,
         c_now (weight decay included), mass, damping, stiffness at effective lag L (steps)."""
-        grad_rms = self.adam_preconditioner if self.optimizer in ("adam", "adamw") else None
-        return _objectives.effective_dynamics(
+        grad_rms = self.adam_preconditioner if self.optimizer in ADAM_FAMILY else None
+        return effective_dynamics(
             self.to_optimizer(),
             kappa_lag=kappa_lag,
             kappa_now=kappa_now,
@@ -252,7 +211,8 @@ class Hyperparameters:
 
     @property
     def effective_lr(self) -> float:
-        """eta_eff: the step size multiplying the gradient in the heavy-ball form (MODEL.md s.2)."""
+        """eta_eff: the step size multiplying the gradient in the heavy-ball form (docs/model.md
+        section 1)."""
         return self.dynamics().eta_effective
 
     @property
@@ -291,10 +251,7 @@ def _curvature_split(
                 "curvature: pass either curvature (all lagged) "
                 "or curvature_lag/curvature_now, not both"
             )
-        kappa_lag, kappa_now = _finite("curvature", curvature), 0.0
-        if kappa_lag <= 0.0:
-            raise ValueError(f"curvature must be > 0, got {kappa_lag}")
-        return kappa_lag, kappa_now
+        return _v.positive("curvature", curvature), 0.0
     if curvature_lag is None and curvature_now is None:
         raise ValueError(
             "curvature: pass curvature or curvature_lag (and optionally curvature_now)"
@@ -303,10 +260,11 @@ def _curvature_split(
     kappa_now = 0.0 if curvature_now is None else _finite("curvature_now", curvature_now)
     # curvature_lag may be negative (TRL's k3 KL at stale samples): only the total must restore.
     if kappa_now < 0.0:
-        raise ValueError(f"curvature_now must be >= 0, got {kappa_now}")
+        raise ValueError(f"curvature_now: must be >= 0, got {_v.show(kappa_now)}")
     if kappa_lag + kappa_now <= 0.0:
         raise ValueError(
-            f"curvature_lag + curvature_now must be > 0, got {kappa_lag} + {kappa_now}"
+            f"curvature_lag: curvature_lag + curvature_now must be > 0, got {kappa_lag} + "
+            f"{kappa_now}"
         )
     return kappa_lag, kappa_now
 
@@ -320,7 +278,7 @@ def _core_lag(hp: Hyperparameters) -> tuple[str, int]:
 
 def _effective_lag(hp: Hyperparameters, lag: str) -> float:
     if lag not in ("mean", "paper"):
-        raise ValueError(f"lag must be 'mean' or 'paper', got {lag!r}")
+        _v.choice("lag", lag, ("mean", "paper"))
     if hp.delay > 0:
         return float(hp.delay)
     if hp.refresh_interval == 1:
@@ -374,15 +332,13 @@ def continuum(
 
     lag: effective lag L of the refresh model, "mean" (K - 1) / 2 or "paper" K (delay: L = D).
     gradient_std: per-completion gradient noise std along the mean-field direction (sets T).
-    The optimizer enters through objectives.effective_dynamics: mass and damping use its
+    The optimizer enters through optimizer.effective_dynamics: mass and damping use its
     beta_effective, the stiffness includes weight decay's c_now. curvature_lag may be negative
     (total > 0): mass then shrinks and damping grows (see ContinuumPrediction).
     An approximation: the exact discrete answer is stability(); docs/stability.md compares them.
     """
     kappa_lag, kappa_now = _curvature_split(curvature, curvature_lag, curvature_now)
-    sigma = _finite("gradient_std", gradient_std)
-    if sigma < 0.0:
-        raise ValueError(f"gradient_std must be >= 0, got {sigma}")
+    sigma = _v.nonnegative("gradient_std", gradient_std)
     big_lag = _effective_lag(hp, lag)
     dyn = hp.dynamics(kappa_lag, kappa_now, big_lag)  # mass, damping, stiffness: MODEL.md s.4
     eta_eff = dyn.eta_effective
@@ -473,7 +429,7 @@ def _linear_model(
     curvature_lag: float | None,
     curvature_now: float | None,
 ) -> tuple[float, float, float]:
-    """(beta_eff, c_lag, c_now) of MODEL.md s.3 via objectives.effective_dynamics (weight decay
+    """(beta_eff, c_lag, c_now) of MODEL.md s.3 via optimizer.effective_dynamics (weight decay
     included in c_now, adamw's decay in beta_eff)."""
     kappa_lag, kappa_now = _curvature_split(curvature, curvature_lag, curvature_now)
     dyn = hp.dynamics(kappa_lag, kappa_now)
@@ -530,7 +486,8 @@ def critical_refresh_interval(
     """
     if hp.delay > 0:
         raise ValueError(
-            "delay must be 0 for critical_refresh_interval (refresh and delay do not combine)"
+            f"delay: must be 0 for critical_refresh_interval (refresh and delay do not "
+            f"combine), got {hp.delay}"
         )
     max_interval = _positive_int("max_interval", max_interval, 1)
     beta, c_lag, c_now = _linear_model(hp, curvature, curvature_lag, curvature_now)
@@ -554,7 +511,8 @@ def critical_delay(
     """
     if hp.refresh_interval > 1:
         raise ValueError(
-            "refresh_interval must be 1 for critical_delay (refresh and delay do not combine)"
+            f"refresh_interval: must be 1 for critical_delay (refresh and delay do not "
+            f"combine), got {hp.refresh_interval}"
         )
     max_delay = _positive_int("max_delay", max_delay, 0)
     beta, c_lag, c_now = _linear_model(hp, curvature, curvature_lag, curvature_now)
@@ -570,9 +528,7 @@ def _critical_lr(
     criterion: str,
     scan_ratio: float,
 ) -> float:
-    ratio = _finite("scan_ratio", scan_ratio)
-    if not 1.0 < ratio <= 2.0:
-        raise ValueError(f"scan_ratio must be in (1, 2], got {ratio}")
+    ratio = _v.in_range("scan_ratio", scan_ratio, 1.0, 2.0, lo_open=True)
     kappa_lag, kappa_now = _curvature_split(curvature, curvature_lag, curvature_now)
     lag_model, lag_steps = _core_lag(hp)
     if hp.optimizer == "adamw" and hp.weight_decay > 0.0:
@@ -701,10 +657,7 @@ def oscillation_onset(
     """
     if vary == "learning_rate":
         return _critical_lr(hp, curvature, curvature_lag, curvature_now, "oscillatory", scan_ratio)
-    if vary not in ("refresh_interval", "delay"):
-        raise ValueError(
-            f"vary must be 'learning_rate', 'refresh_interval' or 'delay', got {vary!r}"
-        )
+    _v.choice("vary", vary, ("learning_rate", "refresh_interval", "delay"))
     max_steps = _positive_int("max_steps", max_steps, 1)
     beta, c_lag, c_now = _linear_model(hp, curvature, curvature_lag, curvature_now)
     lag_model = "refresh" if vary == "refresh_interval" else "delay"
@@ -757,9 +710,7 @@ def stationary_variance(
     once per refresh and held for the K steps of the cycle. Both answers scale as 1 / G.
     inf when the system is unstable.
     """
-    sigma = _finite("gradient_std", gradient_std)
-    if sigma < 0.0:
-        raise ValueError(f"gradient_std must be >= 0, got {sigma}")
+    sigma = _v.nonnegative("gradient_std", gradient_std)
     beta, c_lag, c_now = _linear_model(hp, curvature, curvature_lag, curvature_now)
     lag_model, lag_steps = _core_lag(hp)
     unit_mean, unit_phase = _core.stationary_variance_unit(beta, c_lag, c_now, lag_model, lag_steps)
@@ -823,10 +774,10 @@ def stability_grid(
     lag_steps) get regime_code -1 and NaN values; no point is dropped.
     """
     if lag_model not in ("refresh", "delay"):
-        raise ValueError(f"lag_model must be 'refresh' or 'delay', got {lag_model!r}")
+        _v.choice("lag_model", lag_model, ("refresh", "delay"))
+    threads = _v.threads(threads)
     if threads is None:
         threads = os.cpu_count() or 1
-    threads = _positive_int("threads", threads, 1)
     arrays = np.broadcast_arrays(
         *(np.asarray(x, dtype=np.float64) for x in (momentum, c_lag, c_now, lag_steps))
     )
@@ -868,9 +819,12 @@ def plot_phase_diagram(
     c_values = np.asarray(c_lag, dtype=np.float64).reshape(-1)
     lag_values = np.asarray(lag_steps, dtype=np.float64).reshape(-1)
     if c_values.size < 2 or lag_values.size < 2:
-        raise ValueError("c_lag and lag_steps must each hold at least 2 values")
+        raise ValueError(
+            f"c_lag: c_lag and lag_steps must each hold at least 2 values, got {c_values.size} "
+            f"and {lag_values.size}"
+        )
     if lag_convention not in ("mean", "paper"):
-        raise ValueError(f"lag_convention must be 'mean' or 'paper', got {lag_convention!r}")
+        _v.choice("lag_convention", lag_convention, ("mean", "paper"))
     lag_grid, c_grid = np.meshgrid(lag_values, c_values)
     grid = stability_grid(beta, c_grid, lag_grid, c_now=c_now, lag_model=lag_model)
     if ax is None:
