@@ -303,3 +303,36 @@ def test_stability_takes_every_optimizer_of_the_stability_module(capsys):
         capsys,
     )
     assert code == 1 and "dampening" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["simulate", "--out", "x.csv", "--steps", "0"],
+        ["simulate", "--out", "x.json", "--bandit", "--lr", "-1"],
+        ["phase-diagram", "--c-min", "-1"],
+        ["phase-diagram", "--momentum", "1.5", "--out", "never.png"],
+        ["stability", "--lr", "0.01", "--momentum", "0.9", "--optimizer", "rmsprop"],
+    ],
+)
+def test_bad_option_values_are_usage_errors_without_traceback(argv, capsys, tmp_path):
+    argv = [str(tmp_path / a) if a.endswith((".csv", ".json", ".png")) else a for a in argv]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "Traceback" not in err
+
+
+def test_hyperparameter_options_are_the_dataclass_fields():
+    import dataclasses
+
+    from grpo_dynamics.cli import build_parser
+
+    parser = build_parser()
+    stability = parser._subparsers._group_actions[0].choices["stability"]  # argparse's own map
+    options = {a.dest for a in stability._actions}
+    fields = {f.name for f in dataclasses.fields(gd.Hyperparameters)}
+    assert fields <= options
+    optimizer = next(a for a in stability._actions if a.dest == "optimizer")
+    assert set(optimizer.choices) == {"sgd", "heavy_ball", "adam", "adamw"}

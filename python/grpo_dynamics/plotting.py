@@ -144,6 +144,8 @@ def _plane(grid: StabilityGrid) -> tuple[float, float]:
     c_now = np.unique(grid.c_now)
     if momentum.size != 1 or c_now.size != 1:
         raise ValueError("grid: must hold one momentum and one c_now (a plane of c_lag, lag)")
+    if not 0.0 <= momentum[0] < 1.0:
+        raise ValueError(f"grid: momentum must be in [0, 1), got {momentum[0]}")
     return float(momentum[0]), float(c_now[0])
 
 
