@@ -316,3 +316,12 @@ def test_no_submodule_is_shadowed_by_a_function(name):
         assert attribute is None or isinstance(attribute, types.ModuleType)
     else:
         assert callable(attribute)  # a function, and no module of that name to hide
+
+
+def test_the_type_checked_example_is_the_readme_example():
+    readme = (SOURCE.parents[1] / "README.md").read_text()
+    block = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    example = (SOURCE.parents[1] / "tests" / "typecheck" / "readme_example.py").read_text()
+    checked = {line.strip() for line in example.splitlines()}
+    missing = [ln for ln in block.splitlines() if ln.strip() and ln.strip() not in checked]
+    assert not missing, f"README lines not in tests/typecheck/readme_example.py: {missing}"
