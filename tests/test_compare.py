@@ -27,7 +27,7 @@ def _oscillator(t, p):
 @pytest.mark.parametrize(
     ("truth", "model"),
     [
-        ({"model": "oscillator", "p": (0.1, 0.8, 30.0, 1.0)}, "oscillator"),
+        ({"model": "oscillator", "p": (0.1, 0.8, 15.0, 2.0)}, "oscillator"),
         ({"model": "exponential", "p": (0.1, 0.8, 25.0, 0.0)}, "exponential"),
         ({"model": "logistic", "p": (0.15, 0.75, 60.0, 8.0)}, "logistic"),
     ],
@@ -50,13 +50,8 @@ def test_compare_picks_the_generating_model(truth, model):
     assert table.loc["oscillator", "rss"] <= table.loc["exponential", "rss"] * (1 + 1e-10)
 
 
-@pytest.mark.xfail(
-    reason="trend_test misses a rise completed in the first tenth of the run (p = 0.14 here, "
-    "the oscillation inflates its AR(1) correction) although the oscillator beats the "
-    "constant by ~765 AIC units; compare follows trend_test by design (one trend verdict)",
-    strict=True,
-)
 def test_a_fast_underdamped_rise_is_a_trend():
+    # a rise that overshoots and settles is not monotone; the trend test still sees it
     rng = np.random.default_rng(8)
     y = _oscillator(T, (0.1, 0.8, 15.0, 2.0)) + 0.02 * rng.standard_normal(T.size)
     assert gd.compare(T, y).preferred == "oscillator"

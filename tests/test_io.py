@@ -3,6 +3,7 @@ exact round trips in every format, messy logs handled with warnings, bad files -
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -28,7 +29,15 @@ from grpo_dynamics.io import (
 )
 
 DATA = Path(__file__).parent / "data"
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-grpo-logs"
+# the shared collection sits beside the checkout (../shared) or, for a worktree, higher up
+SHARED = next(
+    (
+        parent / "shared" / "data" / "real-grpo-logs"
+        for parent in Path(__file__).resolve().parents[1:]
+        if (parent / "shared" / "data" / "real-grpo-logs").is_dir()
+    ),
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-grpo-logs",
+)
 
 
 def read_quiet(path, **kwargs) -> Run:
@@ -161,8 +170,8 @@ def test_console_key_value_lines_coicozoi():
     text = path.read_text()
     found = re.findall(r"^Epoch:\[1/1\]\((\d+)/9751\), Reward: (\S+),", text, flags=re.M)
     debug_rewards = len(re.findall(r"^\[DEBUG\] gen\[\d+\] reward=", text, flags=re.M))
-    with pytest.warns(GrpoLogWarning, match=rf"^.*: {debug_rewards} entries .* no step ignored"):
-        run = read_log(path)
+    run = _shared_run(path.name)  # read once, shared with the all-logs test below
+    assert any(re.match(rf"{debug_rewards} entries .* no step ignored", w) for w in run.warnings)
     np.testing.assert_array_equal(run.steps, [int(s) for s, _ in found])
     np.testing.assert_array_equal(run.reward, [float(r) for _, r in found])
     assert len(run) == 9751
@@ -290,7 +299,7 @@ def test_crc32c_reference_vectors():
     }
     for data, crc in vectors.items():
         assert _crc32c_bitwise(data) == crc
-    from grpo_dynamics.io import _crc32c
+    from grpo_dynamics.io.tensorboard import _crc32c
 
     for data, crc in vectors.items():
         assert _crc32c(data) == crc
@@ -614,15 +623,24 @@ def test_merge_keeps_last_entry_of_each_step(steps, rewards):
     for entry in history:
         expected[entry["step"]] = entry["reward"]
     parsed = json.dumps({"log_history": history})
-    from grpo_dynamics.io import _build_run, _read_json
+    from grpo_dynamics.io._normalize import _build_run
+    from grpo_dynamics.io.json_log import _read_json
 
     run = _build_run(_read_json("mem.json", parsed), "mem.json", "trl")
     np.testing.assert_array_equal(run.steps, sorted(expected))
     np.testing.assert_array_equal(run.reward, [expected[s] for s in sorted(expected)])
-    restarted = any(
-        expected[s] != r for s, r in zip(steps, rewards, strict=False)
-    )  # some earlier value was overwritten by a different one
-    assert any(w.startswith("restart") for w in run.warnings) == restarted
+    # some earlier value overwritten by a different one: right after it (several updates
+    # logged under one step) or after other steps came in between (a restart)
+    stored: dict[int, float] = {}
+    in_a_row: set[int] = set()
+    restarted: set[int] = set()
+    previous = None
+    for s, r in zip(steps, rewards, strict=False):
+        if s in stored and stored[s] != r:
+            (in_a_row if previous == s else restarted).add(s)
+        stored[s], previous = r, s
+    assert any(w.startswith("restart") for w in run.warnings) == bool(restarted)
+    assert any("in a row" in w for w in run.warnings) == bool(in_a_row - restarted)
 
 
 def test_tab_separated_export(tmp_path):
@@ -683,9 +701,10 @@ def test_truncated_and_corrupt_json(tmp_path):
     bad.write_text('{"log_history": [\n{"step": 1, "reward": 0.5},\n{"step": 2 "reward": 1}]}')
     with pytest.raises(LogFormatError, match=r"bad.json: line 3 column 12: invalid JSON"):
         read_log(bad)
+    # a bad line before the end is corruption, not a cut: the file is refused, naming the line
     lines = tmp_path / "bad.jsonl"
-    lines.write_text('{"step": 1, "reward": 0.5}\n{"step": 2, "reward": 0.6}\n{"step": 3, "rew\n')
-    with pytest.raises(LogFormatError, match=r"bad.jsonl: line 3 .*invalid JSON"):
+    lines.write_text('{"step": 1, "reward": 0.5}\n{"step": 2, "rew\n{"step": 3, "reward": 0.6}\n')
+    with pytest.raises(LogFormatError, match=r"bad.jsonl: line 2 .*invalid JSON"):
         read_log(lines)
 
 
@@ -815,3 +834,390 @@ def test_run_series_names_a_missing_column():
     run = gd.as_run(np.arange(4), np.zeros(4))
     with pytest.raises(ValueError, match="column: 'kl' is not in this run"):
         run.series("kl")
+
+
+# ---------------------------------------------------------------------------------------------
+# verl and OpenRLHF logs (issue 12): console lines, metric names in JSONL / W&B exports
+
+VERL_LOG = "uqcxu9__qwen2.5_300step_NEW_CONSIS_RESULT__logs__train_v5_reward.log"
+
+
+def _verl_metric(text: str, name: str) -> dict[int, float]:
+    """An independent parse: per 'step:N' line, the value printed after ' - name:'."""
+    found: dict[int, float] = {}
+    pattern = re.compile(
+        r"step:(\d+) - (?:.*? - )?" + re.escape(name) + r":(?:np\.float64\()?([-+0-9.eE]+|nan)"
+    )
+    for line in text.splitlines():
+        match = pattern.search(line)
+        if match:
+            found[int(match.group(1))] = float(match.group(2))
+    return found
+
+
+@functools.cache
+def _shared_run(name: str, select: tuple[tuple[str, str], ...] = ()) -> Run:
+    """A shared log read once for the tests below (warnings are checked in run.warnings)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GrpoLogWarning)
+        return read_log(shared_file(name), select=dict(select) or None)
+
+
+def test_verl_console_log_matches_an_independent_parse():
+    path = shared_file(VERL_LOG)
+    text = path.read_text(encoding="utf-8")
+    score = _verl_metric(text, "critic/score/mean")
+    assert len(score) == 700 and sorted(score) == list(range(1, 701))  # LABELS.md: 700 points
+    run = _shared_run(VERL_LOG)
+    assert run.format == "console" and run.warnings == []
+    np.testing.assert_array_equal(run.steps, sorted(score))
+    np.testing.assert_array_equal(run.reward, [score[s] for s in sorted(score)])
+    for canonical, name in (
+        ("entropy", "actor/entropy"),
+        ("clip_ratio", "actor/pg_clipfrac"),  # printed as np.float64(...)
+        ("grad_norm", "actor/grad_norm"),
+        ("learning_rate", "actor/lr"),
+        ("completion_length", "response_length/mean"),
+        ("truncated_ratio", "response_length/clip_ratio"),
+        ("eval_reward", "val-core/econ_agent/reward/mean@1"),
+    ):
+        expected = _verl_metric(text, name)
+        assert expected, name
+        assert run.original_names[canonical] == name
+        column = run.column(canonical)
+        assert column.index.tolist() == sorted(expected)
+        np.testing.assert_array_equal(column.to_numpy(), [expected[s] for s in sorted(expected)])
+    advantages = _verl_metric(text, "critic/advantages/mean")
+    np.testing.assert_array_equal(run.column("critic/advantages/mean"), list(advantages.values()))
+    # LABELS.md: starts negative (-0.4), noisy plateau 0.1-0.2 later
+    assert run.reward[:20].mean() < 0 < run.reward[-300:].mean()
+
+
+def test_verl_console_lines_with_colours_wrappers_and_kl_loss(tmp_path):
+    lines = []
+    for step in range(1, 6):
+        lines.append(
+            f"\x1b[36m(main_task pid=123)\x1b[0m step:{step} - actor/entropy:{0.6 - step / 100}"
+            f" - actor/kl_loss:np.float64({step / 1000}) - actor/ppo_kl:np.float64(0.0)"
+            f" - critic/rewards/mean:{0.3 + step / 10} - response_length/clip_ratio:0.01"
+            f" - actor/lr:np.float64(1e-06) - training/global_step:{step} - tag:abc"
+        )
+    path = tmp_path / "verl.log"
+    path.write_text("(main_task pid=123) Using LocalLogger\n" + "\n".join(lines) + "\n")
+    run = read_quiet(path)
+    np.testing.assert_array_equal(run.steps, np.arange(1, 6))
+    np.testing.assert_allclose(run.reward, 0.3 + np.arange(1, 6) / 10, rtol=0, atol=0)
+    np.testing.assert_array_equal(run.column("kl"), np.arange(1, 6) / 1000)
+    assert run.original_names["reward"] == "critic/rewards/mean"  # no critic/score/mean here
+    assert run.original_names["kl"] == "actor/kl_loss"
+    np.testing.assert_array_equal(run.column("actor/ppo_kl"), np.zeros(5))  # not the ref KL
+    assert run.column("learning_rate").eq(1e-6).all()
+    assert "training/global_step" not in run.frame.columns
+    assert any("tag (5x)" in n for n in run.notes)
+
+
+def test_verl_and_openrlhf_names_in_jsonl_and_wandb_csv(tmp_path):
+    rng = np.random.default_rng(7)
+    reward = np.round(rng.uniform(0, 1, 8), 6)
+    verl = tmp_path / "verl.jsonl"
+    verl.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "step": s,
+                    "critic/score/mean": r,
+                    "actor/entropy": 1.0 - r,
+                    "actor/kl_loss": r / 100,
+                    "response_length/mean": 100 + s,
+                    "actor/pg_clipfrac": 0.01,
+                    "actor/grad_norm": 2.0,
+                    "critic/advantages/mean": 0.0,
+                }
+            )
+            + "\n"
+            for s, r in zip(range(1, 9), reward, strict=True)
+        )
+    )
+    run = read_quiet(verl)
+    np.testing.assert_array_equal(run.reward, reward)
+    np.testing.assert_array_equal(run.column("entropy"), 1.0 - reward)
+    np.testing.assert_array_equal(run.column("completion_length"), 100 + np.arange(1, 9))
+    assert {"kl", "clip_ratio", "grad_norm", "critic/advantages/mean"} <= set(run.frame.columns)
+    # the same metrics nested one level down: {"step": N, "data": {...}}
+    nested = tmp_path / "nested.jsonl"
+    nested.write_text(
+        "".join(
+            json.dumps({"step": s, "data": {"critic/score/mean": r, "actor/entropy": 1.0 - r}})
+            + "\n"
+            for s, r in zip(range(1, 9), reward, strict=True)
+        )
+    )
+    run = read_quiet(nested)
+    np.testing.assert_array_equal(run.steps, np.arange(1, 9))
+    np.testing.assert_array_equal(run.reward, reward)
+    np.testing.assert_array_equal(run.column("entropy"), 1.0 - reward)
+
+    # OpenRLHF's W&B run: train/<name> with train/global_step
+    openrlhf = tmp_path / "openrlhf.csv"
+    header = "train/global_step,train/reward,train/policy_loss,train/actor_lr,train/kl,"
+    header += "train/ppo_clip_ratio,train/response_length,train/entropy_loss,train/ppo_kl\n"
+    rows = "".join(
+        f"{s},{r},0.1,5e-07,0.002,0.03,{200 + s},0.9,0.001\n"
+        for s, r in zip(range(10, 90, 10), reward, strict=True)
+    )
+    openrlhf.write_text(header + rows)
+    run = read_quiet(openrlhf)
+    np.testing.assert_array_equal(run.steps, np.arange(10, 90, 10))
+    np.testing.assert_array_equal(run.reward, reward)
+    assert run.original_names == {
+        "reward": "train/reward",
+        "entropy": "train/entropy_loss",
+        "kl": "train/kl",
+        "completion_length": "train/response_length",
+        "clip_ratio": "train/ppo_clip_ratio",
+        "learning_rate": "train/actor_lr",
+        "loss": "train/policy_loss",
+    }
+    assert "train/ppo_kl" in run.frame.columns
+
+
+# ---------------------------------------------------------------------------------------------
+# Every shared real log reads (47 runs); files with several runs select one
+
+
+def _readme_runs() -> list[tuple[str, dict[str, str] | None, int | None, tuple[int, int] | None]]:
+    """(file, select, points, (first, last)) for every run in the collection's README tables."""
+    readme = SHARED / "README.md"
+    if not readme.is_file():
+        return []
+    runs = []
+    for line in readme.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or not re.match(r"^[\w.\-()]+__", cells[0]):
+            continue
+        match = re.match(r'^(\S+)(?: \[(?:rows with )?(\w+)=="(.*)"\])?$', cells[0])
+        assert match, cells[0]
+        name, column, value = match.groups()
+        points = re.search(r"(\d+) points \((\d+)-(\d+)\)", cells[-1])
+        runs.append(
+            (
+                name,
+                {column: value} if column else None,
+                int(points.group(1)) if points else None,
+                (int(points.group(2)), int(points.group(3))) if points else None,
+            )
+        )
+    return runs
+
+
+def test_the_readme_lists_47_runs():
+    if not (SHARED / "README.md").is_file():
+        pytest.skip("../shared/data/real-grpo-logs absent")
+    runs = _readme_runs()
+    assert len(runs) == 47
+    assert {name for name, *_ in runs} == {p.name for p in SHARED.iterdir() if p.suffix != ".md"}
+
+
+@pytest.mark.parametrize(
+    ("name", "select", "points", "span"),
+    _readme_runs() or [pytest.param(None, None, None, None, marks=pytest.mark.skip)],
+    ids=lambda v: v[:40] if isinstance(v, str) else None,
+)
+def test_every_shared_real_log_reads(name, select, points, span):
+    run = _shared_run(name, tuple((select or {}).items()))
+    assert len(run) > 0 and np.isfinite(run.reward).all()
+    if select:
+        assert run.metadata["selected"] == select
+    if points is not None:  # the README's own count and step range
+        assert len(run) == points
+        if not any(w.startswith("no step column") for w in run.warnings):
+            assert (int(run.steps[0]), int(run.steps[-1])) == span
+
+
+def test_multi_run_csv_selects_one_run_by_its_column():
+    path = shared_file("memoryoffish__nlp_grpo__results__curves_wave1.csv")
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)  # independent: raw text cells
+    arms = list(dict.fromkeys(table["arm"]))
+    assert len(arms) == 4
+    for arm in arms:
+        rows = table[(table["arm"] == arm) & (table["critic/score/mean"] != "")]
+        run = _shared_run(path.name, (("arm", arm),))
+        np.testing.assert_array_equal(run.steps, rows["step"].astype(int))
+        np.testing.assert_array_equal(run.reward, rows["critic/score/mean"].astype(float))
+        assert run.original_names["entropy"] == "actor/entropy_loss"
+        assert run.original_names["eval_reward"] == "val/test_score/game24"
+    # without select: the first run, and a warning naming the column and the runs
+    with pytest.warns(GrpoLogWarning, match=r"4 runs told apart by column 'arm'.*select="):
+        first = read_log(path)
+    np.testing.assert_array_equal(first.reward, read_quiet(path, select={"arm": arms[0]}).reward)
+    with pytest.raises(LogFormatError, match=r"curves_wave1.csv: select 'run': no such column"):
+        read_log(path, select={"run": "x"})
+    with pytest.raises(LogFormatError, match=r"curves_wave1.csv: select .*no row matches.*'n8"):
+        read_log(path, select={"arm": "n16"})
+
+
+def test_select_in_jsonl_and_its_bad_uses(tmp_path):
+    path = tmp_path / "two.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"run": run, "step": s, "reward": 0.1 * s + (run == "b")}) + "\n"
+            for run in ("a", "b")
+            for s in range(1, 4)
+        )
+    )
+    run = read_quiet(path, select={"run": "b"})
+    np.testing.assert_allclose(run.reward, [1.1, 1.2, 1.3], rtol=1e-15)
+    with pytest.raises(ValueError, match=r"^select: only CSV and JSONL .* 'trl'"):
+        read_log(_trl(tmp_path, [{"step": 1, "reward": 0.5}]), select={"run": "a"})
+    with pytest.raises(ValueError, match=r"^select: must be a non-empty mapping"):
+        read_log(path, select={})
+    with pytest.raises(ValueError, match=r"^select: must be a non-empty mapping"):
+        read_log(path, select=["run"])  # type: ignore[arg-type]
+
+
+def test_jsonl_eval_records_and_minibatch_records_under_one_step(tmp_path):
+    entries = [{"type": "eval", "grpo_step": 0, "reward": 0.05}]
+    for step in range(1, 4):
+        entries.append({"type": "rollout", "grpo_step": step, "reward": 0.1 * step})
+        for batch in range(2):  # two optimizer updates logged under one rollout step
+            entries.append({"type": "train", "grpo_step": step, "loss": step + batch / 10})
+    entries.append({"type": "eval", "grpo_step": 3, "reward": 0.9})
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    with pytest.warns(GrpoLogWarning, match=r"3 steps logged several times in a row"):
+        run = read_log(path)
+    np.testing.assert_array_equal(run.steps, [1, 2, 3])
+    np.testing.assert_allclose(run.reward, [0.1, 0.2, 0.3], rtol=1e-15)
+    np.testing.assert_array_equal(run.column("loss"), [1.1, 2.1, 3.1])  # the last update's
+    assert run.column("eval_reward").to_dict() == {0: 0.05, 3: 0.9}
+
+
+def test_console_dicts_with_bare_nan_are_kept(tmp_path):
+    path = shared_file("johnson7788__RLDecisionAgent__docs__Unsloth__train_grpo.log")
+    text = path.read_text(encoding="utf-8")
+    dicts = re.findall(r"\{'loss': [^{}\n]*'reward': ([-0-9.e]+)[^{}\n]*\}", text)
+    nan_norms = len(re.findall(r"\{'loss'[^{}\n]*'grad_norm': nan", text))
+    assert len(dicts) == 46 and nan_norms == 20  # LABELS.md: 46 steps, 20 NaN grad norms
+    run = read_quiet(path)
+    assert any(w.startswith("grad_norm: 20 non-finite") for w in run.warnings)
+    np.testing.assert_array_equal(run.reward, [float(r) for r in dicts])
+
+
+def test_printed_reward_tensors_give_mean_and_std(tmp_path):
+    path = shared_file("josephdutoit__probability-aligned-llms__logs__grpo.log")
+    text = path.read_text(encoding="utf-8")
+    groups = [
+        np.array([float(v) for v in g.split(",")])
+        for g in re.findall(r"rewards: tensor\(\[([^\]]*)\]", text)
+    ]
+    assert len(groups) == 197  # README: 197 points
+    with pytest.warns(GrpoLogWarning, match="no step column"):
+        run = read_log(path)
+    assert run.format == "console"  # '[2025-12-12 ...' is not a JSON array
+    np.testing.assert_array_equal(run.reward, [g.mean() for g in groups])
+    np.testing.assert_array_equal(run.column("reward_std"), [g.std(ddof=1) for g in groups])
+    assert np.mean(run.reward == -1.0) > 0.9  # LABELS.md: dead reward, every sample -1
+
+
+# ---------------------------------------------------------------------------------------------
+# Lost data (issue 14): no column, record or file lost to one bad value
+
+
+def test_one_non_numeric_csv_cell_keeps_its_column(tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_text(
+        "# exported\nstep,reward,kl,note\n1,0.1,0.01,ok\n2,-,0.02,ok\n\n3,0.3,abc,x\n"
+        "4,0.5%,0.04,y\n5,0.5,0.05,z\n"
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = read_log(path)
+    messages = [str(w.message) for w in caught]
+    assert any(
+        m.startswith(f"{path}: column 'reward': 2 non-numeric cell(s) read as NaN at ")
+        and "line 4 ('-')" in m
+        and "line 7 ('0.5%')" in m
+        for m in messages
+    ), messages
+    assert any(
+        "column 'kl': 1 non-numeric cell(s)" in m and "line 6 ('abc')" in m for m in messages
+    )
+    np.testing.assert_array_equal(run.steps, [1, 3, 5])
+    np.testing.assert_array_equal(run.reward, [0.1, 0.3, 0.5])
+    kl = run.column("kl", dropna=False)
+    np.testing.assert_array_equal(kl.loc[[1, 2, 4, 5]], [0.01, 0.02, 0.04, 0.05])
+    assert math.isnan(kl.loc[3])
+    assert "note" not in run.frame.columns and any("note" in n for n in run.notes)
+
+
+def test_jsonl_cut_in_its_last_line_keeps_the_records_before(tmp_path):
+    whole = [{"step": s, "reward": s / 10} for s in range(1, 6)]
+    text = "".join(json.dumps(e) + "\n" for e in whole)
+    path = tmp_path / "killed.jsonl"
+    path.write_text(text + '{"step": 6, "rew')  # the writer died mid-line
+    with pytest.warns(GrpoLogWarning, match=rf"{re.escape(str(path))}: line 6: last line cut"):
+        run = read_log(path)
+    np.testing.assert_array_equal(run.steps, [e["step"] for e in whole])
+    np.testing.assert_array_equal(run.reward, [e["reward"] for e in whole])
+    assert any(w.startswith("line 6:") for w in run.warnings)
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+def test_deeply_nested_json_names_the_file(tmp_path, suffix):
+    path = tmp_path / f"deep{suffix}"
+    path.write_text('{"step": 1, "reward": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    with pytest.raises(LogFormatError, match=rf"^{re.escape(str(path))}: .*nested too deeply"):
+        read_log(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("huge.json", '{"log_history": [{"step": 1, "reward": 0.1}, {"step": 1e30, "reward": 1}]}'),
+        (
+            "huge_int.json",
+            '[{"step": 1, "reward": 0.1}, {"step": 1' + "0" * 400 + ', "reward": 1}]',
+        ),
+        ("huge.jsonl", '{"step": 1, "reward": 0.1}\n{"step": 1e30, "reward": 0.2}\n'),
+        ("huge.csv", "step,reward\n1,0.1\n1e30,0.2\n"),
+        ("huge.log", "step 1 reward=0.1\nstep 1000000000000000000000000000000 reward=0.2\n"),
+    ],
+)
+def test_steps_of_1e30_name_the_file(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(LogFormatError, match=rf"^{re.escape(str(path))}: .*out of range"):
+        read_log(path)
+
+
+def test_the_tensorboard_codec_needs_no_tensorflow_or_protobuf():
+    import ast as python_ast
+
+    import grpo_dynamics.io.tensorboard as codec
+
+    tree = python_ast.parse(Path(codec.__file__).read_text())
+    imported = {
+        (node.module or "") if isinstance(node, python_ast.ImportFrom) else alias.name
+        for node in python_ast.walk(tree)
+        if isinstance(node, (python_ast.Import, python_ast.ImportFrom))
+        for alias in node.names
+    }
+    assert imported <= {
+        "__future__",
+        "json",
+        "struct",
+        "collections.abc",
+        "pathlib",
+        "typing",
+        "numpy",
+        "_aliases",
+        "_errors",
+        "_records",
+    }, imported
+
+
+def test_from_arrays_and_as_run_reject_steps_beyond_exact_integers():
+    with pytest.raises(ValueError, match=r"^steps: must be within \+-2\*\*53, got 1e\+30"):
+        Run.from_arrays([1.0, 1e30], [0.1, 0.2])
+    with pytest.raises(ValueError, match=r"^steps: must be within"):
+        gd.as_run(np.array([1.0, 1e30]), [0.1, 0.2])

@@ -105,3 +105,15 @@ def test_bad_arguments_name_themselves(kwargs, message):
         trend_test(np.arange(10), np.arange(11.0))
     with pytest.raises(ValueError, match="recent_fraction"):
         progress(np.arange(10), np.arange(10.0), recent_fraction=0)
+
+
+def test_a_rise_that_overshoots_or_falls_back_is_still_a_trend():
+    # Mann-Kendall's pairs cancel on these; the level test over bin means catches them
+    rng = np.random.default_rng(8)
+    t = np.arange(300.0)
+    overshoot = 0.78 - 0.63 * np.exp(-t / 60) * (np.cos(t / 25) + 0.4 * np.sin(t / 25))
+    result = trend_test(t, overshoot + rng.normal(0, 0.03, t.size))
+    assert result.direction == "rising", result
+    u = np.arange(100.0)
+    rise_fall = np.where(u < 50, 0.2 + 0.012 * u, 0.8 - 0.012 * (u - 50))
+    assert trend_test(u, rise_fall + rng.normal(0, 0.05, u.size)).present

@@ -38,7 +38,15 @@ from .io import (
     read_logs,
     write_log,
 )
-from .joint import JointFit, ScalingFit, fit_joint, fit_scaling
+from .joint import (
+    GroupSizeTimescales,
+    JointFit,
+    NoiseModel,
+    ScalingFit,
+    fit_joint,
+    fit_noise_model,
+    fit_scaling,
+)
 from .objectives import (
     OBJECTIVE_PRESETS,
     ClipOvershoot,
@@ -93,6 +101,7 @@ from .stability import (
     stability_grid,
     stationary_variance,
 )
+from .sweep import SWEEP_STUDIES, sweep
 from .trajectory import (
     JACOBIAN_PARAMS,
     Regime,
@@ -141,6 +150,9 @@ __all__ = [
     "ScalingFit",
     "fit_joint",
     "fit_scaling",
+    "NoiseModel",
+    "GroupSizeTimescales",
+    "fit_noise_model",
     # trend and model choice (docs/diagnose.md, docs/fitting.md)
     "TrendTest",
     "Progress",
@@ -174,6 +186,9 @@ __all__ = [
     "measure_stiffness",
     "simulate",
     "two_arm_expected_drift",
+    # parameter studies (docs/sweep.md)
+    "sweep",
+    "SWEEP_STUDIES",
     # objectives (docs/objectives.md)
     "Objective",
     "OBJECTIVE_PRESETS",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -116,6 +116,12 @@ class FitResult:
     the noise variance estimated. ``regime`` is set for the oscillator (and exponential).
     ``r2_ceiling`` and ``r2_window`` put the raw ``r2`` in context (docs/fitting.md,
     "R^2 and noise"): the best R^2 the noise allows, and R^2 on window means.
+
+    ``identified``, ``unidentified`` and ``plateau_bound`` say what the data identify
+    (docs/fitting.md, "Identification"): use ``params["r_inf"]`` (``r_hi``) for a forecast or a
+    verdict only when ``identified`` is True; otherwise ``plateau_bound`` (e.g.
+    ``("at_least", 0.83)``) is what the data say about the plateau. ``status`` stays the
+    optimizer's; ``reason`` then starts with "not identified".
     """
 
     model: str
@@ -141,6 +147,18 @@ class FitResult:
     #: R^2 of the fit on means over consecutive windows of ``window`` points.
     r2_window: float = math.nan
     window: int = 0
+    #: Parameters the data do not identify, each with the reason in plain words (docs/fitting.md,
+    #: "Identification"); empty when everything is identified.
+    unidentified: dict[str, str] = field(default_factory=dict)
+    #: True iff the plateau and the timescale are identified (``r_inf`` and ``tau``, for the
+    #: logistic ``r_hi`` and ``s``) and no parameter is held by a bound: only then may a
+    #: forecast, verdict or comparison use the fit's plateau.
+    identified: bool = True
+    #: What the data say about a plateau that is not identified: ``("at_least", v)`` when the
+    #: fitted curve still rises at the last step, ``("at_most", v)`` when it still falls, with
+    #: ``v`` the more conservative of the last fitted value and the mean reward over the last
+    #: 10% of the span; None otherwise (and always None when ``identified``).
+    plateau_bound: tuple[str, float] | None = None
 
     def predict(self, t: ArrayLike) -> NDArray[np.float64]:
         """Fitted mean reward at steps ``t``."""
@@ -153,8 +171,10 @@ class BatchFit:
 
     Arrays: ``params``/``stderr``/``lower``/``upper``/``at_bound`` (n, p), ``covariance``
     (n, p, p), ``r2``/``rss``/``sigma2``/``aic``/``bic``/``n_iter``/``n_points`` (n,),
-    ``status``/``regime``/``reason`` (n,) object arrays of strings. No series is dropped: bad
-    series have ``status == "bad_input"``, NaN numbers and a ``reason``.
+    ``status``/``regime``/``reason`` (n,) object arrays of strings, and the identification
+    columns ``identified``/``unidentified``/``unidentified_reason``/``plateau_bound_kind``/
+    ``plateau_bound`` (docs/fitting.md, "Identification"). No series is dropped: bad series have
+    ``status == "bad_input"``, NaN numbers, a ``reason`` and ``identified`` False.
     """
 
     model: str
@@ -181,6 +201,15 @@ class BatchFit:
     r2_ceiling: NDArray[np.float64] | None = field(default=None, repr=False)
     r2_window: NDArray[np.float64] | None = field(default=None, repr=False)
     window: NDArray[np.int32] | None = field(default=None, repr=False)
+    #: (n,) identification (docs/fitting.md, "Identification"): ``identified`` bool,
+    #: ``unidentified`` dicts {parameter: reason}, ``unidentified_reason`` the same as one string
+    #: ("" when nothing is flagged), ``plateau_bound_kind`` None/"at_least"/"at_most" and
+    #: ``plateau_bound`` its value (NaN when none). None only for objects built by older code.
+    identified: NDArray[np.bool_] | None = field(default=None, repr=False)
+    unidentified: NDArray[np.object_] | None = field(default=None, repr=False)
+    unidentified_reason: NDArray[np.object_] | None = field(default=None, repr=False)
+    plateau_bound_kind: NDArray[np.object_] | None = field(default=None, repr=False)
+    plateau_bound: NDArray[np.float64] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return int(self.params.shape[0])
@@ -212,7 +241,16 @@ class BatchFit:
             r2_ceiling=math.nan if self.r2_ceiling is None else float(self.r2_ceiling[i]),
             r2_window=math.nan if self.r2_window is None else float(self.r2_window[i]),
             window=0 if self.window is None else int(self.window[i]),
+            unidentified={} if self.unidentified is None else dict(self.unidentified[i]),
+            identified=True if self.identified is None else bool(self.identified[i]),
+            plateau_bound=self._plateau_bound(i),
         )
+
+    def _plateau_bound(self, i: int) -> tuple[str, float] | None:
+        if self.plateau_bound_kind is None or self.plateau_bound is None:
+            return None
+        kind = self.plateau_bound_kind[i]
+        return None if kind is None else (str(kind), float(self.plateau_bound[i]))
 
     def to_pandas(self) -> pd.DataFrame:
         """One row per series: parameters, ``<name>_stderr``, statistics, status, regime."""
@@ -239,6 +277,9 @@ class BatchFit:
         cols["status"] = self.status
         cols["regime"] = self.regime
         cols["reason"] = self.reason
+        for name in ("identified", "unidentified_reason", "plateau_bound_kind", "plateau_bound"):
+            if getattr(self, name) is not None:
+                cols[name] = getattr(self, name)
         return pd.DataFrame(cols)
 
 
@@ -390,6 +431,397 @@ def _to_batch(
         r2_window=raw["r2_window"],
         window=raw["window"],
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# identification (docs/fitting.md, "Identification")
+
+# A parameter within this fraction of its bound interval (or of the bound's magnitude when the
+# interval is unbounded) counts as held by the bound.
+_BOUND_RTOL = 1e-6
+# "Still moving at the end": the fitted curve changes, over the last _END_WINDOW of the observed
+# span, by at least _END_MOVE of its range over the data, i.e. its final slope is at least its
+# average slope (it has not started to level off).
+_END_WINDOW = 0.1
+_END_MOVE = 0.1
+# Direction of a one-sided plateau statement: the end change exceeds this fraction of the range.
+_END_DIRECTION = 0.01
+# Points per series on which the fitted curve's range over the data is taken.
+_RANGE_GRID = 33
+# Which parameter is the plateau and which the timescale, per model.
+_PLATEAU = {"exponential": "r_inf", "oscillator": "r_inf", "logistic": "r_hi"}
+_TIMESCALE = {"exponential": "tau", "oscillator": "tau", "logistic": "s"}
+
+
+@dataclass(frozen=True)
+class _DataSummary:
+    """Per series, after removing gaps and zero weights: first/last step, reward range."""
+
+    t_first: NDArray[np.float64]
+    t_last: NDArray[np.float64]
+    r_min: NDArray[np.float64]
+    r_max: NDArray[np.float64]
+    #: mean reward over the last _END_WINDOW of the span (the current level the data show)
+    r_end: NDArray[np.float64]
+
+
+def _data_summary(
+    t_flat: NDArray[np.float64],
+    r_flat: NDArray[np.float64],
+    offsets: NDArray[np.int64],
+    w_flat: NDArray[np.float64] | None,
+) -> _DataSummary:
+    """Vectorised per-series summary of the points a fit uses (finite r, weight > 0)."""
+    n = offsets.size - 1
+    if t_flat.size != r_flat.size:  # one shared grid for a 2-D batch: work on (n, m) directly
+        return _grid_summary(t_flat, r_flat.reshape(n, t_flat.size), w_flat)
+    valid = np.isfinite(r_flat) & np.isfinite(t_flat)
+    if w_flat is not None:
+        valid &= np.isfinite(w_flat) & (w_flat > 0)
+    # A sentinel (the identity of each reduction) keeps reduceat valid for empty series.
+    starts = offsets[:-1]
+    count = np.add.reduceat(np.append(valid, False).astype(np.int64), starts) if n else starts
+
+    def reduce(values: NDArray[np.float64], fill: float, ufunc: np.ufunc) -> NDArray[np.float64]:
+        if n == 0:
+            return np.zeros(0)
+        masked = np.append(np.where(valid, values, fill), fill)
+        out = ufunc.reduceat(masked, starts).astype(np.float64)
+        empty = (count == 0) | (np.diff(offsets) == 0)
+        out[empty] = np.nan
+        return out
+
+    t_first = reduce(t_flat, np.inf, np.minimum)
+    t_last = reduce(t_flat, -np.inf, np.maximum)
+    series = np.repeat(np.arange(n), np.diff(offsets))
+    with np.errstate(invalid="ignore"):
+        cut = t_last - _END_WINDOW * (t_last - t_first)
+        tail = valid & (t_flat >= cut[series])
+    tail_sum = np.bincount(series[tail], weights=r_flat[tail], minlength=n)
+    tail_count = np.bincount(series[tail], minlength=n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r_end = tail_sum / tail_count
+    return _DataSummary(
+        t_first=t_first,
+        t_last=t_last,
+        r_min=reduce(r_flat, np.inf, np.minimum),
+        r_max=reduce(r_flat, -np.inf, np.maximum),
+        r_end=np.where(tail_count > 0, r_end, np.nan),
+    )
+
+
+def _grid_summary(
+    t: NDArray[np.float64], R: NDArray[np.float64], w_flat: NDArray[np.float64] | None
+) -> _DataSummary:
+    """:func:`_data_summary` for a 2-D batch on one grid ``t`` (increasing)."""
+    valid = np.isfinite(R)
+    if w_flat is not None:
+        w = w_flat.reshape(R.shape)
+        valid &= np.isfinite(w) & (w > 0)
+    any_valid = valid.any(axis=1)
+    m = t.size
+    first = np.argmax(valid, axis=1)
+    last = m - 1 - np.argmax(valid[:, ::-1], axis=1)
+    t_first = np.where(any_valid, t[first], np.nan)
+    t_last = np.where(any_valid, t[last], np.nan)
+    with np.errstate(invalid="ignore"):
+        cut = t_last - _END_WINDOW * (t_last - t_first)
+        tail = valid & (t[None, :] >= cut[:, None])
+    tail_count = tail.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r_end = np.where(tail, R, 0.0).sum(axis=1) / tail_count
+    return _DataSummary(
+        t_first=t_first,
+        t_last=t_last,
+        r_min=np.where(any_valid, np.where(valid, R, np.inf).min(axis=1), np.nan),
+        r_max=np.where(any_valid, np.where(valid, R, -np.inf).max(axis=1), np.nan),
+        r_end=np.where(tail_count > 0, r_end, np.nan),
+    )
+
+
+def _curve_values(
+    model: str, params: NDArray[np.float64], t: NDArray[np.float64], t0: float
+) -> NDArray[np.float64]:
+    """Fitted curves of many series at times ``t`` (n, m), vectorised over series.
+
+    Oscillator/exponential (docs/model.md, closed-form trajectory), written for every ``mu``
+    as ``r_inf + x0 e^{-a u} (C(b u) + a u S(b u))`` with ``a = 1/(2 mu tau)``,
+    ``b^2 = a^2 (1 - 4 mu)`` and C, S = cosh, sinh(z)/z (cos, sin(z)/z when ``mu > 1/4``);
+    ``e^{-a u} cosh(b u)`` is formed without overflow. Before ``t0`` the curve is ``r0``.
+    """
+    if model == "logistic":
+        from scipy.special import expit
+
+        r_lo, r_hi, t_mid, s = (params[:, j : j + 1] for j in range(4))
+        with np.errstate(all="ignore"):
+            return np.asarray(r_lo + (r_hi - r_lo) * expit((t - t_mid) / s))
+    r0, r_inf, tau = (params[:, j : j + 1] for j in range(3))
+    mu = params[:, 3:4] if model == "oscillator" else np.zeros_like(tau)
+    u = np.maximum(t - t0, 0.0)
+    with np.errstate(all="ignore"):
+        disc = 1.0 - 4.0 * mu
+        q = np.sqrt(np.abs(disc))
+        over = disc >= 0
+        slow = 2.0 / (tau * (1.0 + q))  # -s1, stable for small mu
+        a = 1.0 / (2.0 * mu * tau)
+        z = q * a * u  # b u (overdamped) or w u (oscillatory)
+        big = over & (z > 20.0)
+        c = np.where(over, np.cosh(np.minimum(z, 20.0)), np.cos(z))
+        sh = np.where(
+            z > 1e-8,
+            np.where(over, np.sinh(np.minimum(z, 20.0)), np.sin(z)) / np.where(z > 0, z, 1.0),
+            1.0,
+        )
+        direct = np.exp(-a * u) * (c + a * u * sh)
+        # z > 20: e^{-a u} cosh(b u) = e^{-(a - b) u} / 2 to double precision, a - b = slow.
+        asym = 0.5 * np.exp(-slow * u) * (1.0 + 1.0 / np.where(q > 0, q, 1.0))
+        phi = np.where(big, asym, direct)
+        phi = np.where(mu == 0, np.exp(-u / tau), phi)
+    return np.asarray(r_inf + (r0 - r_inf) * phi)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def _identify(batch: BatchFit, data: _DataSummary) -> BatchFit:
+    """Flag what the data do not identify, per series (docs/fitting.md, "Identification").
+
+    The tests are vectorised over series; strings are assembled only for flagged rows.
+    """
+    model, names = batch.model, batch.param_names
+    n, n_par = batch.params.shape
+    col = {name: j for j, name in enumerate(names)}
+    p, se, lo, hi = batch.params, batch.stderr, batch.lower, batch.upper
+    fitted = batch.status != "bad_input"
+    # (parameter, rows flagged, message for row i, whether it blocks "identified")
+    found: list[tuple[str, NDArray[np.bool_], Callable[[int], str], bool]] = []
+
+    def add(
+        name: str, mask: NDArray[np.bool_], message: Callable[[int], str], blocks: bool
+    ) -> None:
+        mask = mask & fitted
+        if mask.any():
+            found.append((name, mask, message, blocks))
+
+    with np.errstate(invalid="ignore"):
+        width = hi - lo
+        # Timescales and mu: relative to the bound itself (tau's interval spans 6 decades);
+        # levels and t_mid: relative to the width of their interval.
+        positive = np.array([name in ("tau", "s", "mu") for name in names])
+        tol_lo = _BOUND_RTOL * np.where(positive, np.abs(lo), width)
+        tol_hi = _BOUND_RTOL * np.where(positive, np.abs(hi), width)
+        tol_lo = np.where(np.isfinite(tol_lo), tol_lo, 0.0)
+        tol_hi = np.where(np.isfinite(tol_hi), tol_hi, 0.0)
+        near_lo = np.isfinite(lo) & (p - lo <= tol_lo)
+        near_hi = np.isfinite(hi) & (hi - p <= tol_hi)
+        free = ~(width == 0)  # a parameter fixed by equal bounds is not estimated
+        pinned = (near_lo | near_hi | batch.at_bound) & free
+    if model == "oscillator":
+        # mu = 0 is the physical boundary (the nested exponential), a point estimate, not an
+        # artificial limit (docs/fitting.md, "Identifiability at mu = 0").
+        j = col["mu"]
+        pinned[:, j] &= ~(near_lo[:, j] & (lo[:, j] == 0.0))
+    hints = {
+        ("tau", "lo"): "faster than the logging interval can resolve",
+        ("s", "lo"): "a step faster than the logging interval can resolve",
+        ("tau", "hi"): "no curvature: the data look like a straight line",
+        ("s", "hi"): "no curvature: the data look like a straight line",
+        ("mu", "hi"): "an oscillation slower than the data: a fragment of a slow cosine",
+        ("r_inf", "lo"): "the plateau would lie beyond the allowed reward range",
+        ("r_inf", "hi"): "the plateau would lie beyond the allowed reward range",
+        ("r_hi", "lo"): "the plateau would lie beyond the allowed reward range",
+        ("r_hi", "hi"): "the plateau would lie beyond the allowed reward range",
+    }
+    for j, name in enumerate(names):
+        for side, side_mask in (("lo", near_lo[:, j]), ("hi", near_hi[:, j])):
+            mask = pinned[:, j] & side_mask
+            if side == "hi":
+                mask &= ~near_lo[:, j]
+            hint = hints.get((name, side), "the data push it beyond the allowed range")
+            word = "lower" if side == "lo" else "upper"
+
+            def msg(i: int, j: int = j, word: str = word, hint: str = hint) -> str:
+                bound = lo[i, j] if word == "lower" else hi[i, j]
+                return f"at its {word} bound {_fmt(bound)} ({hint}): set by the bound, not the data"
+
+            add(name, mask, msg, True)
+        other = pinned[:, j] & ~near_lo[:, j] & ~near_hi[:, j]
+        add(name, other, lambda i: "held at a bound: set by the bound, not the data", True)
+        undefined = ~np.isfinite(se[:, j]) & ~pinned[:, j] & free[:, j]
+        if model == "oscillator" and name == "mu":
+            undefined &= ~(near_lo[:, j] & (lo[:, j] == 0.0))
+        add(
+            name,
+            undefined,
+            lambda i: "standard error undefined (the data do not determine it)",
+            True,
+        )
+
+    plateau, timescale = _PLATEAU[model], _TIMESCALE[model]
+    span = data.t_last - data.t_first
+    # The fitted curve over the data: its range, and its change over the last part of the span.
+    grid = data.t_first[:, None] + span[:, None] * np.linspace(0.0, 1.0, _RANGE_GRID)
+    finite_rows = fitted & np.all(np.isfinite(p), axis=1) & np.isfinite(span)
+    safe_p = np.where(finite_rows[:, None], p, _SAFE_PARAMS[model])
+    safe_grid = np.where(finite_rows[:, None], grid, 0.0)
+    curve = _curve_values(model, safe_p, safe_grid, batch.t0)
+    end_t = (data.t_last - _END_WINDOW * span)[:, None]
+    before_end = _curve_values(model, safe_p, np.where(finite_rows[:, None], end_t, 0.0), batch.t0)
+    last = curve[:, -1]
+    change = last - before_end[:, 0]
+    f_range = curve.max(axis=1) - curve.min(axis=1)
+    plat = p[:, col[plateau]]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        moving = finite_rows & (np.abs(change) >= _END_MOVE * f_range) & (f_range > 0)
+        inside = (plat >= data.r_min) & (plat <= data.r_max)
+        add(
+            plateau,
+            moving & inside,
+            lambda i: (
+                f"{plateau} = {_fmt(plat[i])} lies inside the observed rewards "
+                f"[{_fmt(data.r_min[i])}, {_fmt(data.r_max[i])}] while the fitted curve still "
+                f"{'rises' if change[i] > 0 else 'falls'} by {abs(change[i]) / f_range[i]:.0%} "
+                f"of its range over the last {_END_WINDOW:.0%} of the span: it is not where the "
+                "curve is heading"
+            ),
+            True,
+        )
+        plat_se = se[:, col[plateau]]
+        wide = np.isfinite(plat_se) & (4.0 * plat_se > f_range)
+        add(
+            plateau,
+            wide,
+            lambda i: (
+                f"its +-2 stderr interval (+-{_fmt(2 * plat_se[i])}) is wider than the fitted "
+                f"gain over the data ({_fmt(f_range[i])})"
+            ),
+            True,
+        )
+        ts, ts_se = p[:, col[timescale]], se[:, col[timescale]]
+        add(
+            timescale,
+            np.isfinite(ts_se) & (ts - 2.0 * ts_se <= 0.0),
+            lambda i: f"its +-2 stderr interval ({_fmt(ts[i])} +- {_fmt(2 * ts_se[i])}) includes 0",
+            True,
+        )
+        if model == "logistic":
+            t_mid, s = p[:, col["t_mid"]], p[:, col["s"]]
+            late = data.t_last - t_mid < s
+            for name in (plateau, timescale):
+                add(
+                    name,
+                    late,
+                    lambda i: (
+                        f"the midpoint {_fmt(t_mid[i])} plus one width {_fmt(s[i])} lies beyond "
+                        f"the last step {_fmt(data.t_last[i])}: the approach to the upper level "
+                        "is not observed"
+                    ),
+                    True,
+                )
+        else:
+            tau = p[:, col["tau"]]
+            mu = p[:, col["mu"]] if model == "oscillator" else np.zeros(n)
+            q = np.sqrt(np.abs(1.0 - 4.0 * mu))
+            damping = np.where(mu > _CRITICAL_MU, 2.0 * mu * tau, tau * (1.0 + q) / 2.0)
+            slow = damping > span
+            for name in (plateau, timescale):
+                add(
+                    name,
+                    slow,
+                    lambda i: (
+                        f"the damping time {_fmt(damping[i])} steps is longer than the observed "
+                        f"span {_fmt(span[i])}: the approach to the plateau is not observed"
+                    ),
+                    True,
+                )
+            if model == "oscillator":
+                omega = q / (2.0 * mu * tau)
+                period = np.where(mu > _CRITICAL_MU, 2.0 * math.pi / omega, np.inf)
+                add(
+                    "mu",
+                    (mu > _CRITICAL_MU) & (period > span),
+                    lambda i: (
+                        f"regime not identified: the oscillation period {_fmt(period[i])} steps "
+                        f"is longer than the observed span {_fmt(span[i])}"
+                    ),
+                    False,
+                )
+                mu_se = se[:, col["mu"]]
+                add(
+                    "mu",
+                    np.isfinite(mu_se)
+                    & (mu - 2 * mu_se < _CRITICAL_MU)
+                    & (mu + 2 * mu_se > _CRITICAL_MU),
+                    lambda i: (
+                        f"regime not identified: mu = {_fmt(mu[i])} +- 2 x "
+                        f"{_fmt(mu_se[i])} contains 1/4"
+                    ),
+                    False,
+                )
+
+    identified = fitted.copy()
+    unidentified = np.empty(n, dtype=object)
+    for row in range(n):
+        unidentified[row] = {}
+    for name, mask, message, blocks in found:
+        rows = np.flatnonzero(mask)
+        if blocks:
+            identified[rows] = False
+        for row in rows.tolist():
+            entry = unidentified[row]
+            why = message(row)
+            entry[name] = why if name not in entry else f"{entry[name]}; {why}"
+    for row in np.flatnonzero(~fitted).tolist():
+        unidentified[row] = {name: "not fitted (bad input)" for name in names}
+
+    reason = batch.reason.copy()
+    regime = batch.regime.copy()
+    text = np.full(n, "", dtype=object)
+    kind = np.full(n, None, dtype=object)
+    value = np.full(n, np.nan)
+    with np.errstate(invalid="ignore"):
+        directed = ~identified & fitted & finite_rows & (np.abs(change) > _END_DIRECTION * f_range)
+    directed &= f_range > 0
+    rising, falling = directed & (change > 0), directed & (change < 0)
+    kind[rising] = "at_least"
+    kind[falling] = "at_most"
+    # The conservative one of the fitted end value and the data's mean over the end window: a
+    # degenerate fit can overshoot the data at its last step.
+    end = np.where(np.isfinite(data.r_end), data.r_end, last)
+    value[rising] = np.minimum(last, end)[rising]
+    value[falling] = np.maximum(last, end)[falling]
+    for i in np.flatnonzero(fitted & np.array([bool(u) for u in unidentified])).tolist():
+        joined = "; ".join(f"{k}: {v}" for k, v in unidentified[i].items())
+        text[i] = joined
+        head = "not identified" if not identified[i] else "partly identified"
+        if kind[i] is not None:
+            word = "at least" if kind[i] == "at_least" else "at most"
+            head += f" (plateau {word} {_fmt(value[i])})"
+        reason[i] = f"{reason[i]}; {head}: {joined}" if reason[i] else f"{head}: {joined}"
+        if model == "oscillator" and (not identified[i] or "mu" in unidentified[i]):
+            regime[i] = "regime not identified"
+    for i in np.flatnonzero(~fitted).tolist():
+        text[i] = f"not fitted (bad input): {reason[i]}"
+    return dataclasses.replace(
+        batch,
+        reason=reason,
+        regime=regime,
+        identified=identified,
+        unidentified=unidentified,
+        unidentified_reason=text,
+        plateau_bound_kind=kind,
+        plateau_bound=value,
+    )
+
+
+# Harmless stand-ins for rows that could not be fitted, so vectorised curve evaluation stays
+# finite (their results are discarded).
+_SAFE_PARAMS: dict[str, NDArray[np.float64]] = {
+    "exponential": np.array([0.0, 1.0, 1.0]),
+    "oscillator": np.array([0.0, 1.0, 1.0, 0.0]),
+    "logistic": np.array([0.0, 1.0, 0.0, 1.0]),
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -700,6 +1132,7 @@ def fit_many(
         r_flat = np.concatenate(r_parts) if r_parts else np.zeros(0)
         w_flat = np.concatenate(w_parts) if w_list is not None and w_parts else None
 
+    summary = _data_summary(t_flat, r_flat, offsets, w_flat)
     p0_arr = None
     if p0 is not None:
         if isinstance(p0, Mapping) or np.ndim(p0) == 1:  # type: ignore[arg-type]
@@ -723,4 +1156,4 @@ def fit_many(
         n_threads,
         **opts,
     )
-    return _to_batch(model, raw, opts["t0"], overrides)
+    return _identify(_to_batch(model, raw, opts["t0"], overrides), summary)

@@ -25,6 +25,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import _core
 from . import objectives as _objectives
+from ._delay import first_unstable_delay
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -545,9 +546,11 @@ def critical_delay(
     curvature_now: float | None = None,
     max_delay: int = 10_000,
 ) -> int | None:
-    """Smallest constant delay D at which the exact model is unstable (all roots of the
-    characteristic polynomial checked by a Schur-Cohn count); None if none up to max_delay.
-    hp.delay is ignored; hp.refresh_interval must be 1.
+    """Smallest constant delay D at which the exact model is unstable; None if none up to
+    max_delay. hp.delay is ignored; hp.refresh_interval must be 1.
+
+    Exact: the roots inside the unit circle are counted for every D at once by the argument
+    principle (grpo_dynamics._delay), O(max_delay) in all; D = 10,000 takes milliseconds.
     """
     if hp.refresh_interval > 1:
         raise ValueError(
@@ -555,7 +558,7 @@ def critical_delay(
         )
     max_delay = _positive_int("max_delay", max_delay, 0)
     beta, c_lag, c_now = _linear_model(hp, curvature, curvature_lag, curvature_now)
-    d = int(_core.critical_delay(beta, c_lag, c_now, max_delay))
+    d = first_unstable_delay(beta, c_lag, c_now, max_delay)
     return d if d >= 0 else None
 
 

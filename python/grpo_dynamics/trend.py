@@ -212,6 +212,44 @@ def _z(p_two_sided: float) -> float:
     return float(ndtri(1.0 - p_two_sided / 2.0))
 
 
+def _level_p_value(y: NDArray[np.float64], phi: float) -> float:
+    """p-value of "the mean is constant" against any change of level (chi-square on bin means).
+
+    Mann-Kendall is blind to a rise that overshoots and settles, or a rise followed by a fall:
+    its pairs cancel. Here the series is cut into ``clip(n // 8, 3, 12)`` contiguous bins and
+    sum_k (mean_k - pooled)^2 / Var(mean_k) is referred to chi-square(bins - 1), with the
+    point variance from the first differences (robust, so a jump does not inflate it) and
+    Var(mean_k) exact for AR(1) noise of coefficient ``phi``.
+    """
+    from scipy.special import chdtrc
+
+    n = y.size
+    m = int(min(max(n // 8, 3), 12))
+    if n < 2 * m:
+        return 1.0
+    diffs = np.diff(y)
+    spread = 1.4826 * float(np.median(np.abs(diffs - np.median(diffs))))
+    if spread <= 0.0:
+        spread = float(np.std(diffs))
+    if spread <= 0.0:
+        return 1.0
+    # phi from differences has a standard error near 2 / sqrt(n); an underestimate would turn
+    # correlated noise into level changes, so this test takes phi at its upper limit
+    phi = min(0.95, phi + 2.0 / math.sqrt(n))
+    sigma2 = spread * spread / (2.0 * (1.0 - phi))  # Var(diff) = 2 sigma^2 (1 - phi)
+    edges = np.linspace(0, n, m + 1).round().astype(np.int64)
+    sizes = np.diff(edges).astype(float)
+    means = np.add.reduceat(y, edges[:-1]) / sizes
+    variances = np.empty(m)
+    for k, b in enumerate(sizes):
+        h = np.arange(1.0, b)
+        variances[k] = sigma2 / b * (1.0 + 2.0 * float(np.sum((1.0 - h / b) * phi**h)))
+    weights = 1.0 / variances
+    pooled = float(np.sum(weights * means) / np.sum(weights))
+    statistic = float(np.sum(weights * (means - pooled) ** 2))
+    return float(chdtrc(m - 1, statistic))
+
+
 def trend_test(steps: ArrayLike, reward: ArrayLike, *, alpha: float = ALPHA) -> TrendTest:
     """Does the reward move over the run? Mann-Kendall with serial-correlation correction.
 
@@ -266,9 +304,20 @@ def trend_test(steps: ArrayLike, reward: ArrayLike, *, alpha: float = ALPHA) -> 
         interval = (float(slopes[lo_idx]), float(slopes[hi_idx - 1]))
     else:
         interval = (-math.inf, math.inf)
+    # a monotone trend (Mann-Kendall, at 0.99 alpha) or a large change of level that is not
+    # monotone (bin means, at 0.01 alpha: its noise model is cruder under strong correlation),
+    # Bonferroni-combined so the total false-alarm rate stays alpha
+    p_monotone = p
+    p_level = _level_p_value(y, phi)
+    p = float(min(1.0, p_monotone / 0.99, p_level / 0.01))
     direction: Direction = "none"
     if p < alpha:
-        direction = "rising" if s > 0 else "falling"
+        if p_monotone >= 0.99 * alpha:
+            # a change of level that is not monotone: the end against the start says which way
+            size = max(MIN_POINTS, n // 5)
+            direction = "rising" if y[-size:].mean() >= y[:size].mean() else "falling"
+        else:
+            direction = "rising" if s > 0 else "falling"
     span = float(t[-1] - t[0])
     return TrendTest(
         direction, p, float(z), slope, interval, slope * span, noise, phi, factor, n, m, alpha

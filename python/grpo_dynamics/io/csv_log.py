@@ -1,0 +1,155 @@
+"""CSV/TSV logs: W&B exports and pandas dumps (docs/io.md)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from io import StringIO
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ._aliases import _OUR_METADATA_KEY, _find_step_key
+from ._errors import LogFormatError
+from ._records import _Parsed, _step_value
+
+
+def _read_csv(path: str, text: str, select: Mapping[str, str] | None = None) -> _Parsed:
+    """A CSV/TSV table -> records (docs/io.md, "CSV").
+
+    ``select`` keeps the rows whose columns equal the given values (one run of a file that
+    holds several); without it, a file whose rows form several runs told apart by a text column
+    gives the first run, with a warning naming the column and its values.
+    """
+    metadata: dict[str, Any] = {}
+    body_lines = []
+    line_numbers = []  # file line of each non-blank body line (header first)
+    for number, line in enumerate(text.splitlines(keepends=True), start=1):
+        if line.startswith("#"):
+            match = re.match(r"#\s*" + _OUR_METADATA_KEY + r"\s*:\s*(.*)$", line.strip())
+            if match:
+                try:
+                    metadata = json.loads(match.group(1))
+                except json.JSONDecodeError as error:
+                    raise LogFormatError(path, f"line {number}", f"bad metadata: {error}") from None
+            continue
+        body_lines.append(line)
+        if line.strip():
+            line_numbers.append(number)
+    body = "".join(body_lines)
+    if not body.strip():
+        raise LogFormatError(path, None, "CSV has no header or rows")
+    try:
+        table = pd.read_csv(StringIO(body), sep="\t" if "\t" in body_lines[0] else ",")
+    except (pd.errors.ParserError, ValueError) as error:
+        raise LogFormatError(path, None, f"malformed CSV: {error}") from None
+    columns = [str(c) for c in table.columns]
+    # W&B chart exports name columns '<run name> - train/reward'; drop the shared run prefix
+    prefixed = [c for c in columns if " - " in c]
+    if prefixed and len(prefixed) >= len(columns) - 1:
+        prefixes = {c.split(" - ", 1)[0] for c in prefixed}
+        if len(prefixes) == 1:
+            columns = [c.split(" - ", 1)[1] if " - " in c else c for c in columns]
+    table.columns = columns
+    # file line of each data row (quoted line breaks inside a cell would shift these)
+    rows_at = np.asarray(line_numbers[1:], dtype=np.int64)
+    if rows_at.size != len(table):
+        rows_at = np.arange(len(table), dtype=np.int64) + (line_numbers[0] + 1)
+    warned: list[str] = []
+    table, rows_at = _select_run(table, rows_at, select, path, metadata, warned)
+    notes = []
+    keep = []
+    for name in columns:
+        if not pd.api.types.is_numeric_dtype(table[name]):
+            present = table[name].notna().to_numpy()
+            converted = pd.to_numeric(table[name], errors="coerce")
+            bad = present & converted.isna().to_numpy()
+            numeric = int(present.sum() - bad.sum())
+            if numeric == 0 or numeric < bad.sum():
+                notes.append(f"non-numeric column skipped: {name}")
+                continue
+            # a few bad cells in a numeric column: NaN there, the column kept
+            cells = [
+                f"line {line} ({value!r})"
+                for line, value in zip(
+                    rows_at[bad][:5], table[name].to_numpy()[bad][:5], strict=True
+                )
+            ]
+            more = f" and {int(bad.sum()) - 5} more" if bad.sum() > 5 else ""
+            warned.append(
+                f"column {name!r}: {int(bad.sum())} non-numeric cell(s) read as NaN at "
+                + ", ".join(cells)
+                + more
+            )
+            table[name] = converted
+        keep.append(name)
+    step_key = _find_step_key(keep)
+    records: list[tuple[str, int | None, dict[str, float]]] = []
+    for line, row in zip(rows_at, table[keep].itertuples(index=False, name=None), strict=True):
+        where = f"line {line}"
+        values = {
+            k: float(v) for k, v in zip(keep, row, strict=True) if k != step_key and not pd.isna(v)
+        }
+        step: int | None = None
+        if step_key is not None:
+            raw = row[keep.index(step_key)]
+            if pd.isna(raw):
+                records.append((where, None, values))
+                continue
+            step = _step_value(raw, path, where, step_key)
+        records.append((where, step, values))
+    return _Parsed(records, metadata=metadata, warnings=warned, notes=notes, explicit_nan=False)
+
+
+def _select_run(
+    table: pd.DataFrame,
+    rows_at: np.ndarray,
+    select: Mapping[str, str] | None,
+    path: str,
+    metadata: dict[str, Any],
+    warned: list[str],
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows of one run: those ``select`` names, or the first run of a multi-run file."""
+    if select:
+        mask = np.ones(len(table), dtype=bool)
+        for key, value in select.items():
+            if key not in table.columns:
+                raise LogFormatError(
+                    path,
+                    f"select {key!r}",
+                    "no such column; columns: " + ", ".join(map(str, table.columns)),
+                )
+            mask &= (table[key].astype(str) == str(value)).to_numpy()
+        if not mask.any():
+            key = next(iter(select))
+            shown = ", ".join(repr(v) for v in pd.unique(table[key].astype(str))[:10])
+            raise LogFormatError(
+                path, f"select {dict(select)!r}", f"no row matches; values of {key!r}: {shown}"
+            )
+        metadata["selected"] = {str(k): str(v) for k, v in select.items()}
+        return table.loc[mask].reset_index(drop=True), rows_at[mask]
+    step_key = _find_step_key(str(c) for c in table.columns)
+    if step_key is None:
+        return table, rows_at
+    steps = table[step_key]
+    if not steps.duplicated().any():
+        return table, rows_at
+    for name in table.columns:
+        column = table[name]
+        if pd.api.types.is_numeric_dtype(column) or column.isna().any():
+            continue
+        labels = pd.unique(column.astype(str))
+        # a run label: a few values, and the step is unique within each of them
+        if 1 < len(labels) <= len(table) // 2 and not table.duplicated([name, step_key]).any():
+            first = str(labels[0])
+            shown = ", ".join(repr(str(v)) for v in labels[:10])
+            warned.append(
+                f"the file holds {len(labels)} runs told apart by column {name!r} ({shown}); "
+                f"read the first, {first!r} (choose one with select={{{name!r}: ...}})"
+            )
+            metadata["selected"] = {str(name): first}
+            mask = (column.astype(str) == first).to_numpy()
+            return table.loc[mask].reset_index(drop=True), rows_at[mask]
+    return table, rows_at
