@@ -90,7 +90,7 @@ def test_exact_stability_thresholds_bracket_the_boundary():
     assert not gd.stability(hp.with_changes(lr=lr * 1.001), 1.0).stable
     on_policy = gd.exact_stability(hp.with_changes(refresh_interval=1), 1.0)
     d = on_policy.max_safe_delay
-    assert d is not None and on_policy.delay_search_limit == 1000  # the default scan cap
+    assert d is not None and on_policy.delay_search_limit == 10_000  # critical_delay's default
     assert gd.stability(hp.with_changes(refresh_interval=1, delay=d), 1.0).stable
     assert not gd.stability(hp.with_changes(refresh_interval=1, delay=d + 1), 1.0).stable
     doc = json.loads(json.dumps(exact.to_dict(), allow_nan=False))

@@ -886,9 +886,9 @@ def plot_phase_diagram(
 # ---------------------------------------------------------------------------------------------
 # The exact-stability summary that diagnose and the command line report
 
-#: Largest delay the summary scans for the first unstable D: each candidate costs O(D^2), ~0.1 s
-#: in total up to here and ~75 s up to 10,000 (docs/diagnose.md, "Exact stability").
-DELAY_SEARCH_LIMIT = 1000
+#: Largest delay the summary searches for the first unstable D (critical_delay's own default;
+#: the argument-principle count makes the whole search take milliseconds).
+DELAY_SEARCH_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -964,9 +964,10 @@ def exact_stability(
     """Exact spectral radius, margin and the largest safe K / D / learning rate of one setting.
 
     curvature: kappa with every force lagged, or curvature_lag / curvature_now (per unit
-    effective learning rate), as for :func:`stability`. max_delay caps the delay scan (the
-    scan is O(D^2) per candidate). curvature_source is carried into the result (e.g. diagnose
-    says it inverted the fitted tau). docs/stability.md, "Thresholds".
+    effective learning rate), as for :func:`stability`. max_delay bounds the search for the
+    first unstable delay (None in the result then means stable up to it). curvature_source is
+    carried into the result (e.g. diagnose says it inverted the fitted tau). docs/stability.md,
+    "Thresholds".
     """
     if not isinstance(hyperparameters, Hyperparameters):
         raise ValueError(
