@@ -162,8 +162,8 @@ def plot_phase_diagram(
     one momentum and c_now, c_lag down the rows, the refresh interval K or delay D across.
     Colours: exact regime. Solid line: exact boundary (rho = 1). Dashed: continuum boundary
     gamma = 0 with the chosen lag convention; dotted: continuum oscillation onset zeta = 1
-    (docs/stability.md, "Grid"). ``point`` (lag, c_lag) marks one setting with a star.
-    Draws on ``ax`` when given, else on a new Figure; returns the Figure.
+    (docs/stability.md, "Grid and phase diagrams"). ``point`` (lag, c_lag) marks one setting
+    with a star. Draws on ``ax`` when given, else on a new Figure; returns the Figure.
     """
     from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.lines import Line2D
