@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -79,7 +80,14 @@ def test_demo_console_script_headless(tmp_path):
         capture_output=True,
         text=True,
         timeout=120,
-        env={"MPLBACKEND": "TkAgg", "DISPLAY": "", "PATH": "", "HOME": str(tmp_path)},
+        # no display and a GUI backend asked for; PYTHONPATH kept so a source checkout is used
+        env={
+            "MPLBACKEND": "TkAgg",
+            "DISPLAY": "",
+            "PATH": "",
+            "HOME": str(tmp_path),
+            "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+        },
     )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "o" / "demo-fit.png").exists()
