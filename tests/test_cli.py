@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -79,7 +80,14 @@ def test_demo_console_script_headless(tmp_path):
         capture_output=True,
         text=True,
         timeout=120,
-        env={"MPLBACKEND": "TkAgg", "DISPLAY": "", "PATH": "", "HOME": str(tmp_path)},
+        # no display and a GUI backend asked for; PYTHONPATH kept so a source checkout is used
+        env={
+            "MPLBACKEND": "TkAgg",
+            "DISPLAY": "",
+            "PATH": "",
+            "HOME": str(tmp_path),
+            "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+        },
     )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "o" / "demo-fit.png").exists()
@@ -114,8 +122,13 @@ def test_compare_json(log_dir, capsys):
     code, out, _ = _run(["compare", log_dir / "a_trainer_state.json", "--json"], capsys)
     assert code == 0
     (doc,) = json.loads(out)
-    assert doc["verdict"] == "oscillator"  # an underdamped truth at 300 points
     assert {m["model"] for m in doc["models"]} >= {"exponential", "oscillator", "logistic"}
+    # the verdict is the trend test's when it finds no trend, else the preferred curve model
+    trend = doc["trend"]["present"]
+    assert doc["verdict"] == (doc["preferred"] if trend else "no trend")
+    oscillator = next(m for m in doc["models"] if m["model"] == "oscillator")
+    assert oscillator["delta_aic"] == 0.0  # an underdamped truth at 300 points: best by AIC
+    assert doc["verdict"] == "oscillator"
 
 
 def test_forecast_json_and_plot(log_dir, capsys, tmp_path):
@@ -231,7 +244,8 @@ def test_stability_and_phase_diagram(tmp_path, capsys):
     )
     assert code == 0
     doc = json.loads(out)
-    assert doc["stable"] is False and doc["max_safe_refresh_interval"] == 37  # MODEL.md s.3
+    # docs/model.md, "The discrete model": K = 38 is the first unstable refresh interval
+    assert doc["stable"] is False and doc["max_safe_refresh_interval"] == 37
     assert Path(doc["plot"]).stat().st_size > 10_000
     code, out, _ = _run(["phase-diagram", "--out", tmp_path / "pd.png", "--max-lag", 20], capsys)
     assert code == 0 and (tmp_path / "pd.png").stat().st_size > 10_000
@@ -303,3 +317,36 @@ def test_stability_takes_every_optimizer_of_the_stability_module(capsys):
         capsys,
     )
     assert code == 1 and "dampening" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["simulate", "--out", "x.csv", "--steps", "0"],
+        ["simulate", "--out", "x.json", "--bandit", "--lr", "-1"],
+        ["phase-diagram", "--c-min", "-1"],
+        ["phase-diagram", "--momentum", "1.5", "--out", "never.png"],
+        ["stability", "--lr", "0.01", "--momentum", "0.9", "--optimizer", "rmsprop"],
+    ],
+)
+def test_bad_option_values_are_usage_errors_without_traceback(argv, capsys, tmp_path):
+    argv = [str(tmp_path / a) if a.endswith((".csv", ".json", ".png")) else a for a in argv]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "Traceback" not in err
+
+
+def test_hyperparameter_options_are_the_dataclass_fields():
+    import dataclasses
+
+    from grpo_dynamics.cli import build_parser
+
+    parser = build_parser()
+    stability = parser._subparsers._group_actions[0].choices["stability"]  # argparse's own map
+    options = {a.dest for a in stability._actions}
+    fields = {f.name for f in dataclasses.fields(gd.Hyperparameters)}
+    assert fields <= options
+    optimizer = next(a for a in stability._actions if a.dest == "optimizer")
+    assert set(optimizer.choices) == {"sgd", "heavy_ball", "adam", "adamw"}

@@ -386,39 +386,6 @@ def test_exponential_is_the_oscillator_with_mu_held_at_zero():
     assert e.regime == "overdamped"
 
 
-@pytest.mark.parametrize(
-    ("truth", "model"),
-    [
-        ({"model": "oscillator", "p": (0.1, 0.8, 15.0, 2.0)}, "oscillator"),
-        ({"model": "exponential", "p": (0.1, 0.8, 25.0, 0.0)}, "exponential"),
-        ({"model": "logistic", "p": (0.15, 0.75, 60.0, 8.0)}, "logistic"),
-    ],
-)
-def test_compare_picks_the_generating_model(truth, model):
-    rng = np.random.default_rng(8)
-    p = truth["p"]
-    if truth["model"] == "logistic":
-        clean = _core.logistic_curve(T, *p)[0]
-    else:
-        clean = _oscillator(T, p)
-    y = clean + 0.02 * rng.standard_normal(T.size)
-    table = gd.compare(T, y)
-    assert table.attrs["verdict"] == model
-    assert table.loc[model, "preferred"] and table["preferred"].sum() == 1
-    assert table.loc[model, "delta_aic"] == 0.0
-    assert set(table.index) == {"constant", "exponential", "oscillator", "logistic"}
-    # nesting: the oscillator can always do at least as well as the exponential
-    assert table.loc["oscillator", "rss"] <= table.loc["exponential", "rss"] * (1 + 1e-10)
-
-
-def test_compare_says_no_trend_on_pure_noise():
-    rng = np.random.default_rng(9)
-    verdicts = [
-        gd.compare(T, 0.5 + 0.05 * rng.standard_normal(T.size)).attrs["verdict"] for _ in range(10)
-    ]
-    assert verdicts.count("no trend") >= 8
-
-
 @pytest.mark.slow
 def test_boundary_likelihood_ratio_is_a_chi_square_mixture():
     # exponential truth: mu = 0 is on the boundary, so about half the oscillator fits sit at

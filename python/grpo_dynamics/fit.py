@@ -1,5 +1,5 @@
-"""Fit reward curves: one series (:func:`fit`), thousands at once (:func:`fit_many`), model choice
-(:func:`compare`).
+"""Fit reward curves: one series (:func:`fit`), thousands at once (:func:`fit_many`). Model
+choice on top of these fits is :func:`grpo_dynamics.compare` (module ``_compare``).
 
 Every fit is a bounded Levenberg-Marquardt least-squares fit with the analytic Jacobian, run in
 the compiled core (docs/fitting.md). Time is in optimizer steps, rewards in reward units.
@@ -35,7 +35,6 @@ __all__ = [
     "BatchFit",
     "fit",
     "fit_many",
-    "compare",
     "fit_param_names",
     "r2_noise_ceiling",
     "r2_window_means",
@@ -56,8 +55,6 @@ FIT_STATUSES: tuple[str, ...] = ("converged", "max_iter", "singular", "bad_input
 
 # mu = 1/4 separates overdamped from oscillatory (docs/model.md, closed-form trajectory).
 _CRITICAL_MU = 0.25
-# A model must beat the constant by more than this AIC margin to count as a trend.
-_NO_TREND_DELTA_AIC = 2.0
 
 BoundsLike = Mapping[str, tuple[float | None, float | None]] | Sequence[Sequence[float | None]]
 P0Like = Mapping[str, float] | Sequence[float]
@@ -1160,83 +1157,3 @@ def fit_many(
         **opts,
     )
     return _identify(_to_batch(model, raw, opts["t0"], overrides), summary)
-
-
-def compare(
-    t: ArrayLike,
-    r: ArrayLike,
-    models: Sequence[ModelName] = ("exponential", "oscillator", "logistic"),
-    *,
-    weights: ArrayLike | None = None,
-    t0: float = 0.0,
-) -> pd.DataFrame:
-    """Compare models on one curve by AIC/BIC against a constant baseline (docs/fitting.md,
-    "Model comparison").
-
-    Returns a table indexed by model (plus ``"constant"``) with columns ``k`` (estimated
-    curve parameters), ``rss``, ``aic``, ``bic``, ``delta_aic`` (to the best row), ``status``,
-    ``preferred`` and, on the oscillator row when the exponential is also fitted, ``lr_stat``
-    and ``lr_pvalue`` of the boundary likelihood-ratio test of mu = 0 (a 50:50 mixture of
-    chi-square(0) and chi-square(1)). ``table.attrs["verdict"]`` is the preferred model, or
-    ``"no trend"`` when no model beats the constant by more than 2 AIC units;
-    ``table.attrs["fits"]`` holds the :class:`FitResult` of each model.
-    """
-    import pandas as pd
-    from scipy import stats
-
-    if isinstance(models, str):
-        models = (models,)  # type: ignore[assignment]
-    if len(models) == 0:
-        raise ValueError("models: expected at least one model")
-    for m in models:
-        _check_model(m)
-    times = _as_1d("t", t)
-    rewards = _as_1d("r", r)
-    fits: dict[str, FitResult] = {}
-    order = sorted(models, key=lambda m: m != "exponential")  # nested model first
-    for m in order:
-        start = None
-        if m == "oscillator" and "exponential" in fits:
-            # The oscillator contains the exponential at mu = 0: start there too so that its
-            # optimum is never worse than the nested model's.
-            e = fits["exponential"].params
-            start = {"r0": e["r0"], "r_inf": e["r_inf"], "tau": e["tau"], "mu": 0.0}
-        fits[m] = fit(times, rewards, m, weights=weights, p0=start, t0=t0)
-
-    n = rewards.size
-    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
-    mean = float(np.sum(w * rewards) / np.sum(w))
-    rss_const = float(np.sum(w * (rewards - mean) ** 2))
-    log_lik = -0.5 * n * (math.log(2 * math.pi * max(rss_const, 1e-300) / n) + 1)
-    log_lik += 0.5 * float(np.sum(np.log(w[w > 0])))
-    rows: dict[str, dict[str, Any]] = {
-        "constant": {
-            "k": 1,
-            "rss": rss_const,
-            "aic": 2 * 2 - 2 * log_lik,
-            "bic": 2 * math.log(n) - 2 * log_lik,
-            "status": "converged",
-        }
-    }
-    for m in models:
-        f = fits[m]
-        k = len(FIT_MODELS[m])
-        rows[m] = {"k": k, "rss": f.rss, "aic": f.aic, "bic": f.bic, "status": f.status}
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index.name = "model"
-    table["delta_aic"] = table["aic"] - table["aic"].min()
-    table["lr_stat"] = np.nan
-    table["lr_pvalue"] = np.nan
-    if "exponential" in fits and "oscillator" in fits:
-        rss_e, rss_o = fits["exponential"].rss, fits["oscillator"].rss
-        lr = max(0.0, n * math.log(rss_e / rss_o)) if rss_o > 0 else math.inf
-        # mu = 0 is on the boundary: the null law is 0.5 chi2(0) + 0.5 chi2(1).
-        table.loc["oscillator", "lr_stat"] = lr
-        table.loc["oscillator", "lr_pvalue"] = 1.0 if lr == 0 else 0.5 * float(stats.chi2.sf(lr, 1))
-    best_model = min(models, key=lambda m: fits[m].aic)
-    beats_constant = rows["constant"]["aic"] - fits[best_model].aic > _NO_TREND_DELTA_AIC
-    verdict = best_model if beats_constant else "no trend"
-    table["preferred"] = table.index == verdict
-    table.attrs["verdict"] = verdict
-    table.attrs["fits"] = fits
-    return table

@@ -14,7 +14,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from scipy import special
@@ -32,6 +32,9 @@ from ._vocabulary import (
     check_kl,
 )
 from .optimizer import ADAM_FAMILY, OPTIMIZER_KINDS, Optimizer, OptimizerKind, effective_dynamics
+
+if TYPE_CHECKING:
+    from .io import Run
 
 __all__ = [
     "BanditConfig",
@@ -283,6 +286,61 @@ class SimulationResult:
     final_logits: np.ndarray
 
     _OBSERVABLES = OBSERVABLES
+
+    def __repr__(self) -> str:
+        # concise: the arrays are (replicas, steps) and would print kilobytes
+        replicas, steps = np.shape(self.expected_reward)
+        c = self.config
+        final = np.asarray(self.expected_reward)[:, -1] if steps else np.array([np.nan])
+        return (f"SimulationResult({replicas} replicas x {steps} steps, {c.optimizer} "
+                f"lr={c.lr:g} momentum={c.momentum:g} K={c.refresh_interval} G={c.group_size}, "
+                f"final expected reward {float(np.mean(final)):.4g})")
+
+    def to_run(self, replica: int = 0, *, seed: int | None = None) -> Run:
+        """One replica as a logged run (grpo_dynamics.io.Run), as a trainer would log it.
+
+        reward is the batch mean of the B G sampled rewards: for 0/1 rewards (bernoulli arms,
+        or fixed arms valued 0 or 1) reward_scale x Binomial(B G, p) / (B G) with p the
+        expected reward / reward_scale, drawn with ``seed`` (default: the config's); for graded
+        fixed rewards the expected reward itself. Also reward_std, frac_reward_zero_std,
+        entropy, kl and learning_rate per step (steps 1..steps), and the setting as metadata
+        (docs/simulate.md#result).
+        """
+        from .io import Run
+
+        c = self.config
+        replicas = np.shape(self.expected_reward)[0]
+        if isinstance(replica, bool) or not isinstance(replica, (int, np.integer)) \
+                or not 0 <= replica < replicas:
+            raise ValueError(f"replica: must be an integer in [0, {replicas - 1}], got {replica!r}")
+        expected = np.asarray(self.expected_reward[replica], dtype=float)
+        samples = c.group_size * c.batch_prompts
+        rng = np.random.default_rng(c.seed if seed is None else seed)
+        if c.reward_kind == "bernoulli" or set(map(float, c.arm_rewards)) <= {0.0, 1.0}:
+            p = np.clip(expected / c.reward_scale, 0.0, 1.0)
+            reward = c.reward_scale * rng.binomial(samples, p) / samples
+        else:
+            reward = expected  # graded fixed rewards: the expected reward itself
+        steps = np.arange(1, expected.size + 1)
+        metadata = {
+            "simulated": "bandit",
+            "group_size": c.group_size,
+            "learning_rate": c.lr,
+            "num_iterations": c.refresh_interval,
+            "beta": c.kl_coef,
+            "momentum": c.momentum,
+            "seed": c.seed if seed is None else seed,
+        }
+        return Run.from_arrays(
+            steps,
+            reward,
+            metadata=metadata,
+            reward_std=self.group_reward_std[replica],
+            frac_reward_zero_std=self.zero_std_fraction[replica],
+            entropy=self.entropy[replica],
+            kl=self.kl_to_reference[replica],
+            learning_rate=np.full(expected.size, c.lr),
+        )
 
     def _series(self, burn_in: int, observable: str) -> np.ndarray:
         _v.choice("observable", observable, OBSERVABLES)

@@ -736,7 +736,8 @@ class StabilityGrid:
     """Exact stability over a grid (docs/stability.md "Grid"). Arrays have the broadcast shape
     of the inputs. regime_code: -1 invalid input, 0 overdamped, 1 oscillatory, 2 unstable.
     spectral_radius is per map (refresh cycle or step), decay_rate per optimizer step;
-    dominant_eigenvalue has imag >= 0.
+    dominant_eigenvalue has imag >= 0. momentum, c_lag, c_now, lag_steps: the inputs, broadcast
+    to that shape (what a phase diagram draws the results over).
     """
 
     spectral_radius: NDArray[np.float64]
@@ -744,6 +745,10 @@ class StabilityGrid:
     dominant_eigenvalue: NDArray[np.complex128]
     regime_code: NDArray[np.int32]
     lag_model: str
+    momentum: NDArray[np.float64] = field(default_factory=lambda: np.empty(0), repr=False)
+    c_lag: NDArray[np.float64] = field(default_factory=lambda: np.empty(0), repr=False)
+    c_now: NDArray[np.float64] = field(default_factory=lambda: np.empty(0), repr=False)
+    lag_steps: NDArray[np.float64] = field(default_factory=lambda: np.empty(0), repr=False)
 
     @property
     def regime(self) -> NDArray[np.str_]:
@@ -791,6 +796,10 @@ def stability_grid(
         dominant_eigenvalue=dominant.reshape(shape),
         regime_code=np.asarray(out["regime_code"], dtype=np.int32).reshape(shape),
         lag_model=lag_model,
+        momentum=arrays[0],
+        c_lag=arrays[1],
+        c_now=arrays[2],
+        lag_steps=arrays[3],
     )
 
 
@@ -804,18 +813,13 @@ def plot_phase_diagram(
     lag_convention: LagConvention = "mean",
     ax: Axes | None = None,
 ) -> Figure:
-    """Phase diagram in the (lag_steps, c_lag) plane at fixed momentum (docs/stability.md "Grid").
+    """Deprecated: use ``grpo_dynamics.plot_phase_diagram(stability_grid(...))`` (plotting).
 
-    Colours: exact regime. Solid line: exact stability boundary (rho = 1). Dashed: continuum
-    stability boundary (gamma = 0) with the chosen lag convention; dotted: continuum oscillation
-    onset (zeta = 1). Returns the Figure (created without pyplot when ax is None).
+    Kept with its old signature for callers of ``grpo_dynamics.stability.plot_phase_diagram``:
+    the grid over (c_lag, lag_steps) at fixed momentum is computed here, drawn by plotting.
     """
-    from matplotlib.colors import BoundaryNorm, ListedColormap
-    from matplotlib.figure import Figure as _Figure
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
+    from .plotting import plot_phase_diagram as _plot  # deprecated path: figures live there
 
-    beta = _finite("momentum", momentum)
     c_values = np.asarray(c_lag, dtype=np.float64).reshape(-1)
     lag_values = np.asarray(lag_steps, dtype=np.float64).reshape(-1)
     if c_values.size < 2 or lag_values.size < 2:
@@ -823,47 +827,131 @@ def plot_phase_diagram(
             f"c_lag: c_lag and lag_steps must each hold at least 2 values, got {c_values.size} "
             f"and {lag_values.size}"
         )
-    if lag_convention not in ("mean", "paper"):
-        _v.choice("lag_convention", lag_convention, ("mean", "paper"))
-    lag_grid, c_grid = np.meshgrid(lag_values, c_values)
-    grid = stability_grid(beta, c_grid, lag_grid, c_now=c_now, lag_model=lag_model)
-    if ax is None:
-        figure = _Figure(figsize=(6.0, 4.5))
-        ax = figure.add_subplot()
-    else:
-        figure = ax.figure  # type: ignore[assignment]
-    colours = ["#bbbbbb", "#8fd19e", "#ffd27f", "#f28e8e"]
-    cmap = ListedColormap(colours)
-    norm = BoundaryNorm([-1.5, -0.5, 0.5, 1.5, 2.5], cmap.N)
-    ax.pcolormesh(lag_grid, c_grid, grid.regime_code, cmap=cmap, norm=norm, shading="nearest")
-    ax.contour(lag_grid, c_grid, grid.spectral_radius, levels=[1.0], colors="black", linewidths=1.5)
-    # Continuum: gamma = (1 - beta) - c L, zeta from m = (1 + beta)/2 + c L^2 / 2, k = c + c_now.
-    if lag_model == "delay":
-        big_lag = lag_grid
-    else:
-        big_lag = lag_grid if lag_convention == "paper" else (lag_grid - 1.0) / 2.0
-    damping = (1.0 - beta) - c_grid * big_lag
-    mass = (1.0 + beta) / 2.0 + c_grid * big_lag**2 / 2.0
-    zeta = damping / (2.0 * np.sqrt(mass * (c_grid + c_now)))
-    if damping.min() < 0.0 < damping.max():
-        ax.contour(lag_grid, c_grid, damping, levels=[0.0], colors="tab:blue", linestyles="--")
-    if zeta.min() < 1.0 < zeta.max():
-        ax.contour(lag_grid, c_grid, zeta, levels=[1.0], colors="tab:purple", linestyles=":")
-    if c_values.min() > 0.0 and c_values.max() / c_values.min() > 20.0:
-        ax.set_yscale("log")
-    ax.set_xlabel("refresh interval K" if lag_model == "refresh" else "delay D")
-    ax.set_ylabel("step stiffness c_lag = eta_eff kappa_lag")
-    ax.set_title(f"momentum {beta:g}, c_now {c_now:g}")
-    handles = [Patch(color=colours[i + 1], label=REGIMES[i]) for i in (0, 1, 2)] + [
-        Line2D([], [], color="black", label="exact boundary (rho = 1)"),
-        Line2D(
-            [],
-            [],
-            color="tab:blue",
-            linestyle="--",
-            label=f"continuum gamma = 0 ({lag_convention})",
+    grid = stability_grid(
+        _finite("momentum", momentum),
+        c_values[:, None],
+        lag_values[None, :],
+        c_now=c_now,
+        lag_model=lag_model,
+    )
+    return _plot(grid, lag_convention=lag_convention, ax=ax)
+
+
+# ---------------------------------------------------------------------------------------------
+# The exact-stability summary that diagnose and the command line report
+
+#: Largest delay the summary searches for the first unstable D (critical_delay's own default;
+#: the argument-principle count makes the whole search take milliseconds).
+DELAY_SEARCH_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class ExactStability:
+    """How far one optimizer setting is from instability (docs/stability.md, "Thresholds").
+
+    ``report`` is the exact analysis (:func:`stability`); ``curvature`` the kappa used (per unit
+    effective learning rate) and ``curvature_source`` where it came from. The thresholds keep
+    every other setting fixed: ``max_safe_refresh_interval`` is the largest stable K (only for
+    delay 0), ``max_safe_delay`` the largest stable D up to ``delay_search_limit`` (only for
+    K = 1), ``max_safe_learning_rate`` the largest stable lr (lr units). A threshold is None
+    when it does not apply or when no unstable value exists within the searched range.
+    """
+
+    hyperparameters: Hyperparameters
+    report: StabilityReport
+    curvature: float | None
+    curvature_source: str
+    max_safe_refresh_interval: int | None
+    max_safe_delay: int | None
+    delay_search_limit: int | None
+    max_safe_learning_rate: float
+
+    @property
+    def stable(self) -> bool:
+        return self.report.stable
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat, JSON-ready summary (the keys diagnose and the command line print)."""
+        from ._results import to_jsonable
+
+        report = self.report
+        out: dict[str, Any] = {
+            "spectral_radius": report.spectral_radius,
+            "decay_rate_per_step": report.decay_rate,
+            "margin": report.margin,
+            "stable": report.stable,
+            "regime": report.regime,
+            "relaxation_steps": report.relaxation_steps,
+            "c_lag": report.c_lag,
+            "c_now": report.c_now,
+            "curvature": self.curvature,
+            "curvature_source": self.curvature_source,
+            "continuum_regime": report.continuum.regime,
+            "continuum_zeta": report.continuum.zeta,
+        }
+        if self.hyperparameters.delay == 0:
+            out["max_safe_refresh_interval"] = self.max_safe_refresh_interval
+        if self.hyperparameters.refresh_interval == 1:
+            out["max_safe_delay"] = self.max_safe_delay
+            out["delay_search_limit"] = self.delay_search_limit
+        out["max_safe_learning_rate"] = self.max_safe_learning_rate
+        return dict(to_jsonable(out))
+
+    def __repr__(self) -> str:
+        r = self.report
+        return (
+            f"ExactStability({r.regime}, rho={r.spectral_radius:.6g}, margin={r.margin:.3g}, "
+            f"max safe K={self.max_safe_refresh_interval}, D={self.max_safe_delay}, "
+            f"lr={self.max_safe_learning_rate:.4g})"
+        )
+
+
+def exact_stability(
+    hyperparameters: Hyperparameters,
+    curvature: float | None = None,
+    *,
+    curvature_lag: float | None = None,
+    curvature_now: float | None = None,
+    curvature_source: str = "given",
+    max_delay: int = DELAY_SEARCH_LIMIT,
+) -> ExactStability:
+    """Exact spectral radius, margin and the largest safe K / D / learning rate of one setting.
+
+    curvature: kappa with every force lagged, or curvature_lag / curvature_now (per unit
+    effective learning rate), as for :func:`stability`. max_delay bounds the search for the
+    first unstable delay (None in the result then means stable up to it). curvature_source is
+    carried into the result (e.g. diagnose says it inverted the fitted tau). docs/stability.md,
+    "Thresholds".
+    """
+    if not isinstance(hyperparameters, Hyperparameters):
+        raise ValueError(
+            f"hyperparameters: must be a Hyperparameters, got {type(hyperparameters).__name__}"
+        )
+    hp = hyperparameters
+    lag, now = curvature_lag, curvature_now
+    report = stability(hp, curvature, curvature_lag=lag, curvature_now=now)
+    max_k = max_d = limit = None
+    if hp.delay == 0:
+        k_crit = critical_refresh_interval(hp, curvature, curvature_lag=lag, curvature_now=now)
+        max_k = None if k_crit is None else k_crit - 1
+    if hp.refresh_interval == 1:
+        limit = _positive_int("max_delay", max_delay, 0)
+        d_crit = critical_delay(
+            hp, curvature, curvature_lag=lag, curvature_now=now, max_delay=limit
+        )
+        max_d = None if d_crit is None else d_crit - 1
+    return ExactStability(
+        hyperparameters=hp,
+        report=report,
+        curvature=curvature if curvature is not None else curvature_lag,
+        curvature_source=curvature_source,
+        max_safe_refresh_interval=max_k,
+        max_safe_delay=max_d,
+        delay_search_limit=limit,
+        max_safe_learning_rate=critical_learning_rate(
+            hp, curvature, curvature_lag=lag, curvature_now=now
         ),
-        Line2D([], [], color="tab:purple", linestyle=":", label="continuum zeta = 1"),
-    ]
-    ax.legend(handles=handles, fontsize="small", loc="best")
-    return figure
+    )
+
+
+__all__ += ["ExactStability", "exact_stability", "DELAY_SEARCH_LIMIT"]
