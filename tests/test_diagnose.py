@@ -129,14 +129,21 @@ def real() -> dict[tuple[str, str | None], tuple[str, Diagnosis | str]]:
     if not LABELS:
         pytest.skip("the shared real logs are not available")
     out: dict[tuple[str, str | None], tuple[str, Diagnosis | str]] = {}
+    elapsed = 0.0
     for fname, sl, shape, _ in LABELS:
         try:
             run = _load(fname, sl)
         except (LogFormatError, ValueError) as exc:
             out[(fname, sl)] = (shape, f"does not read: {exc}")
             continue
+        start = time.perf_counter()
         out[(fname, sl)] = (shape, diagnose(run, name=fname))
+        elapsed += time.perf_counter() - start
+    DIAGNOSE_SECONDS.append(elapsed)
     return out
+
+
+DIAGNOSE_SECONDS: list[float] = []
 
 
 def _expected(fname: str, sl: str | None) -> dict[str, str]:
@@ -192,12 +199,7 @@ def test_collapse_onsets_are_where_the_reward_died(real):
 
 
 def test_all_shared_runs_diagnose_fast(real):
-    runs = [d.run for _, d in real.values() if not isinstance(d, str) and d.run is not None]
-    start = time.perf_counter()
-    for run in runs:
-        diagnose(run)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 20.0, elapsed  # ~2 s measured for 45 readable runs
+    assert DIAGNOSE_SECONDS and DIAGNOSE_SECONDS[0] < 20.0  # ~2 s measured for 45 readable runs
 
 
 # ------------------------------------------------------------------------------------------
@@ -498,6 +500,7 @@ def test_hyperparameters_give_exact_stability_in_the_dynamics_section(refresh_in
     safe = max(k for k in range(1, 60) if _cycle_radius(0.9, 0.01, k) < 1)
     assert d.stability["max_safe_refresh_interval"] == safe == 37
     assert "spectral radius" in str(d).split("dynamics:")[1]
+    assert ("unstable_settings" in d.codes) == (rho >= 1)
     assert "spectral" not in d.headline
     json.dumps(d.to_dict())
 
@@ -604,10 +607,3 @@ def test_html_report_renders_in_headless_chromium_with_a_plot_per_finding(real, 
     assert console == [], console
     assert dom.stdout.count('class="finding-plot"') == n_findings
     assert dom.stdout.count("<polyline") >= n_findings
-    shot = tmp_path / "report.png"
-    subprocess.run(
-        [*flags, "--window-size=1200,1600", f"--screenshot={shot}", path.as_uri()],
-        capture_output=True,
-        timeout=120,
-    )
-    assert shot.exists() and shot.stat().st_size > 10_000

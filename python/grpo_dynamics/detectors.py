@@ -613,8 +613,9 @@ def detect_kl(run: Run) -> list[Finding]:
             Finding(
                 "kl_spike",
                 "info",
-                f"{spikes.size} isolated KL spike(s), largest {_fmt(float(np.max(y[spikes])))}"
-                f" at step {_step(float(t[spikes[np.argmax(y[spikes])]]))}; the run recovered",
+                f"{spikes.size} {'isolated ' if spikes.size <= 3 else ''}KL spike(s), largest "
+                f"{_fmt(float(np.max(y[spikes])))} at step "
+                f"{_step(float(t[spikes[np.argmax(y[spikes])]]))}; the level recovered after",
                 evidence,
                 [col.name],
                 [float(t[i]) for i in spikes[:10]],

@@ -520,6 +520,33 @@ def _fit_dynamics(t: np.ndarray, r: np.ndarray) -> tuple[FitResult | None, dict[
     return result, doc
 
 
+def _unstable_settings(exact: dict[str, Any] | None, fw: str) -> Finding | None:
+    """A warning when the exact model says the given optimizer settings are unstable
+    (spectral radius >= 1, docs/stability.md): deviations from the plateau grow every cycle."""
+    if not exact or "spectral_radius" not in exact or exact["spectral_radius"] < 1.0:
+        return None
+    safe = {
+        k.removeprefix("max_safe_").replace("_", " "): exact[k]
+        for k in ("max_safe_refresh_interval", "max_safe_delay", "max_safe_learning_rate")
+        if exact.get(k) is not None
+    }
+    limit = ", ".join(f"{k} {v:.4g}" for k, v in safe.items())
+    trl = fw in ("trl", "unknown")
+    setting = "num_iterations / learning_rate" if trl else "actor_rollout_ref.actor.ppo_epochs"
+    return Finding(
+        "unstable_settings",
+        "warning",
+        "These optimizer settings are predicted to be unstable: deviations from the plateau "
+        "grow each cycle" + (f" (largest stable: {limit})" if limit else ""),
+        {k: exact[k] for k in ("spectral_radius", "margin", "curvature_source")} | safe,
+        ["reward"],
+        [],
+        setting,
+        "lower the refresh interval (updates per batch of rollouts) or the learning rate to "
+        "the largest stable value: past it the reward oscillates with growing amplitude",
+    )
+
+
 def _same_name(run: Run, name: str | None) -> str:
     if name:
         return name
@@ -590,6 +617,11 @@ def diagnose(
     else:
         dynamics = {"error": "no trend: the model's plateau and time constant are not identified"}
     exact = _exact_stability(hyperparameters, result, curvature, curvature_lag, curvature_now)
+    unstable = _unstable_settings(exact, framework(r))
+    if unstable is not None:
+        findings = sorted([*findings, unstable], key=lambda f: -f.rank)
+        verdict = _verdict(pr, rose, findings)
+        headline = _headline(verdict, start, end, findings)
     return Diagnosis(
         name=_same_name(r, name),
         verdict=verdict,

@@ -48,7 +48,9 @@ svg text{font-size:10px;fill:#555}
 """
 
 
-def _thin(t: NDArray[np.float64], y: NDArray[np.float64]) -> tuple[NDArray[np.float64], ...]:
+def _thin(
+    t: NDArray[np.float64], y: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """At most _MAX_PLOT_POINTS points: the min and max of contiguous chunks, so spikes stay."""
     if t.size <= _MAX_PLOT_POINTS:
         return t, y
@@ -84,18 +86,19 @@ def svg_plot(
     ``log_y`` draws log10 of positive values (for spiky columns).
     """
     left, right, top, bottom = 52, 8, 8, 20
-    clean = []
-    for label, t, y in series:
-        t = np.asarray(t, dtype=float)
-        y = np.asarray(y, dtype=float)
-        keep = np.isfinite(t) & np.isfinite(y)
+    clean: list[tuple[str, NDArray[np.float64], NDArray[np.float64]]] = []
+    for label, t_in, y_in in series:
+        tx = np.asarray(t_in, dtype=float)
+        yx = np.asarray(y_in, dtype=float)
+        keep = np.isfinite(tx) & np.isfinite(yx)
         if log_y:
-            keep &= y > 0
-        t, y = t[keep], y[keep]
+            keep &= yx > 0
+        tx, yx = tx[keep], yx[keep]
         if log_y:
-            y = np.log10(y)
-        if t.size:
-            clean.append((label, *_thin(t, y)))
+            yx = np.log10(yx)
+        if tx.size:
+            thin_t, thin_y = _thin(tx, yx)
+            clean.append((label, thin_t, thin_y))
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img">'
