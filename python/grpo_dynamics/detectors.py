@@ -357,8 +357,9 @@ def detect_length(run: Run) -> list[Finding]:
     ``response_length/clip_ratio``, truncated/rollout counts) averaged over the second half of
     the run: >= 0.5 critical, >= 0.1 warning, >= 0.02 info; without it, the mean length pinned
     exactly at the cap (the configured maximum, or the largest logged mean when it repeats)
-    on >= 50% of steps is critical, >= 10% a warning. Drift: the median length of the last
-    fifth against the first tenth, with a Mann-Kendall trend: grown x2 is info, shrunk to a
+    on >= 50% of steps is critical, >= 10% a warning. The onset is the first step from which
+    the 5-point rolling median stays >= 0.8 of that mean on 80% of the rest. Drift: the
+    median length of the last fifth against the first tenth, with a Mann-Kendall trend: grown x2 is info, shrunk to a
     half info and to a quarter a warning (answers collapsing to a few tokens).
     """
     fw = framework(run)
@@ -389,7 +390,7 @@ def detect_length(run: Run) -> list[Finding]:
         elif late >= 0.02:
             severity = "info"
         if severity is not None:
-            start = _onset(_rolling_median(y, 5) >= min(0.5, late / 2), 0.8)
+            start = _onset(_rolling_median(y, 5) >= 0.8 * late, 0.8)
             if start is not None:
                 steps.append(float(clipped.t[start]))
                 evidence["truncated_from_step"] = float(clipped.t[start])

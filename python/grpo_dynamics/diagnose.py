@@ -431,13 +431,15 @@ def _num(x: float) -> str:
     return f"{x:.3g}"
 
 
-def _headline(verdict: str, start: float, end: float, findings: Sequence[Finding]) -> str:
+def _headline(
+    verdict: str, start: float, end: float, middle: float, findings: Sequence[Finding]
+) -> str:
     moved = f"{_num(start)} -> {_num(end)}"
     what = {
         "still improving": f"Reward rose {moved} and is still improving",
         "slowing": f"Reward rose {moved}; the rise is slowing, no plateau yet",
         "saturated": f"Reward rose {moved} and has plateaued",
-        "no trend": f"Reward shows no trend (about {_num(end)})",
+        "no trend": f"Reward shows no trend (median {_num(middle)})",
         "declining": f"Reward is falling ({moved})",
         "collapsed": "Reward collapsed",
         "too short": "Too few points to judge the reward curve",
@@ -605,7 +607,7 @@ def diagnose(
     verdict = _verdict(pr, rose, findings)
     w = max(3, y.size // 20)
     start, end = float(np.median(y[:w])), float(np.median(y[-w:]))
-    headline = _headline(verdict, start, end, findings)
+    headline = _headline(verdict, start, end, float(np.median(y)), findings)
 
     warnings: list[str] = list(r.warnings)
     result: FitResult | None = None
@@ -621,7 +623,7 @@ def diagnose(
     if unstable is not None:
         findings = sorted([*findings, unstable], key=lambda f: -f.rank)
         verdict = _verdict(pr, rose, findings)
-        headline = _headline(verdict, start, end, findings)
+        headline = _headline(verdict, start, end, float(np.median(y)), findings)
     return Diagnosis(
         name=_same_name(r, name),
         verdict=verdict,

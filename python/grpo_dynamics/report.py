@@ -33,6 +33,7 @@ h1{font-size:22px}h2{font-size:18px;margin-top:36px;border-top:1px solid #ddd;pa
 table.summary{border-collapse:collapse;font-size:13px}
 table.summary td,table.summary th{border:1px solid #ddd;padding:4px 8px;text-align:left;
 vertical-align:top}
+table.summary td:first-child{max-width:280px;word-break:break-all}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-size:12px;
 font-weight:600}
 .critical{background:#b00020}.warning{background:#c25e00}.info{background:#1f5fa8}
