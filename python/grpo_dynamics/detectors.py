@@ -359,8 +359,9 @@ def detect_length(run: Run) -> list[Finding]:
     exactly at the cap (the configured maximum, or the largest logged mean when it repeats)
     on >= 50% of steps is critical, >= 10% a warning. The onset is the first step from which
     the 5-point rolling median stays >= 0.8 of that mean on 80% of the rest. Drift: the
-    median length of the last fifth against the first tenth, with a Mann-Kendall trend: grown x2 is info, shrunk to a
-    half info and to a quarter a warning (answers collapsing to a few tokens).
+    median length of the last fifth against the first tenth, with a Mann-Kendall trend:
+    grown x2 is info, shrunk to a half info and to a quarter a warning (answers collapsing to
+    a few tokens).
     """
     fw = framework(run)
     out: list[Finding] = []
