@@ -1328,7 +1328,8 @@ def detect_no_learning(run: Run, column: str = "reward") -> list[Finding]:
             Finding(
                 "no_learning",
                 "warning",
-                "Not learning: the reward shows no trend although the groups disagree",
+                "Not learning: the reward shows no trend"
+                + (" although the groups disagree" if zs is not None else ""),
                 {
                     "trend_p_value": None if overall is None else overall.p_value,
                     "change": None if overall is None else overall.change,
@@ -1337,9 +1338,8 @@ def detect_no_learning(run: Run, column: str = "reward") -> list[Finding]:
                 [column],
                 [],
                 setting_name("lr", fw),
-                f"check it{lr_text} and the reward: with signal in the groups but no movement, "
-                "the updates are too small or the reward does not reward what the model can "
-                "change",
+                f"check it{lr_text} and the reward: without movement the updates are too small "
+                "or the reward does not reward what the model can change",
             )
         ]
     overall = pr.overall
