@@ -307,6 +307,44 @@ def test_collapse_onset_and_no_alarm_from_one_low_point():
     assert detect_collapse(Run.from_arrays(t, reward)) == []
 
 
+def test_kl_blowup_at_the_end_of_a_flat_run_and_the_late_fall():
+    """The issue's case: flat for 550 steps, then the reward falls while KL goes 0.1 -> 10.8
+    -> 40.7 in the last steps; a trend test over the whole run calls it "no trend"."""
+    n = 580
+    rng = np.random.default_rng(8)
+    t = _steps(n)
+    reward = 0.5 + 0.05 * rng.standard_normal(n)
+    reward[550:] = np.linspace(0.45, 0.05, 30) + 0.02 * rng.standard_normal(30)
+    kl = 0.1 + 0.01 * rng.random(n)
+    kl[550:] = np.geomspace(0.1, 40.7, 30)
+    d = diagnose(Run.from_arrays(t, reward, kl=kl, reward_std=np.full(n, 0.3)))
+    assert d["kl_blowup"].severity == "critical"
+    assert 550 <= d["kl_blowup"].evidence["blow_up_from_step"] <= 580
+    assert d["collapse"].severity == "critical" and d.verdict == "collapsed"
+    assert 550 <= d["collapse"].evidence["onset_step"] <= 580
+    assert "kl" in d["collapse"].evidence["co_signals"]
+
+
+def test_a_dip_at_the_end_of_a_noisy_plateau_is_not_a_collapse():
+    n = 240
+    rng = np.random.default_rng(9)
+    t = _steps(n)
+    reward = 0.3 * (1 - np.exp(-t / 20.0)) + 0.06 * rng.standard_normal(n)
+    reward[-7:] -= 0.1  # a short oscillation below the plateau, within its noise band x 2
+    assert detect_collapse(Run.from_arrays(t, reward)) == []
+
+
+def test_answers_shrinking_while_the_reward_rises():
+    n = 200
+    t = _steps(n)
+    length = 53.0 * np.exp(-t / 60.0) + 2.0
+    run = Run.from_arrays(t, 1 - np.exp(-t / 50.0), completion_length=length)
+    (f,) = [f for f in detect_length(run) if f.code == "length_shrink"]
+    assert f.severity == "warning"
+    k0, k1 = int(np.ceil(0.1 * n)), int(np.ceil(0.2 * n))
+    assert f.evidence["ratio"] == pytest.approx(np.median(length[-k1:]) / np.median(length[:k0]))
+
+
 def test_entropy_collapse_floor_step_matches_a_direct_scan():
     n = 300
     t = _steps(n)

@@ -695,39 +695,79 @@ def _cosignals(run: Run, onset: float, t_end: float) -> dict[str, str]:
 def detect_collapse(run: Run, column: str = "reward") -> list[Finding]:
     """The reward falls after a rise or a plateau and stays down (docs/diagnose.md, "Collapse").
 
-    With w = max(3, n/8) points per window, the best earlier level is the highest rolling
-    median of w points that ends before the final window; the end level is the median of the
-    final w points. A collapse needs all of: the drop is at least half of the earlier gain (or
-    of the level itself when the run started there), it is > 5 standard errors of the two
-    window means (inflated for AR(1) noise), and the rolling median stays below the midpoint
-    from the onset to the end (the onset is where it last crossed it). Critical when it lost
-    >= 80% and the co-signals or a dead reward (zero spread at the end) confirm it; warning
-    otherwise. A significant fall without those is "reward declining" (warning).
+    The best earlier level is the highest rolling median of max(3, n/8) points before the
+    final window; the end level is the median of the final w points, w = n/8, else n/16 or
+    n/32 (3-5 points at least) when every point of that short window is below the midpoint
+    and z >= 10 (a collapse in the last steps of a long run). A collapse needs all of: the
+    drop is at least half of the earlier gain (or of the level itself when the run started
+    there), it is > 5 standard errors of the two window means (inflated for AR(1) noise), and
+    the rolling median stays below the midpoint from the onset to the end. A dead end (the
+    reward stuck at exactly one value for the last quarter, >= 3 points, below its earlier
+    median) is a collapse too. Critical when it lost >= 80%
+    and a co-signal or a dead reward confirms it, at a dead end, or when the KL after the
+    onset exceeds 10x its median before; warning otherwise. A
+    significant fall without those is "reward declining" (warning).
     """
     t, y = run.series(column)
     n = y.size
     if n < 8:
         return [_na("collapse", f"at least 8 finite {column} values")]
     fw = framework(run)
-    w = max(3, n // 8)
-    smooth = _rolling_median(y, w)
-    end_level = float(np.median(y[-w:]))
-    head = smooth[: n - w] if n - w > 0 else smooth[:1]
-    i_peak = int(np.argmax(head))
-    peak = float(head[i_peak])
-    before = smooth[: i_peak + 1]
-    base = float(np.min(before))
-    gain = peak - base
-    drop = peak - end_level
-    lo, hi = max(0, i_peak - w // 2), min(n, i_peak - w // 2 + w)
-    peak_pts, end_pts = y[lo:hi], y[-w:]
     phi = _ar1(y)
     inflate = math.sqrt((1 + phi) / (1 - phi))
-    se = math.hypot(float(np.std(peak_pts)), float(np.std(end_pts))) / math.sqrt(w) * inflate
-    se = max(se, 1e-12 * max(1.0, abs(peak)))
-    scale = gain if gain > 0.25 * abs(peak) else max(gain, abs(peak))
-    frac = drop / scale if scale > 0 else 0.0
-    z = drop / se
+    w_peak = max(3, n // 8)
+    smooth_peak = _rolling_median(y, w_peak)
+    # the end window: n/8 points, then shorter ones for a collapse in the last few steps (those
+    # must have every point below the midpoint, so a short noisy dip cannot pass)
+    ends = sorted({max(3, n // 8), max(4, n // 16), max(5, n // 32)}, reverse=True)
+    ends = [e for e in ends if e <= n // 2] or [max(3, n // 8)]
+    chosen: dict[str, Any] | None = None
+    first: dict[str, Any] | None = None
+    for w in ends:
+        head = smooth_peak[: n - w]
+        i_peak = int(np.argmax(head))
+        peak = float(head[i_peak])
+        gain = peak - float(np.min(smooth_peak[: i_peak + 1]))
+        end_level = float(np.median(y[-w:]))
+        drop = peak - end_level
+        lo = max(0, i_peak - w_peak // 2)
+        peak_pts, end_pts = y[lo : lo + w_peak], y[-w:]
+        se = inflate * math.hypot(
+            float(np.std(peak_pts)) / math.sqrt(peak_pts.size),
+            float(np.std(end_pts)) / math.sqrt(w),
+        )
+        se = max(se, 1e-12 * max(1.0, abs(peak)))
+        scale = gain if gain > 0.25 * abs(peak) else max(gain, abs(peak))
+        mid = peak - 0.5 * drop
+        start = _sustained_from(_rolling_median(y, w)[i_peak:] < mid) if drop > 0 else None
+        stats = {
+            "w": w,
+            "i_peak": i_peak,
+            "peak": peak,
+            "gain": gain,
+            "end_level": end_level,
+            "drop": drop,
+            "frac": drop / scale if scale > 0 else 0.0,
+            "z": drop / se,
+            "start": start,
+            "all_below": bool(np.all(end_pts < mid)),
+        }
+        first = first or stats
+        short_ok = w == ends[0] or (stats["all_below"] and stats["z"] >= 10.0)
+        if drop > 0 and start is not None and stats["frac"] >= 0.5 and stats["z"] >= 5.0:
+            if short_ok:
+                chosen = stats
+                break
+    st = chosen or first
+    assert st is not None
+    w, i_peak, peak, gain = st["w"], st["i_peak"], st["peak"], st["gain"]
+    end_level, drop, frac, z, start = (
+        st["end_level"],
+        st["drop"],
+        st["frac"],
+        st["z"],
+        st["start"],
+    )
     evidence: dict[str, Any] = {
         "peak_level": peak,
         "peak_step": float(t[i_peak]),
@@ -739,8 +779,6 @@ def detect_collapse(run: Run, column: str = "reward") -> list[Finding]:
         "window_points": w,
         "column": column,
     }
-    mid = peak - 0.5 * drop
-    start = _sustained_from(smooth[i_peak:] < mid) if drop > 0 else None
     # a dead end: the reward stuck at exactly one value for the last quarter of the run (at
     # least 3 points), below what it typically was before
     tail = int(np.argmax(y[::-1] != y[-1])) if np.any(y != y[-1]) else n
@@ -748,9 +786,11 @@ def detect_collapse(run: Run, column: str = "reward") -> list[Finding]:
         tail >= max(3, n // 4) and tail < n and float(np.median(y[: n - tail])) > float(y[-1])
     )
     evidence["constant_tail_points"] = tail
-    if dead_end and start is None:
+    if start is not None:
+        start = max(start, 1)  # the collapse begins after the peak, not at it
+    if dead_end and start is None:  # the onset is where the reward died
         i_peak, start = 0, n - tail
-    if drop > 0 and start is not None and (dead_end or (frac >= 0.5 and z >= 5.0)):
+    if drop > 0 and start is not None and (dead_end or chosen is not None):
         onset_i = i_peak + start
         onset = float(t[onset_i])
         evidence["onset_step"] = onset
@@ -762,7 +802,14 @@ def detect_collapse(run: Run, column: str = "reward") -> list[Finding]:
             late_std = rstd.y[rstd.t >= onset]
             dead = dead or (late_std.size >= 3 and float(np.median(late_std)) == 0.0)
         evidence["reward_dead_at_end"] = dead
-        critical = dead_end or (frac >= 0.8 and (bool(co) or dead))
+        kl = _col(run, *_KL, min_points=6)
+        kl_blew = False
+        if kl is not None:
+            before_kl, after_kl = kl.y[kl.t < onset], kl.y[kl.t >= onset]
+            if before_kl.size >= 3 and after_kl.size >= 3:
+                kl_blew = float(np.max(after_kl)) > 10 * max(float(np.median(before_kl)), 1e-6)
+        evidence["kl_blew_up"] = kl_blew
+        critical = dead_end or kl_blew or (frac >= 0.8 and (bool(co) or dead))
         extra = f" (also moved: {', '.join(co)})" if co else ""
         return [
             Finding(
