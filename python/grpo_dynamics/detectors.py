@@ -692,6 +692,22 @@ def _cosignals(run: Run, onset: float, t_end: float) -> dict[str, str]:
     return out
 
 
+@dataclass
+class _Drop:
+    """One candidate collapse: the earlier level, the end level over w points, the drop."""
+
+    w: int
+    i_peak: int
+    peak: float
+    gain: float
+    end_level: float
+    drop: float
+    frac: float
+    z: float
+    start: int | None
+    all_below: bool
+
+
 def detect_collapse(run: Run, column: str = "reward") -> list[Finding]:
     """The reward falls after a rise or a plateau and stays down (docs/diagnose.md, "Collapse").
 
@@ -721,8 +737,8 @@ def detect_collapse(run: Run, column: str = "reward") -> list[Finding]:
     # must have every point below the midpoint, so a short noisy dip cannot pass)
     ends = sorted({max(3, n // 8), max(4, n // 16), max(5, n // 32)}, reverse=True)
     ends = [e for e in ends if e <= n // 2] or [max(3, n // 8)]
-    chosen: dict[str, Any] | None = None
-    first: dict[str, Any] | None = None
+    chosen: _Drop | None = None
+    first: _Drop | None = None
     for w in ends:
         head = smooth_peak[: n - w]
         i_peak = int(np.argmax(head))
@@ -740,34 +756,27 @@ def detect_collapse(run: Run, column: str = "reward") -> list[Finding]:
         scale = gain if gain > 0.25 * abs(peak) else max(gain, abs(peak))
         mid = peak - 0.5 * drop
         start = _sustained_from(_rolling_median(y, w)[i_peak:] < mid) if drop > 0 else None
-        stats = {
-            "w": w,
-            "i_peak": i_peak,
-            "peak": peak,
-            "gain": gain,
-            "end_level": end_level,
-            "drop": drop,
-            "frac": drop / scale if scale > 0 else 0.0,
-            "z": drop / se,
-            "start": start,
-            "all_below": bool(np.all(end_pts < mid)),
-        }
+        stats = _Drop(
+            w=w,
+            i_peak=i_peak,
+            peak=peak,
+            gain=gain,
+            end_level=end_level,
+            drop=drop,
+            frac=drop / scale if scale > 0 else 0.0,
+            z=drop / se,
+            start=start,
+            all_below=bool(np.all(end_pts < mid)),
+        )
         first = first or stats
-        short_ok = w == ends[0] or (stats["all_below"] and stats["z"] >= 10.0)
-        if drop > 0 and start is not None and stats["frac"] >= 0.5 and stats["z"] >= 5.0:
-            if short_ok:
-                chosen = stats
-                break
+        short_ok = w == ends[0] or (stats.all_below and stats.z >= 10.0)
+        if drop > 0 and start is not None and stats.frac >= 0.5 and stats.z >= 5.0 and short_ok:
+            chosen = stats
+            break
     st = chosen or first
     assert st is not None
-    w, i_peak, peak, gain = st["w"], st["i_peak"], st["peak"], st["gain"]
-    end_level, drop, frac, z, start = (
-        st["end_level"],
-        st["drop"],
-        st["frac"],
-        st["z"],
-        st["start"],
-    )
+    w, i_peak, peak, gain = st.w, st.i_peak, st.peak, st.gain
+    end_level, drop, frac, z, start = st.end_level, st.drop, st.frac, st.z, st.start
     evidence: dict[str, Any] = {
         "peak_level": peak,
         "peak_step": float(t[i_peak]),
