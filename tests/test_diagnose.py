@@ -34,7 +34,7 @@ from grpo_dynamics.detectors import (
 )
 from grpo_dynamics.diagnose import SATURATION_ADVICE, Diagnosis, diagnose, fails
 from grpo_dynamics.io import LogFormatError, Run, as_run
-from grpo_dynamics.report import render_html, summary_table, write_html
+from grpo_dynamics.report import render_html, render_markdown, summary_table, write_html
 from grpo_dynamics.trend import progress
 
 SHARED = Path(__file__).resolve().parents[1].parent.parent / "shared" / "data" / "real-grpo-logs"
@@ -602,6 +602,8 @@ def test_markdown_lists_every_finding():
     assert md.startswith("### x.json") and d.headline in md
     for f in d.findings:
         assert f.title in md
+    both = render_markdown([d, d])
+    assert both.count("### x.json") == 2 and both.splitlines()[0].startswith("| run |")
 
 
 def _chromium() -> str | None:

@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from .detectors import Finding
 from .diagnose import Diagnosis, _dynamics_lines
 
-__all__ = ["render_html", "write_html", "summary_table", "svg_plot"]
+__all__ = ["render_html", "write_html", "render_markdown", "summary_table", "svg_plot"]
 
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 _SEVERITY_COLOR = {"critical": "#b00020", "warning": "#c25e00", "info": "#1f5fa8"}
@@ -327,3 +327,16 @@ def summary_table(diagnoses: Diagnosis | Sequence[Diagnosis], *, width: int = 10
             textwrap.wrap(d.headline, width, initial_indent="    ", subsequent_indent="    ")
         )
     return "\n".join(lines)
+
+
+def render_markdown(diagnoses: Diagnosis | Sequence[Diagnosis]) -> str:
+    """Markdown for pasting into an issue: a table of runs (worst severity, verdict, headline),
+    then each run's :meth:`Diagnosis.to_markdown`."""
+    items = [diagnoses] if isinstance(diagnoses, Diagnosis) else list(diagnoses)
+    out = ["| run | worst | verdict | what happened, what to do |", "|---|---|---|---|"]
+    for d in items:
+        cells = [d.name, d.worst_severity or "ok", d.verdict, d.headline]
+        out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    out.append("")
+    out.extend(d.to_markdown() for d in items)
+    return "\n".join(out)
