@@ -302,9 +302,10 @@ def _dynamics_lines(dynamics: dict[str, Any] | None, stability: dict[str, Any] |
 
 
 def trend_test(t: Any, r: Any) -> dict[str, Any]:
-    """Deprecated: the whole-run trend as a dict with a boolean "trend" key (for older
-    callers such as forecast); use :func:`grpo_dynamics.trend.trend_test`."""
-    tt = _trend_test(t, r)
+    """Deprecated: the whole-run trend as a dict with a boolean "trend" key, for older callers
+    (forecast's identification warnings); use :func:`grpo_dynamics.trend.trend_test`. The
+    level is the strict 1e-4 those callers were written for."""
+    tt = _trend_test(t, r, alpha=1e-4)
     out = tt.to_dict()
     out["trend"] = tt.present
     return out
