@@ -33,7 +33,8 @@ h1{font-size:22px}h2{font-size:18px;margin-top:36px;border-top:1px solid #ddd;pa
 table.summary{border-collapse:collapse;font-size:13px}
 table.summary td,table.summary th{border:1px solid #ddd;padding:4px 8px;text-align:left;
 vertical-align:top}
-table.summary td:first-child{max-width:280px;word-break:break-all}
+table.summary{table-layout:fixed;width:100%}
+table.summary td{overflow-wrap:anywhere}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-size:12px;
 font-weight:600}
 .critical{background:#b00020}.warning{background:#c25e00}.info{background:#1f5fa8}
@@ -278,7 +279,9 @@ def render_html(
             f"<td>{html.escape(d.headline)}</td></tr>"
         )
     table = (
-        "<table class='summary'><tr><th>run</th><th>worst</th><th>verdict</th>"
+        "<table class='summary'><colgroup><col style='width:30%'><col style='width:9%'>"
+        "<col style='width:12%'><col style='width:49%'></colgroup>"
+        "<tr><th>run</th><th>worst</th><th>verdict</th>"
         "<th>what happened, what to do</th></tr>" + "".join(rows) + "</table>"
     )
     sections = "\n".join(_run_section(d, i) for i, d in enumerate(items))
