@@ -661,6 +661,7 @@ def test_html_report_renders_in_headless_chromium_with_a_plot_per_finding(real, 
     assert len(figures) == n_findings
     assert all("<polyline" in fig for fig in figures)
     assert render_html(picks[0]).count('class="finding-plot"') == len(picks[0].findings)
+    assert text.count('<figure class="reward-plot">') == len(picks)
     browser = _chromium()
     if browser is None:
         pytest.skip("no chromium binary")

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from .detectors import Finding
 from .diagnose import Diagnosis, _dynamics_lines
+from .forecast import Forecast, forecast
 
 __all__ = ["render_html", "write_html", "render_markdown", "summary_table", "svg_plot"]
 
@@ -29,14 +30,15 @@ _MAX_PLOT_POINTS = 800
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;
 max-width:1100px}
-h1{font-size:22px}h2{font-size:18px;margin-top:36px;border-top:1px solid #ddd;padding-top:16px}
+h1{font-size:22px}h2{font-size:18px;margin-top:36px;border-top:1px solid #ddd;padding-top:16px;
+overflow-wrap:anywhere}
 table.summary{border-collapse:collapse;font-size:13px}
 table.summary td,table.summary th{border:1px solid #ddd;padding:4px 8px;text-align:left;
 vertical-align:top}
 table.summary{table-layout:fixed;width:100%}
 table.summary td{overflow-wrap:anywhere}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-size:12px;
-font-weight:600}
+font-weight:600;white-space:nowrap}
 .critical{background:#b00020}.warning{background:#c25e00}.info{background:#1f5fa8}
 .ok{background:#2e7d32}
 .headline{font-size:15px;font-weight:600;margin:8px 0 12px}
@@ -81,13 +83,17 @@ def svg_plot(
     height: int = 150,
     log_y: bool = False,
     dashed: Sequence[str] = (),
+    dotted: Sequence[str] = (),
+    colors: dict[str, str] | None = None,
 ) -> str:
     """An inline SVG line plot of (label, steps, values) series with dashed vertical marks.
 
     Non-finite values are skipped; series named in ``dashed`` are drawn dashed (a fit);
-    ``log_y`` draws log10 of positive values (for spiky columns).
+    series in ``dotted`` dotted (a band); ``colors`` maps labels to colours; ``log_y`` draws
+    log10 of positive values (for spiky columns).
     """
-    left, right, top, bottom = 52, 8, 8, 20
+    left, right, top, bottom = 52, 8, 8, 32
+    height += 12  # room for the legend row
     clean: list[tuple[str, NDArray[np.float64], NDArray[np.float64]]] = []
     for label, t_in, y_in in series:
         tx = np.asarray(t_in, dtype=float)
@@ -134,7 +140,7 @@ def svg_plot(
         parts.append(f'<text x="{left - 4}" y="{sy(v) + 3:.1f}" text-anchor="end">{label}</text>')
     for v in (tmin, tmax):
         parts.append(
-            f'<text x="{sx(v):.1f}" y="{height - 6}" text-anchor="middle">{_tick(v)}</text>'
+            f'<text x="{sx(v):.1f}" y="{height - 18}" text-anchor="middle">{_tick(v)}</text>'
         )
     for m in marks:
         if math.isfinite(m) and tmin <= m <= tmax:
@@ -143,21 +149,27 @@ def svg_plot(
                 f'y2="{top + ph}" stroke="#b00020" stroke-dasharray="4 3"/>'
             )
     for k, (label, t, y) in enumerate(clean):
-        color = _COLORS[k % len(_COLORS)]
+        color = (colors or {}).get(label, _COLORS[k % len(_COLORS)])
         points = " ".join(f"{sx(a):.1f},{sy(b):.1f}" for a, b in zip(t, y, strict=True))
         dash = ' stroke-dasharray="6 3"' if label in dashed else ""
+        dash = ' stroke-dasharray="2 3"' if label in dotted else dash
         width_px = 2 if label in dashed else 1.2
         parts.append(
             f'<polyline data-column="{html.escape(label)}" fill="none" stroke="{color}" '
             f'stroke-width="{width_px}"{dash} points="{points}"/>'
         )
-    legend_x = left + 6
+    # the legend in a row under the axis, one entry per distinct label
+    legend_x = float(left)
     for k, (label, _, _) in enumerate(clean):
-        color = _COLORS[k % len(_COLORS)]
-        text = html.escape(label + (" (log10)" if log_y else ""))
+        name = label.strip() + (" (log10)" if log_y else "")
+        if k and clean[k - 1][0].strip() == label.strip():
+            continue
+        color = (colors or {}).get(label, _COLORS[k % len(_COLORS)])
         parts.append(
-            f'<text x="{legend_x}" y="{top + 12 + 12 * k}" style="fill:{color}">{text}</text>'
+            f'<text x="{legend_x:.0f}" y="{height - 2}" style="fill:{color}">'
+            f"{html.escape(name)}</text>"
         )
+        legend_x += 6.0 * len(name) + 14
     parts.append("</svg>")
     return "".join(parts)
 
@@ -213,7 +225,21 @@ def _evidence_items(f: Finding) -> str:
     return "<ul>" + "".join(items) + "</ul>"
 
 
-def _run_section(d: Diagnosis, index: int) -> str:
+def _forecast(d: Diagnosis) -> Forecast | None:
+    """Where a still-moving run is heading: the oscillator fitted to every point, extended to
+    1.5x the last step (covariance band; docs/diagnose.md, "Forecast")."""
+    if d.run is None or d.verdict not in ("still improving", "slowing"):
+        return None
+    t, _ = d.run.series(d.column)
+    try:
+        return forecast(
+            d.run, fraction=1.0, column=d.column, horizon=1.5 * float(t[-1]), method="covariance"
+        )
+    except (ValueError, RuntimeError, np.linalg.LinAlgError):
+        return None
+
+
+def _run_section(d: Diagnosis, index: int, forecasts: bool = True) -> str:
     sev = d.worst_severity
     badge = sev or "ok"
     out = [
@@ -231,10 +257,38 @@ def _run_section(d: Diagnosis, index: int) -> str:
             grid = np.linspace(float(np.nanmin(t)), float(np.nanmax(t)), 300)
             series.append(("fit (oscillator)", grid, np.asarray(d.fit.predict(grid), float)))
         marks = [s for f in d.findings if f.rank >= 1 for s in f.steps[:1]]
+        fc = _forecast(d) if forecasts else None
+        caption = "reward with the fitted curve"
+        if fc is not None and d.verdict == "still improving" and fc.r_inf.upper < d.end_level:
+            # a plateau below where the run already is contradicts "still improving": the
+            # single-timescale model misses the late rise, so no forecast is drawn
+            caption += "; no forecast: the fitted plateau lies below the run's current level"
+            fc = None
+        if fc is not None:
+            series += [
+                ("forecast", fc.t, fc.mean),
+                (f"{fc.level:.0%} band", fc.t, fc.lower),
+                (f"{fc.level:.0%} band ", fc.t, fc.upper),
+            ]
+            r_inf = fc.r_inf
+            caption += (
+                f" and its forecast past the end: plateau {r_inf.estimate:.3g} "
+                f"[{r_inf.lower:.3g}, {r_inf.upper:.3g}] ({fc.level:.0%} band)"
+            )
+        band = {"forecast": "#2ca02c", f"{fc.level if fc else 0:.0%} band": "#2ca02c"}
+        band[f"{fc.level if fc else 0:.0%} band "] = "#2ca02c"
         out.append(
             '<figure class="reward-plot">'
-            + svg_plot(series, marks=marks, width=700, height=200, dashed=("fit (oscillator)",))
-            + "<figcaption>reward with the fitted curve; dashed red lines: where findings "
+            + svg_plot(
+                series,
+                marks=marks,
+                width=700,
+                height=200,
+                dashed=("fit (oscillator)", "forecast"),
+                dotted=tuple(k for k in band if k != "forecast"),
+                colors={"fit (oscillator)": "#d62728", **band},
+            )
+            + f"<figcaption>{html.escape(caption)}; dashed red lines: where findings "
             "start</figcaption></figure>"
         )
     if not d.findings:
@@ -264,11 +318,15 @@ def _run_section(d: Diagnosis, index: int) -> str:
 
 
 def render_html(
-    diagnoses: Diagnosis | Sequence[Diagnosis], *, title: str = "grpo-dynamics diagnosis"
+    diagnoses: Diagnosis | Sequence[Diagnosis],
+    *,
+    title: str = "grpo-dynamics diagnosis",
+    forecasts: bool = True,
 ) -> str:
     """One self-contained HTML page (inline CSS and SVG, no script, no external file) for one
     or many diagnoses: a summary table, then per run the headline, the reward with its fit and
-    each finding with its evidence, the setting to change and a plot of its columns."""
+    each finding with its evidence, the setting to change and a plot of its columns; for a run
+    still moving (``forecasts``), the forecast of where it is heading."""
     items = [diagnoses] if isinstance(diagnoses, Diagnosis) else list(diagnoses)
     rows = []
     for i, d in enumerate(items):
@@ -279,12 +337,12 @@ def render_html(
             f"<td>{html.escape(d.headline)}</td></tr>"
         )
     table = (
-        "<table class='summary'><colgroup><col style='width:30%'><col style='width:9%'>"
+        "<table class='summary'><colgroup><col style='width:29%'><col style='width:10%'>"
         "<col style='width:12%'><col style='width:49%'></colgroup>"
         "<tr><th>run</th><th>worst</th><th>verdict</th>"
         "<th>what happened, what to do</th></tr>" + "".join(rows) + "</table>"
     )
-    sections = "\n".join(_run_section(d, i) for i, d in enumerate(items))
+    sections = "\n".join(_run_section(d, i, forecasts) for i, d in enumerate(items))
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
@@ -297,10 +355,11 @@ def write_html(
     path: str | Path,
     *,
     title: str = "grpo-dynamics diagnosis",
+    forecasts: bool = True,
 ) -> Path:
     """Write :func:`render_html` to ``path`` (UTF-8) and return the path."""
     target = Path(path)
-    target.write_text(render_html(diagnoses, title=title), encoding="utf-8")
+    target.write_text(render_html(diagnoses, title=title, forecasts=forecasts), encoding="utf-8")
     return target
 
 
