@@ -13,7 +13,8 @@ from importlib.metadata import version as _version
 
 from ._compare import Comparison, ModelScore, compare
 from ._results import to_jsonable
-from .diagnose import FAILURE_MODES, Diagnosis, Finding, diagnose
+from .detectors import SEVERITIES, detect_all
+from .diagnose import VERDICTS, Diagnosis, Finding, diagnose, fails
 from .distributed import concat_batches, fit_many_dask
 from .fit import (
     FIT_MODELS,
@@ -74,6 +75,7 @@ from .plotting import (
     plot_phase_diagrams,
     save_figure,
 )
+from .report import render_html, render_markdown, summary_table, write_html
 from .simulate import (
     BanditConfig,
     SimulationResult,
@@ -225,7 +227,14 @@ __all__ = [
     "Diagnosis",
     "Finding",
     "diagnose",
-    "FAILURE_MODES",
+    "VERDICTS",
+    "SEVERITIES",
+    "fails",
+    "detect_all",
+    "render_html",
+    "write_html",
+    "render_markdown",
+    "summary_table",
     # plotting (docs/cli.md)
     "plot_fit",
     "plot_forecast",

@@ -100,9 +100,17 @@ def _progress(items: list, label: str):
 
 
 def _batch(
-    args: argparse.Namespace, label: str, work: Callable[[str, gd.Run], tuple[dict, dict]]
+    args: argparse.Namespace,
+    label: str,
+    work: Callable[[str, gd.Run], tuple[dict, dict]],
+    human: Callable[[list[dict[str, Any]]], str] | None = None,
 ) -> int:
-    """Run ``work(path, run) -> (row, doc)`` on every log; errors become rows, never losses."""
+    """Run ``work(path, run) -> (row, doc)`` on every log; errors become rows, never losses.
+
+    Any exception of one log (an overflow on absurd values included) becomes that log's
+    error row; the others are still computed and printed. ``human`` renders the rows for
+    people instead of the default table.
+    """
     rows, docs, failed = [], [], 0
     for path, run in _progress(_read_many(args.paths), label):
         if isinstance(run, Exception):
@@ -118,13 +126,13 @@ def _batch(
             doc = {"file": path, **doc, "status": "ok"}
             if run.warnings:
                 doc["log_warnings"] = list(run.warnings)
-        except (_Failure, ValueError, RuntimeError, KeyError, np.linalg.LinAlgError) as exc:
+        except Exception as exc:  # noqa: BLE001 - a batch keeps every item's outcome
             row = {"file": path, "status": "error", "error": f"{type(exc).__name__}: {exc}"}
             doc = row
             failed += 1
         rows.append(row)
         docs.append(doc)
-    _emit(args, rows, docs)
+    _emit(args, rows, docs, human=None if human is None else (lambda: human(rows)))
     if failed:
         print(f"grpo-dynamics {label}: {failed} of {len(rows)} logs failed", file=sys.stderr)
     return 1 if failed else 0
@@ -269,16 +277,18 @@ def _curvatures(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:
     hyper = _hyperparameters(args)
-    human_blocks: list[str] = []
+    diagnoses: list[gd.Diagnosis] = []
 
     def work(path: str, run: gd.Run) -> tuple[dict, dict]:
-        d = gd.diagnose(run, hyper, column=args.column, **_curvatures(args))
+        d = gd.diagnose(run, hyper, column=args.column, name=Path(path).name, **_curvatures(args))
+        diagnoses.append(d)
         row = {
             "verdict": d.verdict,
+            "worst": d.worst_severity or "none",
+            "findings": len(d.findings),
             "n": d.n_steps,
-            **{m: round(f.score, 3) for m, f in d.findings.items()},
+            "headline": d.headline,
         }
-        human_blocks.append(f"== {path}\n{d}")
         doc = d.to_dict()
         plots = []
         if args.plot and d.fit is not None:
@@ -308,11 +318,24 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
             doc["plots"] = plots
         return row, doc
 
-    code = _batch(args, "diagnose", work)
-    if not (args.json or args.csv):
-        # people get the summary table first, then the full per-mode story of each log
-        print()
-        print("\n\n".join(human_blocks))
+    def human(rows: list[dict[str, Any]]) -> str:
+        # people get one line per run first (file names, <= 100 columns), then each story
+        errors = [f"{Path(r['file']).name}: {r['error']}" for r in rows if r["status"] != "ok"]
+        parts = [gd.summary_table(diagnoses, width=100)] if diagnoses else []
+        parts += ["\n".join(errors)] if errors else []
+        parts += [str(d) for d in diagnoses]
+        return "\n\n".join(parts)
+
+    if args.markdown:
+        args.json = args.csv = False
+    code = _batch(args, "diagnose", work, human=None if args.markdown else human)
+    if args.markdown:
+        print(gd.render_markdown(diagnoses))
+    if args.html:
+        written = gd.write_html(diagnoses, args.html)
+        print(f"wrote {written}", file=sys.stderr)
+    if code == 0 and args.fail_on and gd.fails(diagnoses, args.fail_on):
+        return 3  # a finding at or above --fail-on (1 = a log failed, 2 = usage error)
     return code
 
 
@@ -617,7 +640,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="bootstrap", choices=("bootstrap", "covariance"))
     p.add_argument("--seed", type=int, default=0)
 
-    p = _add_log_command(sub, "diagnose", "score the failure modes of each log", _cmd_diagnose)
+    p = _add_log_command(
+        sub, "diagnose", "what went wrong in each log, how bad, and what to change", _cmd_diagnose
+    )
+    p.add_argument(
+        "--fail-on",
+        dest="fail_on",
+        choices=("warning", "critical"),
+        help="exit with code 3 when a log has a finding at or above this severity (for CI)",
+    )
+    p.add_argument("--html", metavar="FILE", help="write one self-contained HTML report")
+    p.add_argument(
+        "--markdown", action="store_true", help="print the report as Markdown (for an issue)"
+    )
     _add_hp_options(p)
 
     p = sub.add_parser(

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._results import to_jsonable
 from .detectors import (
     DETECTORS,
     SEVERITIES,
@@ -37,6 +38,7 @@ from .detectors import (
 from .fit import FitResult, fit
 from .forecast import gain_step
 from .io import Run, as_run
+from .stability import Hyperparameters, exact_stability
 from .trend import Progress, progress
 from .trend import trend_test as _trend_test
 
@@ -58,21 +60,6 @@ SATURATION_ADVICE = (
 )
 # a fit on more points than this is made on contiguous bin means (same curve, less work)
 _FIT_MAX_POINTS = 2000
-
-
-def _jsonable(value: Any) -> Any:
-    """value with NumPy scalars/arrays made plain and NaN/inf made None (JSON has neither)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def worst_severity(findings: Sequence[Finding]) -> Severity | None:
@@ -170,7 +157,7 @@ class Diagnosis:
 
     def to_dict(self) -> dict[str, Any]:
         """Everything but the run and the fit object, JSON-serialisable (NaN -> None)."""
-        return _jsonable(
+        return to_jsonable(
             {
                 "name": self.name,
                 "verdict": self.verdict,
@@ -332,27 +319,16 @@ def _estimated_curvature(hp: Any, fit: Any) -> float | None:
     return c / hp.effective_lr if c > 0 else None
 
 
-_DELAY_SEARCH_LIMIT = 1000  # steps; the exact scan takes ~0.1 s up to here, ~75 s up to 10,000
-
-
 def _exact_stability(
     hyperparameters: Any,
-    fit: Any,
+    fit: FitResult | None,
     curvature: float | None,
     curvature_lag: float | None,
     curvature_now: float | None,
 ) -> dict[str, Any] | None:
-    """Exact spectral radius, margin, largest safe refresh interval / delay / learning rate."""
+    """stability.exact_stability as a dict, with kappa estimated from the fit when not given."""
     if hyperparameters is None:
         return None
-    from .stability import (
-        Hyperparameters,
-        critical_delay,
-        critical_learning_rate,
-        critical_refresh_interval,
-        stability,
-    )
-
     hp = hyperparameters
     if isinstance(hp, dict):
         hp = Hyperparameters(**hp)
@@ -360,44 +336,20 @@ def _exact_stability(
         raise ValueError(
             f"hyperparameters: expected a Hyperparameters or a dict, got {type(hp).__name__}"
         )
-    curv = {"curvature": curvature, "curvature_lag": curvature_lag, "curvature_now": curvature_now}
     source = "given"
-    if all(v is None for v in curv.values()):
-        estimate = _estimated_curvature(hp, fit)
-        if estimate is None:
+    if curvature is None and curvature_lag is None and curvature_now is None:
+        curvature = _estimated_curvature(hp, fit)
+        if curvature is None:
             return {"error": "no curvature given and none could be estimated from the fit"}
-        curv["curvature"] = estimate
         source = "estimated from the fitted tau (continuum inversion, all forces lagged)"
-    report = stability(
-        hp, curv["curvature"], curvature_lag=curvature_lag, curvature_now=curvature_now
+    summary = exact_stability(
+        hp,
+        curvature,
+        curvature_lag=curvature_lag,
+        curvature_now=curvature_now,
+        curvature_source=source,
     )
-    out: dict[str, Any] = {
-        "spectral_radius": report.spectral_radius,
-        "decay_rate_per_step": report.decay_rate,
-        "margin": report.margin,
-        "stable": report.stable,
-        "regime": report.regime,
-        "relaxation_steps": report.relaxation_steps,
-        "c_lag": report.c_lag,
-        "c_now": report.c_now,
-        "curvature": curv["curvature"] if curv["curvature"] is not None else curvature_lag,
-        "curvature_source": source,
-        "continuum_regime": report.continuum.regime,
-        "continuum_zeta": report.continuum.zeta,
-    }
-    kw: dict[str, Any] = {k: v for k, v in curv.items() if v is not None}
-    first = kw.pop("curvature", None)
-    if hp.delay == 0:
-        k_crit = critical_refresh_interval(hp, first, **kw)
-        out["max_safe_refresh_interval"] = None if k_crit is None else k_crit - 1
-    if hp.refresh_interval == 1:
-        # Each candidate delay costs O(D^2): cap the scan so a diagnosis stays interactive
-        # (None then means "stable for every delay up to the limit").
-        d_crit = critical_delay(hp, first, max_delay=_DELAY_SEARCH_LIMIT, **kw)
-        out["max_safe_delay"] = None if d_crit is None else d_crit - 1
-        out["delay_search_limit"] = _DELAY_SEARCH_LIMIT
-    out["max_safe_learning_rate"] = critical_learning_rate(hp, first, **kw)
-    return out
+    return summary.to_dict()
 
 
 # --------------------------------------------------------------------------------------------

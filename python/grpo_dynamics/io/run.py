@@ -191,7 +191,7 @@ def as_run(
             frame = frame.set_index("step")
         frame = frame.rename(columns=str)
         try:
-            frame, _ = _canonical_columns(frame, [], [], "data")
+            frame, original = _canonical_columns(frame, [], [], "data")
         except LogFormatError as exc:
             raise ValueError(str(exc)) from None
         numeric = frame.apply(pd.to_numeric, errors="coerce")
@@ -207,11 +207,14 @@ def as_run(
         order = np.argsort(steps, kind="stable")
         if np.any(np.diff(steps[order]) == 0):
             raise ValueError("data: steps must be unique")
-        return Run.from_arrays(
+        run = Run.from_arrays(
             steps[order],  # from_arrays checks the range, then casts
             rewards[order],
             **{k: v[order] for k, v in columns.items()},
         )
+        # keep the names the user's columns had (they tell which trainer wrote them)
+        run.original_names.update({k: v for k, v in original.items() if k in run.frame.columns})
+        return run
     if reward is None:
         raise ValueError(
             f"data: expected a Run, a DataFrame, a mapping of columns or steps with a reward "
