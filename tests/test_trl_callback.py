@@ -34,14 +34,14 @@ def log_history(name: str) -> list[dict[str, float]]:
     return [e for e in entries if "step" in e]
 
 
-def train(callback: GrpoDynamicsCallback, name: str, output_dir: Path):
+def train(callback: GrpoDynamicsCallback, name: str, output_dir: Path, limit: int | None = None):
     """Drive the callback as Trainer does: begin, one on_log per logged entry, end."""
     args = TrainingArguments(output_dir=str(output_dir), report_to=[])
     handler = CallbackHandler([callback], None, None, None, None)
     state, control = TrainerState(), TrainerControl()
     control = handler.on_train_begin(args, state, control)
     logged = []
-    for entry in log_history(name):
+    for entry in log_history(name)[:limit]:
         state.global_step = int(entry["step"])
         logs = {k: v for k, v in entry.items() if k != "step"}  # Trainer adds step itself
         control = handler.on_log(args, state, control, logs)
@@ -57,7 +57,7 @@ def test_forecast_fields_only_when_identified(tmp_path):
     callback = GrpoDynamicsCallback(Monitor(refit_every=25), stream=io.StringIO())
     reference = Monitor(refit_every=25)  # the same monitor, driven directly
     with_fields = 0
-    for step, logs, _ in train(callback, name, tmp_path):
+    for step, logs, _ in train(callback, name, tmp_path, limit=130):
         reference.update(step, {k: v for k, v in logs.items() if not k.startswith("grpo_")})
         ours = {k: v for k, v in logs.items() if k.startswith("grpo_dynamics/")}
         if reference.forecast is None:
@@ -73,7 +73,7 @@ def test_forecast_fields_only_when_identified(tmp_path):
 def test_stop_on_critical_stops_a_degenerate_run(tmp_path):
     name = "aaravarora01__agent-memory-redteam__trainer_state.json"
     stream = io.StringIO()
-    callback = GrpoDynamicsCallback(stop_on="critical", stream=stream)
+    callback = GrpoDynamicsCallback(Monitor(forecast=False), stop_on="critical", stream=stream)
     logged = train(callback, name, tmp_path)
     stops = [step for step, _, stop in logged if stop]
     assert stops == [logged[-1][0]]  # stopped at the first confirmed critical finding
@@ -90,7 +90,8 @@ def test_stop_on_critical_stops_a_degenerate_run(tmp_path):
     ],
 )
 def test_stop_on_warning_never_stops_a_healthy_run(tmp_path, name):
-    callback = GrpoDynamicsCallback(stop_on="warning", stream=io.StringIO())
+    monitor = Monitor(forecast=False)  # findings only: forecasts never stop a run
+    callback = GrpoDynamicsCallback(monitor, stop_on="warning", stream=io.StringIO())
     logged = train(callback, name, tmp_path)
     assert not any(stop for _, _, stop in logged)
     assert len(logged) == len(log_history(name))
