@@ -76,16 +76,26 @@ def synthetic_rows(n: int, seed: int = 0) -> list[tuple[int, dict[str, float]]]:
     return rows
 
 
-def latency(n: int) -> dict[str, float]:
+def latency(n: int, repeats: int = 3) -> dict[str, float]:
+    """Per-call times of the least disturbed of ``repeats`` runs (smallest total: the
+    machine is shared, and other processes only ever add time)."""
     rows = synthetic_rows(n)
-    monitor = Monitor()
-    times = np.empty(n)
-    for i, (step, metrics) in enumerate(rows):
-        start = time.perf_counter_ns()
-        monitor.update(step, metrics)
-        times[i] = time.perf_counter_ns() - start
-    ms = times / 1e6
+    best: np.ndarray | None = None
+    totals = []
+    for _ in range(repeats):
+        monitor = Monitor()
+        times = np.empty(n)
+        for i, (step, metrics) in enumerate(rows):
+            start = time.perf_counter_ns()
+            monitor.update(step, metrics)
+            times[i] = time.perf_counter_ns() - start
+        totals.append(float(times.sum() / 1e9))
+        if best is None or times.sum() < best.sum():
+            best = times
+    assert best is not None
+    ms = best / 1e6
     return {
+        "totals_s": totals,
         "steps": n,
         "median_ms": float(np.median(ms)),
         "p99_ms": float(np.percentile(ms, 99)),
@@ -220,7 +230,8 @@ def main() -> None:
         "",
         "## Monitor.update latency (default options, throttled refits included)",
         "",
-        "A fresh Monitor fed N synthetic TRL-like rows (8 metrics each); every call timed.",
+        "A fresh Monitor fed N synthetic TRL-like rows (8 metrics each); every call timed; "
+        "of 3 repetitions the one with the smallest total is shown (the machine is shared).",
         "",
         "| logged steps | median per call (ms) | p99 (ms) | mean = amortised (ms) | max (ms) "
         "| refits | total (s) |",

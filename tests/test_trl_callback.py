@@ -109,16 +109,17 @@ def test_report_at_train_end_is_diagnose_of_the_log(tmp_path):
     assert json.loads(path.read_text()) == json.loads(json.dumps(diagnose(run).to_dict()))
 
 
-def test_status_lines_are_printed_when_something_changes(tmp_path):
+def test_a_status_line_at_each_refit_and_at_the_end(tmp_path):
+    name = "aaravarora01__agent-memory-redteam__trainer_state.json"
     stream = io.StringIO()
-    train(
-        GrpoDynamicsCallback(stream=stream, write_report=False),
-        "aaravarora01__agent-memory-redteam__trainer_state.json",
-        tmp_path,
-    )
+    callback = GrpoDynamicsCallback(Monitor(forecast=False), stream=stream, write_report=False)
+    train(callback, name, tmp_path)
+    reference = Monitor(forecast=False)
+    refits = sum(reference.update(int(e["step"]), e).refitted for e in log_history(name))
     lines = stream.getvalue().splitlines()
-    assert lines and all(line.startswith("grpo-dynamics: ") for line in lines)
-    assert any("CRITICAL advantage_degeneracy" in line for line in lines)
+    assert len(lines) == refits + 1
+    assert all(line.startswith("grpo-dynamics: ") for line in lines)
+    assert "CRITICAL advantage_degeneracy" in lines[-1]
     assert not (tmp_path / REPORT_NAME).exists()
 
 

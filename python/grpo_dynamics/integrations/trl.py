@@ -9,7 +9,7 @@
 On every log the callback feeds the trainer's logged metrics to a :class:`~grpo_dynamics.
 monitor.Monitor`, adds the identified forecast to the same logs dict (``grpo_dynamics/plateau``,
 ``grpo_dynamics/plateau_lo``, ``grpo_dynamics/plateau_hi``, ``grpo_dynamics/steps_to_90pct``)
-so W&B / TensorBoard plot it, prints a one-line status when something changed, optionally
+so W&B / TensorBoard plot it, prints a one-line status at each (throttled) refit, optionally
 stops training on a confirmed finding (``stop_on``), and at the end writes the diagnosis of the
 whole log as JSON next to the checkpoints.
 
@@ -60,7 +60,8 @@ class GrpoDynamicsCallback(TrainerCallback):
       confirmed by the monitor.
     report_dir: where the JSON report goes at the end (default: ``args.output_dir``);
       ``write_report=False`` writes none.
-    status: print a one-line status when a finding or forecast changes (to ``stream``).
+    status: print a one-line status at each refit of the monitor (throttled: every 10 logged
+      steps early, every 10 % of the run later) and when a finding or forecast changes.
     prefix: name prefix of the fields added to the trainer's logs.
     """
 
@@ -134,7 +135,7 @@ class GrpoDynamicsCallback(TrainerCallback):
         forecast = self.monitor.forecast
         if forecast is not None:
             logs.update(forecast.log_fields(self.prefix))
-        if update.changed:
+        if update.refitted or update.changed:  # a heartbeat at each (throttled) refit
             self._print(self.monitor.status_line())
         if self.stop_on is not None and not self.stopped_because:
             floor = SEVERITIES.index(self.stop_on)
