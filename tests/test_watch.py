@@ -122,3 +122,11 @@ def test_redraws_in_place_on_a_terminal(tmp_path):
     watch(path, interval=0.05, idle_timeout=0.8, out=out)
     thread.join()
     assert "\x1b[" in out.getvalue() and "F\x1b[J" in out.getvalue()
+
+
+def test_a_line_cut_by_the_writer_is_left_for_later(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    lines = [json.dumps({"step": s, "reward": 0.01 * s}) for s in range(1, 21)]
+    path.write_text("\n".join(lines) + "\n" + lines[0][:9])  # the writer is mid-line
+    monitor = watch(path, once=True, out=io.StringIO())
+    assert len(monitor) == 20 and monitor.last_step == 20

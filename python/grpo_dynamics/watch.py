@@ -6,9 +6,10 @@
 forecast with band, findings. It returns when the file has not changed for ``idle_timeout``
 seconds, or on Ctrl-C; ``once=True`` prints the current state and returns at once.
 
-Every poll re-reads the whole file with ``read_log`` (any format it reads; a file caught in the
-middle of a write that does not parse yet is retried at the next poll), which keeps the
-follow logic format-free; rows at or before the last step already fed are skipped.
+Every poll re-reads the whole file with ``read_log`` (any format it reads), which keeps the
+follow logic format-free; rows at or before the last step already fed are skipped. A line
+log whose last line is still being written is read up to its last complete line; any other
+file that does not parse yet (a JSON document mid-rewrite) is retried at its next change.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -37,6 +39,23 @@ def _rows(run: Run, after: int | None) -> Iterator[tuple[int, Mapping[str, objec
     values = frame.to_numpy(dtype=float, na_value=np.nan)
     for step, row in zip(frame.index.to_numpy(dtype=np.int64), values, strict=True):
         yield int(step), {names[j]: float(row[j]) for j in np.flatnonzero(np.isfinite(row))}
+
+
+def _read(file: Path, format: str | None) -> Run:
+    """read_log, and for a line-oriented log whose writer is mid-line, the complete lines."""
+    try:
+        return read_log(file, format=format)
+    except ValueError:
+        data = file.read_bytes()
+        cut = data.rfind(b"\n") + 1
+        if cut == 0 or cut == len(data):
+            raise
+    # the last line is still being written: read everything before it (same name, so the
+    # format is detected as for the file itself)
+    with tempfile.TemporaryDirectory(prefix="grpo-dynamics-watch-") as directory:
+        complete = Path(directory) / file.name
+        complete.write_bytes(data[:cut])
+        return read_log(complete, format=format)
 
 
 def _signature(path: Path) -> tuple[int, int] | None:
@@ -103,7 +122,7 @@ def watch(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the reader's notes, once per poll: too noisy
-                run = read_log(file, format=format)
+                run = _read(file, format)
         except (ValueError, OSError) as exc:
             note = f"(waiting: {exc})"
             return False
