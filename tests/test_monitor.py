@@ -303,6 +303,7 @@ def test_extend_confirms_a_backlog_like_a_live_monitor():
         ({"refit_growth": -0.1}, "refit_growth"),
         ({"confirm": 0}, "confirm"),
         ({"reward_range": (1.0, 0.0)}, "reward_range"),
+        ({"reward_range": (0.0, 0.5, 1.0)}, "reward_range"),
         ({"reward_key": ""}, "reward_key"),
     ],
 )

@@ -270,7 +270,10 @@ class Monitor:
         self.refit_growth = float(refit_growth)
         self.confirm = _positive_int("confirm", confirm)
         if reward_range is not None:
-            lo, hi = (float(v) for v in reward_range)
+            try:
+                lo, hi = (float(v) for v in reward_range)
+            except (TypeError, ValueError):
+                lo = hi = math.nan
             if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
                 raise ValueError(f"reward_range: must be finite (low, high), got {reward_range!r}")
             reward_range = (lo, hi)
