@@ -343,3 +343,20 @@ def test_verl_names_need_no_reward_key():
     for step, value in enumerate(rewards, start=1):
         monitor.update(step, {"critic/score/mean": float(value), "actor/entropy": 0.5})
     np.testing.assert_array_equal(monitor.run().reward, rewards)
+
+
+def test_a_plateau_band_outside_the_reward_range_is_not_stated():
+    rng = np.random.default_rng(5)
+    steps = np.arange(1, 161)
+    reward = saturating(steps, 0.2, 0.8, 40.0) + 0.03 * rng.standard_normal(steps.size)
+    made = {}
+    for reward_range in ((0.0, 1.0), (0.0, 0.7)):
+        monitor = Monitor(refit_every=40, reward_range=reward_range)
+        made[reward_range] = [
+            u.forecast
+            for s, r in zip(steps, reward, strict=True)
+            if (u := monitor.update(int(s), {"reward": float(r)})).forecast is not None
+        ]
+    assert made[(0.0, 1.0)]  # the true range: the plateau near 0.8 is stated
+    assert all(f.plateau_hi <= 1.0 for f in made[(0.0, 1.0)])
+    assert not made[(0.0, 0.7)]  # a band reaching above the stated maximum is not
