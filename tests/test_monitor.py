@@ -1,0 +1,362 @@
+"""Monitor: the accumulated log equals an independent pandas build of the same rows, report()
+equals diagnose on the finished log, throttled refits, and calibrated early warnings (a
+finding needs confirmation, a forecast needs a trend and an identified plateau) on simulated
+runs and on the real public logs in tests/data."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from grpo_dynamics.diagnose import diagnose
+from grpo_dynamics.io import as_run, read_log
+from grpo_dynamics.monitor import Monitor, Update
+
+DATA = Path(__file__).parent / "data"
+
+
+def log_history(name: str) -> list[dict[str, object]]:
+    """The entries a TRL trainer logged (trainer_state.json's log_history, or a bare list)."""
+    document = json.loads((DATA / name).read_text())
+    entries = document["log_history"] if isinstance(document, dict) else document
+    return [e for e in entries if "step" in e]
+
+
+def read(name: str):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return read_log(DATA / name)
+
+
+def replay(monitor: Monitor, entries: list[dict[str, object]]) -> list[Update]:
+    return [monitor.update(int(e["step"]), e) for e in entries]  # type: ignore[call-overload]
+
+
+def saturating(steps: np.ndarray, r0: float, r_inf: float, tau: float) -> np.ndarray:
+    return r_inf - (r_inf - r0) * np.exp(-steps / tau)
+
+
+# ----------------------------------------------------------------------------------------------
+# the accumulated log
+
+
+def test_frame_equals_pandas_groupby_of_the_same_rows():
+    rng = np.random.default_rng(3)
+    records = []
+    steps = np.sort(rng.choice(np.arange(1, 400), size=150, replace=False))
+    for step in steps:
+        # train and eval logs of one step arrive separately, with different keys
+        for _ in range(int(rng.integers(1, 3))):
+            keys = rng.choice(["reward", "kl", "entropy", "eval_reward"], size=2, replace=False)
+            records.append({"step": int(step), **{k: float(rng.normal()) for k in keys}})
+    monitor = Monitor(refit_every=10_000)
+    for record in records:
+        monitor.update(record["step"], record)
+    expected = pd.DataFrame(records).groupby("step").last()  # later non-missing value wins
+    got = monitor.frame()
+    pd.testing.assert_frame_equal(
+        got[sorted(got.columns)], expected[sorted(expected.columns)], check_names=False
+    )
+    assert len(monitor) == steps.size
+
+
+def test_a_restarted_step_is_replaced_by_the_later_row():
+    monitor = Monitor(refit_every=10_000)
+    for step in range(1, 6):
+        monitor.update(step, {"reward": float(step)})
+    monitor.update(3, {"reward": 30.0})  # resumed from a checkpoint at step 2
+    frame = monitor.frame()
+    assert frame.index.tolist() == [1, 2, 3, 4, 5]
+    assert frame["reward"].tolist() == [1.0, 2.0, 30.0, 4.0, 5.0]
+
+
+def test_non_numeric_values_and_own_fields_are_ignored():
+    monitor = Monitor(refit_every=10_000)
+    monitor.update(1, {"reward": 0.5, "note": "warmup", "flag": True, "grpo_dynamics/plateau": 9.0})
+    assert list(monitor.frame().columns) == ["reward"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "aaravarora01__agent-memory-redteam__trainer_state.json",
+        "alexchilton__CAS_NLP_MODULE4_GRPO__trainer_state.json",
+        "CYCLOP5__metascaler-hack__training_metrics.json",
+    ],
+)
+def test_report_is_diagnose_of_the_finished_log(name):
+    run = read(name)
+    monitor = Monitor(metadata=run.metadata, refit_every=100, forecast=False)
+    replay(monitor, log_history(name))
+    assert monitor.report().to_dict() == diagnose(run).to_dict()
+
+
+def test_verl_reward_name_with_reward_key_gives_the_same_report():
+    name = "aaravarora01__agent-memory-redteam__trainer_state.json"
+    renamed = [
+        {("critic/score/mean" if k == "reward" else k): v for k, v in e.items()}
+        for e in log_history(name)
+    ]
+    run = read(name)
+    monitor = Monitor("critic/score/mean", metadata=run.metadata, refit_every=50, forecast=False)
+    replay(monitor, renamed)
+    assert monitor.report().to_dict() == diagnose(run).to_dict()
+    last = next(e["critic/score/mean"] for e in reversed(renamed) if "critic/score/mean" in e)
+    assert f"reward {last:.4g} " in monitor.status_line()
+
+
+# ----------------------------------------------------------------------------------------------
+# throttling
+
+
+def test_refits_follow_the_throttled_schedule():
+    rng = np.random.default_rng(0)
+    steps = np.arange(1, 1001)
+    reward = saturating(steps, 0.2, 0.8, 150.0) + 0.05 * rng.standard_normal(steps.size)
+    monitor = Monitor(refit_every=10, refit_growth=0.1, forecast=False)
+    refitted = [
+        u.step
+        for u, s in (
+            (monitor.update(s, {"reward": r}), s) for s, r in zip(steps, reward, strict=True)
+        )
+        if u.refitted
+    ]
+    # the rule written out: refit once the log grew by max(10, ceil(0.1 * n at last refit))
+    expected, last = [], 0
+    for n in range(1, steps.size + 1):
+        if n - last >= max(10, math.ceil(0.1 * last)):
+            last = n
+            if n >= 12:
+                expected.append(n)
+    assert refitted == expected
+    assert len(refitted) < 40  # geometric: about log(1000/10) / log(1.1) + 10 refits
+
+
+def test_refit_false_defers_and_refresh_catches_up():
+    monitor = Monitor(forecast=False)
+    for step in range(1, 101):
+        assert not monitor.update(step, {"reward": 0.1 * (step % 7)}, refit=False).refitted
+    update = monitor.refresh()
+    assert update is not None and update.refitted and update.n_steps == 100
+    assert monitor.refresh() is None
+
+
+# ----------------------------------------------------------------------------------------------
+# calibration
+
+
+def degenerate_rows(n: int, seed: int = 0, degenerate_until: int | None = None):
+    """Sparse reward with almost every group all-zero (advantage degeneracy), optionally
+    healthy (zero-spread fraction 0.1) after ``degenerate_until``."""
+    rng = np.random.default_rng(seed)
+    for step in range(1, n + 1):
+        frac = 0.97 if degenerate_until is None or step <= degenerate_until else 0.1
+        yield (
+            step,
+            {
+                "reward": float(rng.binomial(64, 0.02) / 64.0),
+                "reward_std": 0.05,
+                "frac_reward_zero_std": float(np.clip(frac + 0.01 * rng.standard_normal(), 0, 1)),
+            },
+        )
+
+
+def test_a_finding_is_announced_only_after_confirm_refits():
+    for confirm in (1, 2):
+        monitor = Monitor(confirm=confirm, forecast=False, metadata={"group_size": 4})
+        updates = [monitor.update(s, m) for s, m in degenerate_rows(120)]
+        refits = [u for u in updates if u.refitted]
+        first = next(u for u in updates if "advantage_degeneracy" in u.new_findings)
+        # detected from the first diagnosis on: announced exactly at the confirm-th refit
+        assert first.step == refits[confirm - 1].step
+        assert monitor.findings["advantage_degeneracy"] in ("warning", "critical")
+
+
+def test_a_finding_clears_after_confirm_refits_without_it():
+    monitor = Monitor(confirm=2, refit_every=40, forecast=False, metadata={"group_size": 4})
+    updates = [monitor.update(s, m) for s, m in degenerate_rows(800, degenerate_until=80)]
+    cleared = [u for u in updates if "advantage_degeneracy" in u.cleared]
+    assert len(cleared) == 1
+    assert "advantage_degeneracy" not in monitor.findings
+    assert monitor.report().findings["advantage_degeneracy"].verdict != "detected"
+
+
+def test_no_forecast_on_a_flat_noisy_run():
+    rng = np.random.default_rng(11)
+    monitor = Monitor()
+    updates = [
+        monitor.update(s, {"reward": float(0.4 + 0.1 * rng.standard_normal())})
+        for s in range(1, 401)
+    ]
+    assert all(u.forecast is None for u in updates)
+    assert monitor.forecast is None and not monitor.findings
+    assert monitor.progress is not None and monitor.progress.state == "flat"
+
+
+def test_an_identified_forecast_covers_the_true_plateau():
+    rng = np.random.default_rng(5)
+    steps = np.arange(1, 241)
+    reward = saturating(steps, 0.2, 0.8, 40.0) + 0.03 * rng.standard_normal(steps.size)
+    monitor = Monitor(refit_every=25)
+    made = [
+        u.forecast
+        for s, r in zip(steps, reward, strict=True)
+        if (u := monitor.update(int(s), {"reward": float(r)})).forecast is not None
+    ]
+    assert made, "a clean saturating run identifies its plateau"
+    final = made[-1]
+    assert final.plateau_lo <= 0.8 <= final.plateau_hi
+    # 90 % of the gain of the true curve is reached at tau * ln 10
+    assert final.step_90pct_lo <= 40.0 * math.log(10) <= final.step_90pct_hi
+
+
+def test_no_plateau_on_a_ramp_that_never_bends():
+    rng = np.random.default_rng(2)
+    steps = np.arange(1, 201)
+    reward = 0.002 * steps + 0.02 * rng.standard_normal(steps.size)
+    monitor = Monitor(refit_every=40)
+    updates = [
+        monitor.update(int(s), {"reward": float(r)}) for s, r in zip(steps, reward, strict=True)
+    ]
+    assert all(u.forecast is None for u in updates)
+    assert any(u.state == "rising" for u in updates)
+
+
+def test_no_plateau_below_a_real_run_that_is_still_rising():
+    # CYCLOP5 rises 0.6 -> 1.3 and is still creeping up at step 400 (LABELS.md)
+    name = "CYCLOP5__metascaler-hack__training_metrics.json"
+    entries = log_history(name)
+    steps = np.array([e["step"] for e in entries if "reward" in e], dtype=float)
+    reward = np.array([e["reward"] for e in entries if "reward" in e], dtype=float)
+    monitor = Monitor(refit_every=40)
+    checked = 0
+    for entry in entries:
+        update = monitor.update(int(entry["step"]), entry)  # type: ignore[call-overload]
+        if update.forecast is not None:
+            assert monitor.progress is not None
+            seen = reward[(steps >= monitor.progress.recent_start) & (steps <= update.step)]
+            # the plateau of a run that rose is not clearly below where the run already is
+            assert update.forecast.plateau_hi >= seen.mean() - 3 * seen.std() / seen.size**0.5
+            checked += 1
+    assert checked > 0
+
+
+@pytest.mark.parametrize(
+    "name",
+    [  # labelled flat without a failure the current diagnose can see (LABELS.md)
+        "alexchilton__CAS_NLP_MODULE4_GRPO__trainer_state.json",
+        "gauri0508__med-record__trainer_state.json",
+        "Rishabh200729__incident-commander-openenv__training_log.json",
+        "yuxuanwang2009__RL_GRPO__grpo_metrics.json",
+    ],
+)
+def test_replay_of_a_healthy_real_run_raises_no_warning(name):
+    run = read(name)
+    monitor = Monitor(metadata=run.metadata)
+    updates = replay(
+        monitor,
+        log_history(name)
+        if "trainer_state" in name
+        else [{"step": int(s), **row.dropna().to_dict()} for s, row in run.frame.iterrows()],
+    )
+    assert not any(u.new_findings for u in updates)
+    assert not monitor.findings
+
+
+def test_replay_of_a_degenerate_real_run_raises_it_early():
+    name = "aaravarora01__agent-memory-redteam__trainer_state.json"
+    run = read(name)
+    monitor = Monitor(metadata=run.metadata, forecast=False)
+    updates = replay(monitor, log_history(name))
+    first = next(u.step for u in updates if "advantage_degeneracy" in u.new_findings)
+    # visible in the full log (LABELS.md: frac_reward_zero_std ~ 1 throughout); raised within
+    # the first third of the 100 logged steps, after two confirming refits
+    assert first <= 40
+    assert diagnose(run).findings["advantage_degeneracy"].detected
+
+
+def test_extend_confirms_a_backlog_like_a_live_monitor():
+    rows = list(degenerate_rows(300))
+    live = Monitor(forecast=False, metadata={"group_size": 4})
+    for step, metrics in rows:
+        live.update(step, metrics)
+    bulk = Monitor(forecast=False, metadata={"group_size": 4})
+    updates = bulk.extend(rows)
+    assert len(updates) == bulk.confirm
+    assert bulk.findings == live.findings and bulk.findings
+
+
+# ----------------------------------------------------------------------------------------------
+# bad input
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"refit_every": 0}, "refit_every"),
+        ({"refit_growth": -0.1}, "refit_growth"),
+        ({"confirm": 0}, "confirm"),
+        ({"reward_range": (1.0, 0.0)}, "reward_range"),
+        ({"reward_range": (0.0, 0.5, 1.0)}, "reward_range"),
+        ({"reward_key": ""}, "reward_key"),
+    ],
+)
+def test_bad_options_name_the_argument(kwargs, name):
+    with pytest.raises(ValueError, match=f"^{name}: "):
+        Monitor(**kwargs)
+
+
+def test_bad_update_names_the_argument():
+    monitor = Monitor()
+    with pytest.raises(ValueError, match="^step: "):
+        monitor.update(1.5, {"reward": 1.0})
+    with pytest.raises(ValueError, match="^metrics: "):
+        monitor.update(1, [("reward", 1.0)])  # type: ignore[arg-type]
+
+
+def test_missing_reward_is_a_note_not_an_error():
+    monitor = Monitor(refit_every=1, refit_growth=0.0)
+    update = monitor.update(1, {"eval_loss": 0.3})
+    assert not update.refitted and update.notes
+
+
+def _io_knows_verl_names() -> bool:
+    try:
+        as_run(pd.DataFrame({"step": [1, 2], "critic/score/mean": [0.1, 0.2]}))
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _io_knows_verl_names(), reason="io does not map verl's names yet")
+def test_verl_names_need_no_reward_key():
+    # verl logs critic/score/mean as the reward; once io maps it, the monitor needs no hint
+    rng = np.random.default_rng(4)
+    rewards = saturating(np.arange(1, 61), 0.1, 0.6, 15.0) + 0.02 * rng.standard_normal(60)
+    monitor = Monitor(forecast=False)
+    for step, value in enumerate(rewards, start=1):
+        monitor.update(step, {"critic/score/mean": float(value), "actor/entropy": 0.5})
+    np.testing.assert_array_equal(monitor.run().reward, rewards)
+
+
+def test_a_plateau_band_outside_the_reward_range_is_not_stated():
+    rng = np.random.default_rng(5)
+    steps = np.arange(1, 161)
+    reward = saturating(steps, 0.2, 0.8, 40.0) + 0.03 * rng.standard_normal(steps.size)
+    made = {}
+    for reward_range in ((0.0, 1.0), (0.0, 0.7)):
+        monitor = Monitor(refit_every=40, reward_range=reward_range)
+        made[reward_range] = [
+            u.forecast
+            for s, r in zip(steps, reward, strict=True)
+            if (u := monitor.update(int(s), {"reward": float(r)})).forecast is not None
+        ]
+    assert made[(0.0, 1.0)]  # the true range: the plateau near 0.8 is stated
+    assert all(f.plateau_hi <= 1.0 for f in made[(0.0, 1.0)])
+    assert not made[(0.0, 0.7)]  # a band reaching above the stated maximum is not
