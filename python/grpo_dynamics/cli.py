@@ -339,6 +339,25 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     return code
 
 
+def _cmd_watch(args: argparse.Namespace) -> int:
+    from .watch import watch
+
+    try:
+        watch(
+            args.path,
+            once=args.once,
+            interval=args.interval,
+            idle_timeout=args.idle_timeout,
+            reward_key=args.reward_key,
+        )
+    except (ValueError, OSError) as exc:
+        print(f"grpo-dynamics watch: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
 # --------------------------------------------------------------------------------------------
 # simulate / stability / demo
 
@@ -654,6 +673,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--markdown", action="store_true", help="print the report as Markdown (for an issue)"
     )
     _add_hp_options(p)
+
+    p = sub.add_parser(
+        "watch",
+        help="follow a growing training log and keep a live status",
+        description="Follow a log a trainer is writing (console, JSONL, CSV, trainer_state.json)"
+        " and refresh one status block: reward, trend, forecast with band, findings.",
+    )
+    p.add_argument("path", metavar="LOG", help="the log file a trainer is writing")
+    p.add_argument("--once", action="store_true", help="print the current state and exit")
+    p.add_argument(
+        "--interval", type=_positive_float, default=2.0, help="seconds between polls (default 2)"
+    )
+    p.add_argument(
+        "--idle-timeout",
+        dest="idle_timeout",
+        type=_positive_float,
+        default=300.0,
+        help="exit once the file has not changed for this many seconds (default 300)",
+    )
+    p.add_argument("--reward-key", dest="reward_key", help="the logged metric that is the reward")
+    p.set_defaults(func=_cmd_watch)
 
     p = sub.add_parser(
         "simulate",

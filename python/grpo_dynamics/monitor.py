@@ -31,7 +31,7 @@ from types import MappingProxyType
 import numpy as np
 import pandas as pd
 
-from .diagnose import FAILURE_MODES, Diagnosis, diagnose
+from .diagnose import Diagnosis, diagnose
 from .forecast import Forecast, forecast
 from .io import Run, as_run
 from .trend import Progress, progress
@@ -60,29 +60,27 @@ _MOVED = frozenset({"rising", "falling", "slowing", "plateau"})
 
 # the current diagnose scores failure modes in [0, 1] without a severity: a detected mode is a
 # warning, a detected mode this strong is critical, a "possible" one is information only
-_CRITICAL_SCORE = 0.9
 
 
 def _finding_keys(diagnosis: Diagnosis) -> dict[str, str]:
-    """Finding name -> severity ("info" | "warning" | "critical") of the findings present.
+    """Finding code -> severity ("info" | "warning" | "critical") of the findings present.
 
-    Findings absent from the log (not detected, not assessable) are left out, and so is
-    healthy saturation (good news, never an alarm: the forecast and progress state say it).
+    Only assessable findings count ("not assessable: needs <column>" is no alarm); when one
+    code appears more than once, its most severe instance speaks.
     """
     out: dict[str, str] = {}
-    for name, finding in diagnosis.findings.items():
-        if name not in FAILURE_MODES:
-            continue
-        if finding.verdict == "detected":
-            out[name] = "critical" if finding.score >= _CRITICAL_SCORE else "warning"
-        elif finding.verdict == "possible":
-            out[name] = "info"
+    for finding in diagnosis.findings:  # sorted most severe first
+        if finding.assessable:
+            out.setdefault(finding.code, finding.severity)
     return out
 
 
 def _finding_summaries(diagnosis: Diagnosis) -> dict[str, str]:
-    """Finding name -> one-line summary (for status lines)."""
-    return {name: finding.summary for name, finding in diagnosis.findings.items()}
+    """Finding code -> one-line summary (for status lines)."""
+    out: dict[str, str] = {}
+    for finding in diagnosis.findings:
+        out.setdefault(finding.code, finding.title)
+    return out
 
 
 def _make_forecast(run: Run, reward_range: tuple[float, float] | None) -> Forecast:
