@@ -34,9 +34,10 @@ MIN_POINTS = 5  # fewer points cannot show a trend at ALPHA with a rank test
 # the recent window for "still moving": the last third, at least this many points
 RECENT_FRACTION = 1.0 / 3.0
 MIN_RECENT = 8
-# a plateau is declared when the recent slope, at its upper confidence limit, would add less
-# than this fraction of the run's total change over the recent window
-PLATEAU_FRACTION = 0.15
+# a plateau is declared when the recent slope, at its one-sided PLATEAU_LEVEL confidence
+# bound, would add less than PLATEAU_FRACTION of the run's gain over another recent window
+PLATEAU_FRACTION = 0.2
+PLATEAU_LEVEL = 0.9
 
 Direction = Literal["rising", "falling", "none"]
 State = Literal["flat", "rising", "falling", "plateau", "slowing", "too short"]
@@ -93,7 +94,8 @@ class Progress:
     - "flat": no trend over the whole run;
     - "rising" / "falling": the recent window still moves (in that direction);
     - "plateau": the run moved, and the recent window's slope at its confidence limit adds
-      less than ``PLATEAU_FRACTION`` of the total change: more steps will add little;
+      less than ``PLATEAU_FRACTION`` of the total change per window (even when a small drift
+      is statistically significant): more steps will add little;
     - "slowing": the run moved, the recent window shows no significant trend, but the data
       cannot exclude a continued rise (too noisy or too short to call a plateau);
     - "too short": fewer than ``MIN_POINTS`` points.
@@ -356,17 +358,26 @@ def progress(
     start = t.size - size
     recent = trend_test(t[start:], y[start:], alpha=alpha)
     state: State
-    if recent.present:
-        state = recent.direction  # type: ignore[assignment]
-    elif not overall.present:
-        state = "flat"
+    if not overall.present:
+        state = recent.direction if recent.present else "flat"  # type: ignore[assignment]
     else:
         window = float(t[-1] - t[start])
         # the largest movement the recent window allows, in the direction of the run
-        lo, hi = recent.slope_interval
+        # one-sided PLATEAU_LEVEL bound on the recent slope (the rank interval at 2 (1 - level))
+        bound = trend_test(t[start:], y[start:], alpha=2.0 * (1.0 - PLATEAU_LEVEL))
+        lo, hi = bound.slope_interval
         worst = hi if overall.direction == "rising" else -lo
         room = max(worst, 0.0) * window
-        edge = y[:size].mean() if size < t.size else y[0]
-        gain = max(abs(overall.change), abs(float(y[start:].mean()) - float(edge)))
-        state = "plateau" if room < PLATEAU_FRACTION * gain else "slowing"
+        # the gain so far: the recent level against the first twentieth of the run
+        edge = float(y[: max(3, t.size // 20)].mean())
+        gain = max(abs(overall.change), abs(float(y[start:].mean()) - edge))
+        against = recent.present and recent.direction != overall.direction
+        if not against and room < PLATEAU_FRACTION * gain:
+            # even a significant recent drift adds less than PLATEAU_FRACTION of the gain per
+            # window: practically a plateau (the run is not "still improving" in any useful way)
+            state = "plateau"
+        elif recent.present:
+            state = recent.direction  # type: ignore[assignment]
+        else:
+            state = "slowing"
     return Progress(state, overall, recent, float(t[start]))
