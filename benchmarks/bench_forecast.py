@@ -208,6 +208,13 @@ def baselines(
 # ---------------------------------------------------------------------------------------------
 
 
+def _short(label: str) -> str:
+    """Repository and the distinguishing tail of a run's file name (for the table)."""
+    if len(label) <= 70:
+        return label
+    return f"{label.split('__')[0]} ...{label[-55:]}"
+
+
 def main() -> None:
     runs = load_runs()
     rows = []
@@ -255,7 +262,8 @@ def main() -> None:
     for frac in PREFIXES:
         sub = df[df["prefix"] == frac]
         for meth in METHODS:
-            wins = int(np.sum(sub["forecast_err"] < sub[f"{meth}_err"])) if meth != "forecast" else 0
+            better = sub["forecast_err"] < sub[f"{meth}_err"]
+            wins = int(np.sum(better)) if meth != "forecast" else 0
             summary.append(
                 {
                     "prefix": frac,
@@ -286,8 +294,13 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "forecast.json").write_text(
         json.dumps(
-            {"machine": info, "summary": summary, "by_shape": by_shape, "timing": timing,
-             "forecasts": rows},
+            {
+                "machine": info,
+                "summary": summary,
+                "by_shape": by_shape,
+                "timing": timing,
+                "forecasts": rows,
+            },
             indent=1,
         )
     )
@@ -332,18 +345,14 @@ def main() -> None:
         "",
         "Per forecast (error / gain; * = band covers):",
         "",
-        "| run | shape | prefix | gain | progress | top model | "
-        + " | ".join(METHODS)
-        + " |",
+        "| run | shape | prefix | gain | progress | top model | " + " | ".join(METHODS) + " |",
         "|---|---|---|---|---|---|" + "---|" * len(METHODS),
     ]
     for r in rows:
         lines.append(
-            f"| {r['run'][:70]} | {r['shape']} | {r['prefix']:.0%} | {r['gain']:.3f} | "
+            f"| {_short(r['run'])} | {r['shape']} | {r['prefix']:.0%} | {r['gain']:.3f} | "
             f"{r['progress']} | {r['top_model']} | "
-            + " | ".join(
-                f"{r[f'{m}_err']:.2f}{'*' if r[f'{m}_cover'] else ''}" for m in METHODS
-            )
+            + " | ".join(f"{r[f'{m}_err']:.2f}{'*' if r[f'{m}_cover'] else ''}" for m in METHODS)
             + " |"
         )
     (RESULTS / "forecast.md").write_text("\n".join(lines) + "\n")

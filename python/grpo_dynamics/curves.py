@@ -20,15 +20,13 @@ not here. This module sits below forecast and imports neither forecast nor diagn
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.optimize import least_squares
 
-__all__ = ["Family", "CurveFit", "FAMILIES", "fit_family"]
+__all__ = ["Family", "CurveFit", "FAMILIES", "fit_family", "fit_family_batch"]
 
 Array = NDArray[np.float64]
 
@@ -44,8 +42,18 @@ class Family:
     asymptote: int  # index of the parameter that is the x -> inf limit
 
 
+def _stack(*cols: Array) -> Array:
+    return np.stack(np.broadcast_arrays(*cols), axis=-1)
+
+
+# every f/jac takes x, u of shape (n,) or (B, n) and parameters p of shape (p,) or (p, B, 1)
 def _exp(x: Array, _u: Array, p: Array) -> Array:
     return np.asarray(p[0] - p[1] * np.exp(-p[2] * x))
+
+
+def _exp_jac(x: Array, _u: Array, p: Array) -> Array:
+    e = np.exp(-p[2] * x)
+    return _stack(np.ones_like(e), -e, p[1] * x * e)
 
 
 def _logistic(x: Array, _u: Array, p: Array) -> Array:
@@ -53,32 +61,23 @@ def _logistic(x: Array, _u: Array, p: Array) -> Array:
     return np.asarray(p[0] + (p[1] - p[0]) / (1.0 + np.exp(arg)))
 
 
+def _logistic_jac(x: Array, _u: Array, p: Array) -> Array:
+    s = 1.0 / (1.0 + np.exp(np.clip(-p[2] * (x - p[3]), -60.0, 60.0)))
+    ds = s * (1.0 - s) * (p[1] - p[0])
+    return _stack(1.0 - s, s, ds * (x - p[3]), -ds * p[2])
+
+
 def _pow3(_x: Array, u: Array, p: Array) -> Array:
     return np.asarray(p[0] - p[1] * u ** (-p[2]))
 
 
-def _weibull(_x: Array, u: Array, p: Array) -> Array:
-    return np.asarray(p[0] - (p[0] - p[1]) * np.exp(-((p[2] * u) ** p[3])))
-
-
-def _mmf(_x: Array, u: Array, p: Array) -> Array:
-    return np.asarray(p[0] - (p[0] - p[1]) / (1.0 + (p[2] * u) ** p[3]))
-
-
-def _exp_jac(x: Array, _u: Array, p: Array) -> Array:
-    e = np.exp(-p[2] * x)
-    return np.column_stack([np.ones_like(x), -e, p[1] * x * e])
-
-
-def _logistic_jac(x: Array, _u: Array, p: Array) -> Array:
-    s = 1.0 / (1.0 + np.exp(np.clip(-p[2] * (x - p[3]), -60.0, 60.0)))
-    ds = s * (1.0 - s) * (p[1] - p[0])
-    return np.column_stack([1.0 - s, s, ds * (x - p[3]), -ds * p[2]])
-
-
 def _pow3_jac(_x: Array, u: Array, p: Array) -> Array:
     v = u ** (-p[2])
-    return np.column_stack([np.ones_like(u), -v, p[1] * v * np.log(u)])
+    return _stack(np.ones_like(v), -v, p[1] * v * np.log(u))
+
+
+def _weibull(_x: Array, u: Array, p: Array) -> Array:
+    return np.asarray(p[0] - (p[0] - p[1]) * np.exp(-((p[2] * u) ** p[3])))
 
 
 def _weibull_jac(_x: Array, u: Array, p: Array) -> Array:
@@ -86,7 +85,11 @@ def _weibull_jac(_x: Array, u: Array, p: Array) -> Array:
     q = ku ** p[3]
     e = np.exp(-q)
     g = (p[0] - p[1]) * e * q
-    return np.column_stack([1.0 - e, e, g * p[3] / p[2], g * np.log(ku)])
+    return _stack(1.0 - e, e, g * p[3] / p[2], g * np.log(ku))
+
+
+def _mmf(_x: Array, u: Array, p: Array) -> Array:
+    return np.asarray(p[0] - (p[0] - p[1]) / (1.0 + (p[2] * u) ** p[3]))
 
 
 def _mmf_jac(_x: Array, u: Array, p: Array) -> Array:
@@ -94,7 +97,7 @@ def _mmf_jac(_x: Array, u: Array, p: Array) -> Array:
     q = ku ** p[3]
     h = 1.0 / (1.0 + q)
     g = (p[0] - p[1]) * h * h * q
-    return np.column_stack([1.0 - h, h, g * p[3] / p[2], g * np.log(ku)])
+    return _stack(1.0 - h, h, g * p[3] / p[2], g * np.log(ku))
 
 
 FAMILIES: dict[str, Family] = {
@@ -142,8 +145,10 @@ def _starts(
     if name == "exponential":
         lo = np.array([a_lo, -big, 0.05])
         hi = np.array([a_hi, big, 60.0])
-        starts = [np.array([plateau[0], plateau[0] - first, 2.0]),
-                  np.array([plateau[1], plateau[1] - first, 0.5])]
+        starts = [
+            np.array([plateau[0], plateau[0] - first, 2.0]),
+            np.array([plateau[1], plateau[1] - first, 0.5]),
+        ]
     elif name == "logistic":
         lo = np.array([-big, a_lo, 0.5, -1.0])
         hi = np.array([big, a_hi, 200.0, 3.0])
@@ -151,8 +156,10 @@ def _starts(
     elif name == "pow3":
         lo = np.array([a_lo, -big, 0.02])
         hi = np.array([a_hi, big, 4.0])
-        starts = [np.array([plateau[0], sign * max(abs(plateau[0] - first), 1e-3), 1.0]),
-                  np.array([plateau[1], sign * max(abs(plateau[1] - first), 1e-3), 0.3])]
+        starts = [
+            np.array([plateau[0], sign * max(abs(plateau[0] - first), 1e-3), 1.0]),
+            np.array([plateau[1], sign * max(abs(plateau[1] - first), 1e-3), 0.3]),
+        ]
     else:  # weibull, mmf
         lo = np.array([a_lo, -big, 0.05, 0.3])
         hi = np.array([a_hi, big, 60.0, 5.0])
@@ -160,47 +167,99 @@ def _starts(
     return [np.clip(s, lo + 1e-9, hi - 1e-9) for s in starts], lo, hi
 
 
-def fit_family(
-    name: str, x: Array, u: Array, z: Array, a_lo: float, a_hi: float
-) -> CurveFit:
-    """Fit family ``name`` to (x, z) by bounded least squares from a few starts.
+def fit_family(name: str, x: Array, u: Array, z: Array, a_lo: float, a_hi: float) -> CurveFit:
+    """Fit family ``name`` to (x, z); see :func:`fit_family_batch`."""
+    return fit_family_batch(name, x, u, [z.size], z, a_lo, a_hi)[0]
 
-    ``a_lo``/``a_hi`` bound the asymptote (normalised units). Returns the best start's fit
-    with its Gauss-Newton covariance s^2 (J^T J)^+ (zero rows for parameters at a bound);
-    ``ok`` is False when no start converged to a finite answer.
+
+def fit_family_batch(
+    name: str,
+    x: Array,
+    u: Array,
+    lengths: list[int],
+    z: Array,
+    a_lo: float,
+    a_hi: float,
+    max_iter: int = 80,
+) -> list[CurveFit]:
+    """Fit family ``name`` to the first ``lengths[i]`` points of (x, z), for every i, at once.
+
+    A batched projected Levenberg-Marquardt (analytic Jacobian, parameters clipped to their
+    bounds after every step) from a few data-driven starts per piece; the best start wins.
+    ``a_lo``/``a_hi`` bound the asymptote (normalised units). Each result carries the
+    Gauss-Newton covariance s^2 (J^T J)^+ on the parameters not at a bound (zero rows for
+    those at a bound); ``ok`` is False when no start reached a finite answer.
     """
     fam = FAMILIES[name]
-    starts, lo, hi = _starts(name, x, z, a_lo, a_hi)
-    best = None
-    best_cost = math.inf
-    for p0 in starts:
+    n_par = len(fam.names)
+    n = x.size
+    starts: list[Array] = []
+    owner: list[int] = []
+    lo = hi = np.zeros(n_par)
+    for i, m in enumerate(lengths):
+        st, lo, hi = _starts(name, x[:m], z[:m], a_lo, a_hi)
+        starts += st
+        owner += [i] * len(st)
+    own = np.array(owner)
+    P = np.array(starts)  # (B, p)
+    W = (np.arange(n)[None, :] < np.array(lengths)[own][:, None]).astype(float)  # (B, n)
+    Z = np.broadcast_to(z, W.shape)
 
-        def resid(p: Array) -> Array:
-            return fam.f(x, u, p) - z
+    def resid(PP: Array) -> Array:
+        with np.errstate(all="ignore"):
+            r = fam.f(x[None, :], u[None, :], PP.T[:, :, None]) - Z
+        return np.where(W > 0, r, 0.0)
 
-        def jac(p: Array) -> Array:
-            return fam.jac(x, u, p)
+    def cost_of(r: Array) -> Array:
+        c = np.sum(r * r, axis=1)
+        return np.where(np.isfinite(c), c, np.inf)
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                res = least_squares(resid, p0, jac=jac, bounds=(lo, hi), method="trf",
-                                    max_nfev=100, x_scale="jac")
-            except (ValueError, FloatingPointError):
-                continue
-        if np.isfinite(res.cost) and res.cost < best_cost:
-            best, best_cost = res, float(res.cost)
-    p = len(fam.names)
-    if best is None:
-        nan = np.full(p, np.nan)
-        return CurveFit(fam, nan, np.full((p, p), np.nan), math.nan, int(z.size), False)
-    dof = max(z.size - p, 1)
-    sigma2 = 2.0 * best_cost / dof
-    jac = np.asarray(best.jac, dtype=float)
-    free = (best.x > lo + 1e-6 * (hi - lo)) & (best.x < hi - 1e-6 * (hi - lo))
-    cov = np.zeros((p, p))
-    if free.any():
-        jf = jac[:, free]
-        cov_free = sigma2 * np.linalg.pinv(jf.T @ jf)
-        cov[np.ix_(free, free)] = cov_free
-    return CurveFit(fam, np.asarray(best.x, float), cov, sigma2, int(z.size), True)
+    r = resid(P)
+    cost = cost_of(r)
+    lam = np.full(P.shape[0], 1e-2)
+    eye = np.eye(n_par)
+    active = np.ones(P.shape[0], dtype=bool)
+    for _ in range(max_iter):
+        with np.errstate(all="ignore"):
+            J = fam.jac(x[None, :], u[None, :], P.T[:, :, None]) * W[:, :, None]
+        J[~np.isfinite(J)] = 0.0
+        Jt = J.transpose(0, 2, 1)
+        A = Jt @ J
+        g = (Jt @ r[:, :, None])[:, :, 0]
+        diag = np.einsum("bii->bi", A) + 1e-12
+        M = A + lam[:, None, None] * diag[:, :, None] * eye
+        try:
+            step = -np.linalg.solve(M, g[:, :, None])[:, :, 0]
+        except np.linalg.LinAlgError:
+            step = -np.einsum("bij,bj->bi", np.linalg.pinv(M), g)
+        trial = np.clip(P + step, lo, hi)
+        r_new = resid(trial)
+        c_new = cost_of(r_new)
+        better = (c_new < cost) & active
+        gain = np.where(better, (cost - c_new) / np.maximum(cost, 1e-300), 0.0)
+        P = np.where(better[:, None], trial, P)
+        r = np.where(better[:, None], r_new, r)
+        cost = np.where(better, c_new, cost)
+        lam = np.where(better, np.maximum(lam / 3.0, 1e-9), np.minimum(lam * 4.0, 1e9))
+        active &= ~((better & (gain < 1e-7)) | (lam >= 1e7))
+        if not active.any():
+            break
+    out: list[CurveFit] = []
+    for i, m in enumerate(lengths):
+        rows = np.nonzero(own == i)[0]
+        best = rows[int(np.argmin(cost[rows]))]
+        if not np.isfinite(cost[best]):
+            nan = np.full(n_par, np.nan)
+            out.append(CurveFit(fam, nan, np.full((n_par, n_par), np.nan), math.nan, m, False))
+            continue
+        p = P[best]
+        sigma2 = float(cost[best]) / max(m - n_par, 1)
+        with np.errstate(all="ignore"):
+            jac = np.asarray(fam.jac(x[:m], u[:m], p), dtype=float)
+        free = (p > lo + 1e-6 * (hi - lo)) & (p < hi - 1e-6 * (hi - lo))
+        cov = np.zeros((n_par, n_par))
+        if free.any() and np.all(np.isfinite(jac)):
+            jf = jac[:, free]
+            cov[np.ix_(free, free)] = sigma2 * np.linalg.pinv(jf.T @ jf)
+        out.append(CurveFit(fam, np.asarray(p, float), cov, sigma2, m, True))
+    return out

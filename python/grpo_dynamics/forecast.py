@@ -20,14 +20,14 @@ one-sided statement the data do support ("at least" the current level while risi
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .curves import FAMILIES, fit_family
+from .curves import FAMILIES, Family, fit_family_batch
 from .fit import fit_many as _fit_many
 from .io import Run, as_run
 from .trajectory import trajectory as _trajectory
@@ -43,6 +43,7 @@ ORIGINS = (0.4, 0.55, 0.7)  # rolling origins: fractions of the prefix's points 
 TARGET_FRACTION = 0.15  # validation target: the mean of the prefix's last 15 % of points
 LEVEL_FRACTION = 0.2  # the "last level" model: mean of the last 20 % of the fitted points
 MIN_POINTS = 4
+MAX_FIT_POINTS = 150  # longer prefixes are fitted as this many bin means
 _N_DRAWS = 4000
 _GRID = 200
 
@@ -251,7 +252,9 @@ def _level_fit(x: Array, z: Array, noise_var: float) -> _Fitted:
     )
 
 
-def _delta_var(f: Callable[[Array], Array], params: Array, cov: Array) -> Callable[[Array], Array]:
+def _delta_var(
+    f: Callable[[Array, Array], Array], params: Array, cov: Array
+) -> Callable[[Array], Array]:
     """Pointwise variance g(x)^T Cov g(x) of f(x; params) by central differences."""
     free = np.nonzero(np.diag(cov) > 0)[0]
     if free.size == 0 or not np.all(np.isfinite(cov)):
@@ -276,24 +279,47 @@ def _delta_var(f: Callable[[Array], Array], params: Array, cov: Array) -> Callab
     return var
 
 
-def _family_fit(name: str, fr: _Frame, x: Array, z: Array, a_lo: float, a_hi: float) -> _Fitted:
-    res = fit_family(name, x, x + fr.dx, z, a_lo, a_hi)
-    if not res.ok:
-        raise RuntimeError(name)
-    fam = res.family
-    p = res.params
+def _shifted(fam: Family, dx: float) -> Callable[[Array, Array], Array]:
+    """f(x, params) of a family with u = x + dx."""
 
     def f(xx: Array, pp: Array) -> Array:
-        xx = np.asarray(xx, float)
-        return fam.f(xx, xx + fr.dx, pp)
+        xx = np.asarray(xx, dtype=float)
+        return fam.f(xx, xx + dx, pp)
 
-    ia = fam.asymptote
-    return _Fitted(
-        lambda xx: f(xx, p),
-        float(p[ia]),
-        float(res.covariance[ia, ia]),
-        _delta_var(f, p, res.covariance),
-    )
+    return f
+
+
+def _bind(f: Callable[[Array, Array], Array], p: Array) -> Callable[[Array], Array]:
+    def curve(xx: Array) -> Array:
+        return f(xx, p)
+
+    return curve
+
+
+def _family_fits(
+    name: str, fr: _Frame, x: Array, z: Array, lengths: list[int], a_lo: float, a_hi: float
+) -> list[_Fitted | None]:
+    n_par = len(FAMILIES[name].names)
+    out: list[_Fitted | None] = []
+    for m, res in zip(
+        lengths, fit_family_batch(name, x, x + fr.dx, lengths, z, a_lo, a_hi), strict=True
+    ):
+        if not res.ok or m < n_par + 2:
+            out.append(None)
+            continue
+        fam = res.family
+        p = res.params
+        f = _shifted(fam, fr.dx)
+        ia = fam.asymptote
+        out.append(
+            _Fitted(
+                _bind(f, p),
+                float(p[ia]),
+                float(res.covariance[ia, ia]),
+                _delta_var(f, p, res.covariance),
+            )
+        )
+    return out
 
 
 def _oscillator_fits(
@@ -313,14 +339,13 @@ def _oscillator_fits(
 
         def f(xx: Array, pp: Array) -> Array:
             return np.asarray(
-                _trajectory(np.asarray(xx, float), pp[0], pp[1], max(pp[2], 1e-9),
-                            max(pp[3], 0.0)),
+                _trajectory(np.asarray(xx, float), pp[0], pp[1], max(pp[2], 1e-9), max(pp[3], 0.0)),
                 dtype=float,
             )
 
         out.append(
             _Fitted(
-                (lambda pp: lambda xx: f(xx, pp))(p),
+                _bind(f, p),
                 float(p[1]),
                 float(cov[1, 1]),
                 _delta_var(f, p, cov),
@@ -332,31 +357,25 @@ def _oscillator_fits(
 def _fit_all(
     names: Sequence[str],
     fr: _Frame,
-    pieces: Sequence[tuple[Array, Array]],
+    x: Array,
+    z: Array,
+    lengths: list[int],
     a_lo: float,
     a_hi: float,
     noise_var: float,
 ) -> dict[str, list[_Fitted | None]]:
+    """Every candidate fitted to the first ``lengths[i]`` points, for every i."""
     out: dict[str, list[_Fitted | None]] = {}
     for name in names:
         if name == "level":
-            out[name] = [_level_fit(x, z, noise_var) for x, z in pieces]
+            out[name] = [_level_fit(x[:m], z[:m], noise_var) for m in lengths]
         elif name == "oscillator":
-            usable = [(x, z) for x, z in pieces if z.size >= 6]
-            fits = iter(_oscillator_fits(fr, usable, a_lo, a_hi) if usable else [])
-            out[name] = [next(fits) if z.size >= 6 else None for _, z in pieces]
+            usable = [m for m in lengths if m >= 6]
+            pieces = [(x[:m], z[:m]) for m in usable]
+            fits = iter(_oscillator_fits(fr, pieces, a_lo, a_hi) if usable else [])
+            out[name] = [next(fits) if m >= 6 else None for m in lengths]
         else:
-            n_par = len(FAMILIES[name].names)
-            row: list[_Fitted | None] = []
-            for x, z in pieces:
-                if z.size < n_par + 2:
-                    row.append(None)
-                    continue
-                try:
-                    row.append(_family_fit(name, fr, x, z, a_lo, a_hi))
-                except RuntimeError:
-                    row.append(None)
-            out[name] = row
+            out[name] = _family_fits(name, fr, x, z, lengths, a_lo, a_hi)
     return out
 
 
@@ -388,6 +407,12 @@ def _ar1(y: Array) -> float:
     return float(min(max(phi, 0.0), 0.9))
 
 
+def _ar1_mean_var(s2: float, phi: float, m: int) -> float:
+    """Variance of the mean of m consecutive AR(1) values with marginal variance s2."""
+    j = np.arange(1, m)
+    return float(s2 / m * (1.0 + 2.0 * np.sum((1.0 - j / m) * phi**j)))
+
+
 def _mixture_quantiles(
     means: Array, sds: Array, weights: Array, probs: Sequence[float], rng: np.random.Generator
 ) -> Array:
@@ -401,7 +426,7 @@ def _mixture_quantiles(
 
 def forecast(
     run: Run | Any,
-    reward: ArrayLike | None = None,
+    reward: Sequence[float] | np.ndarray | None = None,
     *,
     upto: float | None = None,
     fraction: float | None = None,
@@ -432,11 +457,13 @@ def forecast(
     names = [c for c in CANDIDATES if c in set(candidates)]
     unknown = set(candidates) - set(CANDIDATES)
     if unknown or not names:
-        raise ValueError(f"candidates: must be a non-empty subset of {CANDIDATES}, got "
-                         f"{tuple(candidates)!r}")
+        raise ValueError(
+            f"candidates: must be a non-empty subset of {CANDIDATES}, got {tuple(candidates)!r}"
+        )
     if upto is not None and fraction is not None:
-        raise ValueError(f"upto: give upto or fraction, not both (got upto={upto}, "
-                         f"fraction={fraction})")
+        raise ValueError(
+            f"upto: give upto or fraction, not both (got upto={upto}, fraction={fraction})"
+        )
     t_all, y_all = as_run(run, reward).series(column)
     if t_all.size == 0:
         raise ValueError(f"run: no finite {column!r} values")
@@ -448,8 +475,10 @@ def forecast(
         upto = float(t_all[-1])
     seen = t_all <= upto
     if seen.sum() < MIN_POINTS:
-        raise ValueError(f"upto: must leave at least {MIN_POINTS} points to fit, got "
-                         f"{int(seen.sum())} at or before step {upto:g}")
+        raise ValueError(
+            f"upto: must leave at least {MIN_POINTS} points to fit, got "
+            f"{int(seen.sum())} at or before step {upto:g}"
+        )
     t, y = t_all[seen], y_all[seen]
     if horizon is None:
         horizon = float(t_all[-1]) if t_all[-1] > upto else float(2 * upto - t[0])
@@ -460,7 +489,7 @@ def forecast(
     if not window > 0:
         raise ValueError(f"window: must be > 0, got {window}")
     rng = np.random.default_rng(seed)
-    n = t.size
+    n = n_raw = t.size
     prog = _progress(t, y)
     trend_dir = "none" if prog.overall is None else prog.overall.direction
     notes: list[str] = []
@@ -482,21 +511,31 @@ def forecast(
     if sd_point <= 0:
         sd_point = float(np.std(np.diff(z)) / math.sqrt(2.0)) if n > 2 else 0.0
     phi = _ar1(z)
-    noise_var = sd_point**2 * (1 + phi) / (1 - phi)  # variance of a long mean, per point
+    # AR(1) noise: first differences have variance 2 s^2 (1 - phi), so s^2 = sd_point^2 / (1 - phi);
+    # a long mean of m points has variance s^2 (1 + phi) / (1 - phi) / m
+    noise_point = sd_point**2 * (1 + phi) / (1 - phi) ** 2
+    noise_var = noise_point
+    if n > MAX_FIT_POINTS:  # long prefixes: fit means of equal-count bins (same curve, faster)
+        edges = np.linspace(0, n, MAX_FIT_POINTS + 1).round().astype(np.int64)
+        counts = np.diff(edges)
+        x = np.add.reduceat(x, edges[:-1]) / counts
+        z = np.add.reduceat(z, edges[:-1]) / counts
+        noise_var = noise_point / float(np.mean(counts))
+        n = MAX_FIT_POINTS
 
     # rolling-origin validation
     n_target = max(2, int(math.ceil(TARGET_FRACTION * n)))
-    pieces: list[tuple[Array, Array]] = []
+    pieces: list[int] = []
     leads: list[float] = []
     for c in ORIGINS:
         m = int(math.ceil(c * n))
         if m < 3 or m > n - n_target:
             continue
-        pieces.append((x[:m], z[:m]))
+        pieces.append(m)
         leads.append(float(np.mean(x[n - n_target :]) - x[m - 1]))
     target = float(np.mean(z[n - n_target :]))
     target_var = noise_var / n_target
-    fits = _fit_all(names, fr, [*pieces, (x, z)], a_lo, a_hi, noise_var)
+    fits = _fit_all(names, fr, x, z, [*pieces, n], a_lo, a_hi, noise_var)
     x_target = x[n - n_target :]
     errors: dict[str, Array] = {}
     for name in names:
@@ -509,24 +548,26 @@ def forecast(
     if not errors:  # too few points to validate: the last level alone
         notes.append("too few points for rolling-origin validation: the last level is used")
         errors = {"level": np.zeros(0)}
-        fits.setdefault("level", [_level_fit(x, z, noise_var)])
+        fits["level"] = [_level_fit(x, z, noise_var)]
     lead_arr = np.array(leads)
     used = list(errors)
+    # validation likelihood with the error variance profiled out; every origin predicts the
+    # same target window, so their errors are one effective observation (n_eff = 1)
     mse = np.array([float(np.mean(errors[k] ** 2)) if errors[k].size else 0.0 for k in used])
-    mse = mse + target_var + 1e-12
-    n_o = max(len(leads), 1)
-    logw = -0.5 * n_o * np.log(mse)
+    logw = -0.5 * np.log(mse + target_var + 1e-12)
     w = np.exp(logw - logw.max())
     w /= w.sum()
-    # extrapolation error per unit lead, per candidate (beyond the target's own noise)
-    growth = np.array(
-        [
-            float(np.mean(np.maximum(errors[k] ** 2 - target_var, 0.0) / lead_arr**2))
-            if errors[k].size
-            else (sd_point**2)
-            for k in used
-        ]
-    )
+    # the ensemble's own extrapolation error, beyond the target's noise, grows like a drift:
+    # its variance is proportional to the lead (docs/forecast.md, "Bands")
+    if lead_arr.size:
+        combined = np.sum([wk * errors[k] for wk, k in zip(w, used, strict=True)], axis=0)
+        # an origin's fit used m_o of the n points: its error variance is ~ n / m_o times
+        # that of the fit on the whole prefix, so each excess is scaled by m_o / n
+        excess = (combined**2 - target_var) * np.array(pieces, dtype=float) / n
+        drift = float(max(np.sum(excess), 0.0) / np.sum(lead_arr))
+    else:  # nothing to validate on: allow the level to move as much as it did in the prefix
+        k_edge = max(1, n // 3)
+        drift = float((np.mean(z[-k_edge:]) - np.mean(z[:k_edge])) ** 2)
 
     finals = [fits[k][-1] for k in used]
     assert all(f is not None for f in finals)
@@ -537,16 +578,16 @@ def forecast(
     xg = fr.x(t_grid)
     lead_g = np.maximum(xg - 1.0, 0.0)
     n_end = max(1, int(round(window / dt)))
-    t_end = np.linspace(float(horizon) - window, float(horizon), n_end + 2)[1:-1] if n_end > 1 \
-        else np.array([float(horizon)])
-    xe = fr.x(t_end)
+    # the logged steps of the end window (horizon - window, horizon], one logging interval apart
+    t_end = float(horizon) - window + window / n_end * np.arange(1, n_end + 1)
+    xe = fr.x(np.asarray(t_end, dtype=np.float64))
+    end_noise = _ar1_mean_var(sd_point**2 / (1 - phi), phi, n_end)
     lead_e = float(np.mean(np.maximum(xe - 1.0, 0.0)))
     means_g = np.array([c.curve(xg) for c in comps])
-    var_g = np.array([c.gradient_var(xg) + g * lead_g**2 for c, g in zip(comps, growth)])
+    var_g = np.array([np.maximum(c.gradient_var(xg), drift * lead_g) for c in comps])
     means_e = np.array([[float(np.mean(c.curve(xe)))] for c in comps])
     var_e = np.array(
-        [[float(np.mean(c.gradient_var(xe))) + g * lead_e**2 + noise_var / n_end]
-         for c, g in zip(comps, growth)]
+        [[max(float(np.mean(c.gradient_var(xe))), drift * lead_e) + end_noise] for c in comps]
     )
     alpha = (1.0 - float(level)) / 2.0
     probs = [alpha, 1.0 - alpha]
@@ -566,8 +607,7 @@ def forecast(
     # plateau: the mixture of the candidates' limits, identified only when the data say so
     asym = np.array([c.asymptote for c in comps])
     lead_inf = max(lead_e, 1.0)
-    var_a = np.array([max(c.asymptote_var, 0.0) + g * lead_inf**2 + 0.0
-                      for c, g in zip(comps, growth)])
+    var_a = np.array([max(c.asymptote_var, drift * lead_inf) for c in comps])
     band_a = _mixture_quantiles(asym[:, None], np.sqrt(var_a)[:, None], w, probs, rng)[:, 0]
     plateau_est = float(w @ asym)
     at_edge = float(
@@ -584,8 +624,7 @@ def forecast(
     plateau: Interval | None = None
     bound: tuple[str, float] | None = None
     if identified:
-        plateau = Interval(float(back(plateau_est)), float(back(band_a[0])),
-                           float(back(band_a[1])))
+        plateau = Interval(float(back(plateau_est)), float(back(band_a[0])), float(back(band_a[1])))
     elif state == "falling":
         bound = ("at most", float(back(recent + z90 * recent_se)))
     elif state != "too short":
@@ -605,9 +644,11 @@ def forecast(
             if reached.size:
                 step_90 = float(t_far[int(reached[0])])
 
-    weights = {k: float(v) for k, v in zip(used, w)}
-    rmse = {k: float(math.sqrt(np.mean(errors[k] ** 2)) * fr.scale) if errors[k].size
-            else math.nan for k in used}
+    weights = {k: float(v) for k, v in zip(used, w, strict=True)}
+    rmse = {
+        k: float(math.sqrt(np.mean(errors[k] ** 2)) * fr.scale) if errors[k].size else math.nan
+        for k in used
+    }
 
     def curve(steps: Array) -> Array:
         xs = fr.x(steps)
@@ -617,7 +658,7 @@ def forecast(
         level=float(level),
         upto=float(upto),
         horizon=float(horizon),
-        n_fit=int(n),
+        n_fit=int(n_raw),
         end=end,
         window=(float(horizon) - float(window), float(horizon)),
         plateau=plateau,
@@ -637,7 +678,3 @@ def forecast(
         warnings=tuple(notes),
         _curve=curve,
     )
-
-
-def _unused(_: Mapping[str, Any]) -> None:  # pragma: no cover - keeps Mapping imported for mypy
-    return None
