@@ -180,7 +180,7 @@ def fit_family_batch(
     z: Array,
     a_lo: float,
     a_hi: float,
-    max_iter: int = 80,
+    max_iter: int = 60,
 ) -> list[CurveFit]:
     """Fit family ``name`` to the first ``lengths[i]`` points of (x, z), for every i, at once.
 
@@ -241,7 +241,7 @@ def fit_family_batch(
         r = np.where(better[:, None], r_new, r)
         cost = np.where(better, c_new, cost)
         lam = np.where(better, np.maximum(lam / 3.0, 1e-9), np.minimum(lam * 4.0, 1e9))
-        active &= ~((better & (gain < 1e-7)) | (lam >= 1e7))
+        active &= ~((better & (gain < 1e-6)) | (lam >= 1e6))
         if not active.any():
             break
     out: list[CurveFit] = []

@@ -44,7 +44,7 @@ TARGET_FRACTION = 0.15  # validation target: the mean of the prefix's last 15 % 
 LEVEL_FRACTION = 0.2  # the "last level" model: mean of the last 20 % of the fitted points
 MIN_POINTS = 4
 MAX_FIT_POINTS = 150  # longer prefixes are fitted as this many bin means
-_N_DRAWS = 4000
+_N_DRAWS = 8000  # for the end window and the plateau; a quarter of it for the curve band
 _GRID = 200
 
 
@@ -334,6 +334,12 @@ def _oscillator_fits(
         if str(batch.status[k]) == "bad_input" or not np.all(np.isfinite(p)):
             out.append(None)
             continue
+        pinned = np.asarray(batch.at_bound[k], dtype=bool)
+        if pinned[2] or (pinned[3] and p[3] > 0):
+            # tau or a nonzero mu held at a bound: a fragment of a slow cosine, not a curve
+            # whose r_inf means anything (docs/model.md, "Fitting"); mu = 0 is the exponential
+            out.append(None)
+            continue
         cov = np.nan_to_num(np.asarray(batch.covariance[k], dtype=float), nan=0.0)
         cov = cov[: p.size, : p.size]
 
@@ -414,12 +420,17 @@ def _ar1_mean_var(s2: float, phi: float, m: int) -> float:
 
 
 def _mixture_quantiles(
-    means: Array, sds: Array, weights: Array, probs: Sequence[float], rng: np.random.Generator
+    means: Array,
+    sds: Array,
+    weights: Array,
+    probs: Sequence[float],
+    rng: np.random.Generator,
+    n_draws: int = _N_DRAWS,
 ) -> Array:
     """Quantiles of sum_m w_m N(means[m], sds[m]^2), column by column (means: (M, K))."""
-    counts = rng.multinomial(_N_DRAWS, weights)
+    counts = rng.multinomial(n_draws, weights)
     idx = np.repeat(np.arange(weights.size), counts)
-    zs = rng.standard_normal(_N_DRAWS)
+    zs = rng.standard_normal(n_draws)
     draws = means[idx] + sds[idx] * zs[:, None]
     return np.asarray(np.quantile(draws, probs, axis=0), dtype=float)
 
@@ -591,7 +602,7 @@ def forecast(
     )
     alpha = (1.0 - float(level)) / 2.0
     probs = [alpha, 1.0 - alpha]
-    band_g = _mixture_quantiles(means_g, np.sqrt(var_g), w, probs, rng)
+    band_g = _mixture_quantiles(means_g, np.sqrt(var_g), w, probs, rng, _N_DRAWS // 4)
     band_e = _mixture_quantiles(means_e, np.sqrt(var_e), w, probs, rng)[:, 0]
     mean_g = w @ means_g
     mean_e = float(w @ means_e[:, 0])
@@ -618,16 +629,18 @@ def forecast(
     recent_se = math.sqrt(noise_var / min(k_recent, n))
     z90 = 1.6448536269514722
     state = prog.state
-    identified = state in ("plateau", "flat") or (
-        state == "slowing" and at_edge < 0.5 and (band_a[1] - band_a[0]) < 2.0 * max(zr, 1e-12)
-    )
+    # identified: a plateau reached, or a run slowing / without trend whose candidates agree on
+    # a limit (most weight off the bounds, band narrower than the range the prefix covers)
+    agree = at_edge < 0.5 and (band_a[1] - band_a[0]) < max(zr, 1e-12)
+    identified = state == "plateau" or (state in ("slowing", "flat") and agree)
+    direction = trend_dir if state == "slowing" else state
     plateau: Interval | None = None
     bound: tuple[str, float] | None = None
     if identified:
         plateau = Interval(float(back(plateau_est)), float(back(band_a[0])), float(back(band_a[1])))
-    elif state == "falling":
+    elif direction == "falling":
         bound = ("at most", float(back(recent + z90 * recent_se)))
-    elif state != "too short":
+    elif direction == "rising":
         bound = ("at least", float(back(recent - z90 * recent_se)))
     if not identified:
         notes.append(f"plateau not identified: the fitted part is {state!r} at its end")
