@@ -285,6 +285,15 @@ def main() -> None:
                 | {f"{m}_median_err": float(np.median(sub[f"{m}_err"])) for m in METHODS}
                 | {"forecast_coverage": float(np.mean(sub["forecast_cover"]))}
             )
+    by_repo = []
+    for frac in PREFIXES:
+        for repo in sorted(df["repo"].unique()):
+            sub = df[(df["prefix"] == frac) & (df["repo"] == repo)]
+            by_repo.append(
+                {"prefix": frac, "repo": repo, "n": int(len(sub))}
+                | {f"{m}_median_err": float(np.median(sub[f"{m}_err"])) for m in METHODS}
+                | {"forecast_coverage": float(np.mean(sub["forecast_cover"]))}
+            )
     info = describe_machine()
     timing = {
         "median_s": float(np.median(times)),
@@ -298,6 +307,7 @@ def main() -> None:
                 "machine": info,
                 "summary": summary,
                 "by_shape": by_shape,
+                "by_repository": by_repo,
                 "timing": timing,
                 "forecasts": rows,
             },
@@ -337,6 +347,28 @@ def main() -> None:
             f"| {b['prefix']:.0%} | {b['shape']} | {b['n']} | "
             + " | ".join(f"{b[f'{m}_median_err']:.3f}" for m in METHODS)
             + f" | {b['forecast_coverage']:.0%} |"
+        )
+    lines += [
+        "",
+        "Median absolute error by repository (20 of the 30 runs come from one repository, "
+        "ShibukiZero; the other seven repositories show whether the method holds elsewhere):",
+        "",
+        "| prefix | repository | n | " + " | ".join(METHODS) + " | forecast coverage |",
+        "|---|---|---|" + "---|" * len(METHODS) + "---|",
+    ]
+    for b in by_repo:
+        lines.append(
+            f"| {b['prefix']:.0%} | {b['repo']} | {b['n']} | "
+            + " | ".join(f"{b[f'{m}_median_err']:.3f}" for m in METHODS)
+            + f" | {b['forecast_coverage']:.0%} |"
+        )
+    for frac in PREFIXES:
+        sub = df[(df["prefix"] == frac) & (df["repo"] != "ShibukiZero")]
+        lines.append(
+            f"\nWithout ShibukiZero ({len(sub)} forecasts from {frac:.0%}): median abs error "
+            + ", ".join(f"{m} {np.median(sub[f'{m}_err']):.3f}" for m in METHODS)
+            + f"; forecast coverage {np.mean(sub['forecast_cover']):.0%}, median width "
+            f"{np.median(sub['forecast_width']):.2f}."
         )
     lines += [
         "",
