@@ -198,6 +198,13 @@ def test_reward_range_is_respected():
     assert held.to_dict()["reward_range"] == [0.0, 1.0]
 
 
+def test_dead_run_is_its_constant():
+    fc = forecast(STEPS, np.full(N, -1.0), fraction=0.5)
+    assert fc.end == (-1.0, -1.0, -1.0)
+    assert fc.plateau_identified and fc.plateau == (-1.0, -1.0, -1.0)
+    assert fc.progress == "flat" and fc.step_90 is None
+
+
 def test_result_is_frozen():
     fc = forecast(STEPS, _sim("sigmoid", 6)[0], upto=39)
     assert isinstance(fc, Forecast)

@@ -511,7 +511,7 @@ def forecast(
     scale = float(np.std(y)) or 1.0
     fr = _Frame(float(t[0]), span, dt / span, float(np.mean(y)), scale)
     x, z = fr.x(t), fr.z(y)
-    zr = float(np.ptp(z))
+    zr = float(np.ptp(z)) or 1.0  # a constant prefix: limits within one unit of its value
     a_lo, a_hi = float(z.min() - 2.0 * zr), float(z.max() + 2.0 * zr)
     if rng_range is not None:
         a_lo = max(a_lo, float(fr.z(np.array(rng_range[0]))))
