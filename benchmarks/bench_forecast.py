@@ -42,8 +42,8 @@ import pandas as pd
 from machine import describe_machine, machine_line
 from scipy.optimize import curve_fit
 
-import grpo_dynamics as gd
-from grpo_dynamics.io import as_run
+from grpo_dynamics.forecast import forecast
+from grpo_dynamics.io import as_run, read_log
 
 RESULTS = Path(__file__).parent / "results"
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real-grpo-logs"
@@ -77,7 +77,7 @@ def load_runs() -> list[tuple[str, str, str, np.ndarray, np.ndarray]]:
                 run = as_run(frame.select_dtypes("number"))
                 label = f"{name} [{val}]"
             else:
-                run = gd.read_log(path)
+                run = read_log(path)
                 label = name
         t, y = run.series("reward")
         repo = name.split("__")[0]
@@ -173,16 +173,17 @@ def baselines(
     xd = 1.0 + np.arange(n, dtype=float)
     xde = 1.0 + (t_end - t[0]) / (span / max(n - 1, 1))
     members = []
-    for f, p0, xx, xxe in (
+    candidates: list[tuple[Callable[..., np.ndarray], list[float], np.ndarray, np.ndarray]] = [
         (_pow3, [last, last - first, 0.5], xd, xde),
         (_exp, [last, last - first, 2.0], x, xe),
         (_logistic, [first, last, 8.0, 0.3], x, xe),
         (_janoschek, [last, first, 0.1, 1.0], xd, xde),
         (_weibull, [last, first, 0.1, 1.0], xd, xde),
         (_mmf, [last, first, 0.1, 1.0], xd, xde),
-    ):
+    ]
+    for f, p0, xx, xxe in candidates:
         try:
-            bounds = (-np.inf, np.inf)
+            bounds: tuple[object, object] = (-np.inf, np.inf)
             if f in (_janoschek, _weibull, _mmf):
                 bounds = ([-np.inf, -np.inf, 1e-9, 1e-3], [np.inf, np.inf, np.inf, 20.0])
             members.append(member(f, p0, bounds, xx, xxe))
@@ -230,7 +231,7 @@ def main() -> None:
             m = max(int(math.ceil(frac * n)), 4)
             tp, yp = t[:m], y[:m]
             t0 = time.perf_counter()
-            fc = gd.forecast(tp, yp, horizon=float(t[-1]), window=window, level=LEVEL)
+            fc = forecast(tp, yp, horizon=float(t[-1]), window=window, level=LEVEL)
             times.append(time.perf_counter() - t0)
             est = {"forecast": (fc.end.estimate, fc.end.lower, fc.end.upper)}
             est |= baselines(tp, yp, t_end)
@@ -262,8 +263,8 @@ def main() -> None:
     for frac in PREFIXES:
         sub = df[df["prefix"] == frac]
         for meth in METHODS:
-            better = sub["forecast_err"] < sub[f"{meth}_err"]
-            wins = int(np.sum(better)) if meth != "forecast" else 0
+            wins_mask = sub["forecast_err"] < sub[f"{meth}_err"]
+            wins = int(np.sum(wins_mask)) if meth != "forecast" else 0
             summary.append(
                 {
                     "prefix": frac,
@@ -382,7 +383,7 @@ def main() -> None:
     ]
     for r in rows:
         lines.append(
-            f"| {_short(r['run'])} | {r['shape']} | {r['prefix']:.0%} | {r['gain']:.3f} | "
+            f"| {_short(str(r['run']))} | {r['shape']} | {r['prefix']:.0%} | {r['gain']:.3f} | "
             f"{r['progress']} | {r['top_model']} | "
             + " | ".join(f"{r[f'{m}_err']:.2f}{'*' if r[f'{m}_cover'] else ''}" for m in METHODS)
             + " |"

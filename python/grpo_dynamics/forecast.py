@@ -7,14 +7,17 @@ library's compiled fit), the exponential, the logistic, pow3, Janoschek/Weibull,
 (:mod:`grpo_dynamics.curves`) and a "last level" model (the recent mean stays) - and judges
 each by how well it predicts held-back parts of the prefix (rolling-origin validation: fit
 the first 40/55/70 % of the prefix, predict the mean of its last 15 %). The validation
-likelihood (Gaussian, error variance profiled out) weights the candidates; each candidate's
-predictive distribution is its prediction plus its parameter uncertainty (delta method) plus
-its own validation error grown linearly with the lead time; the forecast is that mixture.
+likelihood (Gaussian, error variance profiled out, one effective observation because the
+origins share their target) weights the candidates. Each candidate's predictive distribution
+is a normal around its prediction with variance max(parameter variance (delta method), drift
+x lead) plus the end window's noise, where the drift is the ensemble's validation error per
+unit lead; the forecast is the weight-mixture of these normals (docs/forecast.md, "Bands").
 
 The plateau is reported only when the data identify it (:func:`grpo_dynamics.trend.progress`
-says the prefix reached a plateau, or it is slowing and the ensemble's plateau stays away
-from its bounds); otherwise ``plateau_identified`` is False and ``plateau_bound`` gives the
-one-sided statement the data do support ("at least" the current level while rising).
+says the prefix reached a plateau, or it is slowing / trendless and the candidates agree on a
+limit away from its bounds); otherwise ``plateau_identified`` is False and ``plateau_bound``
+gives the one-sided statement the data do support ("at least" the current level while
+rising, "at most" while falling).
 """
 
 from __future__ import annotations
