@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from scipy.integrate import solve_ivp
 from scipy.stats import binom
 
+from grpo_dynamics.curves import FAMILIES, fit_family_batch
 from grpo_dynamics.forecast import CANDIDATES, Forecast, forecast, gain_step
 from grpo_dynamics.io import Run
 
@@ -229,3 +230,28 @@ def test_forecast_is_well_formed_on_any_simulated_run(kind, noise, fraction, see
     assert math.isclose(sum(fc.weights.values()), 1.0)
     assert fc.plateau_identified == (fc.plateau is not None)
     json.dumps(fc.to_dict(), allow_nan=False)
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("exponential", [1.0, 1.5, 3.0]),
+        ("logistic", [-1.0, 1.2, 9.0, 0.4]),
+        ("pow3", [1.0, 0.8, 0.7]),
+        ("weibull", [1.0, -1.0, 2.5, 1.6]),
+        ("mmf", [1.0, -1.0, 3.0, 1.5]),
+    ],
+)
+def test_curve_families_recover_noiseless_curves(name, params):
+    """The batched LM finds the generating parameters' curve on noiseless data, on the whole
+    series and on a prefix, in one call; the limit is the generating asymptote."""
+    fam = FAMILIES[name]
+    x = np.linspace(0.0, 1.0, 60)
+    u = x + 1.0 / 60
+    p = np.array(params)
+    z = fam.f(x, u, p)
+    whole, part = fit_family_batch(name, x, u, [60, 45], z, -3.0, 3.0)
+    for fitted, m in ((whole, 60), (part, 45)):
+        assert fitted.ok
+        np.testing.assert_allclose(fitted.predict(x[:m], u[:m]), z[:m], atol=1e-4)
+    assert whole.asymptote == pytest.approx(p[fam.asymptote], abs=2e-2)
