@@ -1,35 +1,54 @@
-"""Forecast the rest of a GRPO run from its first part (docs/diagnose.md, "Forecast").
+"""Forecast the rest of a GRPO run from its first part (docs/forecast.md).
 
-Fit the closed-form trajectory (MODEL.md s.5) to the steps up to ``upto``, then predict the
-plateau r_inf, the steps where 80/90/95 % of the gain r_inf - r0 is first reached, and the
-mean reward curve beyond, each with an uncertainty band. Two ways to get the band:
+Real reward curves are rarely the model's from-rest oscillator: most are a slow start, a
+sigmoid-like rise and a plateau (docs/model.md, "Fitting"). So the forecast does not trust
+one curve. It fits a family of candidates to the prefix - the from-rest oscillator (the
+library's compiled fit), the exponential, the logistic, pow3, Janoschek/Weibull, MMF
+(:mod:`grpo_dynamics.curves`) and a "last level" model (the recent mean stays) - and judges
+each by how well it predicts held-back parts of the prefix (rolling-origin validation: fit
+the first 40/55/70 % of the prefix, predict the mean of its last 15 %). The validation
+likelihood (Gaussian, error variance profiled out, one effective observation because the
+origins share their target) weights the candidates. Each candidate's predictive distribution
+is a normal around its prediction with variance max(parameter variance (delta method), drift
+x lead) plus the end window's noise, where the drift is the ensemble's validation error per
+unit lead; the forecast is the weight-mixture of these normals (docs/forecast.md, "Bands").
 
-- ``method="bootstrap"`` (default): parametric bootstrap: resimulate the fitted curve plus
-  Gaussian noise with the residual variance, refit every replica (one fit_many call), take
-  percentiles. Covers the truth at close to the nominal rate even when the fitted part ends
-  before the first overshoot (tests/test_forecast.py).
-- ``method="covariance"``: faster; draw parameters from the Gaussian N(p_hat, Cov) of the
-  fit (the delta method's approximation) and push every draw through the nonlinear maps;
-  the Gaussian is truncated to tau > 0, mu >= 0. Good for r_inf once the overshoot is seen;
-  it under-covers the gain steps when the posterior is far from Gaussian.
+The plateau is reported only when the data identify it (:func:`grpo_dynamics.trend.progress`
+says the prefix reached a plateau, or it is slowing / trendless and the candidates agree on a
+limit away from its bounds); otherwise ``plateau_identified`` is False and ``plateau_bound``
+gives the one-sided statement the data do support ("at least" the current level while
+rising, "at most" while falling).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
-import pandas as pd
+from numpy.typing import ArrayLike, NDArray
 
-from .fit import fit as _fit
+from .curves import FAMILIES, Family, fit_family_batch
 from .fit import fit_many as _fit_many
+from .io import Run, as_run
 from .trajectory import trajectory as _trajectory
+from .trend import progress as _progress
 
-__all__ = ["Forecast", "Interval", "forecast", "gain_step"]
+__all__ = ["Forecast", "Interval", "forecast", "gain_step", "CANDIDATES"]
 
-_PARAMS = ("r0", "r_inf", "tau", "mu")
+Array = NDArray[np.float64]
+
+#: the candidate curves, in the order they are reported
+CANDIDATES = ("level", "oscillator", "exponential", "logistic", "pow3", "weibull", "mmf")
+ORIGINS = (0.4, 0.55, 0.7)  # rolling origins: fractions of the prefix's points used to fit
+TARGET_FRACTION = 0.15  # validation target: the mean of the prefix's last 15 % of points
+LEVEL_FRACTION = 0.2  # the "last level" model: mean of the last 20 % of the fitted points
+MIN_POINTS = 4
+MAX_FIT_POINTS = 150  # longer prefixes are fitted as this many bin means
+_N_DRAWS = 8000  # for the end window and the plateau; a quarter of it for the curve band
+_GRID = 200
 
 
 class Interval(NamedTuple):
@@ -44,66 +63,12 @@ class Interval(NamedTuple):
 
 
 # --------------------------------------------------------------------------------------------
-# access to the other concepts (trajectory, fit, io) through their public API only
-
-
-def trajectory_fn() -> Callable[..., np.ndarray]:
-    """The library's trajectory(t, r0, r_inf, tau, mu) (docs/model.md)."""
-    return _trajectory
-
-
-def fit_curve(t: np.ndarray, r: np.ndarray, model: str = "oscillator") -> Any:
-    """grpo_dynamics.fit(t, r, model=...) -> FitResult (docs/fitting.md)."""
-    return _fit(t, r, model)  # type: ignore[arg-type]  # fit validates the name
-
-
-def run_series(run: Any, r: Any = None, *, column: str = "reward") -> tuple[np.ndarray, np.ndarray]:
-    """(steps, values) of one column, NaN rows dropped, sorted by step.
-
-    run may be a Run from read_log (its DataFrame indexed by step), a DataFrame (index or a
-    ``step`` column), or an array of steps with the values given as ``r``.
-    """
-    if r is not None:
-        t = np.asarray(run, dtype=float).ravel()
-        y = np.asarray(r, dtype=float).ravel()
-        if t.shape != y.shape:
-            raise ValueError(f"r: shape {y.shape} does not match t shape {t.shape}")
-    else:
-        frame = run_frame(run)
-        if column not in frame.columns:
-            raise ValueError(f"column: {column!r} not in the run (columns: {list(frame.columns)})")
-        t = np.asarray(frame.index, dtype=float)
-        y = frame[column].to_numpy(dtype=float)
-    keep = np.isfinite(t) & np.isfinite(y)
-    t, y = t[keep], y[keep]
-    order = np.argsort(t, kind="stable")
-    return t[order], y[order]
-
-
-def run_frame(run: Any) -> pd.DataFrame:
-    """The per-step DataFrame of a Run / DataFrame (index = step)."""
-    if isinstance(run, pd.DataFrame):
-        frame = run
-    else:
-        found = [getattr(run, a, None) for a in ("frame", "data", "df", "table")]
-        frames = [f for f in found if isinstance(f, pd.DataFrame)]
-        if not frames:
-            raise ValueError(
-                f"run: expected a Run, a DataFrame or arrays, got {type(run).__name__}"
-            )
-        frame = frames[0]
-    if "step" in frame.columns:
-        frame = frame.set_index("step")
-    return frame
-
-
-# --------------------------------------------------------------------------------------------
-# gain steps
+# gain steps of the from-rest oscillator (docs/model.md, "Closed-form trajectory")
 
 
 def _unit_shape(u: np.ndarray, mu: float) -> np.ndarray:
     """Fraction of the gain reached at u = t / tau: (r(t) - r0) / (r_inf - r0), from rest."""
-    return np.asarray(trajectory_fn()(u, 0.0, 1.0, 1.0, float(mu)), dtype=float)
+    return np.asarray(_trajectory(u, 0.0, 1.0, 1.0, float(mu)), dtype=float)
 
 
 def _unit_horizon(mu: float) -> float:
@@ -111,7 +76,7 @@ def _unit_horizon(mu: float) -> float:
     if mu <= 0.25:
         return 12.0
     w = np.sqrt(4 * mu - 1) / (2 * mu)
-    return 12.0 + 2 * np.pi / w
+    return float(12.0 + 2 * np.pi / w)
 
 
 def gain_step(
@@ -119,14 +84,16 @@ def gain_step(
 ) -> float:
     """First step at which the fraction ``fraction`` of the gain r_inf - r0 is reached.
 
-    From rest at t0 (MODEL.md s.5), the normalised curve depends on (t - t0)/tau and mu only,
-    so the answer is t0 + tau * u_f(mu); inf if it is never reached (impossible for a stable
-    curve with fraction < 1). Grid search then bisection on the closed form.
+    From rest at t0 (docs/model.md, "Closed-form trajectory"), the normalised curve depends
+    on (t - t0)/tau and mu only, so the answer is t0 + tau * u_f(mu); inf if it is never
+    reached. Grid search then bisection on the closed form.
     """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction: must be in (0, 1), got {fraction}")
-    if not tau > 0 or not mu >= 0:
-        raise ValueError(f"tau, mu: need tau > 0 and mu >= 0, got tau={tau}, mu={mu}")
+    if not tau > 0:
+        raise ValueError(f"tau: must be > 0, got {tau}")
+    if not mu >= 0:
+        raise ValueError(f"mu: must be >= 0, got {mu}")
     u = np.linspace(0.0, _unit_horizon(mu), resolution)
     shape = _unit_shape(u, mu)
     above = np.nonzero(shape >= fraction)[0]
@@ -145,24 +112,279 @@ def gain_step(
     return float(t0 + tau * 0.5 * (lo + hi))
 
 
-def _gain_steps_many(fractions: Sequence[float], tau: np.ndarray, mu: np.ndarray) -> np.ndarray:
-    """(n_draws, n_fractions) first-crossing steps on a grid, linearly interpolated."""
-    out = np.full((tau.size, len(fractions)), np.inf)
-    frac = np.asarray(fractions, dtype=float)
-    for k in range(tau.size):
-        u = np.linspace(0.0, _unit_horizon(mu[k]), 1500)
-        shape = _unit_shape(u, mu[k])
-        for j, f in enumerate(frac):
-            above = np.nonzero(shape >= f)[0]
-            if above.size == 0:
-                continue
-            i = int(above[0])
-            if i == 0:
-                out[k, j] = 0.0
-                continue
-            # linear interpolation between the bracketing grid points
-            w = (f - shape[i - 1]) / (shape[i] - shape[i - 1])
-            out[k, j] = tau[k] * (u[i - 1] + w * (u[i] - u[i - 1]))
+# --------------------------------------------------------------------------------------------
+# the result
+
+
+def _num(x: float | None) -> float | None:
+    return float(x) if x is not None and np.isfinite(x) else None
+
+
+def _iv(x: Interval | None) -> dict[str, float | None] | None:
+    if x is None:
+        return None
+    return {"estimate": _num(x.estimate), "lower": _num(x.lower), "upper": _num(x.upper)}
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Result of :func:`forecast` (docs/forecast.md). Steps and rewards in the run's units.
+
+    ``end``: mean of the logged reward over the end window ``window`` = (from, to] steps, with
+    its central band at ``level`` (the band includes the window mean's sampling noise).
+    ``plateau``: the curve's limit with its band when ``plateau_identified``; else None and
+    ``plateau_bound`` = ("at least" | "at most", value) when the data support one side only.
+    ``step_90``: the first step where 90 % of the gain (plateau - start) is reached, when the
+    plateau is identified and the ensemble reaches it. ``weights``: candidate -> weight.
+    ``progress``: trend.progress state of the fitted part; ``trend``: its overall direction.
+    ``t``/``mean``/``lower``/``upper``: the predicted mean curve and its band on a grid.
+    """
+
+    level: float
+    upto: float
+    horizon: float
+    n_fit: int
+    end: Interval
+    window: tuple[float, float]
+    plateau: Interval | None
+    plateau_identified: bool
+    plateau_bound: tuple[str, float] | None
+    step_90: float | None
+    weights: dict[str, float]
+    validation_rmse: dict[str, float]
+    progress: str
+    trend: str
+    noise_sd: float
+    reward_range: tuple[float, float] | None
+    t: Array = field(repr=False)
+    mean: Array = field(repr=False)
+    lower: Array = field(repr=False)
+    upper: Array = field(repr=False)
+    warnings: tuple[str, ...] = ()
+    _curve: Callable[[Array], Array] | None = field(default=None, repr=False, compare=False)
+
+    def predict(self, t: ArrayLike) -> Array:
+        """Ensemble mean reward at steps ``t`` (the weighted mean of the candidates)."""
+        steps = np.asarray(t, dtype=float)
+        if self._curve is None:
+            return np.asarray(np.interp(steps, self.t, self.mean), dtype=float)
+        return self._curve(steps)
+
+    def __repr__(self) -> str:
+        if self.plateau_identified and self.plateau is not None:
+            plat = f"plateau {self.plateau.estimate:.4g} [{self.plateau.lower:.4g}, "
+            plat += f"{self.plateau.upper:.4g}]"
+        elif self.plateau_bound is not None:
+            plat = f"plateau not identified ({self.plateau_bound[0]} {self.plateau_bound[1]:.4g})"
+        else:
+            plat = "plateau not identified"
+        top = max(self.weights, key=self.weights.__getitem__)
+        return (
+            f"Forecast(from step {self.upto:g} to {self.horizon:g}: end {self.end.estimate:.4g} "
+            f"[{self.end.lower:.4g}, {self.end.upper:.4g}] at {self.level:.0%}, {plat}, "
+            f"{self.progress}, top model {top} {self.weights[top]:.2f})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (no arrays; NaN and inf become None)."""
+        return {
+            "level": self.level,
+            "upto": self.upto,
+            "horizon": self.horizon,
+            "n_fit": self.n_fit,
+            "end": _iv(self.end),
+            "window": [self.window[0], self.window[1]],
+            "plateau": _iv(self.plateau),
+            "plateau_identified": self.plateau_identified,
+            "plateau_bound": None
+            if self.plateau_bound is None
+            else {"side": self.plateau_bound[0], "value": _num(self.plateau_bound[1])},
+            "step_90": _num(self.step_90),
+            "weights": {k: float(v) for k, v in self.weights.items()},
+            "validation_rmse": {k: _num(v) for k, v in self.validation_rmse.items()},
+            "progress": self.progress,
+            "trend": self.trend,
+            "noise_sd": _num(self.noise_sd),
+            "reward_range": None if self.reward_range is None else list(self.reward_range),
+            "warnings": list(self.warnings),
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# candidates
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """Normalised coordinates of the prefix: x = (t - t0) / span, z = (y - centre) / scale."""
+
+    t0: float
+    span: float
+    dx: float
+    centre: float
+    scale: float
+
+    def x(self, t: Array) -> Array:
+        return (np.asarray(t, float) - self.t0) / self.span
+
+    def z(self, y: Array) -> Array:
+        return (np.asarray(y, float) - self.centre) / self.scale
+
+
+@dataclass(frozen=True)
+class _Fitted:
+    """One candidate fitted to some points: a curve of x (normalised units) and its asymptote,
+    with a function giving the parameter variance of any linear functional of the curve."""
+
+    curve: Callable[[Array], Array]
+    asymptote: float
+    asymptote_var: float
+    gradient_var: Callable[[Array], Array]  # x grid -> variance of the curve at each x
+
+
+def _level_fit(x: Array, z: Array, noise_var: float) -> _Fitted:
+    w = max(3, int(math.ceil(LEVEL_FRACTION * z.size)))
+    w = min(w, z.size)
+    c = float(np.mean(z[-w:]))
+    var = noise_var / w
+    return _Fitted(
+        lambda xx: np.full(np.shape(xx), c),
+        c,
+        var,
+        lambda xx: np.full(np.shape(xx), var),
+    )
+
+
+def _delta_var(
+    f: Callable[[Array, Array], Array], params: Array, cov: Array
+) -> Callable[[Array], Array]:
+    """Pointwise variance g(x)^T Cov g(x) of f(x; params) by central differences."""
+    free = np.nonzero(np.diag(cov) > 0)[0]
+    if free.size == 0 or not np.all(np.isfinite(cov)):
+
+        def zero(xx: Array) -> Array:
+            return np.zeros(np.shape(xx))
+
+        return zero
+
+    def var(xx: Array) -> Array:
+        grads = []
+        for i in free:
+            h = 1e-5 * max(abs(params[i]), 1e-3)
+            up, dn = params.copy(), params.copy()
+            up[i] += h
+            dn[i] -= h
+            grads.append((f(xx, up) - f(xx, dn)) / (2 * h))
+        g = np.array(grads)
+        sub = cov[np.ix_(free, free)]
+        return np.asarray(np.einsum("ix,ij,jx->x", g, sub, g), dtype=float)
+
+    return var
+
+
+def _shifted(fam: Family, dx: float) -> Callable[[Array, Array], Array]:
+    """f(x, params) of a family with u = x + dx."""
+
+    def f(xx: Array, pp: Array) -> Array:
+        xx = np.asarray(xx, dtype=float)
+        return fam.f(xx, xx + dx, pp)
+
+    return f
+
+
+def _bind(f: Callable[[Array, Array], Array], p: Array) -> Callable[[Array], Array]:
+    def curve(xx: Array) -> Array:
+        return f(xx, p)
+
+    return curve
+
+
+def _family_fits(
+    name: str, fr: _Frame, x: Array, z: Array, lengths: list[int], a_lo: float, a_hi: float
+) -> list[_Fitted | None]:
+    n_par = len(FAMILIES[name].names)
+    out: list[_Fitted | None] = []
+    for m, res in zip(
+        lengths, fit_family_batch(name, x, x + fr.dx, lengths, z, a_lo, a_hi), strict=True
+    ):
+        if not res.ok or m < n_par + 2:
+            out.append(None)
+            continue
+        fam = res.family
+        p = res.params
+        f = _shifted(fam, fr.dx)
+        ia = fam.asymptote
+        out.append(
+            _Fitted(
+                _bind(f, p),
+                float(p[ia]),
+                float(res.covariance[ia, ia]),
+                _delta_var(f, p, res.covariance),
+            )
+        )
+    return out
+
+
+def _oscillator_fits(
+    fr: _Frame, pieces: Sequence[tuple[Array, Array]], a_lo: float, a_hi: float
+) -> list[_Fitted | None]:
+    """The from-rest oscillator (docs/model.md) on every piece, in one fit_many call."""
+    bounds = {"r_inf": (a_lo, a_hi)}
+    batch = _fit_many([(x, z) for x, z in pieces], model="oscillator", bounds=bounds, threads=1)
+    out: list[_Fitted | None] = []
+    for k in range(len(pieces)):
+        p = np.asarray(batch.params[k], dtype=float)
+        if str(batch.status[k]) == "bad_input" or not np.all(np.isfinite(p)):
+            out.append(None)
+            continue
+        pinned = np.asarray(batch.at_bound[k], dtype=bool)
+        if pinned[2] or (pinned[3] and p[3] > 0):
+            # tau or a nonzero mu held at a bound: a fragment of a slow cosine, not a curve
+            # whose r_inf means anything (docs/model.md, "Fitting"); mu = 0 is the exponential
+            out.append(None)
+            continue
+        cov = np.nan_to_num(np.asarray(batch.covariance[k], dtype=float), nan=0.0)
+        cov = cov[: p.size, : p.size]
+
+        def f(xx: Array, pp: Array) -> Array:
+            return np.asarray(
+                _trajectory(np.asarray(xx, float), pp[0], pp[1], max(pp[2], 1e-9), max(pp[3], 0.0)),
+                dtype=float,
+            )
+
+        out.append(
+            _Fitted(
+                _bind(f, p),
+                float(p[1]),
+                float(cov[1, 1]),
+                _delta_var(f, p, cov),
+            )
+        )
+    return out
+
+
+def _fit_all(
+    names: Sequence[str],
+    fr: _Frame,
+    x: Array,
+    z: Array,
+    lengths: list[int],
+    a_lo: float,
+    a_hi: float,
+    noise_var: float,
+) -> dict[str, list[_Fitted | None]]:
+    """Every candidate fitted to the first ``lengths[i]`` points, for every i."""
+    out: dict[str, list[_Fitted | None]] = {}
+    for name in names:
+        if name == "level":
+            out[name] = [_level_fit(x[:m], z[:m], noise_var) for m in lengths]
+        elif name == "oscillator":
+            usable = [m for m in lengths if m >= 6]
+            pieces = [(x[:m], z[:m]) for m in usable]
+            fits = iter(_oscillator_fits(fr, pieces, a_lo, a_hi) if usable else [])
+            out[name] = [next(fits) if m >= 6 else None for m in lengths]
+        else:
+            out[name] = _family_fits(name, fr, x, z, lengths, a_lo, a_hi)
     return out
 
 
@@ -170,265 +392,305 @@ def _gain_steps_many(fractions: Sequence[float], tau: np.ndarray, mu: np.ndarray
 # the forecast
 
 
-@dataclass
-class Forecast:
-    """Result of forecast(): fitted early part, plateau, gain steps and the predicted curve.
-
-    Steps are in the run's own step units; rewards in the run's reward units. Bands are
-    central intervals at ``level`` (e.g. 0.9 = 5th to 95th percentile) of the mean reward,
-    not of a single noisy logged value.
-    """
-
-    model: str
-    method: str
-    level: float
-    upto: float
-    n_fit: int
-    fit: Any
-    r0: Interval
-    r_inf: Interval
-    tau: Interval
-    mu: Interval
-    gain_steps: dict[float, Interval]
-    t: np.ndarray = field(repr=False)
-    mean: np.ndarray = field(repr=False)
-    lower: np.ndarray = field(repr=False)
-    upper: np.ndarray = field(repr=False)
-    noise_sd: float = float("nan")
-    warnings: list[str] = field(default_factory=list)
-
-    def predict(self, t: np.ndarray) -> np.ndarray:
-        """Point prediction of the mean reward at steps t."""
-        p = self.fit.params
-        return np.asarray(
-            trajectory_fn()(np.asarray(t, float), p["r0"], p["r_inf"], p["tau"], p.get("mu", 0.0)),
-            dtype=float,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary (no arrays; a never-reached gain step or NaN becomes None)."""
-
-        def num(x: float) -> float | None:
-            return float(x) if np.isfinite(x) else None
-
-        def iv(x: Interval) -> dict[str, float | None]:
-            return {"estimate": num(x.estimate), "lower": num(x.lower), "upper": num(x.upper)}
-
-        return {
-            "model": self.model,
-            "method": self.method,
-            "level": self.level,
-            "upto": self.upto,
-            "n_fit": self.n_fit,
-            "fit_status": str(getattr(self.fit, "status", "")),
-            "regime": str(getattr(self.fit, "regime", "")),
-            "r0": iv(self.r0),
-            "r_inf": iv(self.r_inf),
-            "tau": iv(self.tau),
-            "mu": iv(self.mu),
-            "gain_steps": {f"{k:g}": iv(v) for k, v in self.gain_steps.items()},
-            "noise_sd": num(self.noise_sd),
-            "warnings": list(self.warnings),
-        }
+def _check_range(reward_range: Sequence[float] | None) -> tuple[float, float] | None:
+    if reward_range is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in reward_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"reward_range: must be (lo, hi), got {reward_range!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ValueError(f"reward_range: must be finite with lo < hi, got {reward_range!r}")
+    return lo, hi
 
 
-def _fit_covariance(result: Any, names: Sequence[str]) -> np.ndarray:
-    cov = np.asarray(getattr(result, "covariance", np.full((len(names),) * 2, np.nan)), dtype=float)
-    return cov[: len(names), : len(names)].copy()  # callers zero rows: never touch the fit
+def _ar1(y: Array) -> float:
+    d = np.diff(y)
+    if d.size < 4:
+        return 0.0
+    d = d - d.mean()
+    den = float(d @ d)
+    if den <= 0:
+        return 0.0
+    phi = 1.0 + 2.0 * float(d[:-1] @ d[1:]) / den
+    return float(min(max(phi, 0.0), 0.9))
 
 
-def _draws_covariance(
-    result: Any, names: Sequence[str], n: int, rng: np.random.Generator
-) -> np.ndarray:
-    mean = np.array([result.params[k] for k in names], dtype=float)
-    cov = _fit_covariance(result, names)
-    at_bound = getattr(result, "at_bound", {}) or {}
-    for i, name in enumerate(names):
-        if at_bound.get(name, False) or not np.isfinite(cov[i, i]):
-            # a parameter held at its bound is fixed in the fit: it carries no spread
-            cov[i, :] = 0.0
-            cov[:, i] = 0.0
-    if not np.all(np.isfinite(cov)):
-        raise ValueError("run: the fit has no finite covariance; cannot form an uncertainty band")
-    cov = 0.5 * (cov + cov.T)
-    # eigen-decomposition tolerates the near-singular covariances of weakly identified mu
-    vals, vecs = np.linalg.eigh(cov)
-    scale = np.sqrt(np.clip(vals, 0, None))
-    kept: list[np.ndarray] = []
-    total = 0
-    for _ in range(50):
-        batch = mean + (rng.standard_normal((2 * n, len(names))) * scale) @ vecs.T
-        # truncate to the model's domain (tau > 0, mu >= 0): clipping would pile draws onto
-        # mu = 0, whose exponential curves do not fit the data the covariance came from
-        valid = batch[:, 2] > 0
-        if len(names) > 3:
-            valid &= batch[:, 3] >= 0
-        kept.append(batch[valid])
-        total += int(valid.sum())
-        if total >= n:
-            break
-    draws = np.concatenate(kept)[:n]
-    if draws.shape[0] < n:
-        raise ValueError("run: the fit's covariance puts almost no mass on tau > 0, mu >= 0")
-    return draws
+def _ar1_mean_var(s2: float, phi: float, m: int) -> float:
+    """Variance of the mean of m consecutive AR(1) values with marginal variance s2."""
+    j = np.arange(1, m)
+    return float(s2 / m * (1.0 + 2.0 * np.sum((1.0 - j / m) * phi**j)))
 
 
-def _draws_bootstrap(
-    t: np.ndarray,
-    result: Any,
-    names: Sequence[str],
-    model: str,
-    noise_sd: float,
-    n: int,
+def _mixture_quantiles(
+    means: Array,
+    sds: Array,
+    weights: Array,
+    probs: Sequence[float],
     rng: np.random.Generator,
-) -> np.ndarray:
-    fitted = np.asarray(result.predict(t), dtype=float)
-    replicas = fitted + noise_sd * rng.standard_normal((n, t.size))
-    # all refits in one call into the compiled core; failed replicas are left out
-    batch = _fit_many(t, replicas, model=model)  # type: ignore[arg-type]
-    params = np.asarray(batch.params, dtype=float)[:, : len(names)]
-    ok = np.array([str(s) != "bad_input" for s in batch.status]) & np.all(
-        np.isfinite(params), axis=1
-    )
-    if ok.sum() < max(20, n // 2):
-        raise ValueError(f"run: only {int(ok.sum())} of {n} bootstrap refits succeeded")
-    return params[ok]
-
-
-def _identification_warnings(
-    t: np.ndarray, y: np.ndarray, result: Any, names: Sequence[str], upto: float
-) -> list[str]:
-    """What the fitted part cannot tell: no trend, parameters held at a bound, no convergence."""
-    from .diagnose import trend_test  # diagnose builds on this module
-
-    out = []
-    status = str(getattr(result, "status", "converged"))
-    if status != "converged":
-        out.append(f"the fit of the steps <= {upto:g} ended with status {status!r}")
-    if not trend_test(t, y)["trend"]:
-        out.append(
-            f"no trend in the steps <= {upto:g}: the plateau and gain steps are not meaningful"
-        )
-    at_bound = getattr(result, "at_bound", {}) or {}
-    bounds = getattr(result, "bounds", {}) or {}
-    for name in names:
-        if name == "mu" and float(result.params.get("mu", 1.0)) == 0.0:
-            continue  # mu = 0 is the exponential law, a legitimate answer
-        if at_bound.get(name, False):
-            value = float(result.params[name])
-            lo, hi = bounds.get(name, (float("nan"), float("nan")))
-            side = "lower" if abs(value - lo) <= abs(value - hi) else "upper"
-            out.append(
-                f"{name} = {value:.4g} is held at its {side} bound: the fitted part does not "
-                f"identify it and its band is not meaningful"
-            )
-    return out
+    n_draws: int = _N_DRAWS,
+) -> Array:
+    """Quantiles of sum_m w_m N(means[m], sds[m]^2), column by column (means: (M, K))."""
+    counts = rng.multinomial(n_draws, weights)
+    idx = np.repeat(np.arange(weights.size), counts)
+    zs = rng.standard_normal(n_draws)
+    draws = means[idx] + sds[idx] * zs[:, None]
+    return np.asarray(np.quantile(draws, probs, axis=0), dtype=float)
 
 
 def forecast(
-    run: Any,
-    r: Any = None,
+    run: Run | Any,
+    reward: Sequence[float] | np.ndarray | None = None,
     *,
     upto: float | None = None,
     fraction: float | None = None,
-    column: str = "reward",
-    model: str = "oscillator",
-    level: float = 0.9,
-    gains: Sequence[float] = (0.8, 0.9, 0.95),
-    method: str = "bootstrap",
-    n_samples: int = 400,
     horizon: float | None = None,
+    window: float | None = None,
+    column: str = "reward",
+    level: float = 0.9,
+    reward_range: Sequence[float] | None = None,
+    candidates: Sequence[str] = CANDIDATES,
     seed: int = 0,
 ) -> Forecast:
-    """Fit the first part of a run and predict the rest (docs/diagnose.md, "Forecast").
+    """Predict the rest of a run from its first part (docs/forecast.md).
 
-    run, r: a Run (read_log), a DataFrame indexed by step, or arrays of steps and rewards.
-    upto: last step used for the fit (inclusive, run step units); or ``fraction`` of the
-      logged steps (0 < fraction <= 1). Neither: fit everything and forecast beyond.
-    model: "oscillator" or "exponential" (both from rest, MODEL.md s.5).
-    level: central probability of every band. gains: fractions of r_inf - r0 whose first
-      crossing step is reported. method: "covariance" or "bootstrap" (module docstring).
-    horizon: last step of the predicted curve (default: the last logged step, or twice
-      ``upto`` when the run ends there).
+    run, reward: anything :func:`grpo_dynamics.io.as_run` accepts (a Run, a DataFrame indexed
+      by step or with a ``step`` column, a mapping, or an array of steps with ``reward``).
+    upto: last step of the fitted part (inclusive); or ``fraction`` of the logged points
+      (0 < fraction <= 1). Neither: the whole run is the prefix.
+    horizon: step to forecast to (default: the last logged step, or twice the fitted span
+      when the run ends at ``upto``). window: the end window, in steps, whose mean reward is
+      ``Forecast.end`` (default 10 % of the span from the first step to ``horizon``).
+    level: central probability of every band. reward_range: (lo, hi), the reward's possible
+      range when known: plateaus and bands stay inside it. candidates: a subset of
+      :data:`CANDIDATES`. seed: for the mixture's quantiles.
     """
-    if model not in ("oscillator", "exponential"):
-        raise ValueError(f"model: forecast supports 'oscillator' and 'exponential', got {model!r}")
-    if method not in ("covariance", "bootstrap"):
-        raise ValueError(f"method: expected 'covariance' or 'bootstrap', got {method!r}")
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level: must be in (0, 1), got {level}")
-    if n_samples < 20:
-        raise ValueError(f"n_samples: need at least 20 draws for percentiles, got {n_samples}")
-    for g in gains:
-        if not 0.0 < g < 1.0:
-            raise ValueError(f"gains: every fraction must be in (0, 1), got {g}")
+    if not (isinstance(level, (int, float)) and 0.0 < float(level) < 1.0):
+        raise ValueError(f"level: must be in (0, 1), got {level!r}")
+    rng_range = _check_range(reward_range)
+    names = [c for c in CANDIDATES if c in set(candidates)]
+    unknown = set(candidates) - set(CANDIDATES)
+    if unknown or not names:
+        raise ValueError(
+            f"candidates: must be a non-empty subset of {CANDIDATES}, got {tuple(candidates)!r}"
+        )
     if upto is not None and fraction is not None:
-        raise ValueError("upto, fraction: give at most one of them")
-    t_all, r_all = run_series(run, r, column=column)
+        raise ValueError(
+            f"upto: give upto or fraction, not both (got upto={upto}, fraction={fraction})"
+        )
+    t_all, y_all = as_run(run, reward).series(column)
     if t_all.size == 0:
         raise ValueError(f"run: no finite {column!r} values")
     if fraction is not None:
         if not 0.0 < fraction <= 1.0:
             raise ValueError(f"fraction: must be in (0, 1], got {fraction}")
-        upto = float(t_all[max(int(np.ceil(fraction * t_all.size)) - 1, 0)])
+        upto = float(t_all[max(int(math.ceil(fraction * t_all.size)) - 1, 0)])
     if upto is None:
         upto = float(t_all[-1])
     seen = t_all <= upto
-    names = _PARAMS if model == "oscillator" else _PARAMS[:3]
-    if seen.sum() < len(names) + 2:
-        raise ValueError(f"upto: only {int(seen.sum())} points at or before step {upto}; need more")
-    t, y = t_all[seen], r_all[seen]
-    result = fit_curve(t, y, model)
-    fitted = np.asarray(result.predict(t), dtype=float)
-    noise_sd = float(np.sqrt(np.sum((fitted - y) ** 2) / max(t.size - len(names), 1)))
-    warnings = _identification_warnings(t, y, result, names, upto)
-
-    rng = np.random.default_rng(seed)
-    if method == "covariance":
-        draws = _draws_covariance(result, names, n_samples, rng)
-    else:
-        draws = _draws_bootstrap(t, result, names, model, noise_sd, n_samples, rng)
-    # clip at the bounds of the model (tau > 0, mu >= 0): the boundary keeps its probability mass
-    draws[:, 2] = np.clip(draws[:, 2], 1e-12, None)
-    mu_draws = np.clip(draws[:, 3], 0.0, None) if model == "oscillator" else np.zeros(len(draws))
-
-    alpha = (1.0 - level) / 2.0
-
-    def band(values: np.ndarray, estimate: float) -> Interval:
-        # inverted_cdf picks sample values, so an infinite tail stays infinite (never NaN)
-        lo, hi = np.quantile(values, [alpha, 1 - alpha], method="inverted_cdf")
-        return Interval(float(estimate), float(lo), float(hi))
-
-    p = {k: float(result.params.get(k, 0.0)) for k in _PARAMS}
-    steps_hat = [gain_step(g, p["tau"], p["mu"]) for g in gains]
-    steps_draw = _gain_steps_many(gains, draws[:, 2], mu_draws)
-    gain_steps = {float(g): band(steps_draw[:, j], steps_hat[j]) for j, g in enumerate(gains)}
-
+    if seen.sum() < MIN_POINTS:
+        raise ValueError(
+            f"upto: must leave at least {MIN_POINTS} points to fit, got "
+            f"{int(seen.sum())} at or before step {upto:g}"
+        )
+    t, y = t_all[seen], y_all[seen]
     if horizon is None:
-        horizon = float(t_all[-1]) if t_all[-1] > upto else 2.0 * float(upto)
-    t_pred = np.linspace(min(0.0, float(t_all[0])), float(horizon), 400)
-    traj = trajectory_fn()
-    curves = np.empty((len(draws), t_pred.size))
-    for k, d in enumerate(draws):
-        curves[k] = traj(t_pred, d[0], d[1], d[2], mu_draws[k])
-    lower, upper = np.quantile(curves, [alpha, 1 - alpha], axis=0)
-    mean = np.asarray(traj(t_pred, p["r0"], p["r_inf"], p["tau"], p["mu"]), dtype=float)
+        horizon = float(t_all[-1]) if t_all[-1] > upto else float(2 * upto - t[0])
+    if not horizon >= upto:
+        raise ValueError(f"horizon: must be >= upto = {upto:g}, got {horizon}")
+    if window is None:
+        window = 0.1 * (float(horizon) - float(t[0]))
+    if not window > 0:
+        raise ValueError(f"window: must be > 0, got {window}")
+    rng = np.random.default_rng(seed)
+    n = n_raw = t.size
+    prog = _progress(t, y)
+    trend_dir = "none" if prog.overall is None else prog.overall.direction
+    notes: list[str] = []
+
+    # normalised frame
+    span = float(t[-1] - t[0]) or 1.0
+    dt = float(np.median(np.diff(t))) if n > 1 else 1.0
+    scale = float(np.std(y)) or 1.0
+    fr = _Frame(float(t[0]), span, dt / span, float(np.mean(y)), scale)
+    x, z = fr.x(t), fr.z(y)
+    zr = float(np.ptp(z)) or 1.0  # a constant prefix: limits within one unit of its value
+    a_lo, a_hi = float(z.min() - 2.0 * zr), float(z.max() + 2.0 * zr)
+    if rng_range is not None:
+        a_lo = max(a_lo, float(fr.z(np.array(rng_range[0]))))
+        a_hi = min(a_hi, float(fr.z(np.array(rng_range[1]))))
+        if not a_lo < a_hi:
+            a_lo, a_hi = (float(fr.z(np.array(v))) for v in rng_range)
+    sd_point = float(np.median(np.abs(np.diff(z))) / (0.6745 * math.sqrt(2.0))) if n > 2 else 0.0
+    if sd_point <= 0:
+        sd_point = float(np.std(np.diff(z)) / math.sqrt(2.0)) if n > 2 else 0.0
+    phi = _ar1(z)
+    # AR(1) noise: first differences have variance 2 s^2 (1 - phi), so s^2 = sd_point^2 / (1 - phi);
+    # a long mean of m points has variance s^2 (1 + phi) / (1 - phi) / m
+    noise_point = sd_point**2 * (1 + phi) / (1 - phi) ** 2
+    noise_var = noise_point
+    if n > MAX_FIT_POINTS:  # long prefixes: fit means of equal-count bins (same curve, faster)
+        edges = np.linspace(0, n, MAX_FIT_POINTS + 1).round().astype(np.int64)
+        counts = np.diff(edges)
+        x = np.add.reduceat(x, edges[:-1]) / counts
+        z = np.add.reduceat(z, edges[:-1]) / counts
+        noise_var = noise_point / float(np.mean(counts))
+        n = MAX_FIT_POINTS
+
+    # rolling-origin validation
+    n_target = max(2, int(math.ceil(TARGET_FRACTION * n)))
+    pieces: list[int] = []
+    leads: list[float] = []
+    for c in ORIGINS:
+        m = int(math.ceil(c * n))
+        if m < 3 or m > n - n_target:
+            continue
+        pieces.append(m)
+        leads.append(float(np.mean(x[n - n_target :]) - x[m - 1]))
+    target = float(np.mean(z[n - n_target :]))
+    target_var = noise_var / n_target
+    fits = _fit_all(names, fr, x, z, [*pieces, n], a_lo, a_hi, noise_var)
+    x_target = x[n - n_target :]
+    errors: dict[str, Array] = {}
+    for name in names:
+        row = fits[name]
+        if row[-1] is None or any(f is None for f in row[:-1]) or not pieces:
+            continue
+        errors[name] = np.array(
+            [float(np.mean(f.curve(x_target))) - target for f in row[:-1] if f is not None]
+        )
+    if not errors:  # too few points to validate: the last level alone
+        notes.append("too few points for rolling-origin validation: the last level is used")
+        errors = {"level": np.zeros(0)}
+        fits["level"] = [_level_fit(x, z, noise_var)]
+    lead_arr = np.array(leads)
+    used = list(errors)
+    # validation likelihood with the error variance profiled out; every origin predicts the
+    # same target window, so their errors are one effective observation (n_eff = 1)
+    mse = np.array([float(np.mean(errors[k] ** 2)) if errors[k].size else 0.0 for k in used])
+    logw = -0.5 * np.log(mse + target_var + 1e-12)
+    w = np.exp(logw - logw.max())
+    w /= w.sum()
+    # the ensemble's own extrapolation error, beyond the target's noise, grows like a drift:
+    # its variance is proportional to the lead (docs/forecast.md, "Bands")
+    if lead_arr.size:
+        combined = np.sum([wk * errors[k] for wk, k in zip(w, used, strict=True)], axis=0)
+        # an origin's fit used m_o of the n points: its error variance is ~ n / m_o times
+        # that of the fit on the whole prefix, so each excess is scaled by m_o / n
+        excess = (combined**2 - target_var) * np.array(pieces, dtype=float) / n
+        drift = float(max(np.sum(excess), 0.0) / np.sum(lead_arr))
+    else:  # nothing to validate on: allow the level to move as much as it did in the prefix
+        k_edge = max(1, n // 3)
+        drift = float((np.mean(z[-k_edge:]) - np.mean(z[:k_edge])) ** 2)
+
+    finals = [fits[k][-1] for k in used]
+    assert all(f is not None for f in finals)
+    comps: list[_Fitted] = [f for f in finals if f is not None]
+
+    # predicted curve and end window
+    t_grid = np.linspace(float(t[0]), float(horizon), _GRID)
+    xg = fr.x(t_grid)
+    lead_g = np.maximum(xg - 1.0, 0.0)
+    n_end = max(1, int(round(window / dt)))
+    # the logged steps of the end window (horizon - window, horizon], one logging interval apart
+    t_end = float(horizon) - window + window / n_end * np.arange(1, n_end + 1)
+    xe = fr.x(np.asarray(t_end, dtype=np.float64))
+    end_noise = _ar1_mean_var(sd_point**2 / (1 - phi), phi, n_end)
+    lead_e = float(np.mean(np.maximum(xe - 1.0, 0.0)))
+    means_g = np.array([c.curve(xg) for c in comps])
+    var_g = np.array([np.maximum(c.gradient_var(xg), drift * lead_g) for c in comps])
+    means_e = np.array([[float(np.mean(c.curve(xe)))] for c in comps])
+    var_e = np.array(
+        [[max(float(np.mean(c.gradient_var(xe))), drift * lead_e) + end_noise] for c in comps]
+    )
+    alpha = (1.0 - float(level)) / 2.0
+    probs = [alpha, 1.0 - alpha]
+    band_g = _mixture_quantiles(means_g, np.sqrt(var_g), w, probs, rng, _N_DRAWS // 4)
+    band_e = _mixture_quantiles(means_e, np.sqrt(var_e), w, probs, rng)[:, 0]
+    mean_g = w @ means_g
+    mean_e = float(w @ means_e[:, 0])
+
+    def back(v: Array | float) -> Array:
+        out = np.asarray(v, float) * fr.scale + fr.centre
+        if rng_range is not None:
+            out = np.clip(out, rng_range[0], rng_range[1])
+        return out
+
+    end = Interval(float(back(mean_e)), float(back(band_e[0])), float(back(band_e[1])))
+
+    # plateau: the mixture of the candidates' limits, identified only when the data say so
+    asym = np.array([c.asymptote for c in comps])
+    lead_inf = max(lead_e, 1.0)
+    var_a = np.array([max(c.asymptote_var, drift * lead_inf) for c in comps])
+    band_a = _mixture_quantiles(asym[:, None], np.sqrt(var_a)[:, None], w, probs, rng)[:, 0]
+    plateau_est = float(w @ asym)
+    at_edge = float(
+        np.sum(w[(asym <= a_lo + 1e-6 * (a_hi - a_lo)) | (asym >= a_hi - 1e-6 * (a_hi - a_lo))])
+    )
+    k_recent = max(3, int(math.ceil(LEVEL_FRACTION * n)))
+    recent = float(np.mean(z[-k_recent:]))
+    recent_se = math.sqrt(noise_var / min(k_recent, n))
+    z90 = 1.6448536269514722
+    state = prog.state
+    # identified: a plateau reached, or a run slowing / without trend whose candidates agree on
+    # a limit (most weight off the bounds, band narrower than the range the prefix covers)
+    agree = at_edge < 0.5 and (band_a[1] - band_a[0]) < max(zr, 1e-12)
+    identified = state == "plateau" or (state in ("slowing", "flat") and agree)
+    direction = trend_dir if state == "slowing" else state
+    plateau: Interval | None = None
+    bound: tuple[str, float] | None = None
+    if identified:
+        plateau = Interval(float(back(plateau_est)), float(back(band_a[0])), float(back(band_a[1])))
+    elif direction == "falling":
+        bound = ("at most", float(back(recent + z90 * recent_se)))
+    elif direction == "rising":
+        bound = ("at least", float(back(recent - z90 * recent_se)))
+    if not identified:
+        notes.append(f"plateau not identified: the fitted part is {state!r} at its end")
+
+    # step to 90 % of the gain, on the ensemble's mean curve
+    step_90: float | None = None
+    if identified and state != "flat" and plateau is not None:
+        t_far = np.linspace(float(t[0]), float(t[0]) + 50.0 * span, 5000)
+        xf = fr.x(t_far)
+        curve_far = w @ np.array([c.curve(xf) for c in comps])
+        gain = plateau_est - float(curve_far[0])
+        if abs(gain) > 0:
+            reached = np.nonzero((curve_far - curve_far[0]) / gain >= 0.9)[0]
+            if reached.size:
+                step_90 = float(t_far[int(reached[0])])
+
+    weights = {k: float(v) for k, v in zip(used, w, strict=True)}
+    rmse = {
+        k: float(math.sqrt(np.mean(errors[k] ** 2)) * fr.scale) if errors[k].size else math.nan
+        for k in used
+    }
+
+    def curve(steps: Array) -> Array:
+        xs = fr.x(steps)
+        return back(w @ np.array([c.curve(xs) for c in comps]))
+
     return Forecast(
-        model=model,
-        method=method,
-        level=level,
+        level=float(level),
         upto=float(upto),
-        n_fit=int(t.size),
-        fit=result,
-        r0=band(draws[:, 0], p["r0"]),
-        r_inf=band(draws[:, 1], p["r_inf"]),
-        tau=band(draws[:, 2], p["tau"]),
-        mu=band(mu_draws, p["mu"]),
-        gain_steps=gain_steps,
-        t=t_pred,
-        mean=mean,
-        lower=lower,
-        upper=upper,
-        noise_sd=noise_sd,
-        warnings=warnings,
+        horizon=float(horizon),
+        n_fit=int(n_raw),
+        end=end,
+        window=(float(horizon) - float(window), float(horizon)),
+        plateau=plateau,
+        plateau_identified=bool(identified),
+        plateau_bound=bound,
+        step_90=step_90,
+        weights=weights,
+        validation_rmse=rmse,
+        progress=str(state),
+        trend=str(trend_dir),
+        noise_sd=float(sd_point * fr.scale),
+        reward_range=rng_range,
+        t=t_grid,
+        mean=back(mean_g),
+        lower=back(band_g[0]),
+        upper=back(band_g[1]),
+        warnings=tuple(notes),
+        _curve=curve,
     )
