@@ -41,12 +41,18 @@ def test_plot_fit_draws_each_result_and_its_residuals(run, tmp_path):
 
 
 def test_plot_forecast_takes_the_forecast_and_the_run(run):
-    fc = gd.forecast(run, upto=80.0, method="covariance", n_samples=100)
+    fc = gd.forecast(run, upto=80.0)
     fig = gd.plot_forecast(fc, run)
     lines = _lines(fig)
     np.testing.assert_allclose(lines["forecast"], fc.mean)
     assert lines["fitted data"].size == 80 and lines["held-out data"].size == T.size - 80
-    np.testing.assert_allclose(lines["plateau r_inf"], fc.r_inf.estimate)
+    if fc.plateau_identified:
+        assert fc.plateau is not None
+        np.testing.assert_allclose(lines["plateau"], fc.plateau.estimate)
+    else:
+        assert fc.plateau_bound is not None
+        side, value = fc.plateau_bound
+        np.testing.assert_allclose(lines[f"plateau {side} {value:.3g}"], value)
 
 
 def test_plot_phase_diagram_takes_a_grid():

@@ -230,21 +230,31 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
             column=args.column,
             upto=args.upto,
             fraction=args.fraction,
-            model=args.model,
+            horizon=args.horizon,
             level=args.level,
-            method=args.method,
+            reward_range=tuple(args.reward_range) if args.reward_range else None,
             seed=args.seed,
         )
         row: dict[str, Any] = {
             "upto": fc.upto,
             "n_fit": fc.n_fit,
-            "r_inf": fc.r_inf.estimate,
-            "r_inf_lo": fc.r_inf.lower,
-            "r_inf_hi": fc.r_inf.upper,
+            "end": fc.end.estimate,
+            "end_lo": fc.end.lower,
+            "end_hi": fc.end.upper,
+            "progress": fc.progress,
         }
-        for g, iv in fc.gain_steps.items():
-            tag = f"t{round(100 * g)}"
-            row |= {tag: iv.estimate, f"{tag}_lo": iv.lower, f"{tag}_hi": iv.upper}
+        if fc.plateau_identified and fc.plateau is not None:
+            row |= {
+                "plateau": fc.plateau.estimate,
+                "plateau_lo": fc.plateau.lower,
+                "plateau_hi": fc.plateau.upper,
+            }
+        else:
+            bound = fc.plateau_bound
+            row["plateau"] = "not identified" + (
+                "" if bound is None else f" ({bound[0]} {bound[1]:.4g})"
+            )
+        row["step_90"] = fc.step_90
         row["warnings"] = "; ".join(fc.warnings)
         doc = fc.to_dict()
         if args.plot:
@@ -534,11 +544,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     fc = gd.forecast(t, r, upto=float(t[DEMO_STEPS // 3 - 1]), seed=args.seed)
     say(
-        f"\nforecast from the first {fc.n_fit} steps: plateau r_inf {fc.r_inf.estimate:.3f} "
-        f"[{fc.r_inf.lower:.3f}, {fc.r_inf.upper:.3f}] (truth {DEMO_TRUTH['r_inf']})"
+        f"\nforecast from the first {fc.n_fit} steps: mean reward over the last steps "
+        f"{fc.end.estimate:.3f} [{fc.end.lower:.3f}, {fc.end.upper:.3f}] ({fc.level:.0%} band)"
     )
-    for g, iv in fc.gain_steps.items():
-        say(f"  {g:.0%} of the gain at step {iv.estimate:.0f} [{iv.lower:.0f}, {iv.upper:.0f}]")
+    if fc.plateau_identified and fc.plateau is not None:
+        say(
+            f"  plateau {fc.plateau.estimate:.3f} [{fc.plateau.lower:.3f}, "
+            f"{fc.plateau.upper:.3f}] (truth {DEMO_TRUTH['r_inf']})"
+        )
+    elif fc.plateau_bound is not None:
+        say(f"  plateau not identified yet: {fc.plateau_bound[0]} {fc.plateau_bound[1]:.3f}")
+    if fc.step_90 is not None:
+        say(f"  90% of the gain by step {fc.step_90:.0f}")
 
     # the demo's optimizer: heavy ball 0.9, rollouts reused for 4 steps; the curvature is
     # inverted from the fitted tau, then the exact cycle matrix says how far from unstable
@@ -654,9 +671,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--upto", type=float, help="last step used for the fit")
     p.add_argument("--fraction", type=float, help="share of the logged steps used for the fit")
-    p.add_argument("--model", default="oscillator", choices=("oscillator", "exponential"))
+    p.add_argument("--horizon", type=float, help="step to forecast to (default: the last step)")
     p.add_argument("--level", type=float, default=0.9, help="band probability (default 0.9)")
-    p.add_argument("--method", default="bootstrap", choices=("bootstrap", "covariance"))
+    p.add_argument(
+        "--reward-range",
+        dest="reward_range",
+        type=float,
+        nargs=2,
+        metavar=("LO", "HI"),
+        help="the reward's possible range (bounds the plateau), e.g. 0 1",
+    )
     p.add_argument("--seed", type=int, default=0)
 
     p = _add_log_command(

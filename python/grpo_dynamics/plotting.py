@@ -104,8 +104,8 @@ def plot_forecast(
 ) -> Figure:
     """The run (fitted part and held-out part), the forecast with its band, and the plateau.
 
-    The band is the forecast's central interval at ``forecast.level``; the plateau r_inf is
-    drawn as a dashed line with its interval shaded.
+    The band is the forecast's central interval at ``forecast.level``; an identified plateau
+    is drawn as a dashed line with its interval shaded, a one-sided bound as a dotted line.
     """
     t, r = _run_series(run, column)
     fig = _figure(7.5, 4.0)
@@ -122,9 +122,13 @@ def plot_forecast(
         label=f"{forecast.level:.0%} band",
     )
     ax.plot(forecast.t, forecast.mean, "-", color="C1", lw=1.8, label="forecast")
-    plateau = forecast.r_inf
-    ax.axhline(plateau.estimate, color="C3", lw=1.0, ls="--", label="plateau r_inf")
-    ax.axhspan(plateau.lower, plateau.upper, color="C3", alpha=0.08)
+    plateau = forecast.plateau
+    if forecast.plateau_identified and plateau is not None:
+        ax.axhline(plateau.estimate, color="C3", lw=1.0, ls="--", label="plateau")
+        ax.axhspan(plateau.lower, plateau.upper, color="C3", alpha=0.08)
+    elif forecast.plateau_bound is not None:
+        side, value = forecast.plateau_bound
+        ax.axhline(value, color="C3", lw=1.0, ls=":", label=f"plateau {side} {value:.3g}")
     ax.axvline(forecast.upto, color="k", lw=0.8, ls=":")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel(column)

@@ -226,15 +226,13 @@ def _evidence_items(f: Finding) -> str:
 
 
 def _forecast(d: Diagnosis) -> Forecast | None:
-    """Where a still-moving run is heading: the oscillator fitted to every point, extended to
-    1.5x the last step (covariance band; docs/diagnose.md, "Forecast")."""
+    """Where a still-moving run is heading: the ensemble forecast fitted to every point,
+    extended to 1.5x the last step (docs/forecast.md)."""
     if d.run is None or d.verdict not in ("still improving", "slowing"):
         return None
     t, _ = d.run.series(d.column)
     try:
-        return forecast(
-            d.run, fraction=1.0, column=d.column, horizon=1.5 * float(t[-1]), method="covariance"
-        )
+        return forecast(d.run, fraction=1.0, column=d.column, horizon=1.5 * float(t[-1]))
     except (ValueError, RuntimeError, np.linalg.LinAlgError):
         return None
 
@@ -259,10 +257,9 @@ def _run_section(d: Diagnosis, index: int, forecasts: bool = True) -> str:
         marks = [s for f in d.findings if f.rank >= 1 for s in f.steps[:1]]
         fc = _forecast(d) if forecasts else None
         caption = "reward with the fitted curve"
-        if fc is not None and d.verdict == "still improving" and fc.r_inf.upper < d.end_level:
-            # a plateau below where the run already is contradicts "still improving": the
-            # single-timescale model misses the late rise, so no forecast is drawn
-            caption += "; no forecast: the fitted plateau lies below the run's current level"
+        if fc is not None and d.verdict == "still improving" and fc.end.upper < d.end_level:
+            # a forecast below where the run already is contradicts "still improving"
+            caption += "; no forecast: the projected level lies below the run's current level"
             fc = None
         if fc is not None:
             series += [
@@ -270,11 +267,16 @@ def _run_section(d: Diagnosis, index: int, forecasts: bool = True) -> str:
                 (f"{fc.level:.0%} band", fc.t, fc.lower),
                 (f"{fc.level:.0%} band ", fc.t, fc.upper),
             ]
-            r_inf = fc.r_inf
-            caption += (
-                f" and its forecast past the end: plateau {r_inf.estimate:.3g} "
-                f"[{r_inf.lower:.3g}, {r_inf.upper:.3g}] ({fc.level:.0%} band)"
-            )
+            if fc.plateau_identified and fc.plateau is not None:
+                where = (
+                    f"plateau {fc.plateau.estimate:.3g} [{fc.plateau.lower:.3g}, "
+                    f"{fc.plateau.upper:.3g}]"
+                )
+            else:
+                where = f"level {fc.end.estimate:.3g} [{fc.end.lower:.3g}, {fc.end.upper:.3g}]"
+                if fc.plateau_bound is not None:
+                    where += f", plateau {fc.plateau_bound[0]} {fc.plateau_bound[1]:.3g}"
+            caption += f" and its forecast past the end: {where} ({fc.level:.0%} band)"
         band = {"forecast": "#2ca02c", f"{fc.level if fc else 0:.0%} band": "#2ca02c"}
         band[f"{fc.level if fc else 0:.0%} band "] = "#2ca02c"
         out.append(
