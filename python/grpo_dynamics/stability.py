@@ -319,6 +319,16 @@ class ContinuumPrediction:
         return self.damping > 0.0
 
 
+def _ratio(numerator: float, denominator: float) -> float:
+    """numerator / denominator in IEEE terms: x / 0 is +-inf (nan for 0 / 0), no exception."""
+    if denominator == 0.0:
+        return math.nan if numerator == 0.0 else math.copysign(math.inf, numerator)
+    try:
+        return numerator / denominator
+    except OverflowError:
+        return math.copysign(math.inf, numerator) * math.copysign(1.0, denominator)
+
+
 def continuum(
     hp: Hyperparameters,
     curvature: float | None = None,
@@ -347,12 +357,14 @@ def continuum(
     if first_order:
         omega0, zeta, mu = math.nan, math.inf, 0.0
     else:
-        omega0 = math.sqrt(stiffness / mass)
-        zeta = damping / (2.0 * math.sqrt(mass * stiffness))
-        mu = mass * stiffness / damping**2 if damping != 0.0 else math.inf
-    tau = damping / stiffness
-    noise = eta_eff**2 * sigma**2 / (hp.batch_prompts * hp.group_size)
-    temperature = noise / (2.0 * damping) if damping > 0.0 else math.inf
+        # products, not powers, and _ratio for quotients: huge or subnormal but finite inputs
+        # give inf or 0 where the arithmetic says so, never OverflowError / ZeroDivisionError
+        omega0 = math.sqrt(_ratio(stiffness, mass))
+        zeta = _ratio(damping, 2.0 * math.sqrt(mass) * math.sqrt(stiffness))
+        mu = _ratio(mass * stiffness, damping * damping) if damping != 0.0 else math.inf
+    tau = _ratio(damping, stiffness)
+    noise = (eta_eff * sigma) * (eta_eff * sigma) / (hp.batch_prompts * hp.group_size)
+    temperature = _ratio(noise, 2.0 * damping) if damping > 0.0 else math.inf
     if damping <= 0.0:
         regime = "unstable"
     elif first_order:
@@ -372,7 +384,7 @@ def continuum(
         tau=tau,
         mu=mu,
         temperature=temperature,
-        stationary_variance=temperature / stiffness,
+        stationary_variance=_ratio(temperature, stiffness),
         regime=regime,
         effective_lag=big_lag,
         lag_convention=lag,

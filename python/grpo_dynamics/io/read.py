@@ -174,10 +174,16 @@ def _expand(item: str | os.PathLike[str]) -> list[str]:
     text = os.fspath(item)
     path = Path(text)
     if path.is_dir():
-        if (path / "trainer_state.json").is_file() or any(
-            "tfevents" in p.name for p in path.iterdir()
-        ):
-            return [text]
+        children = sorted(path.iterdir())
+        run_files = [c for c in children if c.name == "trainer_state.json" or "tfevents" in c.name]
+        other_logs = [
+            c
+            for c in children
+            if c.is_file() and c.suffix.lower() in _LOG_SUFFIXES and c not in run_files
+        ]
+        if run_files and not other_logs:
+            return [text]  # a checkpoint or TensorBoard directory: one run
+        # a folder of logs (event files among them are read one by one): never one opaque run
         found = []
         for child in sorted(path.iterdir()):
             if child.is_file() and (
