@@ -12,7 +12,6 @@
 #include <exception>
 #include <functional>
 #include <mutex>
-#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -63,15 +62,6 @@ inline std::size_t resolve_threads(int requested, std::size_t max_useful) {
   return std::max<std::size_t>(1, std::min(wanted, max_useful));
 }
 
-namespace detail {
-// Test hook: at most this many extra threads are started by run_workers (negative: no limit), as
-// if the system refused the next one (std::system_error). Exercises the degrade path portably.
-inline std::atomic<long>& thread_start_limit() {
-  static std::atomic<long> limit{-1};
-  return limit;
-}
-}  // namespace detail
-
 // Calls work(worker) exactly once for worker = 0 .. n_workers - 1. Worker 0 runs on the calling
 // thread, the others on their own std::thread. If a thread cannot be started (std::system_error
 // when a container limits threads or address space), the workers left over run on the calling
@@ -104,10 +94,7 @@ void run_workers(std::size_t n_workers, const Work& work, Cancel* cancel = nullp
   std::size_t started = 1;  // workers 1 .. started - 1 got a thread
   try {
     pool.reserve(n_workers - 1);
-    const long limit = detail::thread_start_limit().load();
     for (; started < n_workers; ++started) {
-      if (limit >= 0 && static_cast<long>(started) > limit)
-        throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again));
       {
         std::lock_guard<std::mutex> lock(mutex);
         ++running;
