@@ -269,8 +269,13 @@ def test_dense_delay_solves_are_capped():
     hp = Hyperparameters(lr=0.01, momentum=0.9, delay=2000)
     message = _quick(lambda: stability(hp, curvature=1.0), "delay")
     assert "1000" in message and "2000" in message
+    huge = Hyperparameters(lr=1e-6, momentum=0.9, delay=50_000)  # the CLI's 24 GB reproducer
+    _quick(lambda: stability(huge, curvature=1.0), "delay")
     _quick(lambda: stationary_variance(hp, curvature=1.0), "delay")
-    _quick(lambda: _core.stability_transition_matrix(0.9, 0.01, 0.0, "delay", 2000), "^delay: ")
+    _quick(
+        lambda: _core.stability_transition_matrix(0.9, 0.01, 0.0, "delay", 50_000),
+        "^delay: must be <= 1000, got 50000",
+    )
     # at the cap it still works and agrees with numpy's eigenvalues of the companion matrix
     small = stability(Hyperparameters(lr=0.01, momentum=0.9, delay=60), curvature=1.0)
     reference = np.linalg.eigvals(small.transition_matrix)

@@ -17,23 +17,24 @@ namespace gd = grpo_dynamics;
 constexpr long long kMaxInt = std::numeric_limits<int>::max();
 
 // The lag as the core takes it, range-checked and named after what it is for the lag model.
-long lag_arg(const py::handle& lag_steps, gd::LagModel lag_model) {
+// `dense`: the call builds the (D+1)x(D+1) companion (eigen-solve, Lyapunov): kMaxDenseDelay.
+long lag_arg(const py::handle& lag_steps, gd::LagModel lag_model, bool dense = false) {
   if (lag_model == gd::LagModel::kRefresh)
     return static_cast<long>(int_arg(lag_steps, "refresh_interval", 1, gd::kMaxRefreshInterval));
-  return static_cast<long>(int_arg(lag_steps, "delay", 0, gd::kMaxDelay));
+  return static_cast<long>(int_arg(lag_steps, "delay", 0, dense ? gd::kMaxDenseDelay : gd::kMaxDelay));
 }
 
 gd::LinearModel make_model(double momentum, double c_lag, double c_now, const std::string& lag_model,
-                           const py::handle& lag_steps) {
+                           const py::handle& lag_steps, bool dense = false) {
   const gd::LagModel lag = gd::parse_lag_model(lag_model);
-  gd::LinearModel model{momentum, c_lag, c_now, lag, lag_arg(lag_steps, lag)};
+  gd::LinearModel model{momentum, c_lag, c_now, lag, lag_arg(lag_steps, lag, dense)};
   gd::validate(model);
   return model;
 }
 
 py::dict spectrum(double momentum, double c_lag, double c_now, const std::string& lag_model,
                   const py::object& lag_steps) {
-  const gd::LinearModel model = make_model(momentum, c_lag, c_now, lag_model, lag_steps);
+  const gd::LinearModel model = make_model(momentum, c_lag, c_now, lag_model, lag_steps, true);
   gd::Spectrum spec;
   {
     py::gil_scoped_release release;
@@ -50,7 +51,7 @@ py::dict spectrum(double momentum, double c_lag, double c_now, const std::string
 
 py::tuple stationary_variance(double momentum, double c_lag, double c_now, const std::string& lag_model,
                               const py::object& lag_steps) {
-  const gd::LinearModel model = make_model(momentum, c_lag, c_now, lag_model, lag_steps);
+  const gd::LinearModel model = make_model(momentum, c_lag, c_now, lag_model, lag_steps, true);
   gd::StationaryVariance result;
   gd::Cancel cancel = python_cancel();
   {
@@ -156,7 +157,7 @@ void bind_stability(py::module_& m) {
   m.def(
       "stability_transition_matrix",
       [](double momentum, double c_lag, double c_now, const std::string& lag_model, const py::object& lag_steps) {
-        return Eigen::MatrixXd(gd::transition_matrix(make_model(momentum, c_lag, c_now, lag_model, lag_steps)));
+        return Eigen::MatrixXd(gd::transition_matrix(make_model(momentum, c_lag, c_now, lag_model, lag_steps, true)));
       },
       py::arg("momentum"), py::arg("c_lag"), py::arg("c_now"), py::arg("lag_model"), py::arg("lag_steps"),
       "Refresh-cycle (monodromy) matrix or delay companion matrix (docs/stability.md).");
