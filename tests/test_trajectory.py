@@ -328,7 +328,7 @@ def test_bad_times_raise_value_error():
     with pytest.raises(ValueError, match="1-D"):
         gd.trajectory(np.zeros((2, 2)), 0, 1, 2, 0.5)
     # The compiled core validates on its own too (the check crosses the C++ boundary).
-    with pytest.raises(ValueError, match="t must be finite"):
+    with pytest.raises(ValueError, match="t: must be finite"):
         _core.trajectory(np.array([0.0, np.inf]), 0, 1, 2, 0.5)
     with pytest.raises(ValueError, match="dt"):
         _core.trajectory_uniform(0.0, -1.0, 5, 0, 1, 2, 0.5)

@@ -6,21 +6,23 @@
 #include <vector>
 
 #include "grpo_dynamics/fit.hpp"
+#include "grpo_dynamics/messages.hpp"
 
 namespace {
 
 using Int64Array = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
 namespace gd = grpo_dynamics;
+constexpr long long kMaxInt = std::numeric_limits<int>::max();
 
 // Ragged batch: series i is r[offsets[i]:offsets[i+1]] (and the same slice of weights) against
 // t[t_offsets[i] : t_offsets[i] + length]. A shared time grid is t_offsets == 0 for every series.
 py::dict fit_batch(const DoubleArray& t, const Int64Array& t_offsets, const DoubleArray& r,
                    const Int64Array& offsets, const std::optional<DoubleArray>& weights,
                    const std::string& model_name, const DoubleArray& lower,
-                   const DoubleArray& upper, const std::optional<DoubleArray>& p0, int threads,
-                   double t0, int max_iter, int n_starts, double ftol, double xtol, double gtol,
-                   double range_widen, double mu_max, double restart_rss_ratio,
-                   bool nested_mu0, double nested_mu_max, int window) {
+                   const DoubleArray& upper, const std::optional<DoubleArray>& p0,
+                   const py::object& threads_arg, const gd::FitOptions& opt) {
+  const int threads = static_cast<int>(int_arg(threads_arg, "threads", 0, kMaxInt));
+  gd::validate(opt);
   const gd::FitModel model = gd::fit_model_from_name(model_name);
   const int p = gd::fit_model_num_params(model);
   if (offsets.ndim() != 1 || offsets.size() < 1)
@@ -50,20 +52,6 @@ py::dict fit_batch(const DoubleArray& t, const Int64Array& t_offsets, const Doub
   }
   gd::FitBounds bounds{std::vector<double>(lower.data(), lower.data() + p),
                        std::vector<double>(upper.data(), upper.data() + p)};
-  gd::FitOptions opt;
-  opt.t0 = t0;
-  opt.max_iter = max_iter;
-  opt.n_starts = n_starts;
-  opt.ftol = ftol;
-  opt.xtol = xtol;
-  opt.gtol = gtol;
-  opt.range_widen = range_widen;
-  opt.mu_max = mu_max;
-  opt.restart_rss_ratio = restart_rss_ratio;
-  opt.nested_mu0 = nested_mu0;
-  opt.nested_mu_max = nested_mu_max;
-  opt.window = window;
-
   const auto ns = static_cast<py::ssize_t>(n_series);
   const auto pp = static_cast<py::ssize_t>(p);
   py::array_t<double> params({ns, pp}), stderr_({ns, pp}), cov({ns, pp, pp}), lo({ns, pp}),
@@ -92,10 +80,12 @@ py::dict fit_batch(const DoubleArray& t, const Int64Array& t_offsets, const Doub
   out.n_points = n_points.mutable_data();
   out.reason = &reason;
   const double* p0_data = p0 ? p0->data() : nullptr;
+  gd::Cancel cancel = python_cancel();
   {
     py::gil_scoped_release release;  // the whole batch runs without the GIL
-    gd::fit_batch(series, model, bounds, opt, p0_data, threads, out);
+    gd::fit_batch(series, model, bounds, opt, p0_data, threads, out, &cancel);
   }
+  raise_if_cancelled(cancel);
   py::dict d;
   d["params"] = params;
   d["stderr"] = stderr_;
@@ -119,24 +109,98 @@ py::dict fit_batch(const DoubleArray& t, const Int64Array& t_offsets, const Doub
 }
 
 py::tuple logistic_curve(const DoubleArray& t, double r_lo, double r_hi, double t_mid, double s) {
-  const auto n = static_cast<py::ssize_t>(t.size());
+  require_1d(t, "t: must be a 1-D array of times");
+  const auto n = static_cast<py::ssize_t>(t.shape(0));
   py::array_t<double> value(n), jac({n, static_cast<py::ssize_t>(gd::kMaxFitParams)});
-  gd::logistic_curve(t.data(), static_cast<std::size_t>(n), r_lo, r_hi, t_mid, s,
-                     value.mutable_data(), jac.mutable_data());
+  const double* t_ptr = t.data();
+  double* value_ptr = value.mutable_data();
+  double* jac_ptr = jac.mutable_data();
+  {
+    py::gil_scoped_release release;
+    gd::logistic_curve(t_ptr, static_cast<std::size_t>(n), r_lo, r_hi, t_mid, s, value_ptr, jac_ptr);
+  }
   return py::make_tuple(value, jac);
+}
+
+std::string repr(const gd::FitOptions& o) {
+  const auto f = [](double x) { return gd::format_value(x); };
+  return "FitOptions(max_iter=" + std::to_string(o.max_iter) + ", ftol=" + f(o.ftol) +
+         ", xtol=" + f(o.xtol) + ", gtol=" + f(o.gtol) + ", n_starts=" + std::to_string(o.n_starts) +
+         ", restart_rss_ratio=" + f(o.restart_rss_ratio) + ", t0=" + f(o.t0) +
+         ", range_widen=" + f(o.range_widen) + ", mu_max=" + f(o.mu_max) +
+         ", singular_rcond=" + f(o.singular_rcond) + ", nested_mu0=" + (o.nested_mu0 ? "True" : "False") +
+         ", nested_mu_max=" + f(o.nested_mu_max) + ", window=" + std::to_string(o.window) + ")";
+}
+
+// Integer fields go through int_arg (range-checked, named); the others are typed by pybind11.
+template <int gd::FitOptions::*Field>
+void int_property(py::class_<gd::FitOptions>& cls, const char* name, long long lo, long long hi) {
+  cls.def_property(
+      name, [](const gd::FitOptions& o) { return o.*Field; },
+      [name, lo, hi](gd::FitOptions& o, const py::object& v) { o.*Field = static_cast<int>(int_arg(v, name, lo, hi)); });
+}
+
+void bind_fit_options(py::module_& m) {
+  const gd::FitOptions d;  // the defaults are defined once, in fit.hpp
+  py::class_<gd::FitOptions> cls(m, "FitOptions",
+                                 "Options of the bounded Levenberg-Marquardt fitter (docs/fitting.md); "
+                                 "keyword-only, validated on construction.");
+  cls.def(py::init([](const py::object& max_iter, double ftol, double xtol, double gtol,
+                      const py::object& n_starts, double restart_rss_ratio, double t0, double range_widen,
+                      double mu_max, double singular_rcond, bool nested_mu0, double nested_mu_max,
+                      const py::object& window) {
+            gd::FitOptions o;
+            o.max_iter = static_cast<int>(int_arg(max_iter, "max_iter", 1, gd::kMaxFitIter));
+            o.ftol = ftol;
+            o.xtol = xtol;
+            o.gtol = gtol;
+            o.n_starts = static_cast<int>(int_arg(n_starts, "n_starts", 1, kMaxInt));
+            o.restart_rss_ratio = restart_rss_ratio;
+            o.t0 = t0;
+            o.range_widen = range_widen;
+            o.mu_max = mu_max;
+            o.singular_rcond = singular_rcond;
+            o.nested_mu0 = nested_mu0;
+            o.nested_mu_max = nested_mu_max;
+            o.window = static_cast<int>(int_arg(window, "window", 0, kMaxInt));
+            gd::validate(o);
+            return o;
+          }),
+          py::kw_only(), py::arg("max_iter") = d.max_iter, py::arg("ftol") = d.ftol,
+          py::arg("xtol") = d.xtol, py::arg("gtol") = d.gtol, py::arg("n_starts") = d.n_starts,
+          py::arg("restart_rss_ratio") = d.restart_rss_ratio, py::arg("t0") = d.t0,
+          py::arg("range_widen") = d.range_widen, py::arg("mu_max") = d.mu_max,
+          py::arg("singular_rcond") = d.singular_rcond, py::arg("nested_mu0") = d.nested_mu0,
+          py::arg("nested_mu_max") = d.nested_mu_max, py::arg("window") = d.window);
+  int_property<&gd::FitOptions::max_iter>(cls, "max_iter", 1, gd::kMaxFitIter);
+  int_property<&gd::FitOptions::n_starts>(cls, "n_starts", 1, kMaxInt);
+  int_property<&gd::FitOptions::window>(cls, "window", 0, kMaxInt);
+  cls.def_readwrite("ftol", &gd::FitOptions::ftol)
+      .def_readwrite("xtol", &gd::FitOptions::xtol)
+      .def_readwrite("gtol", &gd::FitOptions::gtol)
+      .def_readwrite("restart_rss_ratio", &gd::FitOptions::restart_rss_ratio)
+      .def_readwrite("t0", &gd::FitOptions::t0)
+      .def_readwrite("range_widen", &gd::FitOptions::range_widen)
+      .def_readwrite("mu_max", &gd::FitOptions::mu_max)
+      .def_readwrite("singular_rcond", &gd::FitOptions::singular_rcond)
+      .def_readwrite("nested_mu0", &gd::FitOptions::nested_mu0)
+      .def_readwrite("nested_mu_max", &gd::FitOptions::nested_mu_max)
+      .def("__repr__", &repr);
 }
 
 }  // namespace
 
 void bind_fit(py::module_& m) {
+  bind_fit_options(m);
+  py::tuple status_names(gd::kFitStatusNames.size());
+  for (std::size_t i = 0; i < gd::kFitStatusNames.size(); ++i) status_names[i] = gd::kFitStatusNames[i];
+  m.attr("FIT_STATUS_NAMES") = status_names;
+  m.attr("MAX_FIT_ITER") = gd::kMaxFitIter;
   m.def("fit_batch", &fit_batch, py::arg("t"), py::arg("t_offsets"), py::arg("r"),
         py::arg("offsets"), py::arg("weights"), py::arg("model"), py::arg("lower"),
-        py::arg("upper"), py::arg("p0"), py::arg("threads"), py::arg("t0") = 0.0,
-        py::arg("max_iter") = 200, py::arg("n_starts") = 2, py::arg("ftol") = 1e-10,
-        py::arg("xtol") = 1e-10, py::arg("gtol") = 1e-10, py::arg("range_widen") = 1.0,
-        py::arg("mu_max") = 1e4, py::arg("restart_rss_ratio") = 2.0,
-        py::arg("nested_mu0") = true, py::arg("nested_mu_max") = 1e-2, py::arg("window") = 0,
-        "Fit every series of a ragged batch with bounded Levenberg-Marquardt (docs/fitting.md).");
+        py::arg("upper"), py::arg("p0"), py::arg("threads"), py::arg("options") = gd::FitOptions(),
+        "Fit every series of a ragged batch with bounded Levenberg-Marquardt (docs/fitting.md).\n"
+        "Ctrl-C interrupts it (KeyboardInterrupt) between series.");
   m.def("logistic_curve", &logistic_curve, py::arg("t"), py::arg("r_lo"), py::arg("r_hi"),
         py::arg("t_mid"), py::arg("s"),
         "Logistic curve and its analytic Jacobian (columns r_lo, r_hi, t_mid, s).");

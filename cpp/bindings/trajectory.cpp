@@ -1,8 +1,10 @@
 #include "bindings.hpp"
 
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 
+#include "grpo_dynamics/messages.hpp"
 #include "grpo_dynamics/trajectory.hpp"
 
 namespace {
@@ -11,12 +13,12 @@ using grpo_dynamics::OscillatorParams;
 
 void check_times(const double* t, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i)
-    if (!std::isfinite(t[i])) throw std::invalid_argument("t must be finite (t[" + std::to_string(i) + "] is not)");
+    if (!std::isfinite(t[i])) throw std::invalid_argument("t: must be finite, got t[" + std::to_string(i) + "] = " + grpo_dynamics::format_value(t[i]));
 }
 
 py::array_t<double> evaluate(const DoubleArray& t, double r0, double r_inf, double tau, double mu,
                              double t0, double v0, bool with_jacobian) {
-  require_1d(t, "t must be a 1-D array of times");
+  require_1d(t, "t: must be a 1-D array of times");
   const auto n = static_cast<std::size_t>(t.shape(0));
   const OscillatorParams params{r0, r_inf, tau, mu, t0, v0};
   py::array_t<double> value(static_cast<py::ssize_t>(n));
@@ -34,9 +36,9 @@ py::array_t<double> evaluate(const DoubleArray& t, double r0, double r_inf, doub
   return with_jacobian ? jac : value;
 }
 
-py::tuple evaluate_uniform(double t_first, double dt, py::ssize_t n, double r0, double r_inf, double tau,
+py::tuple evaluate_uniform(double t_first, double dt, const py::object& n_arg, double r0, double r_inf, double tau,
                            double mu, double t0, double v0) {
-  if (n < 0) throw std::invalid_argument("n must be >= 0");
+  const auto n = static_cast<py::ssize_t>(int_arg(n_arg, "n", 0, std::numeric_limits<py::ssize_t>::max() / 64));
   const OscillatorParams params{r0, r_inf, tau, mu, t0, v0};
   py::array_t<double> value(n);
   py::array_t<double> jac({n, static_cast<py::ssize_t>(grpo_dynamics::kNumTrajectoryParams)});

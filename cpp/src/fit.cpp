@@ -10,6 +10,8 @@
 #include <stdexcept>
 #include <utility>
 
+#include "grpo_dynamics/constants.hpp"
+#include "grpo_dynamics/messages.hpp"
 #include "grpo_dynamics/parallel.hpp"
 #include "grpo_dynamics/trajectory.hpp"
 
@@ -17,9 +19,6 @@ namespace grpo_dynamics {
 
 namespace {
 
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-constexpr double kInf = std::numeric_limits<double>::infinity();
-constexpr double kPi = 3.14159265358979323846;
 constexpr int kJacStride = kMaxFitParams;  // every model writes an n x 4 Jacobian
 constexpr std::size_t kGridPoints = 64;    // starts are ranked on at most this many points
 
@@ -789,9 +788,10 @@ FitModel fit_model_from_name(const std::string& name) {
 
 void logistic_curve(const double* t, std::size_t n, double r_lo, double r_hi, double t_mid,
                     double s, double* value, double* jac) {
-  if (!(s > 0) || !std::isfinite(s) || !std::isfinite(r_lo) || !std::isfinite(r_hi) ||
-      !std::isfinite(t_mid))
-    throw std::invalid_argument("logistic: s must be positive and all parameters finite");
+  if (!(s > 0) || !std::isfinite(s)) throw std::invalid_argument(must("s", "finite and > 0 (logistic)", s));
+  if (!std::isfinite(r_lo)) throw std::invalid_argument(must("r_lo", "finite (logistic)", r_lo));
+  if (!std::isfinite(r_hi)) throw std::invalid_argument(must("r_hi", "finite (logistic)", r_hi));
+  if (!std::isfinite(t_mid)) throw std::invalid_argument(must("t_mid", "finite (logistic)", t_mid));
   const double gain = r_hi - r_lo;
   for (std::size_t i = 0; i < n; ++i) {
     const double u = (t[i] - t_mid) / s;
@@ -811,8 +811,28 @@ void logistic_curve(const double* t, std::size_t n, double r_lo, double r_hi, do
   }
 }
 
+void validate(const FitOptions& o) {
+  const auto fail = [](const char* name, const std::string& rule, double value) {
+    throw std::invalid_argument(must(name, rule, value));
+  };
+  if (o.max_iter < 1) fail("max_iter", ">= 1", o.max_iter);
+  if (o.max_iter > kMaxFitIter) fail("max_iter", "<= " + std::to_string(kMaxFitIter), o.max_iter);
+  if (o.n_starts < 1) fail("n_starts", ">= 1", o.n_starts);
+  if (o.window < 0) fail("window", ">= 0", o.window);
+  if (!std::isfinite(o.t0)) fail("t0", "finite", o.t0);
+  if (!(o.ftol >= 0)) fail("ftol", ">= 0", o.ftol);
+  if (!(o.xtol >= 0)) fail("xtol", ">= 0", o.xtol);
+  if (!(o.gtol >= 0)) fail("gtol", ">= 0", o.gtol);
+  if (!(o.range_widen >= 0) || !std::isfinite(o.range_widen)) fail("range_widen", "finite and >= 0", o.range_widen);
+  if (!(o.mu_max > 0)) fail("mu_max", "> 0", o.mu_max);
+  if (!(o.restart_rss_ratio > 0)) fail("restart_rss_ratio", "> 0", o.restart_rss_ratio);
+  if (!(o.singular_rcond >= 0)) fail("singular_rcond", ">= 0", o.singular_rcond);
+  if (!(o.nested_mu_max >= 0)) fail("nested_mu_max", ">= 0", o.nested_mu_max);
+}
+
 void fit_batch(const std::vector<SeriesView>& series, FitModel model, const FitBounds& bounds,
-               const FitOptions& options, const double* p0, int threads, BatchFitOutput& out) {
+               const FitOptions& options, const double* p0, int threads, BatchFitOutput& out,
+               Cancel* cancel) {
   const int p = fit_model_num_params(model);
   if (static_cast<int>(bounds.lower.size()) != p || static_cast<int>(bounds.upper.size()) != p)
     throw std::invalid_argument("bounds: expected " + std::to_string(p) + " lower and upper values");
@@ -830,11 +850,7 @@ void fit_batch(const std::vector<SeriesView>& series, FitModel model, const FitB
   } else if (!std::isnan(bounds.lower[3]) && !(bounds.lower[3] > 0)) {
     throw std::invalid_argument("bounds: s lower bound must be > 0");
   }
-  if (options.max_iter < 1 || options.n_starts < 1 || !(options.range_widen >= 0) ||
-      !std::isfinite(options.t0) || !(options.mu_max > 0) || !(options.restart_rss_ratio > 0) ||
-      options.window < 0)
-    throw std::invalid_argument("options: need max_iter, n_starts >= 1, range_widen >= 0, finite t0, mu_max > 0, window >= 0, "
-                                "restart_rss_ratio > 0");
+  validate(options);
   if (!out.params || !out.stderr_ || !out.cov || !out.lower || !out.upper || !out.at_bound ||
       !out.rss || !out.r2 || !out.sigma2 || !out.aic || !out.bic || !out.n_iter || !out.status ||
       !out.n_points || !out.reason)
@@ -845,13 +861,14 @@ void fit_batch(const std::vector<SeriesView>& series, FitModel model, const FitB
   run_workers(n_threads, [&](std::size_t tid) {
     Workspace ws;
     for (std::size_t i = tid; i < series.size(); i += n_threads) {
+      if (cancelled(cancel)) return;
       try {
         fit_one(series[i], i, curve, bounds, options, p0 ? p0 + i * p : nullptr, out, ws);
       } catch (const std::exception& e) {
         bad_input(out, i, p, std::string("r: ") + e.what());
       }
     }
-  });
+  }, cancel);
 }
 
 }  // namespace grpo_dynamics

@@ -6,20 +6,16 @@
 #include <limits>
 #include <stdexcept>
 
+#include "grpo_dynamics/constants.hpp"
+#include "grpo_dynamics/messages.hpp"
 #include "grpo_dynamics/parallel.hpp"
 
 namespace grpo_dynamics {
-namespace stability {
 
 namespace {
 
-constexpr double kInf = std::numeric_limits<double>::infinity();
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-constexpr double kPi = 3.14159265358979323846;
 // Relative imaginary part below which an eigenvalue counts as real (rounding of a double root).
 constexpr double kRealTolerance = 1e-10;
-// Largest lag we accept: the companion/cycle work grows with it and larger values are not physical.
-constexpr long kMaxLagSteps = 100000000;
 
 using cplx = std::complex<double>;
 
@@ -34,17 +30,25 @@ inline cplx divide(const cplx& num, const cplx& den) {
 // Empty string if valid, else the message naming the offending field.
 std::string check(const LinearModel& model) {
   if (!std::isfinite(model.momentum) || model.momentum < 0.0 || model.momentum >= 1.0)
-    return "momentum must be in [0, 1), got " + std::to_string(model.momentum);
-  if (!std::isfinite(model.c_lag)) return "c_lag must be finite";
-  if (!std::isfinite(model.c_now)) return "c_now must be finite";
-  if (model.lag_model == LagModel::refresh) {
-    if (model.lag_steps < 1 || model.lag_steps > kMaxLagSteps)
-      return "refresh_interval must be in [1, 1e8], got " + std::to_string(model.lag_steps);
+    return must("momentum", "in [0, 1)", model.momentum);
+  if (!std::isfinite(model.c_lag)) return must("c_lag", "finite", model.c_lag);
+  if (!std::isfinite(model.c_now)) return must("c_now", "finite", model.c_now);
+  const auto steps = static_cast<double>(model.lag_steps);
+  if (model.lag_model == LagModel::kRefresh) {
+    if (model.lag_steps < 1) return must("refresh_interval", ">= 1", steps);
+    if (model.lag_steps > kMaxRefreshInterval)
+      return must("refresh_interval", "<= " + std::to_string(kMaxRefreshInterval), steps);
   } else {
-    if (model.lag_steps < 0 || model.lag_steps > kMaxLagSteps)
-      return "delay must be in [0, 1e8], got " + std::to_string(model.lag_steps);
+    if (model.lag_steps < 0) return must("delay", ">= 0", steps);
+    if (model.lag_steps > kMaxDelay) return must("delay", "<= " + std::to_string(kMaxDelay), steps);
   }
   return {};
+}
+
+void check_dense(const LinearModel& model) {
+  if (model.lag_model == LagModel::kDelay && model.lag_steps > kMaxDenseDelay)
+    throw std::invalid_argument(must("delay", "<= " + std::to_string(kMaxDenseDelay) +
+                                     " for the dense eigen/Lyapunov solve", static_cast<double>(model.lag_steps)));
 }
 
 // Dominant eigenvalue of a real 2x2 matrix from its trace and determinant (stable root form).
@@ -118,7 +122,7 @@ void consider(const cplx& z, cplx& best, double& best_radius) {
   const cplx upper(z.real(), std::abs(z.imag()));  // conjugate symmetry: report imag >= 0
   const double r = modulus(upper);
   if (r > best_radius * (1.0 + 1e-12) ||
-      (r >= best_radius * (1.0 - 1e-12) && classify(upper, 0.0) == Regime::oscillatory)) {
+      (r >= best_radius * (1.0 - 1e-12) && classify(upper, 0.0) == Regime::kOscillatory)) {
     best = upper;
     best_radius = std::max(best_radius, r);
   }
@@ -158,7 +162,7 @@ void delay_dominant(double momentum, double c_lag, double c_now, long delay, cpl
     if (root != 0.0) other_q_root = momentum / root;
   }
   {
-    // Most often the dominant root is the slow one the continuum oscillator (MODEL.md s.4, lag
+    // Most often the dominant root is the slow one the continuum oscillator (docs/model.md, lag
     // L = D) predicts, z ~ exp(s), or the continuation of the largest root of q: try them first.
     const double d = static_cast<double>(delay);
     const double mass = 0.5 * (1.0 + momentum) + 0.5 * c_lag * d * d;
@@ -245,7 +249,7 @@ Eigen::Matrix2d cycle_from_sequence(const USequence& s, double c_lag) {
 }
 
 bool unstable_point(const LinearModel& model) {
-  if (model.lag_model == LagModel::delay) {
+  if (model.lag_model == LagModel::kDelay) {
     const long delay = model.lag_steps;
     std::vector<double> coeffs;
     if (delay <= 1) {
@@ -263,17 +267,17 @@ bool unstable_point(const LinearModel& model) {
 
 const char* regime_name(Regime regime) {
   switch (regime) {
-    case Regime::overdamped: return "overdamped";
-    case Regime::oscillatory: return "oscillatory";
-    case Regime::unstable: return "unstable";
+    case Regime::kOverdamped: return "overdamped";
+    case Regime::kOscillatory: return "oscillatory";
+    case Regime::kUnstable: return "unstable";
     default: return "invalid";
   }
 }
 
 LagModel parse_lag_model(const std::string& name) {
-  if (name == "refresh") return LagModel::refresh;
-  if (name == "delay") return LagModel::delay;
-  throw std::invalid_argument("lag_model must be 'refresh' or 'delay', got '" + name + "'");
+  if (name == "refresh") return LagModel::kRefresh;
+  if (name == "delay") return LagModel::kDelay;
+  throw std::invalid_argument("lag_model: must be 'refresh' or 'delay', got '" + name + "'");
 }
 
 void validate(const LinearModel& model) {
@@ -282,19 +286,19 @@ void validate(const LinearModel& model) {
 }
 
 long steps_per_map(const LinearModel& model) {
-  return model.lag_model == LagModel::refresh ? model.lag_steps : 1;
+  return model.lag_model == LagModel::kRefresh ? model.lag_steps : 1;
 }
 
 Regime classify(std::complex<double> dominant, double spectral_radius) {
-  if (!(spectral_radius < 1.0)) return Regime::unstable;
+  if (!(spectral_radius < 1.0)) return Regime::kUnstable;
   const double modulus = std::abs(dominant);
   if (std::abs(dominant.imag()) > kRealTolerance * modulus || dominant.real() < 0.0)
-    return Regime::oscillatory;
-  return Regime::overdamped;
+    return Regime::kOscillatory;
+  return Regime::kOverdamped;
 }
 
 RefreshCycle refresh_cycle(double momentum, double c_lag, double c_now, long refresh_interval) {
-  validate({momentum, c_lag, c_now, LagModel::refresh, refresh_interval});
+  validate({momentum, c_lag, c_now, LagModel::kRefresh, refresh_interval});
   USequence s(1.0 + momentum - c_now, momentum);
   for (long k = 1; k < refresh_interval; ++k) s.advance();
   RefreshCycle out;
@@ -304,7 +308,9 @@ RefreshCycle refresh_cycle(double momentum, double c_lag, double c_now, long ref
 }
 
 Eigen::MatrixXd delay_companion(double momentum, double c_lag, double c_now, long delay) {
-  validate({momentum, c_lag, c_now, LagModel::delay, delay});
+  const LinearModel model{momentum, c_lag, c_now, LagModel::kDelay, delay};
+  validate(model);
+  check_dense(model);
   const Eigen::Index n = std::max<Eigen::Index>(delay + 1, 2);
   Eigen::MatrixXd m = Eigen::MatrixXd::Zero(n, n);
   m(0, 0) = 1.0 + momentum - c_now;
@@ -315,7 +321,7 @@ Eigen::MatrixXd delay_companion(double momentum, double c_lag, double c_now, lon
 }
 
 Eigen::MatrixXd transition_matrix(const LinearModel& model) {
-  if (model.lag_model == LagModel::refresh)
+  if (model.lag_model == LagModel::kRefresh)
     return refresh_cycle(model.momentum, model.c_lag, model.c_now, model.lag_steps).monodromy;
   return delay_companion(model.momentum, model.c_lag, model.c_now, model.lag_steps);
 }
@@ -348,7 +354,7 @@ Spectrum fast_spectrum(const LinearModel& model) {
   const long steps = steps_per_map(model);
   cplx dominant;
   double radius = 0.0;
-  if (model.lag_model == LagModel::refresh) {
+  if (model.lag_model == LagModel::kRefresh) {
     const Eigen::Matrix2d m =
         refresh_cycle(model.momentum, model.c_lag, model.c_now, model.lag_steps).monodromy;
     dominant_2x2(m.trace(), m(0, 0) * m(1, 1) - m(0, 1) * m(1, 0), dominant, radius);
@@ -375,6 +381,8 @@ Spectrum fast_spectrum(const LinearModel& model) {
 }
 
 Spectrum spectrum(const LinearModel& model) {
+  validate(model);
+  check_dense(model);
   Spectrum out = fast_spectrum(model);  // dominant, radius, regime; never the eigenvalues
   const Eigen::MatrixXd matrix = transition_matrix(model);
   if (matrix.allFinite()) {
@@ -387,7 +395,8 @@ Spectrum spectrum(const LinearModel& model) {
   return out;
 }
 
-Eigen::MatrixXd solve_discrete_lyapunov(const Eigen::MatrixXd& transition, const Eigen::MatrixXd& noise) {
+Eigen::MatrixXd solve_discrete_lyapunov(const Eigen::MatrixXd& transition, const Eigen::MatrixXd& noise,
+                                        Cancel* cancel) {
   if (transition.rows() != transition.cols() || noise.rows() != transition.rows() ||
       noise.cols() != transition.cols())
     throw std::invalid_argument("transition and noise must be square matrices of the same size");
@@ -413,6 +422,7 @@ Eigen::MatrixXd solve_discrete_lyapunov(const Eigen::MatrixXd& transition, const
   Eigen::MatrixXd p = noise;
   Eigen::MatrixXd power = transition;
   for (int iter = 0; iter < 200; ++iter) {
+    if (cancelled(cancel)) return p;
     const Eigen::MatrixXd increment = power * p * power.transpose();
     p += increment;
     if (!p.allFinite()) throw std::domain_error("Lyapunov doubling diverged: the system is not stable");
@@ -422,8 +432,9 @@ Eigen::MatrixXd solve_discrete_lyapunov(const Eigen::MatrixXd& transition, const
   throw std::domain_error("Lyapunov doubling did not converge: the system is (nearly) unstable");
 }
 
-StationaryVariance stationary_variance(const LinearModel& model) {
+StationaryVariance stationary_variance(const LinearModel& model, Cancel* cancel) {
   validate(model);
+  check_dense(model);
   StationaryVariance out;
   const Spectrum spec = fast_spectrum(model);
   if (!(spec.spectral_radius < 1.0)) {
@@ -431,11 +442,11 @@ StationaryVariance stationary_variance(const LinearModel& model) {
     out.per_phase.assign(static_cast<std::size_t>(steps_per_map(model)), kInf);
     return out;
   }
-  if (model.lag_model == LagModel::delay) {
+  if (model.lag_model == LagModel::kDelay) {
     const Eigen::MatrixXd f = transition_matrix(model);
     Eigen::MatrixXd q = Eigen::MatrixXd::Zero(f.rows(), f.cols());
     q(0, 0) = 1.0;  // white noise enters x_{t+1} only
-    const double variance = solve_discrete_lyapunov(f, q)(0, 0);
+    const double variance = solve_discrete_lyapunov(f, q, cancel)(0, 0);
     out.mean = variance;
     out.per_phase = {variance};
     return out;
@@ -465,11 +476,16 @@ StationaryVariance stationary_variance(const LinearModel& model) {
   return out;
 }
 
-long critical_refresh_interval(double momentum, double c_lag, double c_now, long max_interval) {
-  validate({momentum, c_lag, c_now, LagModel::refresh, std::max(max_interval, 1L)});
-  if (max_interval < 1) throw std::invalid_argument("max_interval must be >= 1");
+long critical_refresh_interval(double momentum, double c_lag, double c_now, long max_interval,
+                               Cancel* cancel) {
+  if (max_interval < 1) throw std::invalid_argument(must("max_interval", ">= 1", static_cast<double>(max_interval)));
+  if (max_interval > kMaxRefreshInterval)
+    throw std::invalid_argument(must("max_interval", "<= " + std::to_string(kMaxRefreshInterval),
+                                     static_cast<double>(max_interval)));
+  validate({momentum, c_lag, c_now, LagModel::kRefresh, 1});
   USequence s(1.0 + momentum - c_now, momentum);
   for (long k = 1; k <= max_interval; ++k) {
+    if ((k & 0xFFFF) == 0 && cancelled(cancel)) return 0;
     if (k > 1) s.advance();
     const Eigen::Matrix2d m = cycle_from_sequence(s, c_lag);
     cplx dominant;
@@ -480,31 +496,38 @@ long critical_refresh_interval(double momentum, double c_lag, double c_now, long
   return 0;
 }
 
-long critical_delay(double momentum, double c_lag, double c_now, long max_delay) {
-  validate({momentum, c_lag, c_now, LagModel::delay, std::max(max_delay, 0L)});
-  if (max_delay < 0) throw std::invalid_argument("max_delay must be >= 0");
-  for (long d = 0; d <= max_delay; ++d)
-    if (unstable_point({momentum, c_lag, c_now, LagModel::delay, d})) return d;
+long critical_delay(double momentum, double c_lag, double c_now, long max_delay, Cancel* cancel) {
+  if (max_delay < 0) throw std::invalid_argument(must("max_delay", ">= 0", static_cast<double>(max_delay)));
+  if (max_delay > kMaxDelay)
+    throw std::invalid_argument(must("max_delay", "<= " + std::to_string(kMaxDelay), static_cast<double>(max_delay)));
+  validate({momentum, c_lag, c_now, LagModel::kDelay, 0});
+  for (long d = 0; d <= max_delay; ++d) {
+    if (cancelled(cancel)) return -1;
+    if (unstable_point({momentum, c_lag, c_now, LagModel::kDelay, d})) return d;
+  }
   return -1;
 }
 
-double critical_scale(const LinearModel& model, const std::string& criterion, double scan_ratio) {
+double critical_scale(const LinearModel& model, const std::string& criterion, double scan_ratio,
+                      Cancel* cancel) {
   validate(model);
   const bool oscillation = criterion == "oscillatory";
   if (!oscillation && criterion != "unstable")
-    throw std::invalid_argument("criterion must be 'unstable' or 'oscillatory', got '" + criterion + "'");
-  if (!(scan_ratio > 1.0) || !(scan_ratio <= 2.0))
-    throw std::invalid_argument("scan_ratio must be in (1, 2]");
+    throw std::invalid_argument("criterion: must be 'unstable' or 'oscillatory', got '" + criterion + "'");
+  if (!(scan_ratio >= kMinScanRatio) || !(scan_ratio <= 2.0))
+    throw std::invalid_argument(must("scan_ratio", "in [1.001, 2]", scan_ratio));
   // c_lag may be negative (k3 KL at stale samples) as long as the total restoring force is positive.
   const double total = model.c_lag + model.c_now;
   if (!(total > 0.0) || model.c_now < 0.0)
-    throw std::invalid_argument("c_lag + c_now must be > 0 and c_now >= 0 (c_lag may be negative)");
+    throw std::invalid_argument("c_lag + c_now: must be > 0 with c_now >= 0 (c_lag may be negative), got " +
+                                format_value(model.c_lag) + " + " + format_value(model.c_now));
   const auto holds = [&](double scale) {
+    if (cancelled(cancel)) return true;  // ends the scan and the bisection; result discarded
     LinearModel scaled = model;
     scaled.c_lag = scale * model.c_lag;
     scaled.c_now = scale * model.c_now;
     if (!oscillation) return unstable_point(scaled);
-    return fast_spectrum(scaled).regime != Regime::overdamped;
+    return fast_spectrum(scaled).regime != Regime::kOverdamped;
   };
   double lower = 1e-9 / total;
   if (holds(lower)) return 0.0;
@@ -526,19 +549,20 @@ double critical_scale(const LinearModel& model, const std::string& criterion, do
 
 void evaluate_grid(std::size_t n_points, const double* momentum, const double* c_lag,
                    const double* c_now, const double* lag_steps, LagModel lag_model,
-                   const GridOutput& out, int threads) {
+                   const GridOutput& out, int threads, Cancel* cancel) {
   const auto work = [&](std::size_t begin, std::size_t end) {
     for (std::size_t i = begin; i < end; ++i) {
+      if (cancelled(cancel)) return;
       LinearModel model{momentum[i], c_lag[i], c_now[i], lag_model, 0};
       const double steps = lag_steps[i];
       const bool integral = std::isfinite(steps) && steps == std::floor(steps) &&
-                            std::abs(steps) <= static_cast<double>(kMaxLagSteps);
+                            std::abs(steps) <= static_cast<double>(kMaxRefreshInterval);
       if (integral) model.lag_steps = static_cast<long>(steps);
       if (!integral || !check(model).empty()) {
         // Bulk evaluation never throws: the point is marked invalid.
         out.spectral_radius[i] = out.decay_rate[i] = kNaN;
         out.dominant_real[i] = out.dominant_imag[i] = kNaN;
-        out.regime[i] = static_cast<std::int32_t>(Regime::invalid);
+        out.regime[i] = static_cast<std::int32_t>(Regime::kInvalid);
         continue;
       }
       Spectrum spec;
@@ -547,7 +571,7 @@ void evaluate_grid(std::size_t n_points, const double* momentum, const double* c
       } catch (const std::exception&) {
         spec.spectral_radius = spec.decay_rate = kNaN;  // solver failure: reported, not thrown
         spec.dominant = cplx(kNaN, kNaN);
-        spec.regime = Regime::invalid;
+        spec.regime = Regime::kInvalid;
       }
       out.spectral_radius[i] = spec.spectral_radius;
       out.decay_rate[i] = spec.decay_rate;
@@ -562,8 +586,7 @@ void evaluate_grid(std::size_t n_points, const double* momentum, const double* c
   run_workers(n_threads, [&](std::size_t worker) {
     const std::size_t begin = std::min(n_points, worker * chunk);
     work(begin, std::min(n_points, begin + chunk));
-  });
+  }, cancel);
 }
 
-}  // namespace stability
 }  // namespace grpo_dynamics

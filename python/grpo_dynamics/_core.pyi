@@ -27,6 +27,46 @@ def trajectory_uniform(
 
 # --- fit ------------------------------------------------------------------------------------
 
+#: Status names indexed by the numeric status codes of fit_batch (kFitStatusNames in fit.hpp).
+FIT_STATUS_NAMES: tuple[str, ...]
+#: Largest FitOptions.max_iter.
+MAX_FIT_ITER: int
+
+class FitOptions:
+    """Options of the bounded Levenberg-Marquardt fitter (docs/fitting.md); keyword-only,
+    validated on construction (a ValueError naming the field)."""
+
+    max_iter: int
+    ftol: float
+    xtol: float
+    gtol: float
+    n_starts: int
+    restart_rss_ratio: float
+    t0: float
+    range_widen: float
+    mu_max: float
+    singular_rcond: float
+    nested_mu0: bool
+    nested_mu_max: float
+    window: int
+    def __init__(
+        self,
+        *,
+        max_iter: int = 200,
+        ftol: float = 1e-10,
+        xtol: float = 1e-10,
+        gtol: float = 1e-10,
+        n_starts: int = 2,
+        restart_rss_ratio: float = 2.0,
+        t0: float = 0.0,
+        range_widen: float = 1.0,
+        mu_max: float = 10000.0,
+        singular_rcond: float = 1e-12,
+        nested_mu0: bool = True,
+        nested_mu_max: float = 0.01,
+        window: int = 0,
+    ) -> None: ...
+
 def fit_batch(
     t: ArrayLike,
     t_offsets: ArrayLike,
@@ -38,18 +78,7 @@ def fit_batch(
     upper: ArrayLike,
     p0: ArrayLike | None,
     threads: int,
-    t0: float = 0.0,
-    max_iter: int = 200,
-    n_starts: int = 2,
-    ftol: float = 1e-10,
-    xtol: float = 1e-10,
-    gtol: float = 1e-10,
-    range_widen: float = 1.0,
-    mu_max: float = 1e4,
-    restart_rss_ratio: float = 2.0,
-    nested_mu0: bool = True,
-    nested_mu_max: float = 1e-2,
-    window: int = 0,
+    options: FitOptions = ...,
 ) -> dict[str, Any]: ...
 def logistic_curve(
     t: ArrayLike, r_lo: float, r_hi: float, t_mid: float, s: float
@@ -57,6 +86,16 @@ def logistic_curve(
 def fit_model_param_names(model: str) -> list[str]: ...
 
 # --- stability ------------------------------------------------------------------------------
+
+#: Regime names by regime code (-1 marks an invalid grid point).
+REGIME_NAMES: dict[int, str]
+#: Size caps (docs/stability.md): refresh interval, delay (O(D^2) per point), delay for the dense
+#: (D+1)x(D+1) eigen/Lyapunov solves, smallest scan ratio of critical_scale.
+MAX_REFRESH_INTERVAL: int
+MAX_DELAY: int
+MAX_DENSE_DELAY: int
+MIN_SCAN_RATIO: float
+
 def stability_transition_matrix(
     momentum: float, c_lag: float, c_now: float, lag_model: str, lag_steps: int
 ) -> NDArray[np.float64]: ...

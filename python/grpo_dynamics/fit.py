@@ -50,8 +50,8 @@ FIT_MODELS: dict[str, tuple[str, ...]] = {
     "logistic": ("r_lo", "r_hi", "t_mid", "s"),
 }
 
-#: Status names indexed by the core's numeric codes (FitStatus in fit.hpp).
-FIT_STATUSES: tuple[str, ...] = ("converged", "max_iter", "singular", "bad_input")
+#: Status names indexed by the core's numeric codes (defined once, kFitStatusNames in fit.hpp).
+FIT_STATUSES: tuple[str, ...] = _core.FIT_STATUS_NAMES
 
 # mu = 1/4 separates overdamped from oscillatory (docs/model.md, closed-form trajectory).
 _CRITICAL_MU = 0.25
@@ -371,7 +371,7 @@ def _threads(threads: int | None) -> int:
 
 def _options(
     t0: float, max_iter: int, n_starts: int, nested_mu0: bool = True, window: int | None = None
-) -> dict[str, Any]:
+) -> _core.FitOptions:
     if not math.isfinite(float(t0)):
         raise ValueError("t0: must be finite")
     if int(max_iter) < 1:
@@ -382,13 +382,14 @@ def _options(
         isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1
     ):
         raise ValueError(f"window: expected a positive integer or None, got {window!r}")
-    return {
-        "t0": float(t0),
-        "max_iter": int(max_iter),
-        "n_starts": int(n_starts),
-        "nested_mu0": bool(nested_mu0),
-        "window": 0 if window is None else int(window),
-    }
+    # The core range-checks the integers (a ValueError naming the argument, also beyond int64).
+    return _core.FitOptions(
+        t0=float(t0),
+        max_iter=max_iter,
+        n_starts=n_starts,
+        nested_mu0=bool(nested_mu0),
+        window=0 if window is None else window,
+    )
 
 
 def _to_batch(
@@ -1154,6 +1155,6 @@ def fit_many(
         upper,
         p0_arr,
         n_threads,
-        **opts,
+        opts,
     )
-    return _identify(_to_batch(model, raw, opts["t0"], overrides), summary)
+    return _identify(_to_batch(model, raw, opts.t0, overrides), summary)

@@ -61,7 +61,7 @@ LagConvention = Literal["mean", "paper"]
 LagModel = Literal["refresh", "delay"]
 
 # Regime names indexed by the compiled core's regime codes (-1 marks an invalid grid point).
-REGIMES: dict[int, str] = {-1: "invalid", 0: "overdamped", 1: "oscillatory", 2: "unstable"}
+REGIMES: dict[int, str] = dict(_core.REGIME_NAMES)
 
 
 def _positive_int(name: str, value: object, minimum: int) -> int:
@@ -674,9 +674,12 @@ def oscillation_onset(
     beta, c_lag, c_now = _linear_model(hp, curvature, curvature_lag, curvature_now)
     lag_model = "refresh" if vary == "refresh_interval" else "delay"
     first = 1 if lag_model == "refresh" else 0
+    # The core caps the lag at what finishes (O(D^2) per delay, O(K) per interval).
+    cap = _core.MAX_REFRESH_INTERVAL if lag_model == "refresh" else _core.MAX_DELAY
+    last = min(max_steps, cap)
     chunk = 256
-    for start in range(first, max_steps + 1, chunk):
-        steps = np.arange(start, min(start + chunk, max_steps + 1), dtype=np.float64)
+    for start in range(first, last + 1, chunk):
+        steps = np.arange(start, min(start + chunk, last + 1), dtype=np.float64)
         codes = _core.stability_grid(
             np.full(steps.size, beta),
             np.full(steps.size, c_lag),
@@ -688,6 +691,10 @@ def oscillation_onset(
         hits = np.flatnonzero(np.asarray(codes) != 0)
         if hits.size:
             return int(steps[hits[0]])
+    if max_steps > cap:
+        raise ValueError(
+            f"max_steps: must be <= {cap} for vary={vary!r} (none up to it), got {max_steps}"
+        )
     return None
 
 

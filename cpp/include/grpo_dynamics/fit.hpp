@@ -1,25 +1,33 @@
 // Batched bounded Levenberg-Marquardt fits of reward curves (docs/fitting.md).
 //
 // Pure C++17, no Python headers. Three models share one fitter:
-//   oscillator   (r0, r_inf, tau, mu)      closed form of MODEL.md s.5 (trajectory.hpp)
+//   oscillator   (r0, r_inf, tau, mu)      closed form of docs/model.md (trajectory.hpp)
 //   exponential  (r0, r_inf, tau)          the oscillator with mu fixed at 0 (nested exactly)
 //   logistic     (r_lo, r_hi, t_mid, s)    r_lo + (r_hi - r_lo) / (1 + exp(-(t - t_mid) / s))
 // Each series is fitted independently, so the batch result does not depend on the thread count.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "grpo_dynamics/parallel.hpp"
+
 namespace grpo_dynamics {
 
 enum class FitModel : int { kExponential = 0, kOscillator = 1, kLogistic = 2 };
 
-// Numeric codes shared with the Python layer (grpo_dynamics.fit.STATUS_NAMES).
+// Numeric status codes; kFitStatusNames[code] is the name the Python layer reports (exposed as
+// grpo_dynamics._core.FIT_STATUS_NAMES, the single definition of these names).
 enum class FitStatus : int { kConverged = 0, kMaxIter = 1, kSingular = 2, kBadInput = 3 };
+inline constexpr std::array<const char*, 4> kFitStatusNames{"converged", "max_iter", "singular",
+                                                            "bad_input"};
 
 constexpr int kMaxFitParams = 4;
+// Largest FitOptions::max_iter: trial steps are O(n) each and a series is not interruptible.
+inline constexpr int kMaxFitIter = 1000000;
 
 int fit_model_num_params(FitModel model);
 // Parameter names in column order, e.g. {"r0", "r_inf", "tau", "mu"}.
@@ -51,6 +59,9 @@ struct FitOptions {
   // Points per window for the window-means R^2; 0: max(2, n / 20) (docs/fitting.md, "R^2 and noise").
   int window = 0;
 };
+
+// Throws std::invalid_argument naming the first invalid field ("max_iter: must be >= 1, got 0").
+void validate(const FitOptions& options);
 
 // Bounds per parameter; NaN on a side means "derive from this series' data" (docs/fitting.md).
 struct FitBounds {
@@ -93,10 +104,13 @@ struct BatchFitOutput {
 
 // Fits every series. p0 (n_series x p, row-major) may be null; a row containing NaN means
 // "no user start" for that series. threads <= 0 means hardware concurrency. Series i is
-// handled by thread i % threads (fixed assignment); results are identical for any count.
+// handled by worker i % threads (fixed assignment); results are identical for any count.
+// `cancel` (may be null) is checked once per series: when it fires the call returns early and
+// the outputs are incomplete (the caller discards them).
 // Throws std::invalid_argument only for global misuse (bounds sizes, options); per-series
 // problems become FitStatus::kBadInput with a reason naming the argument.
 void fit_batch(const std::vector<SeriesView>& series, FitModel model, const FitBounds& bounds,
-               const FitOptions& options, const double* p0, int threads, BatchFitOutput& out);
+               const FitOptions& options, const double* p0, int threads, BatchFitOutput& out,
+               Cancel* cancel = nullptr);
 
 }  // namespace grpo_dynamics

@@ -1,4 +1,4 @@
-// Stability of the discrete linear model of GRPO training (docs/stability.md, MODEL.md s.3).
+// Stability of the discrete linear model of GRPO training (docs/stability.md, docs/model.md).
 //
 //   x_{t+1} = x_t + beta (x_t - x_{t-1}) - c_lag x_{l(t)} - c_now x_t + e_t
 //
@@ -8,19 +8,32 @@
 
 #include <Eigen/Dense>
 
+#include <array>
 #include <complex>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "grpo_dynamics/parallel.hpp"
+
 namespace grpo_dynamics {
-namespace stability {
 
 // Which policy the lagged force was computed from. On-policy is refresh with K = 1 (and delay 0).
-enum class LagModel : int { refresh = 0, delay = 1 };
+enum class LagModel : int { kRefresh = 0, kDelay = 1 };
 
-// Regime codes shared with Python (invalid marks a grid point whose inputs were rejected).
-enum class Regime : int { invalid = -1, overdamped = 0, oscillatory = 1, unstable = 2 };
+// Regime codes shared with Python (kInvalid marks a grid point whose inputs were rejected);
+// regime_name gives the names the Python layer reports (exposed as _core.REGIME_NAMES).
+enum class Regime : int { kInvalid = -1, kOverdamped = 0, kOscillatory = 1, kUnstable = 2 };
+inline constexpr std::array<Regime, 4> kRegimes{Regime::kInvalid, Regime::kOverdamped,
+                                                Regime::kOscillatory, Regime::kUnstable};
+
+// Size caps: the largest lags whose computations finish in seconds (docs/stability.md).
+// Refresh interval K: O(K) per cycle map. Delay D: O(D^2) per Schur-Cohn count (grid points,
+// critical_delay candidates). Dense (D+1)x(D+1) eigen-solve and Lyapunov solve: O(D^3), about
+// 2 s and 8 s at D = 1000.
+inline constexpr long kMaxRefreshInterval = 100000000;
+inline constexpr long kMaxDelay = 10000;
+inline constexpr long kMaxDenseDelay = 1000;
 
 const char* regime_name(Regime regime);
 LagModel parse_lag_model(const std::string& name);
@@ -30,11 +43,12 @@ struct LinearModel {
   double momentum = 0.0;  // beta in [0, 1)
   double c_lag = 0.0;     // stiffness of the stale (rollout-computed) force; may be < 0 (k3 KL)
   double c_now = 0.0;     // stiffness of the force evaluated at the current parameters
-  LagModel lag_model = LagModel::refresh;
+  LagModel lag_model = LagModel::kRefresh;
   long lag_steps = 1;     // refresh interval K >= 1, or delay D >= 0
 };
 
-// Throws std::invalid_argument naming the offending field.
+// Throws std::invalid_argument naming the offending field ("momentum: must be in [0, 1), got 1").
+// Lags are checked against kMaxRefreshInterval / kMaxDelay.
 void validate(const LinearModel& model);
 
 // Steps of the recurrence covered by one application of transition_matrix (K for refresh, else 1).
@@ -64,9 +78,9 @@ struct Spectrum {
   std::complex<double> dominant = 0.0;    // an eigenvalue of largest modulus (imag >= 0)
   double spectral_radius = 0.0;           // per map (per cycle for refresh)
   double decay_rate = 0.0;                // per optimizer step: rho^(1 / steps_per_map)
-  Regime regime = Regime::invalid;
+  Regime regime = Regime::kInvalid;
 };
-// Full spectrum with Eigen.
+// Full spectrum with Eigen (dense: a delay is capped at kMaxDenseDelay).
 Spectrum spectrum(const LinearModel& model);
 
 // Fast spectral radius / dominant eigenvalue / regime without the full spectrum: closed-form
@@ -89,26 +103,37 @@ struct StationaryVariance {
   double mean = 0.0;
   std::vector<double> per_phase;
 };
-StationaryVariance stationary_variance(const LinearModel& model);
+// A delay is capped at kMaxDenseDelay (dense Lyapunov solve).
+StationaryVariance stationary_variance(const LinearModel& model, Cancel* cancel = nullptr);
 
 // Solve P = F P F^T + Q by squaring (Smith's doubling); throws std::domain_error if rho(F) >= 1.
-Eigen::MatrixXd solve_discrete_lyapunov(const Eigen::MatrixXd& transition, const Eigen::MatrixXd& noise);
+// `cancel` (may be null) is checked once per doubling; when it fires the result is meaningless.
+Eigen::MatrixXd solve_discrete_lyapunov(const Eigen::MatrixXd& transition, const Eigen::MatrixXd& noise,
+                                        Cancel* cancel = nullptr);
 
 // Smallest refresh interval K in [1, max_interval] whose cycle map has rho >= 1 (0 if none).
-long critical_refresh_interval(double momentum, double c_lag, double c_now, long max_interval);
-// Smallest delay D in [0, max_delay] that is unstable (-1 if none).
-long critical_delay(double momentum, double c_lag, double c_now, long max_delay);
+// max_interval <= kMaxRefreshInterval. `cancel` is checked every 65536 intervals.
+long critical_refresh_interval(double momentum, double c_lag, double c_now, long max_interval,
+                               Cancel* cancel = nullptr);
+// Smallest delay D in [0, max_delay] that is unstable (-1 if none). max_delay <= kMaxDelay
+// (O(max_delay^3) in all). `cancel` is checked once per candidate.
+long critical_delay(double momentum, double c_lag, double c_now, long max_delay,
+                    Cancel* cancel = nullptr);
 
 // Threshold in a common scale s of both stiffnesses (s c_lag, s c_now): the infimum of s > 0 at
 // which the criterion first holds ("unstable": rho >= 1; "oscillatory": regime is not overdamped),
 // located by a geometric scan with ratio scan_ratio from s where s (c_lag + c_now) = 1e-9, then
 // bisection to relative 1e-13. Infinity if the criterion never holds up to s (c_lag + c_now) = 1e9.
-// Requires c_lag + c_now > 0 and c_now >= 0; c_lag itself may be negative.
-double critical_scale(const LinearModel& model, const std::string& criterion, double scan_ratio);
+// Requires c_lag + c_now > 0 and c_now >= 0; c_lag itself may be negative; scan_ratio in
+// [kMinScanRatio, 2] (at most ~41,000 scan steps). `cancel` is checked once per evaluation.
+inline constexpr double kMinScanRatio = 1.001;
+double critical_scale(const LinearModel& model, const std::string& criterion, double scan_ratio,
+                      Cancel* cancel = nullptr);
 
 // Grid evaluation (one fast_spectrum per point), parallel over contiguous chunks of points:
 // each point is computed independently, so the result does not depend on the thread count.
-// Invalid points get Regime::invalid and NaN outputs instead of throwing.
+// Invalid points get Regime::kInvalid and NaN outputs instead of throwing. `cancel` (may be
+// null) is checked once per point; when it fires the outputs are incomplete.
 struct GridOutput {
   double* spectral_radius;
   double* decay_rate;
@@ -118,7 +143,6 @@ struct GridOutput {
 };
 void evaluate_grid(std::size_t n_points, const double* momentum, const double* c_lag,
                    const double* c_now, const double* lag_steps, LagModel lag_model,
-                   const GridOutput& out, int threads);
+                   const GridOutput& out, int threads, Cancel* cancel = nullptr);
 
-}  // namespace stability
 }  // namespace grpo_dynamics
