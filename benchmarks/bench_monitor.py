@@ -26,6 +26,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,7 +44,7 @@ SHARED = Path(
 )
 if not SHARED.exists():
     SHARED = Path("/work/shared/data/real-grpo-logs")
-# reward names of the verl-derived CSVs until the io package knows verl's names
+# the reward of the verl-derived CSVs (io knows the name; the CSV slices are fed as logged)
 VERL_REWARD = "critic/score/mean"
 
 
@@ -76,7 +77,7 @@ def synthetic_rows(n: int, seed: int = 0) -> list[tuple[int, dict[str, float]]]:
     return rows
 
 
-def latency(n: int, repeats: int = 3) -> dict[str, float]:
+def latency(n: int, repeats: int = 3) -> dict[str, Any]:
     """Per-call times of the least disturbed of ``repeats`` runs (smallest total: the
     machine is shared, and other processes only ever add time)."""
     rows = synthetic_rows(n)
@@ -154,9 +155,9 @@ def rows_of(path: Path, column: str | None, value: str | None):
     return rows, metadata, reward_key, (np.asarray(frame.index)[keep], reward[keep])
 
 
-def replay(path: Path, column: str | None, value: str | None) -> dict[str, object]:
+def replay(path: Path, column: str | None, value: str | None) -> dict[str, Any]:
     rows, metadata, reward_key, (steps, reward) = rows_of(path, column, value)
-    monitor = Monitor(reward_key, metadata=metadata)
+    monitor = Monitor(reward_key, metadata=metadata, name=path.name)
     first: dict[str, tuple[int, str]] = {}
     cleared: dict[str, int] = {}
     first_forecast = None

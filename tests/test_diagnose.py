@@ -37,9 +37,8 @@ from grpo_dynamics.io import LogFormatError, Run, as_run
 from grpo_dynamics.report import render_html, render_markdown, summary_table, write_html
 from grpo_dynamics.trend import progress
 
-SHARED = Path(__file__).resolve().parents[1].parent.parent / "shared" / "data" / "real-grpo-logs"
-if not SHARED.is_dir():  # a worktree under /work/wt/<name>: the shared folder is /work/shared
-    SHARED = Path("/work/shared/data/real-grpo-logs")
+# the shared collection beside the checkout (tests/conftest.py fails a CI run without it)
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-grpo-logs"
 
 # ------------------------------------------------------------------------------------------
 # the real logs and what LABELS.md says about each

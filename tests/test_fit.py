@@ -991,7 +991,7 @@ def test_user_bound_that_holds_a_parameter_is_reported():
 # ---------------------------------------------------------------------------------------------
 # every shared real log
 
-REAL_LOGS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real-grpo-logs"
+REAL_LOGS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-grpo-logs"
 # Files holding several runs: the README's column filter selects one run per arm.
 MULTI_RUN = {
     "ShibukiZero__assignment5-alignment__artifacts__experiments__main__ch7__grpo_learning_rate__"

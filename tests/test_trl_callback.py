@@ -1,10 +1,12 @@
 """GrpoDynamicsCallback with the real transformers classes (no torch needed): real TRL
 log_history replayed through CallbackHandler / TrainerState / TrainerControl; fields added to
 the trainer's logs only when a forecast is identified, training stopped on a confirmed
-critical finding, the JSON report equal to diagnose of the finished log."""
+critical finding, the JSON report equal to diagnose of the finished log and the HTML report
+beside it."""
 
 from __future__ import annotations
 
+import html
 import importlib
 import io
 import json
@@ -20,7 +22,11 @@ from transformers import TrainerControl, TrainerState, TrainingArguments  # noqa
 from transformers.trainer_callback import CallbackHandler  # noqa: E402
 
 from grpo_dynamics.diagnose import diagnose  # noqa: E402
-from grpo_dynamics.integrations.trl import REPORT_NAME, GrpoDynamicsCallback  # noqa: E402
+from grpo_dynamics.integrations.trl import (  # noqa: E402
+    HTML_REPORT_NAME,
+    REPORT_NAME,
+    GrpoDynamicsCallback,
+)
 from grpo_dynamics.io import read_log  # noqa: E402
 from grpo_dynamics.monitor import Monitor  # noqa: E402
 
@@ -34,14 +40,32 @@ def log_history(name: str) -> list[dict[str, float]]:
     return [e for e in entries if "step" in e]
 
 
-def train(callback: GrpoDynamicsCallback, name: str, output_dir: Path, limit: int | None = None):
+def entries_of(name: str) -> list[dict[str, float]]:
+    """TRL's log_history when the file has one, else the rows read_log reads (one a step)."""
+    document = json.loads((DATA / name).read_text())
+    if isinstance(document, dict) and "log_history" in document:
+        return log_history(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = read_log(DATA / name)
+    records = run.frame.reset_index().to_dict("records")  # the step is a column again
+    return [{str(k): float(v) for k, v in r.items() if v == v} for r in records]  # NaN: unlogged
+
+
+def train(
+    callback: GrpoDynamicsCallback,
+    name: str,
+    output_dir: Path,
+    limit: int | None = None,
+    run_name: str | None = None,
+):
     """Drive the callback as Trainer does: begin, one on_log per logged entry, end."""
-    args = TrainingArguments(output_dir=str(output_dir), report_to=[])
+    args = TrainingArguments(output_dir=str(output_dir), report_to=[], run_name=run_name)
     handler = CallbackHandler([callback], None, None, None, None)
     state, control = TrainerState(), TrainerControl()
     control = handler.on_train_begin(args, state, control)
     logged = []
-    for entry in log_history(name)[:limit]:
+    for entry in entries_of(name)[:limit]:
         state.global_step = int(entry["step"])
         logs = {k: v for k, v in entry.items() if k != "step"}  # Trainer adds step itself
         control = handler.on_log(args, state, control, logs)
@@ -84,17 +108,19 @@ def test_stop_on_critical_stops_a_degenerate_run(tmp_path):
 
 @pytest.mark.parametrize(
     "name",
-    [
-        "alexchilton__CAS_NLP_MODULE4_GRPO__trainer_state.json",
-        "gauri0508__med-record__trainer_state.json",
+    [  # labelled learn_plateau in LABELS.md, with no failure in the reading
+        "Rishabh200729__incident-commander-openenv__training_log.json",
+        "yuxuanwang2009__RL_GRPO__grpo_metrics.json",
     ],
 )
 def test_stop_on_warning_never_stops_a_healthy_run(tmp_path, name):
     monitor = Monitor(forecast=False)  # findings only: forecasts never stop a run
     callback = GrpoDynamicsCallback(monitor, stop_on="warning", stream=io.StringIO())
     logged = train(callback, name, tmp_path)
+    assert monitor.refits >= 2  # it did look
     assert not any(stop for _, _, stop in logged)
-    assert len(logged) == len(log_history(name))
+    assert len(logged) == len(entries_of(name))
+    assert not callback.stopped_because
 
 
 def test_report_at_train_end_is_diagnose_of_the_log(tmp_path):
@@ -102,11 +128,36 @@ def test_report_at_train_end_is_diagnose_of_the_log(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         run = read_log(DATA / name)
-    callback = GrpoDynamicsCallback(Monitor(metadata=run.metadata), stream=io.StringIO())
+    monitor = Monitor(metadata=run.metadata, name=name)
+    callback = GrpoDynamicsCallback(monitor, stream=io.StringIO())
     train(callback, name, tmp_path)
     path = tmp_path / REPORT_NAME
     assert callback.report_path == path
-    assert json.loads(path.read_text()) == json.loads(json.dumps(diagnose(run).to_dict()))
+    expected = diagnose(run)
+    assert json.loads(path.read_text()) == json.loads(json.dumps(expected.to_dict()))
+    # the HTML report beside it: one self-contained page with every finding's title
+    page = tmp_path / HTML_REPORT_NAME
+    assert callback.html_path == page and page.is_file()
+    text = page.read_text(encoding="utf-8")
+    assert text.lstrip().lower().startswith("<!doctype html")
+    assert expected.findings and expected.worst_severity == "critical"
+    for finding in expected.findings:
+        assert html.escape(finding.title) in text
+    assert html.escape(name) in text and "<script" not in text
+
+
+def test_an_unnamed_monitor_takes_the_run_name(tmp_path):
+    name = "aaravarora01__agent-memory-redteam__trainer_state.json"
+    callback = GrpoDynamicsCallback(Monitor(forecast=False), stream=io.StringIO())
+    train(callback, name, tmp_path / "out", run_name="redteam-3")
+    assert callback.monitor.name == "redteam-3"
+    report = json.loads((tmp_path / "out" / REPORT_NAME).read_text())
+    assert report["name"] == "redteam-3"
+    assert "redteam-3" in (tmp_path / "out" / HTML_REPORT_NAME).read_text(encoding="utf-8")
+    # without a run name, the output directory names it
+    other = GrpoDynamicsCallback(Monitor(forecast=False), stream=io.StringIO())
+    train(other, name, tmp_path / "exp-9", limit=20)
+    assert other.monitor.name == "exp-9"
 
 
 def test_a_status_line_at_each_refit_and_at_the_end(tmp_path):

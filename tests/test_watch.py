@@ -9,11 +9,14 @@ import json
 import os
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from grpo_dynamics.diagnose import diagnose
+from grpo_dynamics.io import read_log
 from grpo_dynamics.watch import watch
 
 DATA = Path(__file__).parent / "data"
@@ -33,6 +36,12 @@ def test_once_on_a_real_trl_log():
     # frac_reward_zero_std ~ 1 throughout: confirmed at once from the backlog
     assert "advantage_degeneracy" in text and "CRITICAL" in text
     assert text.count("\n") == len(text.splitlines())  # one block, printed once
+    # named after the file: its report is diagnose of the file as read_log reads it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = diagnose(read_log(DATA / name))
+    assert monitor.name == name
+    assert monitor.report().to_dict() == expected.to_dict()
 
 
 def test_once_on_a_missing_file_names_the_argument(tmp_path):

@@ -41,7 +41,7 @@ __all__ = ["Monitor", "Update", "ForecastSummary", "SEVERITIES"]
 #: Severities of a finding, in increasing order (docs/monitor.md).
 SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
 _RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
-# diagnose needs this many finite rewards; fewer make no refit
+# the first refit needs this many finite rewards (diagnose itself accepts 8)
 MIN_REWARDS = 12
 # keys that carry the step (never a metric), and our own fields written back into a trainer's logs
 _STEP_KEYS = frozenset(
@@ -55,11 +55,8 @@ _MOVED = frozenset({"rising", "falling", "slowing", "plateau"})
 
 # ----------------------------------------------------------------------------------------------
 # Adapters: the only code here that reads Diagnosis / Forecast internals.
-# Adapt here when diagnose/forecast change (severities on findings, the ensemble forecast's
-# plateau_identified flag and reward_range argument); nothing else in this module needs to.
-
-# the current diagnose scores failure modes in [0, 1] without a severity: a detected mode is a
-# warning, a detected mode this strong is critical, a "possible" one is information only
+# Adapt here when diagnose/forecast change; nothing else in this module needs to. Findings are
+# grpo_dynamics.detectors.Finding, with their own severity (docs/diagnose.md).
 
 
 def _finding_keys(diagnosis: Diagnosis) -> dict[str, str]:
@@ -76,7 +73,7 @@ def _finding_keys(diagnosis: Diagnosis) -> dict[str, str]:
 
 
 def _finding_summaries(diagnosis: Diagnosis) -> dict[str, str]:
-    """Finding code -> one-line summary (for status lines)."""
+    """Finding code -> its title, from the most severe instance (for status lines)."""
     out: dict[str, str] = {}
     for finding in diagnosis.findings:
         out.setdefault(finding.code, finding.title)
@@ -84,30 +81,32 @@ def _finding_summaries(diagnosis: Diagnosis) -> dict[str, str]:
 
 
 def _make_forecast(run: Run, reward_range: tuple[float, float] | None) -> Forecast:
-    """The forecast a live monitor can afford (covariance bands, 200 draws: ~50 ms)."""
-    # when forecast takes reward_range (the ensemble forecast), pass it here
-    return forecast(run, method="covariance", n_samples=200)
+    """The ensemble forecast of the whole log so far (docs/forecast.md), kept inside the
+    reward's possible range when it is known."""
+    return forecast(run, reward_range=reward_range)
 
 
 def _forecast_fields(fc: Forecast, reward_range: tuple[float, float] | None) -> dict[str, float]:
-    """plateau, plateau_lo, plateau_hi, step_90pct, step_90pct_lo, step_90pct_hi and
-    identified (1.0 when the data identify the plateau, else 0.0), in the run's units."""
-    gain = fc.gain_steps.get(0.9)
+    """plateau, plateau_lo, plateau_hi, step_90pct (NaN when the ensemble does not reach 90 %
+    of the gain by its horizon), step_90pct_lo, step_90pct_hi (NaN: the forecast gives the
+    step no band) and identified (1.0 when the forecast identifies the plateau, its band is
+    finite and, with ``reward_range``, strictly inside the range: the forecast clips its band
+    to the range, so a band ending at an end of it is a curve the range cuts off; else 0.0),
+    in the run's units."""
+    plateau = fc.plateau if fc.plateau_identified else None
     fields = {
-        "plateau": fc.r_inf.estimate,
-        "plateau_lo": fc.r_inf.lower,
-        "plateau_hi": fc.r_inf.upper,
-        "step_90pct": gain.estimate if gain is not None else math.nan,
-        "step_90pct_lo": gain.lower if gain is not None else math.nan,
-        "step_90pct_hi": gain.upper if gain is not None else math.nan,
+        "plateau": plateau.estimate if plateau is not None else math.nan,
+        "plateau_lo": plateau.lower if plateau is not None else math.nan,
+        "plateau_hi": plateau.upper if plateau is not None else math.nan,
+        "step_90pct": fc.step_90 if fc.step_90 is not None else math.nan,
+        "step_90pct_lo": math.nan,
+        "step_90pct_hi": math.nan,
     }
-    # the current forecast lists what the data do not identify in its warnings; the ensemble
-    # forecast says it in a plateau_identified flag
-    identified = not fc.warnings and all(math.isfinite(v) for v in fields.values())
-    identified = identified and fields["plateau_lo"] <= fields["plateau"] <= fields["plateau_hi"]
+    band = (fields["plateau_lo"], fields["plateau"], fields["plateau_hi"])
+    identified = all(math.isfinite(v) for v in band) and band[0] <= band[1] <= band[2]
     if identified and reward_range is not None:
         lo, hi = reward_range
-        identified = lo <= fields["plateau_lo"] and fields["plateau_hi"] <= hi
+        identified = lo < band[0] and band[2] < hi
     fields["identified"] = 1.0 if identified else 0.0
     return fields
 
@@ -121,8 +120,10 @@ class ForecastSummary:
     """An identified forecast made at ``step`` (reward units; steps in the run's step units).
 
     ``plateau`` is the predicted final mean reward with its band [``plateau_lo``,
-    ``plateau_hi``]; ``step_90pct`` the step at which 90 % of the gain is first reached, with
-    its band; :attr:`steps_to_90pct` how many steps after ``step`` that is (0 when passed).
+    ``plateau_hi``]; ``step_90pct`` the step at which the forecast first reaches 90 % of the
+    gain (NaN when it does not by its horizon), ``step_90pct_lo`` / ``step_90pct_hi`` its band
+    (NaN: the ensemble forecast gives none, docs/forecast.md); :attr:`steps_to_90pct` how many
+    steps after ``step`` that is (0 when passed, NaN when unknown).
     """
 
     step: int
@@ -135,6 +136,8 @@ class ForecastSummary:
 
     @property
     def steps_to_90pct(self) -> float:
+        if math.isnan(self.step_90pct):
+            return math.nan
         return max(0.0, self.step_90pct - self.step)
 
     def log_fields(self, prefix: str = "grpo_dynamics") -> dict[str, float]:
@@ -147,9 +150,11 @@ class ForecastSummary:
         }
 
     def __str__(self) -> str:
-        return (
-            f"plateau {self.plateau:.4g} [{self.plateau_lo:.4g}, {self.plateau_hi:.4g}], "
-            f"90% of gain at step {self.step_90pct:.0f} ({self.steps_to_90pct:.0f} to go)"
+        text = f"plateau {self.plateau:.4g} [{self.plateau_lo:.4g}, {self.plateau_hi:.4g}]"
+        if math.isnan(self.step_90pct):
+            return text
+        return text + (
+            f", 90% of gain at step {self.step_90pct:.0f} ({self.steps_to_90pct:.0f} to go)"
         )
 
 
@@ -157,9 +162,9 @@ class ForecastSummary:
 class Update:
     """What one :meth:`Monitor.update` changed.
 
-    ``new_findings`` maps finding name -> severity for findings announced (or escalated) at
-    this call; ``cleared`` names findings no longer present; ``forecast`` is set when an
-    identified forecast was made at this call; ``state`` is the latest progress state
+    ``new_findings`` maps finding code (``Finding.code``) -> severity for findings announced
+    (or escalated) at this call; ``cleared`` names the codes no longer present; ``forecast``
+    is set when an identified forecast was made at this call; ``state`` is the latest progress state
     ("too short" until the first refit); ``refitted`` says whether this call re-diagnosed.
     """
 
@@ -247,6 +252,9 @@ class Monitor:
     metadata: run facts in ``Run.metadata``'s canonical keys (``group_size``,
       ``learning_rate``, ...), used by ``diagnose``.
     forecast: False skips forecasting (findings and trend only).
+    name: the run's label in diagnoses and reports (``Diagnosis.name``; ``watch`` passes the
+      log's file name, the TRL callback the run name); None labels it as ``diagnose`` labels a
+      run without a file ("run").
     """
 
     def __init__(
@@ -259,7 +267,10 @@ class Monitor:
         reward_range: tuple[float, float] | None = None,
         metadata: Mapping[str, object] | None = None,
         forecast: bool = True,
+        name: str | None = None,
     ) -> None:
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"name: must be a non-empty string or None, got {name!r}")
         if reward_key is not None and (not isinstance(reward_key, str) or not reward_key):
             raise ValueError(f"reward_key: must be a metric name or None, got {reward_key!r}")
         self.refit_every = _positive_int("refit_every", refit_every)
@@ -279,6 +290,7 @@ class Monitor:
         self.reward_range = reward_range
         self.metadata: dict[str, object] = dict(metadata or {})
         self.forecasting = bool(forecast)
+        self.name = name
 
         self._capacity = 64
         self._n = 0
@@ -450,7 +462,7 @@ class Monitor:
 
     def _update_findings(self, run: Run, notes: list[str]) -> tuple[dict[str, str], list[str]]:
         try:
-            self.diagnosis = diagnose(run)
+            self.diagnosis = diagnose(run, name=self.name)
         except ValueError as exc:
             notes.append(f"diagnose: {exc}")
             return {}, []
@@ -510,8 +522,9 @@ class Monitor:
     # answers
 
     def report(self) -> Diagnosis:
-        """``diagnose`` of the accumulated log (exactly: the same call on :meth:`run`)."""
-        return diagnose(self.run())
+        """``diagnose`` of the accumulated log: exactly ``diagnose(self.run(), name=self.name)``
+        (docs/diagnose.md); ValueError while fewer than 8 finite rewards were logged."""
+        return diagnose(self.run(), name=self.name)
 
     def status_line(self) -> str:
         """One line: step, reward, trend state, forecast when identified, announced findings."""
@@ -522,10 +535,10 @@ class Monitor:
         parts = [f"step {self.last_step}", f"reward {reward:.4g}", state]
         if self.forecast is not None:
             fc = self.forecast
-            parts.append(
-                f"plateau {fc.plateau:.3g} [{fc.plateau_lo:.3g}, {fc.plateau_hi:.3g}]"
-                f", 90% at step {fc.step_90pct:.0f}"
-            )
+            text = f"plateau {fc.plateau:.3g} [{fc.plateau_lo:.3g}, {fc.plateau_hi:.3g}]"
+            if not math.isnan(fc.step_90pct):
+                text += f", 90% at step {fc.step_90pct:.0f}"
+            parts.append(text)
         if self.findings:
             parts.append(", ".join(f"{s.upper()} {n}" for n, s in sorted(self.findings.items())))
         else:

@@ -527,6 +527,8 @@ def critical_delay(
             f"combine), got {hp.refresh_interval}"
         )
     max_delay = _positive_int("max_delay", max_delay, 0)
+    if max_delay > _core.MAX_DELAY:  # the same bound as the delay grid's
+        raise ValueError(f"max_delay: must be <= {_core.MAX_DELAY}, got {max_delay}")
     beta, c_lag, c_now = _linear_model(hp, curvature, curvature_lag, curvature_now)
     d = first_unstable_delay(beta, c_lag, c_now, max_delay)
     return d if d >= 0 else None

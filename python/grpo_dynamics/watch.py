@@ -97,7 +97,8 @@ def watch(
     reward_key: str | None = None,
     format: str | None = None,
 ) -> Monitor:
-    """Follow the log at ``path``; return the :class:`Monitor` with everything fed.
+    """Follow the log at ``path``; return the :class:`Monitor` with everything fed (named
+    after the file, so ``monitor.report()`` is labelled as ``diagnose(read_log(path))`` is).
 
     once: read the file once, print the status and return (the file must exist and parse).
     interval: seconds between polls. idle_timeout: return when the file has not changed for
@@ -112,7 +113,7 @@ def watch(
     file = Path(path)
     stream = out if out is not None else sys.stdout
     screen = _Screen(stream)
-    monitor = Monitor(reward_key)
+    monitor = Monitor(reward_key, name=file.name)  # reports labelled as read_log labels the file
     header = f"grpo-dynamics watch {file.name}"
     note = ""
 

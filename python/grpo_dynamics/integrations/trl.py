@@ -11,7 +11,8 @@ monitor.Monitor`, adds the identified forecast to the same logs dict (``grpo_dyn
 ``grpo_dynamics/plateau_lo``, ``grpo_dynamics/plateau_hi``, ``grpo_dynamics/steps_to_90pct``)
 so W&B / TensorBoard plot it, prints a one-line status at each (throttled) refit, optionally
 stops training on a confirmed finding (``stop_on``), and at the end writes the diagnosis of the
-whole log as JSON next to the checkpoints.
+whole log next to the checkpoints, as JSON and as the self-contained HTML report of
+:func:`grpo_dynamics.report.write_html`.
 
 The Trainer calls the reporting callbacks (W&B, TensorBoard) *before* the callbacks a user
 passes, so the added fields reach them only when this callback runs first: use
@@ -37,11 +38,14 @@ except ImportError as exc:  # pragma: no cover - exercised only without transfor
     ) from exc
 
 from ..monitor import SEVERITIES, Monitor
+from ..report import write_html
 
-__all__ = ["GrpoDynamicsCallback", "REPORT_NAME"]
+__all__ = ["GrpoDynamicsCallback", "REPORT_NAME", "HTML_REPORT_NAME"]
 
 #: File name of the JSON report written at the end of training (in ``report_dir``).
 REPORT_NAME = "grpo_dynamics_report.json"
+#: File name of the HTML report written beside it.
+HTML_REPORT_NAME = "grpo_dynamics_report.html"
 _STOP_LEVELS = ("warning", "critical")
 
 
@@ -52,14 +56,17 @@ class _HasCallbackHandler(Protocol):
 class GrpoDynamicsCallback(TrainerCallback):
     """Live GRPO diagnosis inside a Hugging Face / TRL Trainer (docs/monitor.md).
 
-    monitor: a configured :class:`Monitor` (default: ``Monitor(reward_key)``).
+    monitor: a configured :class:`Monitor` (default: ``Monitor(reward_key)``); one without a
+      ``name`` is named at the start of training after ``args.run_name`` (else the output
+      directory's name), the label of its reports.
     reward_key: the logged metric that is the reward (default: found by name, e.g. TRL's
       ``reward``); ignored when ``monitor`` is given.
     stop_on: None (never stop), "warning" or "critical": set
       ``control.should_training_stop`` once a finding of at least this severity is
       confirmed by the monitor.
-    report_dir: where the JSON report goes at the end (default: ``args.output_dir``);
-      ``write_report=False`` writes none.
+    report_dir: where the reports go at the end (default: ``args.output_dir``):
+      :data:`REPORT_NAME` (``Diagnosis.to_dict()`` as JSON) and :data:`HTML_REPORT_NAME`
+      (``report.write_html``); ``write_report=False`` writes neither.
     status: print a one-line status at each refit of the monitor (throttled: every 10 logged
       steps early, every 10 % of the run later) and when a finding or forecast changes.
     prefix: name prefix of the fields added to the trainer's logs.
@@ -90,8 +97,9 @@ class GrpoDynamicsCallback(TrainerCallback):
         self.prefix = prefix
         #: why training was stopped (finding name -> severity), empty when it was not
         self.stopped_because: dict[str, str] = {}
-        #: where the report was written, once it was
+        #: where the JSON and the HTML report were written, once they were
         self.report_path: Path | None = None
+        self.html_path: Path | None = None
 
     def attach(self, trainer: _HasCallbackHandler) -> GrpoDynamicsCallback:
         """Put this callback first in ``trainer``'s callbacks (so W&B/TensorBoard see the
@@ -113,6 +121,9 @@ class GrpoDynamicsCallback(TrainerCallback):
         control: TrainerControl,
         **kwargs: Any,
     ) -> None:
+        if self.monitor.name is None:
+            run_name = args.run_name or (Path(args.output_dir).name if args.output_dir else "")
+            self.monitor.name = run_name or None
         metadata = self.monitor.metadata
         # TRL's GRPOConfig carries the group size; plain TrainingArguments do not
         group_size = getattr(args, "num_generations", None)
@@ -174,7 +185,6 @@ class GrpoDynamicsCallback(TrainerCallback):
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / REPORT_NAME
         path.write_text(json.dumps(diagnosis.to_dict(), indent=2) + "\n")
-        # TODO(lead, at merge): also write the HTML report here through the report module's
-        # public function (issue 11) when it exists, e.g. directory / "grpo_dynamics_report.html"
         self.report_path = path
-        self._print(f"grpo-dynamics: report written to {path}")
+        self.html_path = write_html([diagnosis], directory / HTML_REPORT_NAME)
+        self._print(f"grpo-dynamics: report written to {path} and {self.html_path}")
