@@ -42,7 +42,7 @@ import pandas as pd
 from machine import describe_machine, machine_line
 from scipy.optimize import curve_fit
 
-from grpo_dynamics.forecast import forecast
+from grpo_dynamics._forecast import forecast
 from grpo_dynamics.io import as_run, read_log
 
 RESULTS = Path(__file__).parent / "results"

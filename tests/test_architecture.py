@@ -306,7 +306,7 @@ def test_version_comes_from_the_package_metadata():
 
 
 # Seven concept modules still share their names with the functions they define, so
-# `import grpo_dynamics.fit as m` gives the function. The fix is a rename the lead runs at
+# `import grpo_dynamics._fit as m` gives the function. The fix is a rename the lead runs at
 # merge (git mv fit.py _fit.py etc., see the report of branch a-surface); then this passes.
 SHADOWED = ("fit", "stability", "simulate", "forecast", "diagnose", "trajectory", "sweep")
 

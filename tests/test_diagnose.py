@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import grpo_dynamics as gd
-from grpo_dynamics.detectors import (
+from grpo_dynamics._detectors import (
     detect_collapse,
     detect_degeneracy,
     detect_entropy,
@@ -32,7 +32,7 @@ from grpo_dynamics.detectors import (
     detect_reward_functions,
     framework,
 )
-from grpo_dynamics.diagnose import SATURATION_ADVICE, Diagnosis, diagnose, fails
+from grpo_dynamics._diagnose import SATURATION_ADVICE, Diagnosis, diagnose, fails
 from grpo_dynamics.io import LogFormatError, Run, as_run
 from grpo_dynamics.report import render_html, render_markdown, summary_table, write_html
 from grpo_dynamics.trend import progress

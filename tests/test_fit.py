@@ -964,7 +964,7 @@ def test_identification_columns_are_vectorised_consistently():
 def test_vectorised_curve_matches_the_trajectory():
     """The identification's vectorised curve against the compiled trajectory (itself tested
     against an ODE solver), across the regimes and the special points mu = 0, 1/4."""
-    from grpo_dynamics.fit import _curve_values
+    from grpo_dynamics._fit import _curve_values
 
     t = np.linspace(-5.0, 3000.0, 400)
     for mu in (0.0, 1e-12, 1e-8, 1e-4, 0.2, 0.25 - 1e-9, 0.25, 0.25 + 1e-9, 1.0, 1e4):
@@ -1076,7 +1076,7 @@ def test_data_summary_against_a_per_series_loop():
     """The vectorised per-series summary (first/last step, reward range, mean over the last 10%
     of the span) of both input layouts against a plain loop, with gaps, zero weights and
     empty series."""
-    from grpo_dynamics.fit import _data_summary
+    from grpo_dynamics._fit import _data_summary
 
     rng = np.random.default_rng(21)
     t = np.cumsum(rng.uniform(0.5, 2.0, 60))

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from scipy.integrate import solve_ivp
 from scipy.stats import binom
 
-from grpo_dynamics.curves import FAMILIES, fit_family_batch
-from grpo_dynamics.forecast import CANDIDATES, Forecast, forecast, gain_step
+from grpo_dynamics._curves import FAMILIES, fit_family_batch
+from grpo_dynamics._forecast import CANDIDATES, Forecast, forecast, gain_step
 from grpo_dynamics.io import Run
 
 

@@ -18,7 +18,7 @@ import pytest
 
 import grpo_dynamics as gd
 from grpo_dynamics import _core
-from grpo_dynamics.stability import (
+from grpo_dynamics._stability import (
     Hyperparameters,
     critical_delay,
     critical_learning_rate,
@@ -166,7 +166,7 @@ def test_thread_creation_failure_degrades_to_fewer_threads_bit_identically():
         import resource
         import numpy as np
         import grpo_dynamics as gd
-        from grpo_dynamics.stability import stability_grid
+        from grpo_dynamics._stability import stability_grid
 
         t = np.arange(40.0)
         rng = np.random.default_rng(0)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grpo_dynamics.diagnose import diagnose
+from grpo_dynamics._diagnose import diagnose
 from grpo_dynamics.io import read_log
 from grpo_dynamics.monitor import Monitor, Update
 

@@ -207,8 +207,8 @@ def _message(factory) -> str | None:
     ],
 )
 def test_bandit_config_and_hyperparameters_follow_the_optimizers_rules(settings, field):
-    from grpo_dynamics.simulate import BanditConfig
-    from grpo_dynamics.stability import Hyperparameters
+    from grpo_dynamics._simulate import BanditConfig
+    from grpo_dynamics._stability import Hyperparameters
 
     kind, rest = settings["kind"], {k: v for k, v in settings.items() if k != "kind"}
     adam = kind in ("adam", "adamw")
@@ -229,9 +229,9 @@ def test_bandit_config_and_hyperparameters_follow_the_optimizers_rules(settings,
 
 
 def test_heavy_ball_without_momentum_and_group_size_rules_agree_everywhere():
+    from grpo_dynamics._simulate import BanditConfig
+    from grpo_dynamics._stability import Hyperparameters
     from grpo_dynamics.objectives import Objective, TwoPositionPolicy, train_two_position
-    from grpo_dynamics.simulate import BanditConfig
-    from grpo_dynamics.stability import Hyperparameters
 
     # accepted by all three, and all three read it as plain SGD
     spec = Optimizer("heavy_ball", lr=0.1, dampening=0.5)

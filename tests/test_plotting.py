@@ -73,7 +73,7 @@ def test_plot_phase_diagram_takes_a_grid():
 
 
 def test_the_deprecated_stability_alias_draws_the_same_figure():
-    from grpo_dynamics.stability import plot_phase_diagram as old
+    from grpo_dynamics._stability import plot_phase_diagram as old
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")

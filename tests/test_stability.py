@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 import grpo_dynamics as gd
 from grpo_dynamics import _core
-from grpo_dynamics.stability import (
+from grpo_dynamics._stability import (
     Hyperparameters,
     continuum,
     critical_delay,

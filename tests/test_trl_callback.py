@@ -21,7 +21,7 @@ transformers = pytest.importorskip("transformers")
 from transformers import TrainerControl, TrainerState, TrainingArguments  # noqa: E402
 from transformers.trainer_callback import CallbackHandler  # noqa: E402
 
-from grpo_dynamics.diagnose import diagnose  # noqa: E402
+from grpo_dynamics._diagnose import diagnose  # noqa: E402
 from grpo_dynamics.integrations.trl import (  # noqa: E402
     HTML_REPORT_NAME,
     REPORT_NAME,

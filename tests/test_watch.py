@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grpo_dynamics.diagnose import diagnose
+from grpo_dynamics._diagnose import diagnose
 from grpo_dynamics.io import read_log
 from grpo_dynamics.watch import watch
 

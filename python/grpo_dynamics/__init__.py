@@ -12,11 +12,9 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
 from ._compare import Comparison, ModelScore, compare
-from ._results import to_jsonable
-from .detectors import SEVERITIES, detect_all
-from .diagnose import VERDICTS, Diagnosis, Finding, diagnose, fails
-from .distributed import concat_batches, fit_many_dask
-from .fit import (
+from ._detectors import SEVERITIES, detect_all
+from ._diagnose import VERDICTS, Diagnosis, Finding, diagnose, fails
+from ._fit import (
     FIT_MODELS,
     FIT_STATUSES,
     BatchFit,
@@ -28,7 +26,48 @@ from .fit import (
     r2_noise_ceiling,
     r2_window_means,
 )
-from .forecast import Forecast, Interval, forecast, gain_step
+from ._forecast import Forecast, Interval, forecast, gain_step
+from ._results import to_jsonable
+from ._simulate import (
+    BanditConfig,
+    SimulationResult,
+    StationaryStats,
+    StiffnessResult,
+    measure_stiffness,
+    simulate,
+    two_arm_expected_drift,
+)
+from ._stability import (
+    REGIMES,
+    ContinuumPrediction,
+    ExactStability,
+    Hyperparameters,
+    StabilityGrid,
+    StabilityReport,
+    StationaryVariance,
+    continuum,
+    critical_delay,
+    critical_learning_rate,
+    critical_refresh_interval,
+    exact_stability,
+    oscillation_onset,
+    stability,
+    stability_grid,
+    stationary_variance,
+)
+from ._sweep import SWEEP_STUDIES, sweep
+from ._trajectory import (
+    JACOBIAN_PARAMS,
+    Regime,
+    frequency_to_shape,
+    physical_to_shape,
+    regime,
+    shape_to_frequency,
+    shape_to_physical,
+    trajectory,
+    trajectory_jacobian,
+)
+from .distributed import concat_batches, fit_many_dask
 from .io import (
     CANONICAL_COLUMNS,
     GrpoLogWarning,
@@ -48,6 +87,7 @@ from .joint import (
     fit_noise_model,
     fit_scaling,
 )
+from .monitor import ForecastSummary, Monitor, Update
 from .objectives import (
     OBJECTIVE_PRESETS,
     ClipOvershoot,
@@ -68,6 +108,7 @@ from .objectives import (
     surrogate_value,
     train_two_position,
 )
+from .optimizer import OptimizerState, numpy_step
 from .plotting import (
     plot_fit,
     plot_forecast,
@@ -76,46 +117,8 @@ from .plotting import (
     save_figure,
 )
 from .report import render_html, render_markdown, summary_table, write_html
-from .simulate import (
-    BanditConfig,
-    SimulationResult,
-    StationaryStats,
-    StiffnessResult,
-    measure_stiffness,
-    simulate,
-    two_arm_expected_drift,
-)
-from .stability import (
-    REGIMES,
-    ContinuumPrediction,
-    ExactStability,
-    Hyperparameters,
-    StabilityGrid,
-    StabilityReport,
-    StationaryVariance,
-    continuum,
-    critical_delay,
-    critical_learning_rate,
-    critical_refresh_interval,
-    exact_stability,
-    oscillation_onset,
-    stability,
-    stability_grid,
-    stationary_variance,
-)
-from .sweep import SWEEP_STUDIES, sweep
-from .trajectory import (
-    JACOBIAN_PARAMS,
-    Regime,
-    frequency_to_shape,
-    physical_to_shape,
-    regime,
-    shape_to_frequency,
-    shape_to_physical,
-    trajectory,
-    trajectory_jacobian,
-)
 from .trend import Progress, TrendTest, progress, trend_test
+from .watch import watch
 
 try:
     # one source of truth: the version pyproject.toml gave the installed distribution
@@ -196,6 +199,8 @@ __all__ = [
     "OBJECTIVE_PRESETS",
     "objective_preset",
     "Optimizer",
+    "OptimizerState",
+    "numpy_step",
     "TwoPositionPolicy",
     "surrogate_value",
     "surrogate_gradient",
@@ -235,6 +240,11 @@ __all__ = [
     "write_html",
     "render_markdown",
     "summary_table",
+    # watching a run while it trains (docs/monitor.md)
+    "Monitor",
+    "Update",
+    "ForecastSummary",
+    "watch",
     # plotting (docs/cli.md)
     "plot_fit",
     "plot_forecast",

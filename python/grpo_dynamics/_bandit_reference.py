@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._simulate import OBSERVABLES, BanditConfig
 from .optimizer import OptimizerState, numpy_step
-from .simulate import OBSERVABLES, BanditConfig
 
 
 def _softmax(theta: np.ndarray) -> np.ndarray:

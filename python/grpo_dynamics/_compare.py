@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._fit import FIT_MODELS, FitResult, ModelName, fit
 from ._results import to_jsonable
-from .fit import FIT_MODELS, FitResult, ModelName, fit
 from .trend import TrendTest, trend_test
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ class Comparison:
     ``preferred`` is ``"constant"`` exactly when ``trend`` (the Mann-Kendall test of
     :func:`~grpo_dynamics.trend.trend_test`) finds no trend, else the chosen curve model.
     ``verdict`` says the same for people: the model, or ``"no trend"``. ``fits`` holds each
-    curve model's :class:`~grpo_dynamics.fit.FitResult`.
+    curve model's :class:`~grpo_dynamics.FitResult`.
     """
 
     scores: tuple[ModelScore, ...]

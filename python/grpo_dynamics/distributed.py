@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .fit import BatchFit, fit_many
+from ._fit import BatchFit, fit_many
 
 __all__ = ["fit_many_dask", "concat_batches"]
 

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .fit import FitResult, fit
-from .trajectory import trajectory, trajectory_jacobian
+from ._fit import FitResult, fit
+from ._trajectory import trajectory, trajectory_jacobian
 
 __all__ = [
     "JointFit",

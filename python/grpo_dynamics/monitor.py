@@ -31,8 +31,8 @@ from types import MappingProxyType
 import numpy as np
 import pandas as pd
 
-from .diagnose import Diagnosis, diagnose
-from .forecast import Forecast, forecast
+from ._diagnose import Diagnosis, diagnose
+from ._forecast import Forecast, forecast
 from .io import Run, as_run
 from .trend import Progress, progress
 

@@ -16,16 +16,16 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from ._stability import REGIMES
 from .io import Run, as_run
-from .stability import REGIMES
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from .fit import FitResult
-    from .forecast import Forecast
-    from .stability import StabilityGrid
+    from ._fit import FitResult
+    from ._forecast import Forecast
+    from ._stability import StabilityGrid
 
 __all__ = [
     "plot_fit",

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from .detectors import Finding
-from .diagnose import Diagnosis, _dynamics_lines
-from .forecast import Forecast, forecast
+from ._detectors import Finding
+from ._diagnose import Diagnosis, _dynamics_lines
+from ._forecast import Forecast, forecast
 
-__all__ = ["render_html", "write_html", "render_markdown", "summary_table", "svg_plot"]
+__all__ = ["render_html", "write_html", "render_markdown", "summary_table"]
 
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 _SEVERITY_COLOR = {"critical": "#b00020", "warning": "#c25e00", "info": "#1f5fa8"}

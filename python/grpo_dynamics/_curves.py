@@ -13,7 +13,7 @@ fitted part covers [0, 1], and ``z = (y - centre) / scale``. Power families use
 
 Every asymptote is bounded to ``asymptote_bounds`` (the reward's possible range when known,
 else a few observed ranges around the data) so no fit extrapolates to an absurd plateau.
-The from-rest oscillator of docs/model.md is fitted by :func:`grpo_dynamics.fit.fit_many`,
+The from-rest oscillator of docs/model.md is fitted by :func:`grpo_dynamics.fit_many`,
 not here. This module sits below forecast and imports neither forecast nor diagnose.
 """
 

@@ -4,7 +4,7 @@ Real reward curves are rarely the model's from-rest oscillator: most are a slow 
 sigmoid-like rise and a plateau (docs/model.md, "Fitting"). So the forecast does not trust
 one curve. It fits a family of candidates to the prefix - the from-rest oscillator (the
 library's compiled fit), the exponential, the logistic, pow3, Janoschek/Weibull, MMF
-(:mod:`grpo_dynamics.curves`) and a "last level" model (the recent mean stays) - and judges
+(:mod:`grpo_dynamics._curves`) and a "last level" model (the recent mean stays) - and judges
 each by how well it predicts held-back parts of the prefix (rolling-origin validation: fit
 the first 40/55/70 % of the prefix, predict the mean of its last 15 %). The validation
 likelihood (Gaussian, error variance profiled out, one effective observation because the
@@ -30,10 +30,10 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .curves import FAMILIES, Family, fit_family_batch
-from .fit import fit_many as _fit_many
+from ._curves import FAMILIES, Family, fit_family_batch
+from ._fit import fit_many as _fit_many
+from ._trajectory import trajectory as _trajectory
 from .io import Run, as_run
-from .trajectory import trajectory as _trajectory
 from .trend import progress as _progress
 
 __all__ = ["Forecast", "Interval", "forecast", "gain_step", "CANDIDATES"]

@@ -24,8 +24,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from .simulate import BanditConfig, simulate
-from .stability import Hyperparameters, stability
+from ._simulate import BanditConfig, simulate
+from ._stability import Hyperparameters, stability
 
 __all__ = ["sweep", "SWEEP_STUDIES"]
 

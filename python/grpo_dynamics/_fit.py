@@ -98,7 +98,7 @@ def _predict(
             times, params["r_lo"], params["r_hi"], params["t_mid"], params["s"]
         )
         return np.asarray(value)
-    from .trajectory import trajectory
+    from ._trajectory import trajectory
 
     return trajectory(
         times, params["r0"], params["r_inf"], params["tau"], params.get("mu", 0.0), t0=t0

@@ -1,7 +1,7 @@
 """What happened in a GRPO run, and what to do about it (docs/diagnose.md).
 
 ``diagnose(run)`` reads every column a training log carries through the detectors of
-:mod:`grpo_dynamics.detectors` (truncation, KL, collapse, gradient norm, entropy, reward
+:mod:`grpo_dynamics._detectors` (truncation, KL, collapse, gradient norm, entropy, reward
 functions, advantage degeneracy, no learning) and the one trend verdict of
 :mod:`grpo_dynamics.trend`, and returns a :class:`Diagnosis`: one overall verdict, a
 plain-language headline (what happened, what to do), the findings sorted by severity, and a
@@ -24,8 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._results import to_jsonable
-from .detectors import (
+from ._detectors import (
     DETECTORS,
     SEVERITIES,
     Finding,
@@ -35,10 +34,11 @@ from .detectors import (
     framework,
     rose_then_flat,
 )
-from .fit import FitResult, fit
-from .forecast import gain_step
+from ._fit import FitResult, fit
+from ._forecast import gain_step
+from ._results import to_jsonable
+from ._stability import Hyperparameters, exact_stability
 from .io import Run, as_run
-from .stability import Hyperparameters, exact_stability
 from .trend import Progress, progress
 from .trend import trend_test as _trend_test
 
