@@ -206,7 +206,7 @@ def test_bounds_respected_property(tau_lo, tau_width, mu_hi, level_lo, seed):
 
 
 def test_auto_bounds_follow_the_logging_interval():
-    # noise only: unconstrained fits chase tau below one logging interval (MODEL.md s.6)
+    # noise only: unconstrained fits chase tau below one logging interval (docs/model.md §5)
     rng = np.random.default_rng(4)
     t = np.arange(10.0, 1010.0, 10.0)
     y = 0.5 + 0.05 * rng.standard_normal(t.size)

@@ -313,7 +313,7 @@ def test_surrogate_broadcasts_over_replicas():
 
 @pytest.mark.parametrize("group_size", [2, 5, 8, 16])
 def test_two_arm_group_gradient_matches_model_section_7(group_size):
-    # MODEL.md s.7: on-policy, std-normalised (eps_std -> 0), w = 1/G per answer token: the
+    # docs/model.md §6: on-policy, std-normalised (eps_std -> 0), w = 1/G per answer token: the
     # group gradient on the correct arm's logit is sqrt((G-1)/G) sqrt(p_hat (1 - p_hat))
     policy = TwoPositionPolicy((1, 1), (0.0, 1.0))
     objective = Objective(weighting="group_mean", eps_std=0.0, clip=False)
@@ -858,7 +858,7 @@ def test_effective_dynamics_reproduces_the_optimizer_recurrence(optimizer):
     kappa, grad_rms = 0.7, 0.05
     eff = effective_dynamics(optimizer, kappa_lag=kappa, grad_rms=grad_rms)
     path = _simulate_optimizer_on_quadratic(optimizer, kappa, 200, grad_rms + optimizer.eps)
-    # MODEL.md s.3 on-policy recurrence with the mapped coefficients (same first step)
+    # docs/model.md §2 on-policy recurrence with the mapped coefficients (same first step)
     ar = [path[0], path[1]]
     for _ in range(199):
         ar.append(

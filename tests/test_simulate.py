@@ -1,6 +1,6 @@
 """Softmax-bandit GRPO simulator: count sampling vs per-sample reference, exact two-arm drift,
 the 1/G law against the discrete Lyapunov solution, refresh threshold and oscillation onset
-against the exact cycle matrix (MODEL.md s.3, s.7; docs/simulate.md)."""
+against the exact cycle matrix (docs/model.md §2, §6; docs/simulate.md)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from grpo_dynamics import _bandit_kernels as kern
 from grpo_dynamics._bandit_reference import group_gradient, simulate_reference
 
 # ---------------------------------------------------------------- independent linear model
-# (own NumPy/SciPy solutions of MODEL.md s.3: cross-checks of how the stability module is
+# (own NumPy/SciPy solutions of docs/model.md §2: cross-checks of how the stability module is
 # called, and the cycle matrix for a negative lagged curvature, which that module rejects)
 
 
@@ -234,7 +234,7 @@ def test_same_seed_same_result_for_any_thread_count():
 
 @pytest.mark.parametrize("group", [2, 5, 16])
 def test_two_arm_drift_is_the_binomial_std_sum(group):
-    # MODEL.md s.7: rewards 1/0, eps_std -> 0, on-policy, no KL: gap drift = 2 sqrt((G-1)/G)
+    # docs/model.md §6: rewards 1/0, eps_std -> 0, on-policy, no KL: gap drift = 2 sqrt((G-1)/G)
     # E sqrt(p_hat (1 - p_hat)), p_hat = k/G, k ~ Binomial(G, p)
     config = gd.BanditConfig(
         arm_rewards=(0.0, 1.0), reward_kind="fixed", group_size=group, eps_std=0.0
@@ -395,7 +395,7 @@ def test_measure_stiffness_monte_carlo_matches_exact():
 
 def test_stiffness_split_follows_the_kl_convention():
     # no ratio: the advantage force is frozen at the refresh (only c_lag), the importance-
-    # weighted k3 force acts at the current parameters (only c_now); MODEL.md s.7
+    # weighted k3 force acts at the current parameters (only c_now); docs/model.md §6
     base = gd.BanditConfig(arm_rewards=(0.0, 1.0), reward_kind="fixed", group_size=8, lr=0.5)
     no_kl = gd.measure_stiffness(base.replace(weight_decay=0.3), "exact")
     assert no_kl.kappa_now == pytest.approx(0.3, abs=1e-8)  # only the weight decay is current
@@ -436,7 +436,7 @@ def test_stationary_statistics_of_a_known_ar1_process():
 
 
 def _one_over_g_config(group: int) -> gd.BanditConfig:
-    # MODEL.md s.7: Bernoulli 0.3 / 0.7, heavy ball 0.5, lr 0.05, k3 KL 0.5 to uniform
+    # docs/model.md §6: Bernoulli 0.3 / 0.7, heavy ball 0.5, lr 0.05, k3 KL 0.5 to uniform
     return gd.BanditConfig(
         arm_rewards=(0.3, 0.7),
         group_size=group,
@@ -549,7 +549,7 @@ def test_mean_trajectory_is_group_size_invariant_to_leading_order():
 
 
 def _threshold_config(refresh: int, estimator: str) -> gd.BanditConfig:
-    # MODEL.md s.3 example: rewards 1/0, G 8, KL 0.4, lr 0.5, beta 0.9, no ratio; B = 64
+    # docs/model.md §2 example: rewards 1/0, G 8, KL 0.4, lr 0.5, beta 0.9, no ratio; B = 64
     # groups per batch keep the noise small enough to see the linear threshold
     return gd.BanditConfig(
         arm_rewards=(0.0, 1.0),
@@ -600,7 +600,7 @@ def test_refresh_threshold_at_the_exact_critical_interval():
 
 
 def test_model_section_3_example_is_the_single_logit_parametrisation():
-    # MODEL.md s.3 (K = 5 split, 4 lumped) uses p = sigmoid(theta) with one trained parameter;
+    # docs/model.md §2 (K = 5 split, 4 lumped) uses p = sigmoid(theta) with one trained parameter;
     # the softmax bandit trains both logits, so its gap moves twice as fast: c halves
     stiff = gd.measure_stiffness(_threshold_config(1, "k3_is"))
     hp = gd.Hyperparameters(lr=0.5 / 2, momentum=0.9)

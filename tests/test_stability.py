@@ -36,7 +36,7 @@ from grpo_dynamics._stability import (
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # ---------------------------------------------------------------------------------------------
-# Independent references, written from MODEL.md s.3 without the library.
+# Independent references, written from docs/model.md §2 without the library.
 
 
 def simulate(beta, c_lag, c_now, steps, refresh_interval=1, delay=0, noise=None, x0=1.0):
@@ -103,7 +103,7 @@ def spectral_radius(matrix):
 
 
 # ---------------------------------------------------------------------------------------------
-# Exact facts of MODEL.md s.3
+# Exact facts of docs/model.md §2
 
 betas = st.floats(0.02, 0.98)
 
@@ -171,7 +171,7 @@ def test_long_cycle_limit_with_split_stiffness():
 
 def test_two_arm_split_example_of_model_section_3():
     # Two-arm bandit (rewards 1/0, logit gap theta, p = sigmoid(theta)), G = 8, KL coef 0.4 to a
-    # uniform reference, lr 0.5, heavy ball 0.9, no ratio. MODEL.md s.7: the expected group
+    # uniform reference, lr 0.5, heavy ball 0.9, no ratio. docs/model.md §6: the expected group
     # gradient is E_k sqrt((G-1)/G) sqrt(p_hat (1 - p_hat)), k ~ Bin(G, p_old) (stale), and the
     # k3 penalty's is -kl (p - 1/2) (current). Built here from those exact sums alone.
     from scipy.optimize import brentq

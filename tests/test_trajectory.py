@@ -81,7 +81,7 @@ def test_mu_zero_is_exactly_the_exponential():
 
 
 def test_critical_and_oscillatory_closed_forms():
-    """Against MODEL.md's regime formulas written out in NumPy."""
+    """Against docs/model.md §4's regime formulas written out in NumPy."""
     t = np.linspace(0, 60, 500)
     r0, r_inf, tau = 0.1, 0.7, 6.0
     x0 = r0 - r_inf

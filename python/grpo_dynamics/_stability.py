@@ -1,11 +1,11 @@
 """Stability and eigenvalue analysis: from hyperparameters to regimes, thresholds, phase diagrams.
 
-The exact discrete model (docs/stability.md section "Discrete model", MODEL.md s.3)
+The exact discrete model (docs/stability.md section "Discrete model", docs/model.md §2)
 
     x_{t+1} = x_t + beta (x_t - x_{t-1}) - c_lag x_{l(t)} - c_now x_t + e_t,   x = r - r*
 
 is analysed through its refresh-cycle (monodromy) matrix or its delay companion matrix in the
-compiled core; the continuum oscillator (docs/stability.md "Continuum mapping", MODEL.md s.4)
+compiled core; the continuum oscillator (docs/stability.md "Continuum mapping", docs/model.md §3)
 is reported beside it, with the exact answer always labelled as such.
 
 Units: time in optimizer steps; learning rate in the optimizer's own units; a curvature kappa is
@@ -293,7 +293,7 @@ class ContinuumPrediction:
     Time unit: optimizer steps. mass m, damping gamma (1/step), stiffness k (1/step^2), omega0
     (rad/step), zeta (-), tau = gamma / k (steps), mu = m k / gamma^2 (-), temperature T
     (reward^2, per unit gradient_std^2 if that was 1), stationary_variance = T / k (reward^2).
-    tau and mu are the closed-form trajectory parameters (trajectory module, MODEL.md s.5).
+    tau and mu are the closed-form trajectory parameters (trajectory module, docs/model.md §4).
     first_order_reduction: True when mass <= 0 (only possible for a negative c_lag, c_lag L^2 <=
     -(1 + beta)): the second-order expansion has lost its inertia, so the report is that of the
     first-order part gamma x' + k x = F (omega0 NaN, zeta inf, mu 0, regime "overdamped"; tau,
@@ -338,7 +338,7 @@ def continuum(
     lag: LagConvention = "mean",
     gradient_std: float = 1.0,
 ) -> ContinuumPrediction:
-    """Continuum oscillator parameters from hyperparameters and curvature (MODEL.md s.4).
+    """Continuum oscillator parameters from hyperparameters and curvature (docs/model.md §3).
 
     lag: effective lag L of the refresh model, "mean" (K - 1) / 2 or "paper" K (delay: L = D).
     gradient_std: per-completion gradient noise std along the mean-field direction (sets T).
@@ -350,7 +350,7 @@ def continuum(
     kappa_lag, kappa_now = _curvature_split(curvature, curvature_lag, curvature_now)
     sigma = _v.nonnegative("gradient_std", gradient_std)
     big_lag = _effective_lag(hp, lag)
-    dyn = hp.dynamics(kappa_lag, kappa_now, big_lag)  # mass, damping, stiffness: MODEL.md s.4
+    dyn = hp.dynamics(kappa_lag, kappa_now, big_lag)  # mass, damping, stiffness: docs/model.md §3
     eta_eff = dyn.eta_effective
     mass, damping, stiffness = dyn.mass, dyn.damping, dyn.stiffness
     first_order = mass <= 0.0
@@ -441,7 +441,7 @@ def _linear_model(
     curvature_lag: float | None,
     curvature_now: float | None,
 ) -> tuple[float, float, float]:
-    """(beta_eff, c_lag, c_now) of MODEL.md s.3 via optimizer.effective_dynamics (weight decay
+    """(beta_eff, c_lag, c_now) of docs/model.md §2 via optimizer.effective_dynamics (weight decay
     included in c_now, adamw's decay in beta_eff)."""
     kappa_lag, kappa_now = _curvature_split(curvature, curvature_lag, curvature_now)
     dyn = hp.dynamics(kappa_lag, kappa_now)
@@ -456,7 +456,7 @@ def stability(
     curvature_now: float | None = None,
     lag: LagConvention = "mean",
 ) -> StabilityReport:
-    """Exact spectral radius, eigenvalues, regime and per-step decay rate (MODEL.md s.3).
+    """Exact spectral radius, eigenvalues, regime and per-step decay rate (docs/model.md §2).
 
     Eigenvalues are those of the 2x2 refresh-cycle matrix (refresh, on-policy) or of the
     (D+1)x(D+1) delay companion matrix, computed with Eigen; `lag` only affects the continuum.
@@ -724,7 +724,7 @@ def stationary_variance(
     gradient_std: float = 1.0,
     lag: LagConvention = "mean",
 ) -> StationaryVariance:
-    """Exact and continuum stationary variance of the noisy linear model (MODEL.md s.3, s.4).
+    """Exact and continuum stationary variance of the noisy linear model (docs/model.md §2, §3).
 
     gradient_std: per-completion gradient noise std s along the mean-field direction, so the
     noise per step is e = eta_eff xi with Var(xi) = s^2 / (B G); in the refresh model xi is drawn

@@ -1,6 +1,6 @@
 """Joint fits that share the closed-form parameters across runs (docs/fitting.md, "Joint fits").
 
-Two designs of MODEL.md's fitting section:
+Two designs of docs/model.md §5 (fitting):
 
 - :func:`fit_joint` — one ``(r0, r_inf, tau, mu)`` (or any subset of them) shared by several
   runs, each with its own noise variance. Runs that differ only in the group size ``G`` should
