@@ -369,3 +369,28 @@ def test_hyperparameter_options_are_the_dataclass_fields():
     assert fields <= options
     optimizer = next(a for a in stability._actions if a.dest == "optimizer")
     assert set(optimizer.choices) == {"sgd", "heavy_ball", "adam", "adamw"}
+
+
+def test_diagnose_reports_html_markdown_and_the_summary_first(log_dir, capsys, tmp_path):
+    html = tmp_path / "report.html"
+    code, out, _ = _run(
+        ["diagnose", log_dir / "a_trainer_state.json", log_dir / "b.csv", "--html", html], capsys
+    )
+    assert code == 0
+    page = html.read_text()
+    assert page.startswith("<!DOCTYPE html") and "a_trainer_state.json" in page
+    assert "b.csv" in page and "<script" not in page and "http" not in page.split("</style>")[0]
+    # the summary (file names, not paths) comes first and fits 100 columns
+    summary = out.split("\n\n")[0]
+    assert str(log_dir) not in summary and "b.csv" in summary
+    assert max(len(line) for line in summary.splitlines()) <= 100
+    code, out, _ = _run(["diagnose", log_dir / "b.csv", "--markdown"], capsys)
+    assert code == 0 and out.lstrip().startswith("#") and "b.csv" in out
+
+
+def test_watch_once_prints_the_current_state(log_dir, capsys):
+    code, out, _ = _run(["watch", log_dir / "a_trainer_state.json", "--once"], capsys)
+    assert code == 0
+    assert "a_trainer_state.json" in out and "reward" in out and "trend" in out
+    code, _, err = _run(["watch", log_dir / "missing.jsonl", "--once"], capsys)
+    assert code == 1 and "missing.jsonl" in err

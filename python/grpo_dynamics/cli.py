@@ -338,9 +338,11 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
 
     if args.markdown:
         args.json = args.csv = False
-    code = _batch(args, "diagnose", work, human=None if args.markdown else human)
-    if args.markdown:
-        print(gd.render_markdown(diagnoses))
+    if args.markdown:  # the Markdown report replaces the table (errors still go to stderr)
+        code = _batch(args, "diagnose", work, human=lambda rows: "")
+        print(gd.render_markdown(diagnoses), end="")
+    else:
+        code = _batch(args, "diagnose", work, human=human)
     if args.html:
         written = gd.write_html(diagnoses, args.html)
         print(f"wrote {written}", file=sys.stderr)
