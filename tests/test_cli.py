@@ -385,7 +385,7 @@ def test_diagnose_reports_html_markdown_and_the_summary_first(log_dir, capsys, t
     assert str(log_dir) not in summary and "b.csv" in summary
     assert max(len(line) for line in summary.splitlines()) <= 100
     code, out, _ = _run(["diagnose", log_dir / "b.csv", "--markdown"], capsys)
-    assert code == 0 and out.lstrip().startswith("#") and "b.csv" in out
+    assert code == 0 and out.lstrip().startswith("| run |") and "| b.csv |" in out
 
 
 def test_watch_once_prints_the_current_state(log_dir, capsys):
