@@ -64,8 +64,6 @@ LAYERS: dict[str, int] = {
 # Known violations on modules other branches are rewriting; the lead empties this at merge.
 # test_allowed_violations_still_exist fails as soon as one is gone, so the list cannot rot.
 ALLOWED: dict[tuple[str, str], str] = {
-    ("stability", "plotting"): "the deprecated stability.plot_phase_diagram alias, kept while "
-    "tests/test_stability.py imports it from stability instead of plotting",
 }
 
 
@@ -287,8 +285,6 @@ def test_surface_is_explicit_and_complete():
         for public in getattr(module, "__all__", ()):
             value = getattr(module, public)
             if inspect.isclass(value) or inspect.isfunction(value):
-                if public == "plot_phase_diagram" and name == "stability":
-                    continue  # the deprecated alias; plotting's is exported
                 assert getattr(gd, public, None) is value, f"{name}.{public} is not exported"
 
 

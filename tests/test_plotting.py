@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
@@ -70,12 +68,3 @@ def test_plot_phase_diagram_takes_a_grid():
         gd.plot_phase_diagram(gd.stability_grid(0.9, c, 4))
     with pytest.raises(ValueError, match=r"^grid: must hold one momentum"):
         gd.plot_phase_diagram(gd.stability_grid([[0.5], [0.9]], c[:2, None], lags[None, :]))
-
-
-def test_the_deprecated_stability_alias_draws_the_same_figure():
-    from grpo_dynamics._stability import plot_phase_diagram as old
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        fig = old(0.9, np.geomspace(1e-3, 0.1, 20), np.arange(1, 30))
-    assert isinstance(fig, Figure) and fig.axes[0].get_legend() is not None

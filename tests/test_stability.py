@@ -27,7 +27,6 @@ from grpo_dynamics._stability import (
     critical_learning_rate,
     critical_refresh_interval,
     oscillation_onset,
-    plot_phase_diagram,
     stability,
     stability_grid,
     stationary_variance,
@@ -764,7 +763,9 @@ def test_public_names_are_reexported():
 def test_phase_diagram_draws_exact_and_continuum_boundaries():
     from matplotlib.figure import Figure
 
-    figure = plot_phase_diagram(0.9, np.geomspace(1e-3, 0.1, 40), np.arange(1, 60))
+    c = np.geomspace(1e-3, 0.1, 40)
+    grid = gd.stability_grid(0.9, c[:, None], np.arange(1.0, 60.0)[None, :])
+    figure = gd.plot_phase_diagram(grid)
     assert isinstance(figure, Figure)
     ax = figure.axes[0]
     assert len(ax.collections) >= 3  # regime mesh, exact contour, continuum contour(s)
@@ -772,9 +773,10 @@ def test_phase_diagram_draws_exact_and_continuum_boundaries():
     assert any("exact" in label for label in labels) and any(
         "continuum" in label for label in labels
     )
-    figure_delay = plot_phase_diagram(
-        0.5, np.linspace(0.01, 0.2, 20), np.arange(0, 30), lag_model="delay"
+    delay_grid = gd.stability_grid(
+        0.5, np.linspace(0.01, 0.2, 20)[:, None], np.arange(0.0, 30.0)[None, :], lag_model="delay"
     )
+    figure_delay = gd.plot_phase_diagram(delay_grid)
     assert isinstance(figure_delay, Figure)
 
 

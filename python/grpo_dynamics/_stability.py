@@ -35,8 +35,7 @@ from .optimizer import (
 )
 
 if TYPE_CHECKING:
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
+    pass
 
 __all__ = [
     "Hyperparameters",
@@ -53,7 +52,6 @@ __all__ = [
     "oscillation_onset",
     "stationary_variance",
     "stability_grid",
-    "plot_phase_diagram",
 ]
 
 OptimizerName = OptimizerKind  # the one vocabulary: optimizer.OPTIMIZER_KINDS
@@ -822,40 +820,6 @@ def stability_grid(
         c_now=arrays[2],
         lag_steps=arrays[3],
     )
-
-
-def plot_phase_diagram(
-    momentum: float,
-    c_lag: ArrayLike,
-    lag_steps: ArrayLike,
-    *,
-    c_now: float = 0.0,
-    lag_model: LagModel = "refresh",
-    lag_convention: LagConvention = "mean",
-    ax: Axes | None = None,
-) -> Figure:
-    """Deprecated: use ``grpo_dynamics.plot_phase_diagram(stability_grid(...))`` (plotting).
-
-    Kept with its old signature for callers of ``grpo_dynamics.stability.plot_phase_diagram``:
-    the grid over (c_lag, lag_steps) at fixed momentum is computed here, drawn by plotting.
-    """
-    from .plotting import plot_phase_diagram as _plot  # deprecated path: figures live there
-
-    c_values = np.asarray(c_lag, dtype=np.float64).reshape(-1)
-    lag_values = np.asarray(lag_steps, dtype=np.float64).reshape(-1)
-    if c_values.size < 2 or lag_values.size < 2:
-        raise ValueError(
-            f"c_lag: c_lag and lag_steps must each hold at least 2 values, got {c_values.size} "
-            f"and {lag_values.size}"
-        )
-    grid = stability_grid(
-        _finite("momentum", momentum),
-        c_values[:, None],
-        lag_values[None, :],
-        c_now=c_now,
-        lag_model=lag_model,
-    )
-    return _plot(grid, lag_convention=lag_convention, ax=ax)
 
 
 # ---------------------------------------------------------------------------------------------
