@@ -642,10 +642,15 @@ def forecast(
     end_noise = _ar1_mean_var(s2_point, phi, n_end)
     lead_e = float(np.mean(np.maximum(xe - 1.0, 0.0)))
     means_g = np.array([c.curve(xg) for c in comps])
-    var_g = np.array([np.maximum(c.gradient_var(xg), drift * lead_g) for c in comps])
+    # the delta method is trusted where the data are: beyond the prefix its variance is held at
+    # its value at the prefix's end and the extrapolation error is the validated drift (far
+    # out, the delta method is ruled by weakly identified shape parameters such as pow3's or
+    # MMF's exponent and says nothing the validation does not measure; docs/forecast.md, "Bands")
+    xg_in, xe_in = np.minimum(xg, 1.0), np.minimum(xe, 1.0)
+    var_g = np.array([np.maximum(c.gradient_var(xg_in), drift * lead_g) for c in comps])
     means_e = np.array([[float(np.mean(c.curve(xe)))] for c in comps])
     var_e = np.array(
-        [[max(float(np.mean(c.gradient_var(xe))), drift * lead_e) + end_noise] for c in comps]
+        [[max(float(np.mean(c.gradient_var(xe_in))), drift * lead_e) + end_noise] for c in comps]
     )
     alpha = (1.0 - float(level)) / 2.0
     probs = [alpha, 1.0 - alpha]
