@@ -9,9 +9,10 @@ each by how well it predicts held-back parts of the prefix (rolling-origin valid
 the first 40/55/70 % of the prefix, predict the mean of its last 15 %). The validation
 likelihood (Gaussian, error variance profiled out, one effective observation because the
 origins share their target) weights the candidates. Each candidate's predictive distribution
-is a normal around its prediction with variance max(parameter variance (delta method), drift
-x lead) plus the end window's noise, where the drift is the ensemble's validation error per
-unit lead; the forecast is the weight-mixture of these normals (docs/forecast.md, "Bands").
+is a normal around its prediction with variance max(parameter variance (delta method, held at
+its value at the prefix's end), drift x lead) plus the end window's noise (measured about the
+fitted curve), where the drift is the ensemble's validation error per unit lead; the forecast
+is the weight-mixture of these normals (docs/forecast.md, "Bands").
 
 The plateau is reported only when the data identify it (:func:`grpo_dynamics.trend.progress`
 says the prefix reached a plateau, or it is slowing / trendless and the candidates agree on a
