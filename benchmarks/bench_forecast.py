@@ -252,6 +252,10 @@ def main() -> None:
                 row[f"{meth}_err"] = abs(e - end_mean) / gain
                 row[f"{meth}_cover"] = bool(lo <= end_mean <= hi)
                 row[f"{meth}_width"] = (hi - lo) / gain
+                # interval score (Gneiting & Raftery 2007): width plus 2/alpha times the miss;
+                # a proper score of the 90 % band, so narrow-but-wrong and wide-but-safe both pay
+                miss = max(lo - end_mean, 0.0) + max(end_mean - hi, 0.0)
+                row[f"{meth}_iscore"] = ((hi - lo) + 2.0 / (1.0 - LEVEL) * miss) / gain
             rows.append(row)
             print(
                 f"{label[:60]:60s} {frac:.1f} "
@@ -274,6 +278,7 @@ def main() -> None:
                     "mean_abs_err_capped": float(np.mean(np.minimum(sub[f"{meth}_err"], 3.0))),
                     "coverage": float(np.mean(sub[f"{meth}_cover"])),
                     "median_width": float(np.median(sub[f"{meth}_width"])),
+                    "median_interval_score": float(np.median(sub[f"{meth}_iscore"])),
                     "forecast_better_in": wins,
                 }
             )
@@ -326,15 +331,15 @@ def main() -> None:
         "'better in' = forecasts where grpo_dynamics.forecast has the smaller error.",
         "",
         "| prefix | method | median abs error | mean abs error (capped at 3) | 90 % coverage "
-        "| median width | forecast better in |",
-        "|---|---|---|---|---|---|---|",
+        "| median width | median interval score | forecast better in |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for s in summary:
         better = "" if s["method"] == "forecast" else f"{s['forecast_better_in']}/{s['n']}"
         lines.append(
             f"| {s['prefix']:.0%} | {s['method']} | {s['median_abs_err']:.3f} | "
             f"{s['mean_abs_err_capped']:.3f} | {s['coverage']:.0%} | {s['median_width']:.2f} | "
-            f"{better} |"
+            f"{s['median_interval_score']:.2f} | {better} |"
         )
     lines += [
         "",
@@ -364,13 +369,16 @@ def main() -> None:
             + f" | {b['forecast_coverage']:.0%} |"
         )
     for frac in PREFIXES:
-        sub = df[(df["prefix"] == frac) & (df["repo"] != "ShibukiZero")]
-        lines.append(
-            f"\nWithout ShibukiZero ({len(sub)} forecasts from {frac:.0%}): median abs error "
-            + ", ".join(f"{m} {np.median(sub[f'{m}_err']):.3f}" for m in METHODS)
-            + f"; forecast coverage {np.mean(sub['forecast_cover']):.0%}, median width "
-            f"{np.median(sub['forecast_width']):.2f}."
-        )
+        for label, keep in (("Without", df["repo"] != "ShibukiZero"), ("Only", None)):
+            mask = keep if keep is not None else df["repo"] == "ShibukiZero"
+            sub = df[(df["prefix"] == frac) & mask]
+            lines.append(
+                f"\n{label} ShibukiZero ({len(sub)} forecasts from {frac:.0%}): median abs error "
+                + ", ".join(f"{m} {np.median(sub[f'{m}_err']):.3f}" for m in METHODS)
+                + f"; forecast coverage {np.mean(sub['forecast_cover']):.0%}, median width "
+                f"{np.median(sub['forecast_width']):.2f}, median interval score "
+                f"{np.median(sub['forecast_iscore']):.2f}."
+            )
     lines += [
         "",
         f"Time per forecast: median {timing['median_s'] * 1e3:.0f} ms, max "

@@ -255,3 +255,21 @@ def test_curve_families_recover_noiseless_curves(name, params):
         assert fitted.ok
         np.testing.assert_allclose(fitted.predict(x[:m], u[:m]), z[:m], atol=1e-4)
     assert whole.asymptote == pytest.approx(p[fam.asymptote], abs=2e-2)
+
+
+@pytest.mark.parametrize(("sd", "phi"), [(0.005, 0.0), (0.02, 0.0), (0.02, 0.5)])
+def test_noise_is_measured_about_the_curve(sd, phi):
+    """noise_sd is the marginal sd of the logged values about the curve (docs/forecast.md,
+    "Bands"): on a smooth sigmoid rise plus white or AR(1) noise of known marginal sd it
+    matches that sd, however steep the rise is compared with the noise (first differences
+    would read the trend as noise and its steps as AR(1) correlation)."""
+    steps = np.arange(150.0)
+    truth = 0.2 + 0.6 / (1 + np.exp(-(steps - 60.0) / 15.0))
+    ratios = []
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        e = rng.standard_normal(steps.size) * sd * math.sqrt(1 - phi**2)
+        for i in range(1, steps.size):
+            e[i] += phi * e[i - 1]
+        ratios.append(forecast(steps, truth + e).noise_sd / sd)
+    assert 0.8 <= float(np.median(ratios)) <= 1.2, ratios

@@ -9,9 +9,10 @@ each by how well it predicts held-back parts of the prefix (rolling-origin valid
 the first 40/55/70 % of the prefix, predict the mean of its last 15 %). The validation
 likelihood (Gaussian, error variance profiled out, one effective observation because the
 origins share their target) weights the candidates. Each candidate's predictive distribution
-is a normal around its prediction with variance max(parameter variance (delta method), drift
-x lead) plus the end window's noise, where the drift is the ensemble's validation error per
-unit lead; the forecast is the weight-mixture of these normals (docs/forecast.md, "Bands").
+is a normal around its prediction with variance max(parameter variance (delta method, held at
+its value at the prefix's end), drift x lead) plus the end window's noise (measured about the
+fitted curve), where the drift is the ensemble's validation error per unit lead; the forecast
+is the weight-mixture of these normals (docs/forecast.md, "Bands").
 
 The plateau is reported only when the data identify it (:func:`grpo_dynamics.trend.progress`
 says the prefix reached a plateau, or it is slowing / trendless and the candidates agree on a
@@ -416,6 +417,31 @@ def _ar1(y: Array) -> float:
     return float(min(max(phi, 0.0), 0.9))
 
 
+def _residual_noise(
+    fits: dict[str, list[_Fitted | None]], x: Array, z: Array
+) -> tuple[float, float] | None:
+    """Noise about the curve: (marginal variance, AR(1) coefficient) of the residuals of the
+    candidate whose fit to the whole prefix leaves the smallest residual variance per degree
+    of freedom (raw points, normalised units). None when no candidate leaves 3 degrees."""
+    best: tuple[float, Array] | None = None
+    for name, row in fits.items():
+        f = row[-1]
+        n_par = 4 if name == "oscillator" else len(FAMILIES[name].names) if name in FAMILIES else 1
+        if f is None or name == "level" or z.size - n_par < 3:
+            continue
+        r = z - f.curve(x)
+        if not np.all(np.isfinite(r)):
+            continue
+        s2 = float(r @ r) / (z.size - n_par)
+        if best is None or s2 < best[0]:
+            best = (s2, r)
+    if best is None or best[0] <= 0:
+        return None
+    r = best[1] - best[1].mean()
+    phi = float(r[:-1] @ r[1:]) / float(r @ r) if r.size > 3 else 0.0
+    return best[0], float(min(max(phi, 0.0), 0.9))
+
+
 def _ar1_mean_var(s2: float, phi: float, m: int) -> float:
     """Variance of the mean of m consecutive AR(1) values with marginal variance s2."""
     j = np.arange(1, m)
@@ -525,16 +551,22 @@ def forecast(
     if sd_point <= 0:
         sd_point = float(np.std(np.diff(z)) / math.sqrt(2.0)) if n > 2 else 0.0
     phi = _ar1(z)
-    # AR(1) noise: first differences have variance 2 s^2 (1 - phi), so s^2 = sd_point^2 / (1 - phi);
-    # a long mean of m points has variance s^2 (1 + phi) / (1 - phi) / m
+    # a first estimate, replaced by the residual one below once the curves are fitted: AR(1)
+    # noise has first differences of variance 2 s^2 (1 - phi), so s^2 = sd_point^2 / (1 - phi),
+    # and a long mean of m points has variance s^2 (1 + phi) / (1 - phi) / m. On a smooth
+    # curve the differences carry the trend, which reads as phi -> 0.9 and inflated the noise
     noise_point = sd_point**2 * (1 + phi) / (1 - phi) ** 2
     noise_var = noise_point
+    s2_point = sd_point**2 / (1 - phi)  # marginal variance of one logged value about the curve
+    x_raw, z_raw = x, z
+    bin_size = 1.0
     if n > MAX_FIT_POINTS:  # long prefixes: fit means of equal-count bins (same curve, faster)
         edges = np.linspace(0, n, MAX_FIT_POINTS + 1).round().astype(np.int64)
         counts = np.diff(edges)
         x = np.add.reduceat(x, edges[:-1]) / counts
         z = np.add.reduceat(z, edges[:-1]) / counts
-        noise_var = noise_point / float(np.mean(counts))
+        bin_size = float(np.mean(counts))
+        noise_var = noise_point / bin_size
         n = MAX_FIT_POINTS
 
     # rolling-origin validation
@@ -550,6 +582,16 @@ def forecast(
     target = float(np.mean(z[n - n_target :]))
     target_var = noise_var / n_target
     fits = _fit_all(names, fr, x, z, [*pieces, n], a_lo, a_hi, noise_var)
+    # the noise about the curve: the residuals of the whole-prefix fits (docs/forecast.md,
+    # "Bands"); it sets the validation target's variance, the level's and the end window's
+    resid = _residual_noise(fits, x_raw, z_raw)
+    if resid is not None:
+        s2_point, phi = resid
+        noise_point = s2_point * (1 + phi) / (1 - phi)
+        noise_var = noise_point / bin_size
+        target_var = noise_var / n_target
+        if "level" in fits:
+            fits["level"] = [_level_fit(x[:m], z[:m], noise_var) for m in [*pieces, n]]
     x_target = x[n - n_target :]
     errors: dict[str, Array] = {}
     for name in names:
@@ -598,13 +640,18 @@ def forecast(
     # the logged steps of the end window (horizon - window, horizon], one logging interval apart
     t_end = float(horizon) - window + window / n_end * np.arange(1, n_end + 1)
     xe = fr.x(np.asarray(t_end, dtype=np.float64))
-    end_noise = _ar1_mean_var(sd_point**2 / (1 - phi), phi, n_end)
+    end_noise = _ar1_mean_var(s2_point, phi, n_end)
     lead_e = float(np.mean(np.maximum(xe - 1.0, 0.0)))
     means_g = np.array([c.curve(xg) for c in comps])
-    var_g = np.array([np.maximum(c.gradient_var(xg), drift * lead_g) for c in comps])
+    # the delta method is trusted where the data are: beyond the prefix its variance is held at
+    # its value at the prefix's end and the extrapolation error is the validated drift (far
+    # out, the delta method is ruled by weakly identified shape parameters such as pow3's or
+    # MMF's exponent and says nothing the validation does not measure; docs/forecast.md, "Bands")
+    xg_in, xe_in = np.minimum(xg, 1.0), np.minimum(xe, 1.0)
+    var_g = np.array([np.maximum(c.gradient_var(xg_in), drift * lead_g) for c in comps])
     means_e = np.array([[float(np.mean(c.curve(xe)))] for c in comps])
     var_e = np.array(
-        [[max(float(np.mean(c.gradient_var(xe))), drift * lead_e) + end_noise] for c in comps]
+        [[max(float(np.mean(c.gradient_var(xe_in))), drift * lead_e) + end_noise] for c in comps]
     )
     alpha = (1.0 - float(level)) / 2.0
     probs = [alpha, 1.0 - alpha]
@@ -688,7 +735,7 @@ def forecast(
         validation_rmse=rmse,
         progress=str(state),
         trend=str(trend_dir),
-        noise_sd=float(sd_point * fr.scale),
+        noise_sd=float(math.sqrt(s2_point) * fr.scale),
         reward_range=rng_range,
         t=t_grid,
         mean=back(mean_g),
