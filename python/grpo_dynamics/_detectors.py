@@ -24,7 +24,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from .io import Run
-from .trend import progress, trend_test
+from .trend import ar1_from_differences, noise_from_differences, progress, trend_test
 
 __all__ = [
     "Finding",
@@ -251,27 +251,6 @@ def _rolling_median(y: FloatArray, width: int) -> FloatArray:
     return np.asarray(
         pd.Series(y).rolling(width, center=True, min_periods=1).median().to_numpy(), float
     )
-
-
-def _noise(y: FloatArray) -> float:
-    """Point-to-point noise sd from first differences (MAD), blind to slow trends."""
-    if y.size < 3:
-        return 0.0
-    d = np.diff(y)
-    mad = float(np.median(np.abs(d - np.median(d)))) * 1.4826 / math.sqrt(2.0)
-    return mad if mad > 0 else float(np.std(d)) / math.sqrt(2.0)
-
-
-def _ar1(y: FloatArray) -> float:
-    """AR(1) coefficient of the noise from first differences (phi = 1 + 2 r_d), in [0, 0.95]."""
-    d = np.diff(y)
-    if d.size < 4:
-        return 0.0
-    d = d - d.mean()
-    den = float(d @ d)
-    if den <= 0:
-        return 0.0
-    return float(min(max(1.0 + 2.0 * float(d[:-1] @ d[1:]) / den, 0.0), 0.95))
 
 
 def _fmt(x: float) -> str:
@@ -729,7 +708,7 @@ def detect_collapse(run: Run, column: str = "reward") -> list[Finding]:
     if n < 8:
         return [_na("collapse", f"at least 8 finite {column} values")]
     fw = framework(run)
-    phi = _ar1(y)
+    phi = ar1_from_differences(y)
     inflate = math.sqrt((1 + phi) / (1 - phi))
     w_peak = max(3, n // 8)
     smooth_peak = _rolling_median(y, w_peak)
@@ -836,7 +815,8 @@ def detect_collapse(run: Run, column: str = "reward") -> list[Finding]:
             )
         ]
     tt = trend_test(t, y)
-    if tt.direction == "falling" and abs(tt.change) > 2 * _noise(y) and tt.p_value < 0.01:
+    noise = noise_from_differences(y)
+    if tt.direction == "falling" and abs(tt.change) > 2 * noise and tt.p_value < 0.01:
         return [
             Finding(
                 "reward_declining",
@@ -1341,7 +1321,7 @@ def rose_then_flat(steps: FloatArray, reward: FloatArray) -> bool:
     end = float(np.median(y[-w:]))
     start = min(float(y[0]), float(np.median(y[:w])))
     rise = end - start
-    noise = _noise(y)
+    noise = noise_from_differences(y)
     se_end = float(np.std(y[-w:])) / math.sqrt(w)
     return rise > 4.0 * max(noise, 1e-12) and rise > 4.0 * se_end
 

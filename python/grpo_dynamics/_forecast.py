@@ -35,6 +35,7 @@ from ._curves import FAMILIES, Family, fit_family_batch
 from ._fit import fit_many as _fit_many
 from ._trajectory import trajectory as _trajectory
 from .io import Run, as_run
+from .trend import ar1_from_differences
 from .trend import progress as _progress
 
 __all__ = ["Forecast", "Interval", "forecast", "gain_step", "CANDIDATES"]
@@ -405,18 +406,6 @@ def _check_range(reward_range: Sequence[float] | None) -> tuple[float, float] | 
     return lo, hi
 
 
-def _ar1(y: Array) -> float:
-    d = np.diff(y)
-    if d.size < 4:
-        return 0.0
-    d = d - d.mean()
-    den = float(d @ d)
-    if den <= 0:
-        return 0.0
-    phi = 1.0 + 2.0 * float(d[:-1] @ d[1:]) / den
-    return float(min(max(phi, 0.0), 0.9))
-
-
 def _residual_noise(
     fits: dict[str, list[_Fitted | None]], x: Array, z: Array
 ) -> tuple[float, float] | None:
@@ -550,7 +539,7 @@ def forecast(
     sd_point = float(np.median(np.abs(np.diff(z))) / (0.6745 * math.sqrt(2.0))) if n > 2 else 0.0
     if sd_point <= 0:
         sd_point = float(np.std(np.diff(z)) / math.sqrt(2.0)) if n > 2 else 0.0
-    phi = _ar1(z)
+    phi = ar1_from_differences(z, cap=0.9)
     # a first estimate, replaced by the residual one below once the curves are fitted: AR(1)
     # noise has first differences of variance 2 s^2 (1 - phi), so s^2 = sd_point^2 / (1 - phi),
     # and a long mean of m points has variance s^2 (1 + phi) / (1 - phi) / m. On a smooth

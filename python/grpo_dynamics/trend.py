@@ -157,23 +157,30 @@ def _sen(t: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.sort((y[j] - y[i])[ok] / dt[ok])
 
 
-def _noise_sd(y: NDArray[np.float64]) -> float:
+def noise_from_differences(y: NDArray[np.float64]) -> float:
+    """Point-to-point noise sd from first differences (1.4826 x their MAD about the median,
+    / sqrt 2): blind to a slow trend. NaN below 3 points. Shared by trend, diagnose's
+    detectors and the forecast, so all three measure noise the same way."""
     if y.size < 3:
         return float("nan")
-    diffs = np.abs(np.diff(y))
-    mad = float(np.median(diffs)) / (0.6745 * math.sqrt(2.0))
+    d = np.diff(y)
+    mad = 1.4826 * float(np.median(np.abs(d - np.median(d)))) / math.sqrt(2.0)
     if mad > 0:
         return mad
-    return float(np.std(np.diff(y))) / math.sqrt(2.0)  # mostly-constant series (ties)
+    return float(np.std(d)) / math.sqrt(2.0)  # mostly-constant series (ties)
 
 
-def _ar1_from_differences(y: NDArray[np.float64]) -> float:
+def ar1_from_differences(
+    y: NDArray[np.float64], *, margin: float = 0.0, cap: float = 0.95
+) -> float:
     """AR(1) coefficient of the noise, from the lag-1 autocorrelation of first differences.
 
     For AR(1) noise the differences have lag-1 autocorrelation -(1 - phi) / 2, so
     phi = 1 + 2 r_d. A smooth trend barely enters the differences (its contribution is
     sum (mu')^2, tiny beside the noise's 2 n sigma^2), which a linear detrend of a sigmoid
-    rise would not achieve. Half a standard error of margin guards short, noisy estimates.
+    rise would not achieve. ``margin`` standard errors are added (the trend test uses half a
+    standard error: short, noisy estimates must not turn correlated noise into trends); the
+    result is clipped to [0, cap].
     """
     d = np.diff(y)
     if d.size < 4:
@@ -182,10 +189,10 @@ def _ar1_from_differences(y: NDArray[np.float64]) -> float:
     denom = float(d @ d)
     if denom <= 0.0:
         return 0.0
-    r_d = float(d[:-1] @ d[1:]) / denom
-    phi = 1.0 + 2.0 * r_d
-    phi += 0.5 * math.sqrt(max(1.0 - phi * phi, 0.05) / y.size)
-    return float(min(max(phi, 0.0), 0.95))
+    phi = 1.0 + 2.0 * float(d[:-1] @ d[1:]) / denom
+    if margin:
+        phi += margin * math.sqrt(max(1.0 - phi * phi, 0.05) / y.size)
+    return float(min(max(phi, 0.0), cap))
 
 
 def _inflation(phi: float, n_raw: int, m: int) -> float:
@@ -280,7 +287,7 @@ def trend_test(steps: ArrayLike, reward: ArrayLike, *, alpha: float = ALPHA) -> 
     scale = float(np.max(np.abs(y))) if n else 1.0
     scale = scale if scale > 0.0 else 1.0
     y = y / scale
-    noise = _noise_sd(y) * scale
+    noise = noise_from_differences(y) * scale
     if n < MIN_POINTS or np.ptp(y) == 0.0:
         return TrendTest(
             "none", 1.0, 0.0, 0.0, (0.0, 0.0), 0.0, noise, 0.0, 1.0, n, min(n, MAX_BINS), alpha
@@ -297,7 +304,7 @@ def trend_test(steps: ArrayLike, reward: ArrayLike, *, alpha: float = ALPHA) -> 
     ) / 18.0
     slopes = _sen(tb, yb)
     slope = float(np.median(slopes)) if slopes.size else 0.0
-    phi = _ar1_from_differences(y)
+    phi = ar1_from_differences(y, margin=0.5)
     factor = _inflation(phi, n, m)
     var_s *= factor
     if var_s <= 0:
