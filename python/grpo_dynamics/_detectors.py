@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from ._results import to_jsonable
 from .io import Run
 from .trend import ar1_from_differences, noise_from_differences, progress, trend_test
 
@@ -84,28 +85,13 @@ class Finding:
             "code": self.code,
             "severity": self.severity,
             "title": self.title,
-            "evidence": _plain(self.evidence),
+            "evidence": to_jsonable(self.evidence),
             "columns": list(self.columns),
             "steps": [float(s) for s in self.steps],
             "setting": self.setting,
             "advice": self.advice,
             "assessable": self.assessable,
         }
-
-
-def _plain(value: Any) -> Any:
-    """NumPy scalars/arrays made plain Python, non-finite floats made None (JSON has neither)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _na(code: str, needs: str) -> Finding:
