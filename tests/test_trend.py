@@ -117,3 +117,14 @@ def test_a_rise_that_overshoots_or_falls_back_is_still_a_trend():
     u = np.arange(100.0)
     rise_fall = np.where(u < 50, 0.2 + 0.012 * u, 0.8 - 0.012 * (u - 50))
     assert trend_test(u, rise_fall + rng.normal(0, 0.05, u.size)).present
+
+
+def test_an_overshoot_settling_back_is_a_plateau_not_a_decline():
+    # an underdamped rise (docs/model.md §4) overshoots by ~4% of its gain and settles back:
+    # the recent window falls significantly, but by far less than the gain
+    rng = np.random.default_rng(0)
+    t = np.arange(100.0)
+    a, w = 0.05, 0.05  # tau 20, mu 0.5: decay rate and angular frequency
+    x0 = 0.1 - 0.8
+    clean = 0.8 + x0 * np.exp(-a * t) * (np.cos(w * t) + (a / w) * np.sin(w * t))
+    assert progress(t, clean + rng.normal(0, 0.02, t.size)).state == "plateau"

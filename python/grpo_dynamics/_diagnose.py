@@ -141,7 +141,7 @@ class Diagnosis:
         overall = self.progress.get("overall")
         return dict(overall) if isinstance(overall, dict) else {}
 
-    def to_frame(self) -> pd.DataFrame:
+    def to_pandas(self) -> pd.DataFrame:
         """One row per finding: severity, title, setting, advice."""
         rows = [
             {
@@ -154,6 +154,13 @@ class Diagnosis:
             for f in self.findings
         ]
         return pd.DataFrame(rows, columns=["code", "severity", "title", "setting", "advice"])
+
+    def __repr__(self) -> str:
+        worst = self.worst_severity or "nothing"
+        return (
+            f"Diagnosis({self.name!r}: {self.verdict}, worst {worst}, "
+            f"{len(self.findings)} findings, {self.n_steps} points)"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Everything but the run and the fit object, JSON-serialisable (NaN -> None)."""

@@ -164,6 +164,22 @@ class FitResult:
         """Fitted mean reward at steps ``t``."""
         return _predict(self.model, self.params, t, self.t0)
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (arrays as lists, NaN/inf as None)."""
+        from ._results import to_jsonable
+
+        return dict(to_jsonable(dataclasses.asdict(self)))
+
+    def __repr__(self) -> str:
+        values = ", ".join(
+            f"{k}={v:.4g}" + ("*" if k in self.unidentified else "") for k, v in self.params.items()
+        )
+        ident = "identified" if self.identified else "not identified"
+        return (
+            f"FitResult({self.model}: {values}; {self.status}, {ident}, r2={self.r2:.3g}, "
+            f"n={self.n_points})"
+        )
+
 
 @dataclass(frozen=True)
 class BatchFit:

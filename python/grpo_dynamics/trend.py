@@ -379,7 +379,10 @@ def progress(
         edge = float(y[: max(3, t.size // 20)].mean())
         gain = max(abs(overall.change), abs(float(y[start:].mean()) - edge))
         against = recent.present and recent.direction != overall.direction
-        if not against and room < PLATEAU_FRACTION * gain:
+        # a drift back against the run smaller than PLATEAU_FRACTION of the gain (an overshoot
+        # settling) is a plateau too; a larger one is a fall (collapse is judged elsewhere)
+        settling = against and abs(recent.slope) * window < PLATEAU_FRACTION * gain
+        if settling or (not against and room < PLATEAU_FRACTION * gain):
             # even a significant recent drift adds less than PLATEAU_FRACTION of the gain per
             # window: practically a plateau (the run is not "still improving" in any useful way)
             state = "plateau"
