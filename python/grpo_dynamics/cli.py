@@ -86,8 +86,24 @@ def _emit(
         if human is not None:
             print(human())
         else:
-            with pd.option_context("display.width", 200, "display.max_columns", 50):
-                print(pd.DataFrame(rows).to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+            # people read file names, not paths, on a 100-column terminal (JSON/CSV keep paths)
+            shown = [
+                {**row, "file": _short(str(row["file"]))} if "file" in row else row for row in rows
+            ]
+            with pd.option_context("display.width", 100, "display.max_columns", 50):
+                frame = pd.DataFrame(shown)
+                print(
+                    frame.to_string(index=False, float_format=lambda x: f"{x:.4g}", line_width=100)
+                )
+
+
+def _short(path: str, width: int = 40) -> str:
+    """A file's name, middle-elided to ``width`` characters (tables on a 100-column terminal)."""
+    name = Path(path).name
+    if len(name) <= width:
+        return name
+    head = (width - 1) // 2
+    return name[:head] + "\u2026" + name[-(width - 1 - head) :]
 
 
 def _progress(items: list, label: str):
@@ -185,16 +201,25 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         t, r = _series(run, args.column)
         result = gd.fit(t, r, args.model)
         params, err = _params(result), _stderr(result)
+        bound = result.plateau_bound
         row = {
             "n": int(t.size),
             "model": args.model,
             "fit_status": result.status,
+            "identified": result.identified,
             "regime": str(result.regime or ""),
             **params,
             **{f"{k}_stderr": v for k, v in err.items()},
             "r2": float(result.r2),
+            # what the data do say when the plateau is not identified, e.g. "at_least 0.83"
+            "plateau_bound": "" if bound is None else f"{bound[0]} {bound[1]:.4g}",
         }
-        doc = dict(row) | {"params": params, "stderr": err}
+        doc = dict(row) | {
+            "params": params,
+            "stderr": err,
+            "unidentified": dict(result.unidentified),
+            "reason": result.reason,
+        }
         if args.plot:
             results = {args.model: result}
             if args.model != "exponential":
