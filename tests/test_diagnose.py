@@ -676,3 +676,16 @@ def test_html_report_renders_in_headless_chromium_with_a_plot_per_finding(real, 
     assert console == [], console
     assert dom.stdout.count('class="finding-plot"') == n_findings
     assert dom.stdout.count("<polyline") >= n_findings
+
+
+def test_a_flat_start_is_not_called_not_learning_before_enough_points():
+    from grpo_dynamics._detectors import MIN_POINTS_NO_LEARNING, detect_no_learning
+
+    rng = np.random.default_rng(11)
+    for n, severity in (
+        (MIN_POINTS_NO_LEARNING - 20, "info"),
+        (MIN_POINTS_NO_LEARNING + 30, "warning"),
+    ):
+        run = as_run(np.arange(1, n + 1), 0.4 + rng.normal(0, 0.05, n))
+        (finding,) = [f for f in detect_no_learning(run) if f.code == "no_learning"]
+        assert finding.severity == severity, (n, finding)
