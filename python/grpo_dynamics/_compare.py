@@ -162,6 +162,16 @@ def compare(
             raise ValueError(f"models: must be among {sorted(FIT_MODELS)}, got {m!r}")
     times = _as_1d("t", t)
     rewards = _as_1d("r", r)
+    if weights is not None:
+        w_in = _as_1d("weights", weights)
+        if w_in.shape != rewards.shape or times.shape != rewards.shape:
+            raise ValueError(f"weights: shape {w_in.shape} does not match r: shape {rewards.shape}")
+        if not np.all(np.isfinite(w_in)) or np.any(w_in < 0):
+            raise ValueError("weights: must be finite and >= 0")
+        # Zero weights are not observations: every model (the constant's n and likelihood, the
+        # LR test's n, the trend test) sees only the positively weighted points.
+        keep = w_in > 0
+        times, rewards, weights = times[keep], rewards[keep], w_in[keep]
     fits: dict[str, FitResult] = {}
     for m in sorted(models, key=lambda m: m != "exponential"):  # the nested model first
         start = None
