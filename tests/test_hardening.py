@@ -129,3 +129,112 @@ def test_critical_refresh_interval_matches_exact_arithmetic(beta: float, c: floa
     assert all(_exactly_stable(_cycle_exact(fb, fc, Fraction(0), j)) for j in (1, k // 2, k - 1))
     assert gd.stability(hp.with_changes(refresh_interval=k), c).regime == "unstable"
     assert gd.stability(hp.with_changes(refresh_interval=k - 1), c).stable
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. a constant weight scale does not change the fit
+
+
+@pytest.mark.parametrize("model", ["exponential", "oscillator", "logistic"])
+def test_fit_is_invariant_to_a_constant_weight_scale(model: str) -> None:
+    rng = np.random.default_rng(7)
+    t = np.arange(200.0)
+    r = 0.8 - 0.6 * np.exp(-t / 40.0) + 0.03 * rng.standard_normal(t.size)
+    w = rng.uniform(0.5, 2.0, t.size)
+    base = gd.fit(t, r, model, weights=w)
+    for c in (1e-45, 1.0, 1e250):
+        scaled = gd.fit(t, r, model, weights=c * w)
+        assert scaled.status == base.status
+        for name, value in base.params.items():
+            assert scaled.params[name] == pytest.approx(value, rel=1e-8, abs=1e-12), (c, name)
+            assert scaled.stderr[name] == pytest.approx(base.stderr[name], rel=1e-6, nan_ok=True)
+        assert scaled.rss == pytest.approx(c * base.rss, rel=1e-8)
+        assert scaled.aic == pytest.approx(base.aic, rel=1e-10)
+        assert scaled.r2 == pytest.approx(base.r2, rel=1e-10)
+    # a power-of-two scale is exact: the fits are bit-identical
+    exact = gd.fit(t, r, model, weights=w * 2.0**-160)
+    assert exact.params == base.params
+    assert exact.rss == base.rss * 2.0**-160
+
+
+def test_fit_many_normalises_each_series_on_its_own() -> None:
+    rng = np.random.default_rng(8)
+    t = np.arange(150.0)
+    R = 0.7 - 0.5 * np.exp(-t / 30.0) + 0.02 * rng.standard_normal((3, t.size))
+    w = rng.uniform(0.5, 2.0, (3, t.size))
+    base = gd.fit_many(t, R, model="exponential", weights=w, threads=1)
+    scales = np.array([1e-45, 1.0, 1e250])[:, None]
+    scaled = gd.fit_many(t, R, model="exponential", weights=w * scales, threads=1)
+    np.testing.assert_allclose(scaled.params, base.params, rtol=1e-8)
+    np.testing.assert_allclose(scaled.rss, base.rss * scales[:, 0], rtol=1e-8)
+    assert list(scaled.status) == list(base.status)
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. a log that starts late: t0 defaults to the first logged step, max_iter always explained
+
+
+def _late_log(start: float = 5000.0) -> tuple[np.ndarray, np.ndarray]:
+    from grpo_dynamics._trajectory import trajectory
+
+    rng = np.random.default_rng(3)
+    u = np.arange(400.0)
+    r = np.asarray(trajectory(u, 0.1, 0.8, 40.0, 1.0)) + 0.03 * rng.standard_normal(u.size)
+    return start + u, r
+
+
+def test_diagnose_and_forecast_start_from_the_first_logged_step() -> None:
+    import pandas as pd
+
+    t, r = _late_log()
+    reference = gd.fit(t - t[0], r, "oscillator")  # the same curve logged from step 0
+    assert reference.status == "converged"
+    frame = pd.DataFrame({"reward": r}, index=pd.Index(t, name="step"))
+    d = gd.diagnose(frame)
+    assert d.fit is not None and d.fit.t0 == t[0]
+    assert d.fit.params["r_inf"] == pytest.approx(reference.params["r_inf"], rel=1e-6)
+    assert d.fit.params["r_inf"] == pytest.approx(0.8, abs=0.02)
+    explicit_fit = gd.diagnose(frame, t0=0.0).fit  # an explicit t0 is honoured
+    assert explicit_fit is not None and explicit_fit.t0 == 0.0
+    with pytest.raises(ValueError, match="t0: must be finite"):
+        gd.diagnose(frame, t0=math.nan)
+    late = gd.forecast(frame, upto=float(t[150]), candidates=("oscillator", "level"))
+    early_frame = pd.DataFrame({"reward": r}, index=pd.Index(t - t[0], name="step"))
+    early = gd.forecast(early_frame, upto=150.0, candidates=("oscillator", "level"))
+    assert late.end == pytest.approx(early.end, rel=1e-9)
+    explicit = gd.forecast(frame, upto=float(t[150]), candidates=("oscillator", "level"), t0=t[0])
+    assert explicit.end == pytest.approx(late.end, rel=1e-12)
+
+
+def test_cli_fit_and_compare_default_t0_is_the_first_step(tmp_path, capsys) -> None:
+    import json
+
+    from grpo_dynamics.cli import main
+
+    t, r = _late_log()
+    log = tmp_path / "late.csv"
+    log.write_text("step,reward\n" + "".join(f"{a:g},{b:.17g}\n" for a, b in zip(t, r, strict=True)))
+    reference = gd.fit(t, r, "oscillator", t0=float(t[0]))
+    assert main(["fit", str(log), "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["fit_status"] == "converged"
+    assert row["r_inf"] == pytest.approx(reference.params["r_inf"], rel=1e-9)
+    assert main(["fit", str(log), "--json", "--t0", "0"]) == 0
+    zero_row = json.loads(capsys.readouterr().out)[0]
+    assert zero_row["r_inf"] != row["r_inf"]
+    assert main(["compare", str(log), "--json"]) == 0
+    assert "oscillator" in capsys.readouterr().out
+    assert main(["diagnose", str(log), "--json"]) == 0
+    assert main(["forecast", str(log), "--json", "--fraction", "0.5"]) == 0
+
+
+def test_max_iter_always_carries_a_reason() -> None:
+    t, r = _late_log()
+    for model in ("oscillator", "exponential", "logistic"):
+        result = gd.fit(t, r, model, max_iter=1, n_starts=1)
+        assert result.status == "max_iter"
+        assert result.reason.startswith("max_iter:")
+        if model != "logistic":
+            assert "t0 = 0" in result.reason and "first step 5000" in result.reason
+    batch = gd.fit_many(t, np.vstack([r, r]), model="exponential", max_iter=1, t0=t[0])
+    assert all(str(x).startswith("max_iter:") for x in batch.reason)
