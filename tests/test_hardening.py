@@ -238,3 +238,119 @@ def test_max_iter_always_carries_a_reason() -> None:
             assert "t0 = 0" in result.reason and "first step 5000" in result.reason
     batch = gd.fit_many(t, np.vstack([r, r]), model="exponential", max_iter=1, t0=t[0])
     assert all(str(x).startswith("max_iter:") for x in batch.reason)
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. simulation sizes that cannot finish are rejected, the cap in the message
+
+
+def test_simulate_huge_group_is_rejected_fast() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import grpo_dynamics as gd\n"
+        "try:\n"
+        "    gd.simulate(gd.BanditConfig(group_size=2**62, steps=5, replicas=2))\n"
+        "except ValueError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.startswith("group_size: must be <= 1073741824")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"group_size": 2**30 + 1}, "group_size: must be <= 1073741824"),
+        ({"steps": 10**6, "replicas": 26}, "steps: steps * replicas must be <= 25000000"),
+        ({"arm_rewards": [0.5] * 100_001}, "arm_rewards: must have <= 100000 arms"),
+        (
+            {"steps": 10**6, "replicas": 20, "batch_prompts": 200},
+            "batch_prompts: steps * replicas * batch_prompts * n_arms must be <= 2000000000",
+        ),
+    ],
+)
+def test_simulation_caps_are_stated(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("*", r"\*")):
+        gd.BanditConfig(**changes)  # type: ignore[arg-type]
+
+
+def test_largest_group_finishes() -> None:
+    from grpo_dynamics._simulate import MAX_GROUP_SIZE
+
+    result = gd.simulate(gd.BanditConfig(group_size=MAX_GROUP_SIZE, steps=3, replicas=1))
+    # one group of 2**30 rewards, each Bernoulli(p) with p the policy's expected reward
+    # (0.5 at the uniform start): its std is sqrt(p (1 - p)) to sampling error ~ 1e-5
+    p = float(result.expected_reward[0, 0])
+    std = float(result.group_reward_std[0, 0])
+    assert std == pytest.approx(math.sqrt(p * (1 - p)), rel=1e-3)
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. long runs: no memory growth over repeated calls; threads do not change a fit
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096 / 2**20
+
+
+def _growth(call: object, repeats: int = 3) -> list[float]:
+    import gc
+
+    assert callable(call)
+    call()  # warm-up: compilation, allocator pools
+    gc.collect()
+    sizes = []
+    for _ in range(repeats):
+        call()
+        gc.collect()
+        sizes.append(_rss_mb())
+    return sizes
+
+
+@pytest.mark.slow
+def test_million_step_simulation_does_not_grow_memory() -> None:
+    config = gd.BanditConfig(steps=1_000_000, replicas=2, seed=1)
+
+    def run() -> None:
+        result = gd.simulate(config)
+        assert np.isfinite(result.expected_reward[:, -1]).all()
+
+    sizes = _growth(run)
+    # one result holds 96 MB of observables: a leak of one result per call would show
+    assert max(sizes) - min(sizes) < 20.0, sizes
+
+
+@pytest.mark.slow
+def test_hundred_thousand_series_fit_does_not_grow_memory() -> None:
+    rng = np.random.default_rng(11)
+    t = np.arange(10.0)
+    R = 0.8 - 0.6 * np.exp(-t / 3.0) + 0.02 * rng.standard_normal((100_000, t.size))
+
+    def run() -> None:
+        batch = gd.fit_many(t, R, model="exponential", threads=2)
+        assert len(batch.status) == 100_000
+
+    sizes = _growth(run)
+    assert max(sizes) - min(sizes) < 25.0, sizes
+
+
+def test_fit_many_is_identical_for_1_2_and_8_threads() -> None:
+    rng = np.random.default_rng(12)
+    t = np.arange(60.0)
+    tau = rng.uniform(5, 40, (400, 1))
+    R = 0.7 - 0.5 * np.exp(-t / tau) * np.cos(t / (2 * tau)) + 0.03 * rng.standard_normal((400, 60))
+    R[::7, 10:14] = np.nan  # gaps
+    R[5] = 0.3  # a constant series (bad input)
+    runs = [gd.fit_many(t, R, model="oscillator", threads=k) for k in (1, 2, 8)]
+    for other in runs[1:]:
+        np.testing.assert_array_equal(other.params, runs[0].params)
+        np.testing.assert_array_equal(other.stderr, runs[0].stderr)
+        np.testing.assert_array_equal(other.rss, runs[0].rss)
+        np.testing.assert_array_equal(other.n_iter, runs[0].n_iter)
+        assert list(other.status) == list(runs[0].status)
+        assert list(other.reason) == list(runs[0].reason)
