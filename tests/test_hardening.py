@@ -213,7 +213,9 @@ def test_cli_fit_and_compare_default_t0_is_the_first_step(tmp_path, capsys) -> N
 
     t, r = _late_log()
     log = tmp_path / "late.csv"
-    log.write_text("step,reward\n" + "".join(f"{a:g},{b:.17g}\n" for a, b in zip(t, r, strict=True)))
+    log.write_text(
+        "step,reward\n" + "".join(f"{a:g},{b:.17g}\n" for a, b in zip(t, r, strict=True))
+    )
     reference = gd.fit(t, r, "oscillator", t0=float(t[0]))
     assert main(["fit", str(log), "--json"]) == 0
     row = json.loads(capsys.readouterr().out)[0]
