@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import grpo_dynamics as gd
+from grpo_dynamics._fit import ModelName
 
 # ---------------------------------------------------------------------------------------------
 # 1. compare with zero weights
@@ -136,7 +137,7 @@ def test_critical_refresh_interval_matches_exact_arithmetic(beta: float, c: floa
 
 
 @pytest.mark.parametrize("model", ["exponential", "oscillator", "logistic"])
-def test_fit_is_invariant_to_a_constant_weight_scale(model: str) -> None:
+def test_fit_is_invariant_to_a_constant_weight_scale(model: ModelName) -> None:
     rng = np.random.default_rng(7)
     t = np.arange(200.0)
     r = 0.8 - 0.6 * np.exp(-t / 40.0) + 0.03 * rng.standard_normal(t.size)
@@ -232,7 +233,8 @@ def test_cli_fit_and_compare_default_t0_is_the_first_step(tmp_path, capsys) -> N
 
 def test_max_iter_always_carries_a_reason() -> None:
     t, r = _late_log()
-    for model in ("oscillator", "exponential", "logistic"):
+    models: tuple[ModelName, ...] = ("oscillator", "exponential", "logistic")
+    for model in models:
         result = gd.fit(t, r, model, max_iter=1, n_starts=1)
         assert result.status == "max_iter"
         assert result.reason.startswith("max_iter:")
