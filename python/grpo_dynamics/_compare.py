@@ -146,7 +146,9 @@ def compare(
 ) -> Comparison:
     """Compare curve models on one reward curve (docs/fitting.md, "Model comparison").
 
-    ``t`` in optimizer steps, ``r`` in reward units, ``weights`` as for :func:`fit`. Each model
+    ``t`` in optimizer steps, ``r`` in reward units, ``weights`` as for :func:`fit` (points of
+    zero weight are removed first: they count in no model's n, nor in the trend test).
+    ``t0`` as for :func:`fit` (the command line passes the first logged step). Each model
     is fitted (the oscillator started from the exponential's optimum, so nesting holds), the
     constant is scored alongside with the same Gaussian likelihood, and the trend test of
     :func:`~grpo_dynamics.trend.trend_test` decides whether any curve is preferred at all.
