@@ -399,7 +399,8 @@ class StabilityReport:
 
     spectral_radius: rho of the transition matrix (per refresh cycle for the refresh model, per
     step otherwise); decay_rate = rho^(1/steps_per_map) per optimizer step; margin = 1 -
-    decay_rate (> 0 iff stable); relaxation_steps = -1 / ln(decay_rate) (e-folding time, steps).
+    decay_rate (> 0 iff stable, up to the rounding of rho, see below); relaxation_steps =
+    -1 / ln(decay_rate) (e-folding time, steps).
     regime: "overdamped" | "oscillatory" | "unstable" (exact). continuum.regime: the approximation.
     For the two-dimensional maps (refresh cycle, on-policy, delay <= 1) "unstable" and ``stable``
     come from the Jury test of the core (p(1), p(-1), 1 - det formed without cancellation): a point
