@@ -240,6 +240,9 @@ def test_max_iter_always_carries_a_reason() -> None:
         assert result.reason.startswith("max_iter:")
         if model != "logistic":
             assert "t0 = 0" in result.reason and "first step 5000" in result.reason
+    default = gd.fit(t, r)  # the reported case: t0 = 0 for a log starting at step 5000
+    if default.status == "max_iter":
+        assert "first step 5000" in default.reason
     batch = gd.fit_many(t, np.vstack([r, r]), model="exponential", max_iter=1, t0=t[0])
     assert all(str(x).startswith("max_iter:") for x in batch.reason)
 
