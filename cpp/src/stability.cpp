@@ -248,7 +248,60 @@ Eigen::Matrix2d cycle_from_sequence(const USequence& s, double c_lag) {
   return m;
 }
 
+// Whether a value is at or past its boundary: not above the tolerance times its rounding scale.
+inline bool at_or_past(double value, double scale) {
+  return !(value > kBoundaryTolerance * scale);  // NaN (overflow) counts as unstable
+}
+
+// Jury test of the refresh cycle of interval K from the sequence state s at k = K: u_{K-1},
+// u_K, u_{K+1}, U_{K-1}, U_K of refresh_cycle. Identities of the recurrence used to avoid
+// cancellation: u_{k+1} - beta u_k = 1 - c_now U_k and u_k^2 - u_{k-1} u_{k+1} = beta^{k-1}.
+bool unstable_cycle(const USequence& s, double c_lag, double c_now, long refresh_interval) {
+  const double beta = s.beta;
+  const double c = c_lag + c_now;
+  const double steps = static_cast<double>(refresh_interval);
+  const double bracket_a = s.big * (1.0 + beta * s.u_prev);
+  const double bracket_b = beta * s.u * s.big_prev;
+  const double p_one = c * (bracket_a - bracket_b);  // det(I - M)
+  const double p_one_scale = std::abs(c) * (std::abs(bracket_a) + std::abs(bracket_b));
+  const double cross = beta * c_lag * (s.u_prev * s.big - s.u * s.big_prev);
+  const double det = std::pow(beta, steps) + cross;
+  const double trace = s.next_u() - c_lag * s.big - beta * s.u_prev;
+  const double p_minus = 1.0 + trace + det;  // det(I + M)
+  const double p_minus_scale = 1.0 + std::abs(s.next_u()) + std::abs(c_lag * s.big) +
+                               std::abs(beta * s.u_prev) + std::abs(det);
+  const double one_minus_beta_k = beta == 0.0 ? 1.0 : -std::expm1(steps * std::log(beta));
+  return at_or_past(p_one, p_one_scale) || at_or_past(p_minus, p_minus_scale) ||
+         at_or_past(one_minus_beta_k - cross, one_minus_beta_k + std::abs(cross));
+}
+
+// Jury test of a two-dimensional map (refresh cycle of any K; delay 0 or 1), see
+// kBoundaryTolerance. True if unstable (a root on or outside the unit circle within tolerance).
+bool unstable_2x2(const LinearModel& model) {
+  const double beta = model.momentum;
+  const double c = model.c_lag + model.c_now;
+  double p_one, p_one_scale, p_minus, p_minus_scale, one_minus_det, det_scale;
+  if (model.lag_model == LagModel::kDelay) {
+    const bool now = model.lag_steps == 0;
+    const double trace = 1.0 + beta - model.c_now - (now ? model.c_lag : 0.0);
+    const double det = beta + (now ? 0.0 : model.c_lag);
+    p_one = c;  // 1 - trace + det, exactly
+    p_one_scale = std::abs(model.c_lag) + std::abs(model.c_now);
+    p_minus = 1.0 + trace + det;
+    p_minus_scale = 1.0 + std::abs(trace) + std::abs(det);
+    one_minus_det = (1.0 - beta) - (now ? 0.0 : model.c_lag);
+    det_scale = (1.0 - beta) + (now ? 0.0 : std::abs(model.c_lag));
+  } else {
+    USequence s(1.0 + beta - model.c_now, beta);
+    for (long k = 1; k < model.lag_steps; ++k) s.advance();
+    return unstable_cycle(s, model.c_lag, model.c_now, model.lag_steps);
+  }
+  return at_or_past(p_one, p_one_scale) || at_or_past(p_minus, p_minus_scale) ||
+         at_or_past(one_minus_det, det_scale);
+}
+
 bool unstable_point(const LinearModel& model) {
+  if (model.lag_model == LagModel::kRefresh || model.lag_steps <= 1) return unstable_2x2(model);
   if (model.lag_model == LagModel::kDelay) {
     const long delay = model.lag_steps;
     std::vector<double> coeffs;
@@ -376,7 +429,12 @@ Spectrum fast_spectrum(const LinearModel& model) {
   out.dominant = cplx(dominant.real(), std::abs(dominant.imag()));
   out.spectral_radius = radius;
   out.decay_rate = std::pow(radius, 1.0 / static_cast<double>(steps));
-  out.regime = classify(out.dominant, radius);
+  if (model.lag_model == LagModel::kRefresh || model.lag_steps <= 1) {
+    // The 2x2 maps are decided by the Jury test (kBoundaryTolerance), not by rho rounding.
+    out.regime = unstable_2x2(model) ? Regime::kUnstable : classify(out.dominant, 0.0);
+  } else {
+    out.regime = classify(out.dominant, radius);
+  }
   return out;
 }
 
@@ -437,7 +495,7 @@ StationaryVariance stationary_variance(const LinearModel& model, Cancel* cancel)
   check_dense(model);
   StationaryVariance out;
   const Spectrum spec = fast_spectrum(model);
-  if (!(spec.spectral_radius < 1.0)) {
+  if (spec.regime == Regime::kUnstable || !(spec.spectral_radius < 1.0)) {
     out.mean = kInf;
     out.per_phase.assign(static_cast<std::size_t>(steps_per_map(model)), kInf);
     return out;
@@ -487,11 +545,7 @@ long critical_refresh_interval(double momentum, double c_lag, double c_now, long
   for (long k = 1; k <= max_interval; ++k) {
     if ((k & 0xFFFF) == 0 && cancelled(cancel)) return 0;
     if (k > 1) s.advance();
-    const Eigen::Matrix2d m = cycle_from_sequence(s, c_lag);
-    cplx dominant;
-    double radius;
-    dominant_2x2(m.trace(), m(0, 0) * m(1, 1) - m(0, 1) * m(1, 0), dominant, radius);
-    if (!(radius < 1.0)) return k;
+    if (unstable_cycle(s, c_lag, c_now, k)) return k;
   }
   return 0;
 }

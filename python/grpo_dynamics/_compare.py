@@ -146,7 +146,9 @@ def compare(
 ) -> Comparison:
     """Compare curve models on one reward curve (docs/fitting.md, "Model comparison").
 
-    ``t`` in optimizer steps, ``r`` in reward units, ``weights`` as for :func:`fit`. Each model
+    ``t`` in optimizer steps, ``r`` in reward units, ``weights`` as for :func:`fit` (points of
+    zero weight are removed first: they count in no model's n, nor in the trend test).
+    ``t0`` as for :func:`fit` (the command line passes the first logged step). Each model
     is fitted (the oscillator started from the exponential's optimum, so nesting holds), the
     constant is scored alongside with the same Gaussian likelihood, and the trend test of
     :func:`~grpo_dynamics.trend.trend_test` decides whether any curve is preferred at all.
@@ -162,6 +164,16 @@ def compare(
             raise ValueError(f"models: must be among {sorted(FIT_MODELS)}, got {m!r}")
     times = _as_1d("t", t)
     rewards = _as_1d("r", r)
+    if weights is not None:
+        w_in = _as_1d("weights", weights)
+        if w_in.shape != rewards.shape or times.shape != rewards.shape:
+            raise ValueError(f"weights: shape {w_in.shape} does not match r: shape {rewards.shape}")
+        if not np.all(np.isfinite(w_in)) or np.any(w_in < 0):
+            raise ValueError("weights: must be finite and >= 0")
+        # Zero weights are not observations: every model (the constant's n and likelihood, the
+        # LR test's n, the trend test) sees only the positively weighted points.
+        keep = w_in > 0
+        times, rewards, weights = times[keep], rewards[keep], w_in[keep]
     fits: dict[str, FitResult] = {}
     for m in sorted(models, key=lambda m: m != "exponential"):  # the nested model first
         start = None

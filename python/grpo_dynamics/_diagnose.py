@@ -447,16 +447,20 @@ def _dedupe(findings: list[Finding]) -> list[Finding]:
 # the dynamics section
 
 
-def _fit_dynamics(t: np.ndarray, r: np.ndarray) -> tuple[FitResult | None, dict[str, Any]]:
+def _fit_dynamics(
+    t: np.ndarray, r: np.ndarray, t0: float | None = None
+) -> tuple[FitResult | None, dict[str, Any]]:
     """Oscillator fit (docs/model.md, "The closed-form trajectory") on at most
-    ``_FIT_MAX_POINTS`` contiguous bin means; the model quantities for the dynamics section."""
+    ``_FIT_MAX_POINTS`` contiguous bin means; the model quantities for the dynamics section.
+    From rest at ``t0``, by default the first logged step."""
+    start = float(t[0]) if t0 is None else float(t0)
     if t.size > _FIT_MAX_POINTS:
         edges = np.linspace(0, t.size, _FIT_MAX_POINTS + 1).round().astype(np.int64)
         counts = np.diff(edges)
         t = np.add.reduceat(t, edges[:-1]) / counts
         r = np.add.reduceat(r, edges[:-1]) / counts
     try:
-        result = fit(t, r, "oscillator")
+        result = fit(t, r, "oscillator", t0=start)
     except (ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
         return None, {"error": f"oscillator fit failed: {exc}"}
     params = {k: float(v) for k, v in result.params.items()}
@@ -525,6 +529,7 @@ def diagnose(
     column: str = "reward",
     eval_column: str | None = None,
     name: str | None = None,
+    t0: float | None = None,
 ) -> Diagnosis:
     """What happened in one run and what to do (docs/diagnose.md).
 
@@ -538,7 +543,11 @@ def diagnose(
     column: the training reward column; eval_column: a held-out reward column to check exists
       (reported in the dynamics section's context, not used for the verdict).
     name: the label for tables and reports (default: the log's file name).
+    t0: the step training started (the oscillator's from-rest time, docs/model.md); default
+      the first logged step of ``column``.
     """
+    if t0 is not None and not math.isfinite(float(t0)):
+        raise ValueError(f"t0: must be finite, got {t0}")
     r = as_run(run)
     if column != "reward" and not r.has(column):
         raise ValueError(f"column: {column!r} not in the run (columns: {list(r.frame.columns)})")
@@ -573,7 +582,7 @@ def diagnose(
     result: FitResult | None = None
     dynamics: dict[str, Any] | None = None
     if pr.overall is not None and (pr.overall.present or rose):
-        result, dynamics = _fit_dynamics(t, y)
+        result, dynamics = _fit_dynamics(t, y, t0)
         if result is None and dynamics is not None:
             warnings.append(str(dynamics.get("error")))
     else:

@@ -971,8 +971,14 @@ def fit(
         An extra starting point, tried besides the automatic ones.
     t0 : float
         Start of training for the oscillator/exponential (held fixed): the from-rest time.
+        The default 0 is the model's own origin (training starts at step 0) and is kept so
+        that ``fit(t, r)`` on arrays means what it always meant; for a log that starts later
+        (resumed, cropped, logged from step 5000) pass ``t0=t[0]``: the log-level entry points
+        (:func:`~grpo_dynamics.forecast`, :func:`~grpo_dynamics.diagnose`, the command line's
+        ``fit``/``compare``/``forecast``/``diagnose``) default to the first logged step.
     max_iter, n_starts : int
-        LM trial steps per start; number of automatic starts (distinct families).
+        LM trial steps per start; number of automatic starts (distinct families). A fit that
+        ends in ``status == "max_iter"`` always says so in ``reason``.
     nested_mu0 : bool
         Oscillator only. An optimum with ``0 < mu <= 0.01`` lies where ``mu`` is identifiable
         only at second order (J^T W J is nearly rank-deficient); the nested exponential (``mu``
@@ -1149,6 +1155,9 @@ def fit_many(
         r_flat = np.concatenate(r_parts) if r_parts else np.zeros(0)
         w_flat = np.concatenate(w_parts) if w_list is not None and w_parts else None
 
+    w_scale = np.ones(n_series)
+    if w_flat is not None:
+        w_flat, w_scale = _normalise_weights(w_flat, offsets)
     summary = _data_summary(t_flat, r_flat, offsets, w_flat)
     p0_arr = None
     if p0 is not None:
@@ -1173,4 +1182,46 @@ def fit_many(
         n_threads,
         opts,
     )
-    return _identify(_to_batch(model, raw, opts.t0, overrides), summary)
+    # Back to the caller's weight scale: rss and sigma2 scale with the weights; parameters,
+    # stderr, r2 and AIC/BIC (whose sum of log weights cancels the scale) do not.
+    raw["rss"] = np.asarray(raw["rss"]) * w_scale
+    raw["sigma2"] = np.asarray(raw["sigma2"]) * w_scale
+    batch = _to_batch(model, raw, opts.t0, overrides)
+    _explain_max_iter(batch, opts.max_iter, summary.t_first)
+    return _identify(batch, summary)
+
+
+def _explain_max_iter(batch: BatchFit, max_iter: int, t_first: NDArray[np.float64]) -> None:
+    """A fit that ends in ``max_iter`` always says why (in place, on ``batch.reason``)."""
+    for i in np.flatnonzero(batch.status == "max_iter").tolist():
+        why = (
+            f"max_iter: the optimizer stopped after {max_iter} trial steps per start without "
+            "meeting its convergence tests (raise max_iter or pass p0"
+        )
+        if batch.model != "logistic" and np.isfinite(t_first[i]) and t_first[i] > batch.t0:
+            why += (
+                f"; the curve starts from rest at t0 = {batch.t0:g}, before the first step "
+                f"{t_first[i]:g}: pass t0 = the first step if training started there"
+            )
+        why += ")"
+        old = str(batch.reason[i])
+        batch.reason[i] = f"{why}; {old}" if old else why
+
+
+def _normalise_weights(
+    w_flat: NDArray[np.float64], offsets: NDArray[np.int64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Each series' weights divided by the power of two nearest their geometric mean (positive
+    finite weights only; 1 if none), and those scales. The optimizer's tolerances are absolute
+    in sqrt(w) units, so a constant weight scale of 1e-45 or 1e250 used to stop it early at a
+    wrong optimum; dividing by a power of two is exact and cannot overflow
+    (docs/reliability.md)."""
+    lengths = np.diff(offsets)
+    series = np.repeat(np.arange(lengths.size), lengths)
+    usable = np.isfinite(w_flat) & (w_flat > 0)
+    log2w = np.log2(np.where(usable, w_flat, 1.0))
+    count = np.bincount(series[usable], minlength=lengths.size)
+    total = np.bincount(series[usable], weights=log2w[usable], minlength=lengths.size)
+    exponent = np.where(count > 0, np.round(total / np.maximum(count, 1)), 0.0)
+    scale = np.ldexp(1.0, exponent.astype(np.int64))
+    return w_flat / np.repeat(scale, lengths), scale

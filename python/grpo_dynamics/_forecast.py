@@ -328,11 +328,14 @@ def _family_fits(
 
 
 def _oscillator_fits(
-    fr: _Frame, pieces: Sequence[tuple[Array, Array]], a_lo: float, a_hi: float
+    fr: _Frame, pieces: Sequence[tuple[Array, Array]], a_lo: float, a_hi: float, x0: float = 0.0
 ) -> list[_Fitted | None]:
-    """The from-rest oscillator (docs/model.md) on every piece, in one fit_many call."""
+    """The from-rest oscillator (docs/model.md) on every piece, in one fit_many call, from rest
+    at x0 (the normalised t0; 0 is the first logged step)."""
     bounds = {"r_inf": (a_lo, a_hi)}
-    batch = _fit_many([(x, z) for x, z in pieces], model="oscillator", bounds=bounds, threads=1)
+    batch = _fit_many(
+        [(x, z) for x, z in pieces], model="oscillator", bounds=bounds, threads=1, t0=x0
+    )
     out: list[_Fitted | None] = []
     for k in range(len(pieces)):
         p = np.asarray(batch.params[k], dtype=float)
@@ -350,7 +353,9 @@ def _oscillator_fits(
 
         def f(xx: Array, pp: Array) -> Array:
             return np.asarray(
-                _trajectory(np.asarray(xx, float), pp[0], pp[1], max(pp[2], 1e-9), max(pp[3], 0.0)),
+                _trajectory(
+                    np.asarray(xx, float) - x0, pp[0], pp[1], max(pp[2], 1e-9), max(pp[3], 0.0)
+                ),
                 dtype=float,
             )
 
@@ -374,6 +379,7 @@ def _fit_all(
     a_lo: float,
     a_hi: float,
     noise_var: float,
+    x0: float = 0.0,
 ) -> dict[str, list[_Fitted | None]]:
     """Every candidate fitted to the first ``lengths[i]`` points, for every i."""
     out: dict[str, list[_Fitted | None]] = {}
@@ -383,7 +389,7 @@ def _fit_all(
         elif name == "oscillator":
             usable = [m for m in lengths if m >= 6]
             pieces = [(x[:m], z[:m]) for m in usable]
-            fits = iter(_oscillator_fits(fr, pieces, a_lo, a_hi) if usable else [])
+            fits = iter(_oscillator_fits(fr, pieces, a_lo, a_hi, x0) if usable else [])
             out[name] = [next(fits) if m >= 6 else None for m in lengths]
         else:
             out[name] = _family_fits(name, fr, x, z, lengths, a_lo, a_hi)
@@ -466,6 +472,7 @@ def forecast(
     reward_range: Sequence[float] | None = None,
     candidates: Sequence[str] = CANDIDATES,
     seed: int = 0,
+    t0: float | None = None,
 ) -> Forecast:
     """Predict the rest of a run from its first part (docs/forecast.md).
 
@@ -479,7 +486,11 @@ def forecast(
     level: central probability of every band. reward_range: (lo, hi), the reward's possible
       range when known: plateaus and bands stay inside it. candidates: a subset of
       :data:`CANDIDATES`. seed: for the mixture's quantiles.
+    t0: the step training started, the oscillator candidate's from-rest time (docs/model.md);
+      default the first logged step (the other candidates have a free origin).
     """
+    if t0 is not None and not math.isfinite(float(t0)):
+        raise ValueError(f"t0: must be finite, got {t0}")
     if not (isinstance(level, (int, float)) and 0.0 < float(level) < 1.0):
         raise ValueError(f"level: must be in (0, 1), got {level!r}")
     rng_range = _check_range(reward_range)
@@ -570,7 +581,8 @@ def forecast(
         leads.append(float(np.mean(x[n - n_target :]) - x[m - 1]))
     target = float(np.mean(z[n - n_target :]))
     target_var = noise_var / n_target
-    fits = _fit_all(names, fr, x, z, [*pieces, n], a_lo, a_hi, noise_var)
+    x0 = 0.0 if t0 is None else float(fr.x(np.array(float(t0))))
+    fits = _fit_all(names, fr, x, z, [*pieces, n], a_lo, a_hi, noise_var, x0)
     # the noise about the curve: the residuals of the whole-prefix fits (docs/forecast.md,
     # "Bands"); it sets the validation target's variance, the level's and the end window's
     resid = _residual_noise(fits, x_raw, z_raw)

@@ -47,6 +47,15 @@ __all__ = [
 ]
 
 _REWARD_KINDS = ("bernoulli", "fixed")
+
+# Size caps: the largest runs that finish in about a minute on one core and fit in memory
+# (docs/reliability.md). A binomial draw of a group of G costs O(sqrt(G)) steps (2**62 hung);
+# every (replica, step) cell stores 6 float64 observables (48 bytes: 25e6 cells ~ 1.2 GB); each
+# refresh draws batch_prompts * n_arms binomials per replica.
+MAX_GROUP_SIZE = 2**30
+MAX_ARMS = 100_000
+MAX_CELLS = 25_000_000  # steps * replicas
+MAX_DRAWS = 2_000_000_000  # steps * replicas * batch_prompts * n_arms
 # the per-step observables of a SimulationResult (also the keys of the reference simulation)
 OBSERVABLES = (
     "expected_reward",
@@ -67,6 +76,30 @@ def _as_logits(value: Sequence[float] | np.ndarray | None, n_arms: int, name: st
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name}: must be finite, got {arr.tolist()}")
     return tuple(float(v) for v in arr)
+
+
+def _check_size(values: dict[str, object], n_arms: int) -> None:
+    """Rejects runs that cannot finish (the caps above), naming the argument and the cap."""
+    group_size, batch_prompts = int(values["group_size"]), int(values["batch_prompts"])  # type: ignore[call-overload]
+    steps, replicas = int(values["steps"]), int(values["replicas"])  # type: ignore[call-overload]
+    if group_size > MAX_GROUP_SIZE:
+        raise ValueError(
+            f"group_size: must be <= {MAX_GROUP_SIZE} (2**30; larger groups do not finish), "
+            f"got {group_size}"
+        )
+    if n_arms > MAX_ARMS:
+        raise ValueError(f"arm_rewards: must have <= {MAX_ARMS} arms, got {n_arms}")
+    if steps * replicas > MAX_CELLS:
+        raise ValueError(
+            f"steps: steps * replicas must be <= {MAX_CELLS} (6 float64 observables per cell), "
+            f"got {steps} * {replicas} = {steps * replicas}"
+        )
+    draws = steps * replicas * batch_prompts * n_arms
+    if draws > MAX_DRAWS:
+        raise ValueError(
+            f"batch_prompts: steps * replicas * batch_prompts * n_arms must be <= {MAX_DRAWS} "
+            f"(binomial draws; more does not finish in minutes), got {draws}"
+        )
 
 
 @dataclass(frozen=True)
@@ -171,6 +204,7 @@ class BanditConfig:
             "reference_logits": _as_logits(self.reference_logits, n_arms, "reference_logits"),
             "initial_logits": _as_logits(self.initial_logits, n_arms, "initial_logits"),
         }
+        _check_size(values, n_arms)
         for name, value in values.items():
             object.__setattr__(self, name, value)
         # the update rule's own rules (lr, beta2, eps, weight decay, ...) are Optimizer's

@@ -397,8 +397,15 @@ class StabilityReport:
 
     spectral_radius: rho of the transition matrix (per refresh cycle for the refresh model, per
     step otherwise); decay_rate = rho^(1/steps_per_map) per optimizer step; margin = 1 -
-    decay_rate (> 0 iff stable); relaxation_steps = -1 / ln(decay_rate) (e-folding time, steps).
+    decay_rate (> 0 iff stable, up to the rounding of rho, see below); relaxation_steps =
+    -1 / ln(decay_rate) (e-folding time, steps).
     regime: "overdamped" | "oscillatory" | "unstable" (exact). continuum.regime: the approximation.
+    For the two-dimensional maps (refresh cycle, on-policy, delay <= 1) "unstable" and ``stable``
+    come from the Jury test of the core (p(1), p(-1), 1 - det formed without cancellation): a point
+    within a relative 1e-12 of the boundary counts as unstable (e.g. lr = 3.8, momentum 0.9,
+    curvature 1, whose root -1 is exact), while a tiny stiffness whose rho = 1 - O(c) rounds to
+    1.0 (or just above) is still stable. The same rule decides critical_learning_rate,
+    critical_refresh_interval, stationary_variance (inf when unstable) and the grid.
     momentum, c_lag, c_now: the heavy-ball form's beta_eff and step stiffnesses that were analysed
     (weight decay is part of c_now; adamw's decoupled decay lowers beta_eff).
     """
@@ -418,7 +425,7 @@ class StabilityReport:
 
     @property
     def stable(self) -> bool:
-        return self.spectral_radius < 1.0
+        return self.regime != "unstable"
 
     @property
     def margin(self) -> float:
@@ -776,7 +783,7 @@ class StabilityGrid:
 
     @property
     def stable(self) -> NDArray[np.bool_]:
-        return self.spectral_radius < 1.0
+        return np.asarray((self.regime_code == 0) | (self.regime_code == 1))
 
 
 def stability_grid(

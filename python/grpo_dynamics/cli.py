@@ -196,10 +196,16 @@ def _around(c_center: float) -> np.ndarray:
     return np.geomspace(c_center / 30.0, c_center * 30.0, 80)
 
 
+def _t0(args: argparse.Namespace, t: np.ndarray) -> float:
+    """--t0, or the first logged step (a log that starts at step 5000 started there)."""
+    return float(t[0]) if args.t0 is None and t.size else float(args.t0 or 0.0)
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     def work(path: str, run: gd.Run) -> tuple[dict, dict]:
         t, r = _series(run, args.column)
-        result = gd.fit(t, r, args.model)
+        t0 = _t0(args, t)
+        result = gd.fit(t, r, args.model, t0=t0)
         params, err = _params(result), _stderr(result)
         bound = result.plateau_bound
         row = {
@@ -223,7 +229,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         if args.plot:
             results = {args.model: result}
             if args.model != "exponential":
-                results["exponential"] = gd.fit(t, r, "exponential")
+                results["exponential"] = gd.fit(t, r, "exponential", t0=t0)
             doc["plot"] = _fit_plot(args.plot, path, run, args.column, results)
         return row, doc
 
@@ -233,7 +239,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     def work(path: str, run: gd.Run) -> tuple[dict, dict]:
         t, r = _series(run, args.column)
-        comparison = gd.compare(t, r)
+        comparison = gd.compare(t, r, t0=_t0(args, t))
         row: dict[str, Any] = {"n": int(t.size), "verdict": comparison.verdict}
         for score in comparison.scores:
             if score.model != "constant":
@@ -259,6 +265,7 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
             level=args.level,
             reward_range=tuple(args.reward_range) if args.reward_range else None,
             seed=args.seed,
+            t0=args.t0,
         )
         row: dict[str, Any] = {
             "upto": fc.upto,
@@ -315,7 +322,9 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     diagnoses: list[gd.Diagnosis] = []
 
     def work(path: str, run: gd.Run) -> tuple[dict, dict]:
-        d = gd.diagnose(run, hyper, column=args.column, name=Path(path).name, **_curvatures(args))
+        d = gd.diagnose(
+            run, hyper, column=args.column, name=Path(path).name, t0=args.t0, **_curvatures(args)
+        )
         diagnoses.append(d)
         row = {
             "verdict": d.verdict,
@@ -330,7 +339,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
             t, r = _series(run, args.column)
             results = {"oscillator": d.fit}
             try:
-                results["exponential"] = gd.fit(t, r, "exponential")
+                results["exponential"] = gd.fit(t, r, "exponential", t0=_t0(args, t))
             except (ValueError, RuntimeError):
                 pass  # the picture without the exponential beside it is still worth having
             plots.append(_fit_plot(args.plot, path, run, args.column, results))
@@ -650,6 +659,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be finite, got {value}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not (math.isfinite(value) and value > 0):
@@ -672,6 +688,13 @@ def _add_log_command(sub, name: str, help_text: str, func) -> argparse.ArgumentP
         "TensorBoard, console logs)",
     )
     p.add_argument("--column", default="reward", help="the reward column (default: reward)")
+    p.add_argument(
+        "--t0",
+        type=_finite_float,
+        default=None,
+        help="the step training started, the from-rest time of the curve models "
+        "(default: the first logged step)",
+    )
     _add_output_options(p)
     p.set_defaults(func=func)
     return p

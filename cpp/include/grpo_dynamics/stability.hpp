@@ -35,6 +35,15 @@ inline constexpr long kMaxRefreshInterval = 100000000;
 inline constexpr long kMaxDelay = 10000;
 inline constexpr long kMaxDenseDelay = 1000;
 
+// Stability boundary of the two-dimensional maps (refresh cycle, on-policy, delay <= 1): the
+// Jury quantities p(1) = det(I - M), p(-1) = det(I + M) and 1 - det(M) are formed without
+// cancellation where the algebra allows (p(1) = c * [U_K (1 + beta u_{K-1}) - beta u_K U_{K-1}],
+// det M = beta^K + beta c_lag (u_{K-1} U_K - u_K U_{K-1})), and the map counts as unstable when
+// one of them is <= kBoundaryTolerance times its rounding scale (the sum of its terms' moduli).
+// So a point within ~1e-12 of the boundary is unstable (rho >= 1 within the tolerance), while a
+// tiny stiffness (c = 1e-16, rho = 1 - O(c) rounding to 1.0) is still decided exactly.
+inline constexpr double kBoundaryTolerance = 1e-12;
+
 const char* regime_name(Regime regime);
 LagModel parse_lag_model(const std::string& name);
 
