@@ -289,6 +289,15 @@ def test_surface_is_explicit_and_complete():
             a.asname or a.name for n in stub.body if isinstance(n, ast.ImportFrom) for a in n.names
         }
         assert set(gd.__all__) - {"__version__"} <= typed
+        # and the lazy table loads each name from the module the stub types it from
+        stub_source = {
+            a.asname or a.name: node.module
+            for node in stub.body
+            if isinstance(node, ast.ImportFrom) and node.level == 1
+            for a in node.names
+        }
+        table = {name: module for module, names in gd._MODULES.items() for name in names}
+        assert table == stub_source
     # every public class and function of every public module is exported
     for path in sorted(SOURCE.glob("*.py")):
         name = path.stem
