@@ -36,10 +36,10 @@ def _random_truth(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.column_stack([r0, r_inf, tau, mu])
 
 
-def _make_batch(noise: float, seed: int, nested_mu0: bool = True):
+def _make_batch(noise: float, seed: int, nested_mu0: bool = True, n: int = 1000):
     rng = np.random.default_rng(seed)
-    truth = _random_truth(rng, 1000)
-    R = np.array([_oscillator(T, p) for p in truth]) + noise * rng.standard_normal((1000, T.size))
+    truth = _random_truth(rng, n)
+    R = np.array([_oscillator(T, p) for p in truth]) + noise * rng.standard_normal((n, T.size))
     batch = gd.fit_many(T, R, "oscillator", threads=2, nested_mu0=nested_mu0)
     return truth, R, batch
 
@@ -58,7 +58,10 @@ def synthetic_batch():
 def test_reaches_least_squares_optimum_from_truth(noise):
     # noise 0.1 is a low signal-to-noise regime where local optima at mu = 0 are common; the
     # optimizer itself is tested, so the nested-exponential report near mu = 0 is off
-    truth, R, batch = _make_batch(noise, 20261123 if noise == 0.02 else 3, nested_mu0=False)
+    # 500 series per noise level (1000 before): each needs a scipy least_squares reference at
+    # tolerance 1e-15, ~3 ms apiece; >= 99 % still allows at most 5 worse optima of 500
+    seed = 20261123 if noise == 0.02 else 3
+    truth, R, batch = _make_batch(noise, seed, nested_mu0=False, n=500)
     ok = 0
     for i in range(len(truth)):
         lo, hi = batch.lower[i], batch.upper[i]

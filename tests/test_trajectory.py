@@ -111,7 +111,9 @@ params = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=60, deadline=None)
+# 30 examples (60 before): each integrates an ODE reference at tight tolerance; the fixed
+# regime grid of test_matches_dop853 and the closed forms below cover the same property exactly
+@settings(max_examples=30, deadline=None)
 @given(p=params)
 def test_random_parameters_match_dop853(p):
     # A vanishing amplitude says nothing about accuracy and breaks the ODE reference itself

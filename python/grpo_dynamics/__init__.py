@@ -2,129 +2,131 @@
 
 The model (docs/model.md) treats the mean training reward as a noisy damped oscillator:
 momentum supplies inertia, off-policy lag erodes damping, the group size sets the noise
-temperature. Each concept lives in one module; this file names the public surface, one
-explicit import per name, so that a type checker sees ``gd.fit`` as the function it is.
+temperature. Each concept lives in one module; this file names the public surface and loads
+each name on first use (PEP 562), so that ``import grpo_dynamics`` and ``grpo-dynamics --help``
+do not wait for Numba, pandas, SciPy or Matplotlib. ``__init__.pyi`` holds the same surface as
+explicit imports, so that a type checker sees ``gd.fit`` as the function it is.
 """
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _version
+import importlib
+import sys
+import types
 
-from ._compare import Comparison, ModelScore, compare
-from ._detectors import SEVERITIES, detect_all
-from ._diagnose import VERDICTS, Diagnosis, Finding, diagnose, fails
-from ._fit import (
-    FIT_MODELS,
-    FIT_STATUSES,
-    BatchFit,
-    FitResult,
-    fit,
-    fit_many,
-    fit_param_names,
-    noise_variance_local,
-    r2_noise_ceiling,
-    r2_window_means,
-)
-from ._forecast import Forecast, Interval, forecast, gain_step
-from ._results import to_jsonable
-from ._simulate import (
-    BanditConfig,
-    SimulationResult,
-    StationaryStats,
-    StiffnessResult,
-    measure_stiffness,
-    simulate,
-    two_arm_expected_drift,
-)
-from ._stability import (
-    REGIMES,
-    ContinuumPrediction,
-    ExactStability,
-    Hyperparameters,
-    StabilityGrid,
-    StabilityReport,
-    StationaryVariance,
-    continuum,
-    critical_delay,
-    critical_learning_rate,
-    critical_refresh_interval,
-    exact_stability,
-    oscillation_onset,
-    stability,
-    stability_grid,
-    stationary_variance,
-)
-from ._sweep import SWEEP_STUDIES, sweep
-from ._trajectory import (
-    JACOBIAN_PARAMS,
-    Regime,
-    frequency_to_shape,
-    physical_to_shape,
-    regime,
-    shape_to_frequency,
-    shape_to_physical,
-    trajectory,
-    trajectory_jacobian,
-)
-from .distributed import concat_batches, fit_many_dask
-from .io import (
-    CANONICAL_COLUMNS,
-    GrpoLogWarning,
-    LogFormatError,
-    Run,
-    as_run,
-    read_log,
-    read_logs,
-    write_log,
-)
-from .joint import (
-    GroupSizeTimescales,
-    JointFit,
-    NoiseModel,
-    ScalingFit,
-    fit_joint,
-    fit_noise_model,
-    fit_scaling,
-)
-from .monitor import ForecastSummary, Monitor, Update
-from .objectives import (
-    OBJECTIVE_PRESETS,
-    ClipOvershoot,
-    EffectiveDynamics,
-    Objective,
-    Optimizer,
-    PrefixBias,
-    ScaleInvariance,
-    TwoPositionPolicy,
-    TwoPositionRun,
-    adam_overshoot_ratio,
-    clip_overshoot,
-    effective_dynamics,
-    objective_preset,
-    prefix_bias,
-    reward_scale_invariance,
-    surrogate_gradient,
-    surrogate_value,
-    train_two_position,
-)
-from .optimizer import OptimizerState, numpy_step
-from .plotting import (
-    plot_fit,
-    plot_forecast,
-    plot_phase_diagram,
-    plot_phase_diagrams,
-    save_figure,
-)
-from .report import render_html, render_markdown, summary_table, write_html
-from .trend import Progress, TrendTest, progress, trend_test
-from .watch import watch
-
-try:
-    # one source of truth: the version pyproject.toml gave the installed distribution
-    __version__: str = _version("grpo-dynamics")
-except PackageNotFoundError:  # a source checkout on sys.path, never installed
-    __version__ = "0+unknown"
+# the module (relative to this package) that defines each public name; __init__.pyi imports
+# the same names from the same modules (tests/test_architecture.py keeps the two in step)
+_MODULES: dict[str, tuple[str, ...]] = {
+    "_compare": ("Comparison", "ModelScore", "compare"),
+    "_detectors": ("SEVERITIES", "detect_all"),
+    "_diagnose": ("VERDICTS", "Diagnosis", "Finding", "diagnose", "fails"),
+    "_fit": (
+        "FIT_MODELS",
+        "FIT_STATUSES",
+        "BatchFit",
+        "FitResult",
+        "fit",
+        "fit_many",
+        "fit_param_names",
+        "noise_variance_local",
+        "r2_noise_ceiling",
+        "r2_window_means",
+    ),
+    "_forecast": ("Forecast", "Interval", "forecast", "gain_step"),
+    "_results": ("to_jsonable",),
+    "_simulate": (
+        "BanditConfig",
+        "SimulationResult",
+        "StationaryStats",
+        "StiffnessResult",
+        "measure_stiffness",
+        "simulate",
+        "two_arm_expected_drift",
+    ),
+    "_stability": (
+        "REGIMES",
+        "ContinuumPrediction",
+        "ExactStability",
+        "Hyperparameters",
+        "StabilityGrid",
+        "StabilityReport",
+        "StationaryVariance",
+        "continuum",
+        "critical_delay",
+        "critical_learning_rate",
+        "critical_refresh_interval",
+        "exact_stability",
+        "oscillation_onset",
+        "stability",
+        "stability_grid",
+        "stationary_variance",
+    ),
+    "_sweep": ("SWEEP_STUDIES", "sweep"),
+    "_trajectory": (
+        "JACOBIAN_PARAMS",
+        "Regime",
+        "frequency_to_shape",
+        "physical_to_shape",
+        "regime",
+        "shape_to_frequency",
+        "shape_to_physical",
+        "trajectory",
+        "trajectory_jacobian",
+    ),
+    "distributed": ("concat_batches", "fit_many_dask"),
+    "io": (
+        "CANONICAL_COLUMNS",
+        "GrpoLogWarning",
+        "LogFormatError",
+        "Run",
+        "as_run",
+        "read_log",
+        "read_logs",
+        "write_log",
+    ),
+    "joint": (
+        "GroupSizeTimescales",
+        "JointFit",
+        "NoiseModel",
+        "ScalingFit",
+        "fit_joint",
+        "fit_noise_model",
+        "fit_scaling",
+    ),
+    "monitor": ("ForecastSummary", "Monitor", "Update"),
+    "objectives": (
+        "OBJECTIVE_PRESETS",
+        "ClipOvershoot",
+        "EffectiveDynamics",
+        "Objective",
+        "Optimizer",
+        "PrefixBias",
+        "ScaleInvariance",
+        "TwoPositionPolicy",
+        "TwoPositionRun",
+        "adam_overshoot_ratio",
+        "clip_overshoot",
+        "effective_dynamics",
+        "objective_preset",
+        "prefix_bias",
+        "reward_scale_invariance",
+        "surrogate_gradient",
+        "surrogate_value",
+        "train_two_position",
+    ),
+    "optimizer": ("OptimizerState", "numpy_step"),
+    "plotting": (
+        "plot_fit",
+        "plot_forecast",
+        "plot_phase_diagram",
+        "plot_phase_diagrams",
+        "save_figure",
+    ),
+    "report": ("render_html", "render_markdown", "summary_table", "write_html"),
+    "trend": ("Progress", "TrendTest", "progress", "trend_test"),
+    "watch": ("watch",),
+}
+_SOURCE: dict[str, str] = {name: module for module, names in _MODULES.items() for name in names}
 
 __all__ = [
     "__version__",
@@ -256,5 +258,40 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> object:
+    """Import the module that defines ``name`` on first access and keep the value."""
+    if name == "__version__":
+        # one source of truth: the version pyproject.toml gave the installed distribution
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            value: object = version("grpo-dynamics")
+        except PackageNotFoundError:  # a source checkout on sys.path, never installed
+            value = "0+unknown"
+    elif name in _SOURCE:
+        value = getattr(importlib.import_module(f".{_SOURCE[name]}", __name__), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
 def __dir__() -> list[str]:
     return list(__all__)
+
+
+class _Package(types.ModuleType):
+    """This package, whose public names win over its submodules of the same name.
+
+    The import system binds each submodule on its package once loaded; ``watch`` names both a
+    module and the function it defines, and ``gd.watch`` must stay the function (as it was when
+    this file imported it eagerly) even when ``grpo_dynamics.watch`` is imported first.
+    """
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if isinstance(value, types.ModuleType) and name in _SOURCE:
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from scipy import special
 
-from . import _bandit_kernels as _kern
 from . import _validation as _v
 from ._vocabulary import (
     ADVANTAGES,
@@ -264,6 +262,8 @@ class BanditConfig:
 
     def reference_policy(self) -> np.ndarray:
         """softmax(reference_logits)."""
+        from scipy import special
+
         return special.softmax(np.asarray(self.reference_logits, dtype=float))
 
 
@@ -434,6 +434,8 @@ def simulate(config: BanditConfig) -> SimulationResult:
     (seed, replica), so results are identical for any thread count. Cost per step is
     O(batch_prompts * n_arms) at each refresh and O(n_arms) otherwise (docs/simulate.md).
     """
+    from . import _bandit_kernels as _kern  # Numba: imported by a simulation only
+
     if not isinstance(config, BanditConfig):
         raise ValueError(f"config: must be a BanditConfig, got {type(config).__name__}")
     r_hi, r_lo, p_hi = config.reward_cells()
@@ -480,6 +482,8 @@ def _two_arm_terms(config: BanditConfig, gap_old: float, gap: float):
     Arm 1 is the second arm, gap = theta_1 - theta_0. Returns (prob, d_gap, g_1) where d_gap is
     the ascent gradient of the group surrogate on theta_1 - theta_0 and g_1 the one on theta_1.
     """
+    from scipy import special
+
     r_hi, r_lo, p_hi = config.reward_cells()
     group = config.group_size
     # expit of both signs: 1 - expit(gap) underflows to 0 for large gaps
@@ -637,7 +641,7 @@ def _bracket(func, start: float) -> tuple[float, float]:
 
 
 def _exact_stiffness(config: BanditConfig, step: float) -> StiffnessResult:
-    from scipy import optimize  # ~0.17 s to import, a quarter of the package's: only here
+    from scipy import optimize, special  # ~0.17 s to import, a quarter of the package's: only here
 
     sqrt2 = math.sqrt(2.0)
     initial = np.asarray(config.initial_logits, dtype=float)
@@ -693,6 +697,10 @@ def _probe(
     seed: int,
 ) -> np.ndarray:
     """Per-chunk sums from the common-random-number probe kernel (see probe_kernel)."""
+    from scipy import special
+
+    from . import _bandit_kernels as _kern
+
     r_hi, r_lo, p_hi = config.reward_cells()
     chunks = 64
     per = max(1, groups // chunks)
@@ -739,6 +747,8 @@ def _zero_sum_basis(n_arms: int) -> np.ndarray:
 def _monte_carlo_stiffness(
     config: BanditConfig, step: float, groups: int, start: np.ndarray | None
 ) -> StiffnessResult:
+    from scipy import special
+
     n_arms = config.n_arms
     basis = _zero_sum_basis(n_arms)
     arm_means = config.arm_means()

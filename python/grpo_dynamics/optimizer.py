@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from numba import njit
 
 from . import _validation as _v
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = [
     "OPTIMIZER_KINDS",
@@ -148,8 +150,11 @@ class Optimizer:
 # Numba's on-disk cache of a caller (_bandit_kernels, _objective_kernels) is keyed on the
 # caller's own file only: after editing numba_step, delete their cached *.nbi/*.nbc files in
 # __pycache__ or they keep running the old step.
-@njit(cache=True, error_model="numpy")
-def numba_step(theta, loss_grad, buf, exp_avg, exp_avg_sq, step_count, kind, hyper):
+#
+# numba_step is _numba_step compiled, made on first access (module __getattr__ below): the
+# kernels import it, the stability analyses and the diagnosis that import this module for
+# Optimizer never do, and importing Numba costs them ~0.3 s.
+def _numba_step(theta, loss_grad, buf, exp_avg, exp_avg_sq, step_count, kind, hyper):
     # pragma: no cover - compiled
     """One update of theta (1-d) in place from the loss gradient; returns the new step count.
 
@@ -202,6 +207,20 @@ def numba_step(theta, loss_grad, buf, exp_avg, exp_avg_sq, step_count, kind, hyp
         if denom > 0.0:  # eps = 0 with an all-zero history: no step instead of 0/0
             theta[k] -= lr * (exp_avg[k] / bias1) / denom
     return t
+
+
+if TYPE_CHECKING:
+    numba_step: Callable[..., int]  # made by __getattr__ on first access
+
+
+def __getattr__(name: str) -> object:
+    if name == "numba_step":
+        from numba import njit
+
+        step = njit(cache=True, error_model="numpy")(_numba_step)
+        globals()["numba_step"] = step
+        return step
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
