@@ -30,6 +30,37 @@ class _Parsed:
     notes: list[str] = field(default_factory=list)
     explicit_nan: bool = True  # NaN values are literal in the file (not 'not logged')
     step_source: str | None = None  # how steps were found when records carry none
+    # a long all-numeric history kept as compact arrays instead of one dict per record
+    columns: _Columns | None = None
+
+
+@dataclass
+class _Columns:
+    """Records stored compactly: record i has the keys ``keysets[kinds[i]]`` with the values
+    ``values[starts[i]:starts[i] + len(keys)]``; its step (the value of ``step_key``, which
+    every record has) is ``steps[i]``, its metrics the other keys.
+    """
+
+    label: str  # records are named label[i], as _records_from_dicts names them
+    step_key: str
+    keysets: list[tuple[str, ...]]
+    kinds: np.ndarray  # int64 index into keysets, one per record
+    starts: np.ndarray  # int64 offset into values, one per record
+    values: np.ndarray  # float64
+    steps: np.ndarray  # int64
+
+    def records(self) -> list[tuple[str, int | None, dict[str, float]]]:
+        """The same records _records_from_dicts makes from the entries."""
+        out: list[tuple[str, int | None, dict[str, float]]] = []
+        values = self.values
+        for i, (kind, start, step) in enumerate(
+            zip(self.kinds.tolist(), self.starts.tolist(), self.steps.tolist(), strict=True)
+        ):
+            keys = self.keysets[kind]
+            numbers = values[start : start + len(keys)].tolist()
+            metrics = {k: v for k, v in zip(keys, numbers, strict=True) if k != self.step_key}
+            out.append((f"{self.label}[{i}]", step, metrics))
+        return out
 
 
 # compiled once: _to_float runs for every logged value of a text log
