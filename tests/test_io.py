@@ -1221,3 +1221,118 @@ def test_from_arrays_and_as_run_reject_steps_beyond_exact_integers():
         Run.from_arrays([1.0, 1e30], [0.1, 0.2])
     with pytest.raises(ValueError, match=r"^steps: must be within"):
         gd.as_run(np.array([1.0, 1e30]), [0.1, 0.2])
+
+
+def _big_trainer_state(path: Path, rows: int) -> None:
+    """A TRL trainer_state.json: train entries, an eval entry every 500 steps, NaN grad norms
+    every 997 steps, the final summary entry; written line by line (not held as objects)."""
+    rng = np.random.default_rng(14)
+    numbers = rng.random((rows, 6))
+    with path.open("w") as out:
+        out.write(f'{{\n  "global_step": {rows},\n  "log_history": [\n')
+        for i in range(rows):
+            step = i + 1
+            entry = {
+                "completion_length": 50.0 + 250.0 * numbers[i, 0],
+                "epoch": step / rows,
+                "grad_norm": math.nan if step % 997 == 0 else float(numbers[i, 1]),
+                "kl": 0.01 * numbers[i, 2],
+                "learning_rate": 1e-6,
+                "loss": 0.1 * numbers[i, 3],
+                "reward": float(numbers[i, 4]),
+                "reward_std": 0.3 * numbers[i, 5],
+                "step": step,
+            }
+            out.write("    " + json.dumps(entry) + ",\n")
+            if step % 500 == 0:
+                evaluation = {"epoch": step / rows, "eval_loss": float(numbers[i, 0]), "step": step}
+                out.write("    " + json.dumps(evaluation) + ",\n")
+        summary = {"epoch": 1.0, "step": rows, "train_loss": 0.05, "train_runtime": 1000.5}
+        out.write("    " + json.dumps(summary) + '\n  ],\n  "logging_steps": 1\n}\n')
+
+
+def test_large_trainer_state_is_read_within_three_times_its_size(tmp_path):
+    # issue 14: a 200 MB trainer_state.json peaked at 12x its size; log_history is now decoded
+    # entry by entry into compact arrays
+    import tracemalloc
+
+    path = tmp_path / "trainer_state.json"
+    _big_trainer_state(path, 90_000)
+    size = path.stat().st_size
+    assert 20e6 < size < 40e6
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        run = read_quiet(path)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * size, f"peak {peak / 1e6:.1f} MB for a {size / 1e6:.1f} MB file"
+
+    # the same run built independently from json.load
+    with path.open() as handle:
+        history = json.load(handle)["log_history"]
+    train = [e for e in history if "reward" in e]
+    np.testing.assert_array_equal(run.steps, [e["step"] for e in train])
+    np.testing.assert_array_equal(run.reward, [e["reward"] for e in train])
+    for column in ("kl", "reward_std", "grad_norm", "completion_length"):
+        np.testing.assert_array_equal(
+            run.column(column, dropna=False).to_numpy(), [e[column] for e in train]
+        )
+    evaluations = [e for e in history if "eval_loss" in e]
+    eval_loss = run.column("eval_loss")
+    np.testing.assert_array_equal(eval_loss.index, [e["step"] for e in evaluations])
+    np.testing.assert_array_equal(eval_loss.to_numpy(), [e["eval_loss"] for e in evaluations])
+    # an eval entry's epoch is the one kept at its step
+    np.testing.assert_array_equal(run.column("epoch").to_numpy(), [e["epoch"] for e in train])
+    nan_steps = [e["step"] for e in train if math.isnan(e["grad_norm"])]
+    assert any(
+        w.startswith(f"grad_norm: {len(nan_steps)} non-finite value(s) (NaN/inf) at steps 997,")
+        for w in run.warnings
+    ), run.warnings
+    assert run.metadata["train_summary"] == {"train_loss": 0.05, "train_runtime": 1000.5}
+    assert run.metadata["global_step"] == 90_000
+
+
+def _messy_trainer_state(seed: int) -> dict:
+    """Seeded trainer_state documents with restarts, repeats, eval entries, NaN, summaries."""
+    rng = np.random.default_rng(seed)
+    history: list[dict] = []
+    steps = list(range(1, int(rng.integers(2, 30))))
+    if rng.random() < 0.25:  # a restart from an earlier checkpoint
+        steps += list(range(int(rng.integers(1, 10)), int(rng.integers(10, 25))))
+    for step in steps:
+        entry = {"loss": float(rng.random()), "reward": float(rng.random()), "step": step}
+        if rng.random() < 0.1:
+            entry["reward"] = float(rng.choice([math.nan, math.inf]))
+        if rng.random() < 0.1:
+            entry["kl"] = rng.choice([None, "n/a", True, 3])
+        entry["epoch"] = step / 10
+        history.append(entry)
+        if rng.random() < 0.2:
+            evaluation = {"epoch": step / 10 + 0.01, "eval_loss": float(rng.random())}
+            history.append({**evaluation, "step": step})
+        if rng.random() < 0.05:
+            history.append(dict(history[-1]))
+    if rng.random() < 0.5:
+        history.append({"epoch": 3.0, "step": steps[-1], "train_loss": 0.1, "total_flos": 1e9})
+    return {"global_step": steps[-1], "log_history": history, "logging_steps": 1}
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_trainer_state_streaming_matches_reading_the_whole_document(tmp_path, seed, monkeypatch):
+    # the compact path (json_log._stream_trainer_state) against json.loads + one dict per record
+    import grpo_dynamics.io.json_log as json_log
+
+    path = tmp_path / "trainer_state.json"
+    path.write_text(json.dumps(_messy_trainer_state(seed), indent=seed % 3 or None))
+    streamed = read_quiet(path)
+    with monkeypatch.context() as patch:
+        patch.setattr(json_log, "_stream_trainer_state", lambda text: None)
+        whole = read_quiet(path)
+    pd.testing.assert_frame_equal(streamed.frame, whole.frame)
+    assert streamed.warnings == whole.warnings
+    assert streamed.notes == whole.notes
+    assert repr(streamed.metadata) == repr(whole.metadata)
+    assert streamed.original_names == whole.original_names
