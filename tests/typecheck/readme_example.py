@@ -15,7 +15,8 @@ def readme_example() -> None:
     result = gd.fit(run.steps, run.reward)                 # oscillator: r0, r_inf, tau, mu
     print(result.params, result.stderr, result.regime)
     print(gd.compare(run.steps, run.reward).preferred)     # "constant" when there is no trend
-    print(gd.diagnose(run))
+    print(gd.diagnose(run))                                # verdict, headline, findings
+    print(gd.forecast(run, fraction=0.5))                  # end level and plateau, with bands
 
     hp = gd.Hyperparameters(lr=1e-3, momentum=0.9, refresh_interval=4, group_size=8)
     print(gd.critical_refresh_interval(hp, curvature=3.0))  # first unstable K, exact
