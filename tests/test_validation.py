@@ -106,3 +106,17 @@ def test_integer_agrees_with_the_plain_comparison(value, minimum):
     else:
         with pytest.raises(ValueError, match="^n: must be an integer"):
             v.integer("n", value, minimum=minimum)
+
+
+def test_interval_is_a_finite_increasing_pair():
+    assert v.interval("reward_range", (0, 1)) == (0.0, 1.0)
+    assert v.interval("reward_range", np.array([-1.5, 2.0])) == (-1.5, 2.0)
+    for bad, rule in [
+        ((1.0, 0.0), "finite with lo < hi"),
+        ((0.0, math.inf), "finite with lo < hi"),
+        ((0.0, 0.5, 1.0), r"\(lo, hi\)"),
+        ("0-1", r"\(lo, hi\)"),
+        (3.0, r"\(lo, hi\)"),
+    ]:
+        with pytest.raises(ValueError, match=f"^reward_range: must be {rule}"):
+            v.interval("reward_range", bad)

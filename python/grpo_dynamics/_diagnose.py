@@ -40,7 +40,6 @@ from ._results import to_jsonable
 from ._stability import Hyperparameters, exact_stability
 from .io import Run, as_run
 from .trend import Progress, progress
-from .trend import trend_test as _trend_test
 
 __all__ = ["Diagnosis", "Finding", "diagnose", "VERDICTS", "worst_severity", "fails"]
 
@@ -293,16 +292,6 @@ def _dynamics_lines(dynamics: dict[str, Any] | None, stability: dict[str, Any] |
     elif st and "error" in st:
         lines.append(f"exact stability: {st['error']}")
     return lines
-
-
-def trend_test(t: Any, r: Any) -> dict[str, Any]:
-    """Deprecated: the whole-run trend as a dict with a boolean "trend" key, for older callers
-    (forecast's identification warnings); use :func:`grpo_dynamics.trend.trend_test`. The
-    level is the strict 1e-4 those callers were written for."""
-    tt = _trend_test(t, r, alpha=1e-4)
-    out = tt.to_dict()
-    out["trend"] = tt.present
-    return out
 
 
 def _estimated_curvature(hp: Any, fit: Any) -> float | None:

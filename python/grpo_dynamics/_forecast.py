@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from . import _validation as _v
 from ._curves import FAMILIES, Family, fit_family_batch
 from ._fit import fit_many as _fit_many
 from ._trajectory import trajectory as _trajectory
@@ -400,18 +401,6 @@ def _fit_all(
 # the forecast
 
 
-def _check_range(reward_range: Sequence[float] | None) -> tuple[float, float] | None:
-    if reward_range is None:
-        return None
-    try:
-        lo, hi = (float(v) for v in reward_range)
-    except (TypeError, ValueError):
-        raise ValueError(f"reward_range: must be (lo, hi), got {reward_range!r}") from None
-    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-        raise ValueError(f"reward_range: must be finite with lo < hi, got {reward_range!r}")
-    return lo, hi
-
-
 def _residual_noise(
     fits: dict[str, list[_Fitted | None]], x: Array, z: Array
 ) -> tuple[float, float] | None:
@@ -493,7 +482,7 @@ def forecast(
         raise ValueError(f"t0: must be finite, got {t0}")
     if not (isinstance(level, (int, float)) and 0.0 < float(level) < 1.0):
         raise ValueError(f"level: must be in (0, 1), got {level!r}")
-    rng_range = _check_range(reward_range)
+    rng_range = None if reward_range is None else _v.interval("reward_range", reward_range)
     names = [c for c in CANDIDATES if c in set(candidates)]
     unknown = set(candidates) - set(CANDIDATES)
     if unknown or not names:

@@ -62,14 +62,6 @@ LagModel = Literal["refresh", "delay"]
 REGIMES: dict[int, str] = dict(_core.REGIME_NAMES)
 
 
-def _positive_int(name: str, value: object, minimum: int) -> int:
-    return _v.integer(name, value, minimum=minimum)
-
-
-def _finite(name: str, value: object) -> float:
-    return _v.finite(name, value)
-
-
 @dataclass(frozen=True)
 class Hyperparameters:
     """GRPO optimizer and sampling settings that enter the linear model (docs/stability.md).
@@ -254,8 +246,8 @@ def _curvature_split(
         raise ValueError(
             "curvature: pass curvature or curvature_lag (and optionally curvature_now)"
         )
-    kappa_lag = 0.0 if curvature_lag is None else _finite("curvature_lag", curvature_lag)
-    kappa_now = 0.0 if curvature_now is None else _finite("curvature_now", curvature_now)
+    kappa_lag = 0.0 if curvature_lag is None else _v.finite("curvature_lag", curvature_lag)
+    kappa_now = 0.0 if curvature_now is None else _v.finite("curvature_now", curvature_now)
     # curvature_lag may be negative (TRL's k3 KL at stale samples): only the total must restore.
     if kappa_now < 0.0:
         raise ValueError(f"curvature_now: must be >= 0, got {_v.show(kappa_now)}")
@@ -506,7 +498,7 @@ def critical_refresh_interval(
             f"delay: must be 0 for critical_refresh_interval (refresh and delay do not "
             f"combine), got {hp.delay}"
         )
-    max_interval = _positive_int("max_interval", max_interval, 1)
+    max_interval = _v.integer("max_interval", max_interval, minimum=1)
     beta, c_lag, c_now = _linear_model(hp, curvature, curvature_lag, curvature_now)
     k = int(_core.critical_refresh_interval(beta, c_lag, c_now, max_interval))
     return k if k > 0 else None
@@ -531,7 +523,7 @@ def critical_delay(
             f"refresh_interval: must be 1 for critical_delay (refresh and delay do not "
             f"combine), got {hp.refresh_interval}"
         )
-    max_delay = _positive_int("max_delay", max_delay, 0)
+    max_delay = _v.integer("max_delay", max_delay, minimum=0)
     if max_delay > _core.MAX_DELAY:  # the same bound as the delay grid's
         raise ValueError(f"max_delay: must be <= {_core.MAX_DELAY}, got {max_delay}")
     beta, c_lag, c_now = _linear_model(hp, curvature, curvature_lag, curvature_now)
@@ -677,7 +669,7 @@ def oscillation_onset(
     if vary == "learning_rate":
         return _critical_lr(hp, curvature, curvature_lag, curvature_now, "oscillatory", scan_ratio)
     _v.choice("vary", vary, ("learning_rate", "refresh_interval", "delay"))
-    max_steps = _positive_int("max_steps", max_steps, 1)
+    max_steps = _v.integer("max_steps", max_steps, minimum=1)
     beta, c_lag, c_now = _linear_model(hp, curvature, curvature_lag, curvature_now)
     lag_model = "refresh" if vary == "refresh_interval" else "delay"
     first = 1 if lag_model == "refresh" else 0
@@ -927,7 +919,7 @@ def exact_stability(
         k_crit = critical_refresh_interval(hp, curvature, curvature_lag=lag, curvature_now=now)
         max_k = None if k_crit is None else k_crit - 1
     if hp.refresh_interval == 1:
-        limit = _positive_int("max_delay", max_delay, 0)
+        limit = _v.integer("max_delay", max_delay, minimum=0)
         d_crit = critical_delay(
             hp, curvature, curvature_lag=lag, curvature_now=now, max_delay=limit
         )

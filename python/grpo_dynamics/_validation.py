@@ -30,6 +30,7 @@ __all__ = [
     "flag",
     "in_range",
     "integer",
+    "interval",
     "nonnegative",
     "positive",
     "show",
@@ -168,3 +169,14 @@ def threads(value: object, name: str = "threads") -> int | None:
     if number < 1:
         raise ValueError(f"{name}: must be a positive integer or None, got {number}")
     return int(number)
+
+
+def interval(name: str, value: object) -> tuple[float, float]:
+    """value as a finite (lo, hi) pair of floats with lo < hi (e.g. a reward's range)."""
+    try:
+        lo, hi = (float(v) for v in value)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: must be (lo, hi), got {value!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ValueError(f"{name}: must be finite with lo < hi, got {value!r}")
+    return lo, hi

@@ -31,6 +31,7 @@ from types import MappingProxyType
 import numpy as np
 import pandas as pd
 
+from . import _validation as _v
 from ._diagnose import Diagnosis, diagnose
 from ._forecast import Forecast, forecast
 from .io import Run, as_run
@@ -221,12 +222,6 @@ def _consistent(fields: Mapping[str, float], prog: Progress, level: tuple[float,
     return True
 
 
-def _positive_int(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name}: must be an integer >= 1, got {value!r}")
-    return int(value)
-
-
 def _step_value(step: object) -> int:
     if isinstance(step, bool):
         raise ValueError(f"step: must be an integer, got {step!r}")
@@ -273,19 +268,11 @@ class Monitor:
             raise ValueError(f"name: must be a non-empty string or None, got {name!r}")
         if reward_key is not None and (not isinstance(reward_key, str) or not reward_key):
             raise ValueError(f"reward_key: must be a metric name or None, got {reward_key!r}")
-        self.refit_every = _positive_int("refit_every", refit_every)
-        if not (isinstance(refit_growth, int | float) and 0.0 <= refit_growth <= 10.0):
-            raise ValueError(f"refit_growth: must be in [0, 10], got {refit_growth!r}")
-        self.refit_growth = float(refit_growth)
-        self.confirm = _positive_int("confirm", confirm)
+        self.refit_every = _v.integer("refit_every", refit_every, minimum=1)
+        self.refit_growth = _v.in_range("refit_growth", refit_growth, 0.0, 10.0)
+        self.confirm = _v.integer("confirm", confirm, minimum=1)
         if reward_range is not None:
-            try:
-                lo, hi = (float(v) for v in reward_range)
-            except (TypeError, ValueError):
-                lo = hi = math.nan
-            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-                raise ValueError(f"reward_range: must be finite (low, high), got {reward_range!r}")
-            reward_range = (lo, hi)
+            reward_range = _v.interval("reward_range", reward_range)
         self.reward_key = reward_key
         self.reward_range = reward_range
         self.metadata: dict[str, object] = dict(metadata or {})
