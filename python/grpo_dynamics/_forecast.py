@@ -36,7 +36,7 @@ from ._curves import FAMILIES, Family, fit_family_batch
 from ._fit import fit_many as _fit_many
 from ._trajectory import trajectory as _trajectory
 from .io import Run, as_run
-from .trend import ar1_from_differences
+from .trend import ar1_from_differences, ar1_mean_variance
 from .trend import progress as _progress
 
 __all__ = ["Forecast", "Interval", "forecast", "gain_step", "CANDIDATES"]
@@ -426,12 +426,6 @@ def _residual_noise(
     return best[0], float(min(max(phi, 0.0), 0.9))
 
 
-def _ar1_mean_var(s2: float, phi: float, m: int) -> float:
-    """Variance of the mean of m consecutive AR(1) values with marginal variance s2."""
-    j = np.arange(1, m)
-    return float(s2 / m * (1.0 + 2.0 * np.sum((1.0 - j / m) * phi**j)))
-
-
 def _mixture_quantiles(
     means: Array,
     sds: Array,
@@ -630,7 +624,7 @@ def forecast(
     # the logged steps of the end window (horizon - window, horizon], one logging interval apart
     t_end = float(horizon) - window + window / n_end * np.arange(1, n_end + 1)
     xe = fr.x(np.asarray(t_end, dtype=np.float64))
-    end_noise = _ar1_mean_var(s2_point, phi, n_end)
+    end_noise = ar1_mean_variance(s2_point, phi, n_end)
     lead_e = float(np.mean(np.maximum(xe - 1.0, 0.0)))
     means_g = np.array([c.curve(xg) for c in comps])
     # the delta method is trusted where the data are: beyond the prefix its variance is held at

@@ -195,6 +195,13 @@ def ar1_from_differences(
     return float(min(max(phi, 0.0), cap))
 
 
+def ar1_mean_variance(s2: float, phi: float, m: int) -> float:
+    """Variance of the mean of m consecutive AR(1) values of marginal variance s2:
+    s2 / m (1 + 2 sum_{j<m} (1 - j/m) phi^j). Shared by the level test and the forecast."""
+    j = np.arange(1, m)
+    return float(s2 / m * (1.0 + 2.0 * np.sum((1.0 - j / m) * phi**j)))
+
+
 def _inflation(phi: float, n_raw: int, m: int) -> float:
     """Hamed & Rao (1998) factor Var(S)/Var_iid(S) for the m bin means of AR(1) noise."""
     if phi <= 0.0 or m < 3:
@@ -247,12 +254,9 @@ def _level_p_value(y: NDArray[np.float64], phi: float) -> float:
     phi = min(0.95, phi + 2.0 / math.sqrt(n))
     sigma2 = spread * spread / (2.0 * (1.0 - phi))  # Var(diff) = 2 sigma^2 (1 - phi)
     edges = np.linspace(0, n, m + 1).round().astype(np.int64)
-    sizes = np.diff(edges).astype(float)
+    sizes = np.diff(edges)
     means = np.add.reduceat(y, edges[:-1]) / sizes
-    variances = np.empty(m)
-    for k, b in enumerate(sizes):
-        h = np.arange(1.0, b)
-        variances[k] = sigma2 / b * (1.0 + 2.0 * float(np.sum((1.0 - h / b) * phi**h)))
+    variances = np.array([ar1_mean_variance(sigma2, phi, int(b)) for b in sizes])
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         weights = 1.0 / variances
         pooled = float(np.sum(weights * means) / np.sum(weights))
@@ -260,6 +264,17 @@ def _level_p_value(y: NDArray[np.float64], phi: float) -> float:
     if not math.isfinite(statistic):  # noise below double precision beside the change
         return 1.0 if math.isnan(statistic) else 0.0
     return float(chdtrc(m - 1, statistic))
+
+
+def _slope_interval(slopes: NDArray[np.float64], var_s: float, alpha: float) -> tuple[float, float]:
+    """Rank confidence interval of Sen's slope at level 1 - alpha: drop C/2 of the sorted
+    pairwise slopes on each side, C = z_(1 - alpha/2) sqrt(Var S)."""
+    half = 0.5 * _z(alpha) * math.sqrt(max(var_s, 0.0))
+    lo_idx = int(math.floor((slopes.size - 2.0 * half) / 2.0))
+    hi_idx = int(math.ceil((slopes.size + 2.0 * half) / 2.0))
+    if slopes.size and 0 <= lo_idx < slopes.size and 0 < hi_idx <= slopes.size:
+        return float(slopes[lo_idx]), float(slopes[hi_idx - 1])
+    return -math.inf, math.inf
 
 
 def trend_test(steps: ArrayLike, reward: ArrayLike, *, alpha: float = ALPHA) -> TrendTest:
@@ -279,9 +294,18 @@ def trend_test(steps: ArrayLike, reward: ArrayLike, *, alpha: float = ALPHA) -> 
     """
     if not (isinstance(alpha, (int, float)) and 0.0 < float(alpha) < 1.0):
         raise ValueError(f"alpha: must be in (0, 1), got {alpha!r}")
+    t, y = _series(steps, reward)
+    return _trend(t, y, alpha)[0]
+
+
+def _trend(
+    t: NDArray[np.float64], y: NDArray[np.float64], alpha: float
+) -> tuple[TrendTest, NDArray[np.float64], float, float]:
+    """trend_test on a cleaned, sorted series, with what its slope interval is made of:
+    (result, sorted pairwise slopes in units of max |y|, inflated Var S, that scale), so a
+    caller can take the interval at another level without redoing the test."""
     from scipy.special import ndtr
 
-    t, y = _series(steps, reward)
     n = int(t.size)
     # ranks are scale-free: work in units of max |y| so rewards near 1e300 cannot overflow
     scale = float(np.max(np.abs(y))) if n else 1.0
@@ -289,9 +313,10 @@ def trend_test(steps: ArrayLike, reward: ArrayLike, *, alpha: float = ALPHA) -> 
     y = y / scale
     noise = noise_from_differences(y) * scale
     if n < MIN_POINTS or np.ptp(y) == 0.0:
-        return TrendTest(
+        flat = TrendTest(
             "none", 1.0, 0.0, 0.0, (0.0, 0.0), 0.0, noise, 0.0, 1.0, n, min(n, MAX_BINS), alpha
         )
+        return flat, np.zeros(1), 0.0, scale
     tb, yb = _bin(t, y)
     m = int(tb.size)
     i, j = np.triu_indices(m, k=1)
@@ -312,14 +337,7 @@ def trend_test(steps: ArrayLike, reward: ArrayLike, *, alpha: float = ALPHA) -> 
     else:
         z = (s - math.copysign(1.0, s)) / math.sqrt(var_s) if s != 0 else 0.0
     p = float(min(1.0, 2.0 * ndtr(-abs(z))))
-    # rank confidence interval of Sen's slope: drop C/2 pairwise slopes on each side
-    half = 0.5 * _z(alpha) * math.sqrt(max(var_s, 0.0))
-    lo_idx = int(math.floor((slopes.size - 2.0 * half) / 2.0))
-    hi_idx = int(math.ceil((slopes.size + 2.0 * half) / 2.0))
-    if slopes.size and 0 <= lo_idx < slopes.size and 0 < hi_idx <= slopes.size:
-        interval = (float(slopes[lo_idx]), float(slopes[hi_idx - 1]))
-    else:
-        interval = (-math.inf, math.inf)
+    interval = _slope_interval(slopes, var_s, alpha)
     # a monotone trend (Mann-Kendall, at 0.99 alpha) or a large change of level that is not
     # monotone (bin means, at 0.01 alpha: its noise model is cruder under strong correlation),
     # Bonferroni-combined so the total false-alarm rate stays alpha
@@ -335,10 +353,22 @@ def trend_test(steps: ArrayLike, reward: ArrayLike, *, alpha: float = ALPHA) -> 
         else:
             direction = "rising" if s > 0 else "falling"
     span = float(t[-1] - t[0])
-    slope, interval = slope * scale, (interval[0] * scale, interval[1] * scale)
-    return TrendTest(
-        direction, p, float(z), slope, interval, slope * span, noise, phi, factor, n, m, alpha
+    slope_units, interval = slope * scale, (interval[0] * scale, interval[1] * scale)
+    result = TrendTest(
+        direction,
+        p,
+        float(z),
+        slope_units,
+        interval,
+        slope_units * span,
+        noise,
+        phi,
+        factor,
+        n,
+        m,
+        alpha,
     )
+    return result, slopes, var_s, scale
 
 
 def progress(
@@ -363,7 +393,7 @@ def progress(
     size = max(MIN_RECENT, int(math.ceil(recent_fraction * t.size)))
     size = min(size, t.size)
     start = t.size - size
-    recent = trend_test(t[start:], y[start:], alpha=alpha)
+    recent, slopes, var_s, scale = _trend(t[start:], y[start:], alpha)
     state: State
     if not overall.present:
         state = recent.direction if recent.present else "flat"  # type: ignore[assignment]
@@ -371,8 +401,7 @@ def progress(
         window = float(t[-1] - t[start])
         # the largest movement the recent window allows, in the direction of the run
         # one-sided PLATEAU_LEVEL bound on the recent slope (the rank interval at 2 (1 - level))
-        bound = trend_test(t[start:], y[start:], alpha=2.0 * (1.0 - PLATEAU_LEVEL))
-        lo, hi = bound.slope_interval
+        lo, hi = (scale * v for v in _slope_interval(slopes, var_s, 2.0 * (1.0 - PLATEAU_LEVEL)))
         worst = hi if overall.direction == "rising" else -lo
         room = max(worst, 0.0) * window
         # the gain so far: the recent level against the first twentieth of the run
