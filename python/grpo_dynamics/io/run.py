@@ -203,15 +203,7 @@ def as_run(
             raise ValueError("data: steps must be finite integers")
         numeric = numeric.loc[:, [c for c in numeric.columns if numeric[c].notna().any()]]
         columns = {str(c): numeric[c].to_numpy(dtype=float) for c in numeric.columns}
-        rewards = columns.pop("reward")
-        order = np.argsort(steps, kind="stable")
-        if np.any(np.diff(steps[order]) == 0):
-            raise ValueError("data: steps must be unique")
-        run = Run.from_arrays(
-            steps[order],  # from_arrays checks the range, then casts
-            rewards[order],
-            **{k: v[order] for k, v in columns.items()},
-        )
+        run = _sorted_run(steps, columns.pop("reward"), columns)
         # keep the names the user's columns had (they tell which trainer wrote them)
         run.original_names.update({k: v for k, v in original.items() if k in run.frame.columns})
         return run
@@ -230,7 +222,14 @@ def as_run(
     t, y = t[keep], y[keep]
     if np.any(t != np.round(t)):
         raise ValueError("data: steps must be integers")
-    order = np.argsort(t, kind="stable")
-    if np.any(np.diff(t[order]) == 0):
+    return _sorted_run(t, y, {})
+
+
+def _sorted_run(steps: np.ndarray, reward: np.ndarray, columns: Mapping[str, np.ndarray]) -> Run:
+    """A Run from integral float steps in any order: sorted by step, duplicates rejected."""
+    order = np.argsort(steps, kind="stable")
+    if np.any(np.diff(steps[order]) == 0):
         raise ValueError("data: steps must be unique")
-    return Run.from_arrays(t[order], y[order])  # from_arrays checks the range, then casts
+    return Run.from_arrays(  # from_arrays checks the range, then casts
+        steps[order], reward[order], **{k: v[order] for k, v in columns.items()}
+    )
