@@ -225,7 +225,7 @@ def as_run(
     return _sorted_run(t, y, {})
 
 
-def _sorted_run(steps: np.ndarray, reward: np.ndarray, columns: Mapping[str, np.ndarray]) -> Run:
+def _sorted_run(steps: np.ndarray, reward: np.ndarray, columns: Mapping[str, Any]) -> Run:
     """A Run from integral float steps in any order: sorted by step, duplicates rejected."""
     order = np.argsort(steps, kind="stable")
     if np.any(np.diff(steps[order]) == 0):
