@@ -31,6 +31,7 @@ __all__ = [
     "in_range",
     "integer",
     "interval",
+    "paired",
     "nonnegative",
     "positive",
     "show",
@@ -180,3 +181,14 @@ def interval(name: str, value: object) -> tuple[float, float]:
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise ValueError(f"{name}: must be finite with lo < hi, got {value!r}")
     return lo, hi
+
+
+def paired(steps: object, values: object, name: str = "reward") -> tuple[np.ndarray, np.ndarray]:
+    """steps and values as 1-D float arrays of one shape (``name`` names the values)."""
+    t = np.asarray(steps, dtype=float)
+    y = np.asarray(values, dtype=float)
+    if t.ndim != 1 or y.ndim != 1:
+        raise ValueError(f"{name}: must be 1-D like the steps, got shapes {t.shape} and {y.shape}")
+    if t.shape != y.shape:
+        raise ValueError(f"{name}: shape {y.shape} does not match the steps' shape {t.shape}")
+    return t, y

@@ -26,6 +26,8 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from . import _validation as _v
+
 __all__ = ["TrendTest", "Progress", "trend_test", "progress", "MAX_BINS", "ALPHA"]
 
 MAX_BINS = 60  # above this many points the series is averaged into this many contiguous bins
@@ -128,12 +130,7 @@ class Progress:
 
 
 def _series(steps: ArrayLike, reward: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    t = np.asarray(steps, dtype=float)
-    y = np.asarray(reward, dtype=float)
-    if t.ndim != 1 or y.ndim != 1:
-        raise ValueError(f"reward: must be 1-D like steps, got shapes {t.shape} and {y.shape}")
-    if t.shape != y.shape:
-        raise ValueError(f"reward: shape {y.shape} does not match the steps' shape {t.shape}")
+    t, y = _v.paired(steps, reward)
     keep = np.isfinite(t) & np.isfinite(y)
     t, y = t[keep], y[keep]
     order = np.argsort(t, kind="stable")

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import _validation as _v
 from ._aliases import _COLUMN_ALIASES, _column_order
 from ._columns import _canonical_columns, _canonical_metadata
 from ._errors import LogFormatError
@@ -212,12 +213,7 @@ def as_run(
             f"data: expected a Run, a DataFrame, a mapping of columns or steps with a reward "
             f"array; got {type(data).__name__} without reward"
         )
-    t = np.asarray(data, dtype=float)
-    y = np.asarray(reward, dtype=float)
-    if t.ndim != 1 or y.ndim != 1:
-        raise ValueError(f"reward: must be 1-D like the steps, got shapes {t.shape} and {y.shape}")
-    if t.shape != y.shape:
-        raise ValueError(f"reward: shape {y.shape} does not match the steps' shape {t.shape}")
+    t, y = _v.paired(data, reward)
     keep = np.isfinite(t)
     t, y = t[keep], y[keep]
     if np.any(t != np.round(t)):
