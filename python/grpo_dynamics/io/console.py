@@ -36,7 +36,11 @@ _CONSOLE_META = {
     "steps_per_epoch": re.compile(r"Num update steps per epoch\s*=\s*([\d,]+)"),
     "gradient_accumulation_steps": re.compile(r"Gradient Accumulation steps\s*=\s*([\d,]+)"),
     # a literal start (no leading \b) lets the regex engine skip ahead: ~50x faster on MBs
-    "group_size": re.compile(r"num_generations\s*[=:]\s*(\d+)"),
+    # TRL/Unsloth 'num_generations = 8', verl's printed config "'rollout_n': 8" or Hydra
+    # override 'actor_rollout_ref.rollout.n=8', OpenRLHF '--n_samples_per_prompt 8'
+    "group_size": re.compile(
+        r"(?:num_generations|rollout_n|rollout\.n|n_samples_per_prompt)['\"]?(?:\s*[=:]\s*|\s+)(\d+)"
+    ),
     "model_name": re.compile(
         r"model(?:_name(?:_or_path)?)?\s*[=:]\s*([A-Za-z0-9][\w.\-]*/[\w.\-]+)"
     ),
