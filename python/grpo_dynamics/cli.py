@@ -43,12 +43,18 @@ class _Failure(Exception):
 # library access (public API only)
 
 
-def _read_many(paths: Sequence[str]) -> list[tuple[str, gd.Run | Exception]]:
-    """(path, Run or Exception) for every file the paths/globs/directories name."""
+def _read_many(
+    paths: Sequence[str], select: dict[str, str] | None = None
+) -> list[tuple[str, gd.Run | Exception]]:
+    """(path, Run or Exception) for every file the paths/globs/directories name.
+
+    A CSV holding several runs gives one item per run (``path[column=value]``) unless
+    ``select`` names the one to read.
+    """
     with warnings.catch_warnings():
         # the reader's data-cleaning warnings are kept in Run.warnings and reported per row
         warnings.simplefilter("ignore")
-        return list(gd.read_logs(list(paths)))
+        return list(gd.read_logs(list(paths), select=select, split_runs=select is None))
 
 
 def _series(run: gd.Run, column: str) -> tuple[np.ndarray, np.ndarray]:
@@ -132,7 +138,8 @@ def _batch(
     people instead of the default table.
     """
     rows, docs, failed = [], [], 0
-    for path, run in _progress(_read_many(args.paths), label):
+    select = dict(args.select) if args.select else None
+    for path, run in _progress(_read_many(args.paths, select), label):
         if isinstance(run, Exception):
             row = {"file": path, "status": "error", "error": f"{type(run).__name__}: {run}"}
             rows.append(row)
@@ -663,6 +670,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _select_pair(text: str) -> tuple[str, str]:
+    column, sep, value = text.partition("=")
+    if not sep or not column.strip():
+        raise argparse.ArgumentTypeError(f"expected COLUMN=VALUE, got {text!r}")
+    return column.strip(), value
+
+
 def _finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
@@ -692,6 +706,14 @@ def _add_log_command(sub, name: str, help_text: str, func) -> argparse.ArgumentP
         "TensorBoard, console logs)",
     )
     p.add_argument("--column", default="reward", help="the reward column (default: reward)")
+    p.add_argument(
+        "--select",
+        type=_select_pair,
+        action="append",
+        metavar="COLUMN=VALUE",
+        help="read only the run whose COLUMN equals VALUE from CSV/JSONL files that hold "
+        "several runs (repeatable; default: every run of such a CSV, one row each)",
+    )
     p.add_argument(
         "--t0",
         type=_finite_float,

@@ -150,6 +150,7 @@ def _select_run(
                 f"read the first, {first!r} (choose one with select={{{name!r}: ...}})"
             )
             metadata["selected"] = {str(name): first}
+            metadata["runs_in_file"] = {str(name): [str(v) for v in labels]}
             mask = (column.astype(str) == first).to_numpy()
             return table.loc[mask].reset_index(drop=True), rows_at[mask]
     return table, rows_at

@@ -205,13 +205,22 @@ def read_logs(
     paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     *,
     format: str | None = None,
+    select: Mapping[str, str] | None = None,
+    split_runs: bool = False,
 ) -> list[tuple[str, Run | Exception]]:
     """Read many logs (files, directories, globs); never loses an item.
 
     Returns one ``(path, result)`` per file found, where ``result`` is a :class:`Run` or the
     exception that stopped that file (LogFormatError, FileNotFoundError, ...). A glob or
     directory that matches nothing gives ``(pattern, FileNotFoundError)``.
+
+    ``select`` is passed to :func:`read_log` for every file (one run of multi-run CSV/JSONL
+    files). With ``split_runs=True`` (and no ``select``), a CSV file that holds several runs
+    told apart by a text column gives one item per run, named ``"path[column=value]"``, instead
+    of its first run only.
     """
+    if split_runs and select is not None:
+        raise ValueError("split_runs: must be False when select names one run, got True")
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     results: list[tuple[str, Run | Exception]] = []
     for item in items:
@@ -223,7 +232,26 @@ def read_logs(
             continue
         for path in expanded:
             try:
-                results.append((path, read_log(path, format=format)))
+                # when splitting, the "read the first run" warning of a multi-run file is moot:
+                # hold the warnings back until it is known whether the file is split
+                with warnings.catch_warnings(record=split_runs) as held:
+                    if split_runs:
+                        warnings.simplefilter("always")
+                    run = read_log(path, format=format, select=select)
             except Exception as error:  # noqa: BLE001 - a batch keeps every item's outcome
                 results.append((path, error))
+                continue
+            runs = run.metadata.get("runs_in_file") if split_runs else None
+            if not runs:
+                for message in held or ():
+                    warnings.warn(message.message, message.category, stacklevel=2)
+                results.append((path, run))
+                continue
+            ((column, labels),) = runs.items()
+            for label in labels:
+                name = f"{path}[{column}={label}]"
+                try:
+                    results.append((name, read_log(path, format=format, select={column: label})))
+                except Exception as error:  # noqa: BLE001 - as above
+                    results.append((name, error))
     return results

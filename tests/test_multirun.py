@@ -1,0 +1,93 @@
+"""Files that hold several runs (docs/io.md, "Several runs in one file"): a batch gives one
+item per run, checked against a plain pandas split of the same CSV; the CLI's ``--select``
+reads one of them; nothing is dropped and bad selections are clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import grpo_dynamics as gd
+from grpo_dynamics import cli
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-grpo-logs"
+WAVE1 = SHARED / "memoryoffish__nlp_grpo__results__curves_wave1.csv"
+
+
+def _rows(out: str) -> list[dict]:
+    doc = json.loads(out)
+    return doc if isinstance(doc, list) else doc["results"]
+
+
+def test_split_runs_gives_every_run_of_a_csv_as_pandas_splits_it():
+    table = pd.read_csv(WAVE1)
+    expected = {
+        arm: group.dropna(subset=["critic/score/mean"])
+        for arm, group in table.groupby("arm", sort=False)
+    }
+    items = gd.read_logs([WAVE1], split_runs=True)
+    assert [name for name, _ in items] == [f"{WAVE1}[arm={arm}]" for arm in expected]
+    for (_, run), (arm, group) in zip(items, expected.items(), strict=True):
+        assert isinstance(run, gd.Run)
+        assert run.metadata["selected"] == {"arm": arm}
+        steps, reward = run.series("reward")
+        np.testing.assert_array_equal(steps, group["step"].to_numpy(float))
+        np.testing.assert_allclose(reward, group["critic/score/mean"].to_numpy(float))
+
+
+def test_without_split_a_batch_keeps_one_item_per_file(recwarn):
+    items = gd.read_logs([WAVE1])
+    assert len(items) == 1
+    run = items[0][1]
+    assert isinstance(run, gd.Run)
+    assert run.metadata["runs_in_file"]["arm"][0] == run.metadata["selected"]["arm"]
+    assert len(run.metadata["runs_in_file"]["arm"]) == 4
+
+
+def test_split_runs_and_select_exclude_each_other():
+    with pytest.raises(ValueError, match="split_runs"):
+        gd.read_logs([WAVE1], split_runs=True, select={"arm": "x"})
+
+
+def test_cli_reads_every_run_of_a_multi_run_csv(capsys):
+    assert cli.main(["fit", str(WAVE1), "--json"]) == 0
+    rows = _rows(capsys.readouterr().out)
+    arms = list(pd.unique(pd.read_csv(WAVE1)["arm"]))
+    assert [r["file"] for r in rows] == [f"{WAVE1}[arm={arm}]" for arm in arms]
+    assert all(r["status"] == "ok" for r in rows)
+
+
+def test_cli_select_reads_one_run(capsys):
+    arm = "n8 [sparse, n8]"
+    assert cli.main(["fit", str(WAVE1), "--select", f"arm={arm}", "--json"]) == 0
+    rows = _rows(capsys.readouterr().out)
+    assert len(rows) == 1 and rows[0]["file"] == str(WAVE1)
+    table = pd.read_csv(WAVE1)
+    n = table.loc[table["arm"] == arm, "critic/score/mean"].notna().sum()
+    assert rows[0]["n"] == n
+
+
+def test_cli_select_naming_no_run_is_an_error_row(capsys):
+    assert cli.main(["fit", str(WAVE1), "--select", "arm=nope", "--json"]) == 1
+    (row,) = _rows(capsys.readouterr().out)
+    assert row["status"] == "error"
+    assert "no row matches" in row["error"] and "control [sparse, n4]" in row["error"]
+
+
+def test_cli_select_needs_column_and_value(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["fit", str(WAVE1), "--select", "arm"])
+    assert exit_info.value.code == 2
+    assert "--select: expected COLUMN=VALUE" in capsys.readouterr().err
+
+
+def test_split_runs_still_warns_about_a_single_run_file(tmp_path):
+    path = tmp_path / "one.csv"
+    path.write_text("reward\n0.1\n0.2\n0.3\n0.4\n")
+    with pytest.warns(gd.GrpoLogWarning, match="no step column"):
+        ((name, run),) = gd.read_logs([path], split_runs=True)
+    assert name == str(path) and isinstance(run, gd.Run) and len(run) == 4
