@@ -101,3 +101,42 @@ def test_cli_table_names_each_run_of_a_file(tmp_path, capsys):
     assert cli.main(["fit", str(path)]) == 0
     table = capsys.readouterr().out
     assert "sweep.csv[label=a/1]" in table and "sweep.csv[label=b/2]" in table
+
+
+def _wandb_export(path: Path, runs: dict[str, dict[int, float]]) -> None:
+    """A W&B chart export: 'Step', then '<run> - train/reward' (+ __MIN/__MAX) per run, empty
+    cells where a run logged nothing at that step."""
+    steps = sorted({s for values in runs.values() for s in values})
+    header = ['"Step"'] + [
+        f'"{name} - train/reward{suffix}"' for name in runs for suffix in ("", "__MIN", "__MAX")
+    ]
+    lines = [",".join(header)]
+    for s in steps:
+        cells = [str(s)]
+        for values in runs.values():
+            cells += [f"{values[s]!r}" if s in values else ""] * 3
+        lines.append(",".join(cells))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_wandb_export_with_runs_side_by_side_splits_into_runs(tmp_path):
+    rng = np.random.default_rng(3)
+    runs = {
+        "grpo-lr1e-6": {s: float(rng.uniform()) for s in range(1, 41)},
+        "grpo-lr3e-6": {s: float(rng.uniform()) for s in range(1, 41) if s % 3},  # gaps
+        "grpo-lr1e-5": {s: float(rng.uniform()) for s in range(5, 30)},  # starts late
+    }
+    path = tmp_path / "wandb_export.csv"
+    _wandb_export(path, runs)
+    items = gd.read_logs([path], split_runs=True)
+    assert [name for name, _ in items] == [f"{path}[run={name}]" for name in runs]
+    for (_, run), values in zip(items, runs.values(), strict=True):
+        assert isinstance(run, gd.Run)
+        steps, reward = run.series("reward")
+        np.testing.assert_array_equal(steps, sorted(values))
+        np.testing.assert_array_equal(reward, [values[s] for s in sorted(values)])
+    with pytest.warns(gd.GrpoLogWarning, match="3 runs told apart by column 'run'"):
+        first = gd.read_log(path)
+    np.testing.assert_array_equal(first.series("reward")[1], list(runs["grpo-lr1e-6"].values()))
+    chosen = gd.read_log(path, select={"run": "grpo-lr3e-6"})
+    assert chosen.series("reward")[0].tolist() == sorted(runs["grpo-lr3e-6"])

@@ -46,18 +46,29 @@ def _read_csv(path: str, text: str, select: Mapping[str, str] | None = None) -> 
     except (pd.errors.ParserError, ValueError) as error:
         raise LogFormatError(path, None, f"malformed CSV: {error}") from None
     columns = [str(c) for c in table.columns]
-    # W&B chart exports name columns '<run name> - train/reward'; drop the shared run prefix
-    prefixed = [c for c in columns if " - " in c]
-    if prefixed and len(prefixed) >= len(columns) - 1:
-        prefixes = {c.split(" - ", 1)[0] for c in prefixed}
-        if len(prefixes) == 1:
-            columns = [c.split(" - ", 1)[1] if " - " in c else c for c in columns]
-    table.columns = columns
     # file line of each data row (quoted line breaks inside a cell would shift these)
     rows_at = np.asarray(line_numbers[1:], dtype=np.int64)
     if rows_at.size != len(table):
         rows_at = np.arange(len(table), dtype=np.int64) + (line_numbers[0] + 1)
+    # W&B chart exports name columns '<run name> - train/reward'; drop a prefix shared by all
+    # columns, and turn several runs side by side into rows told apart by a 'run' column
+    prefixed = [c for c in columns if " - " in c]
+    wide_runs: list[str] = []
+    if prefixed and len(prefixed) >= len(columns) - 1:
+        prefixes = list(dict.fromkeys(c.split(" - ", 1)[0] for c in prefixed))
+        if len(prefixes) == 1:
+            columns = [c.split(" - ", 1)[1] if " - " in c else c for c in columns]
+        elif _WIDE_RUN_COLUMN not in columns:
+            table.columns = columns
+            table, rows_at = _wide_to_long(table, rows_at, prefixes)
+            columns = [str(c) for c in table.columns]
+            wide_runs = prefixes
+    table.columns = columns
     warned: list[str] = []
+    if wide_runs and not select:
+        select = {_WIDE_RUN_COLUMN: wide_runs[0]}
+        warned.append(_several_runs_message(_WIDE_RUN_COLUMN, wide_runs))
+        metadata["runs_in_file"] = {_WIDE_RUN_COLUMN: wide_runs}
     table, rows_at = _select_run(table, rows_at, select, path, metadata, warned)
     notes = []
     keep = []
@@ -103,6 +114,35 @@ def _read_csv(path: str, text: str, select: Mapping[str, str] | None = None) -> 
     return _Parsed(records, metadata=metadata, warnings=warned, notes=notes, explicit_nan=False)
 
 
+_WIDE_RUN_COLUMN = "run"  # the label column of a W&B export with several runs side by side
+
+
+def _wide_to_long(
+    table: pd.DataFrame, rows_at: np.ndarray, prefixes: list[str]
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """W&B's '<run> - <metric>' columns of several runs -> one block of rows per run, labelled
+    by a 'run' column; a run's rows are those where it logged something."""
+    shared = [c for c in table.columns if " - " not in c]
+    parts, lines = [], []
+    for prefix in prefixes:
+        own = [c for c in table.columns if c.startswith(prefix + " - ")]
+        part = table[shared + own].rename(columns={c: c.split(" - ", 1)[1] for c in own})
+        logged = part[[c.split(" - ", 1)[1] for c in own]].notna().any(axis=1).to_numpy()
+        part = part.loc[logged]
+        part.insert(0, _WIDE_RUN_COLUMN, prefix)
+        parts.append(part)
+        lines.append(rows_at[logged])
+    return pd.concat(parts, ignore_index=True), np.concatenate(lines)
+
+
+def _several_runs_message(column: str, labels: list[str]) -> str:
+    shown = ", ".join(repr(v) for v in labels[:10])
+    return (
+        f"the file holds {len(labels)} runs told apart by column {column!r} ({shown}); "
+        f"read the first, {labels[0]!r} (choose one with select={{{column!r}: ...}})"
+    )
+
+
 def _select_run(
     table: pd.DataFrame,
     rows_at: np.ndarray,
@@ -144,11 +184,7 @@ def _select_run(
         # a run label: a few values, and the step is unique within each of them
         if 1 < len(labels) <= len(table) // 2 and not table.duplicated([name, step_key]).any():
             first = str(labels[0])
-            shown = ", ".join(repr(str(v)) for v in labels[:10])
-            warned.append(
-                f"the file holds {len(labels)} runs told apart by column {name!r} ({shown}); "
-                f"read the first, {first!r} (choose one with select={{{name!r}: ...}})"
-            )
+            warned.append(_several_runs_message(str(name), [str(v) for v in labels]))
             metadata["selected"] = {str(name): first}
             metadata["runs_in_file"] = {str(name): [str(v) for v in labels]}
             mask = (column.astype(str) == first).to_numpy()
