@@ -27,6 +27,10 @@ _PAIR = re.compile(
     flags=re.IGNORECASE,
 )
 _EPOCH_STEP = re.compile(r"Epoch\s*:?\s*\[(\d+)/(\d+)\]\s*\((\d+)/(\d+)\)", re.IGNORECASE)
+# a tqdm bar's counter '| 12/30 [' (OpenRLHF prints its metrics as the bar's postfix), and an
+# outer 'Episode [2/20]' / 'Train epoch [1/3]' whose bar restarts at 1 each time
+_TQDM_COUNT = re.compile(r"\|\s*(\d+)/(\d+)\s*\[")
+_TQDM_OUTER = re.compile(r"\b(?:episode|epoch)\s*\[(\d+)/(\d+)\]", re.IGNORECASE)
 _STEP_WORD = re.compile(
     r"\b(?:global_step|step|iter|iteration)\b\s*[:=#]?\s*\[?(\d+)", re.IGNORECASE
 )
@@ -64,6 +68,19 @@ def _console_step(value: float | None) -> int | None:
     if value is None or not math.isfinite(value) or value != round(value):
         return None
     return int(value)
+
+
+def _tqdm_step(line: str) -> int | None:
+    """The step of a tqdm progress-bar line: its counter, continued across an outer
+    episode/epoch counter (bar n of episode e with N per episode is step (e - 1) N + n)."""
+    count = _TQDM_COUNT.search(line)
+    if count is None:
+        return None
+    inner, per_bar = int(count.group(1)), int(count.group(2))
+    outer = _TQDM_OUTER.search(line[: count.start()])
+    if outer is None:
+        return inner
+    return (int(outer.group(1)) - 1) * per_bar + inner
 
 
 def _unwrap(text: str) -> str:
@@ -196,6 +213,8 @@ def _read_console(path: str, text: str) -> _Parsed:
                 step = _console_step(float(value)) if step is None else step
                 continue
             values[key] = float(value)
+        if step is None:
+            step = _tqdm_step(line)
         if step is None:
             word = _STEP_WORD.search(line)
             step = int(word.group(1)) if word else None

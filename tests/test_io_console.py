@@ -1,7 +1,7 @@
-"""Run settings read from console logs' printed configurations (docs/io.md, "Console logs"):
-the group size of verl, OpenRLHF and TRL console logs, checked against what the log's own
-configuration dump says (read here with a plain line search) and against the detector that
-needs it (a group of one gives GRPO no signal)."""
+"""Console logs (docs/io.md, "Console logs"): the group size read from the printed
+configurations of verl, OpenRLHF and TRL, checked against what the log's own configuration
+dump says (read here with a plain line search) and against the detector that needs it (a group
+of one gives GRPO no signal); the steps of OpenRLHF-style tqdm progress-bar lines."""
 
 from __future__ import annotations
 
@@ -60,3 +60,38 @@ def test_verl_log_with_one_rollout_per_prompt_is_flagged():
     codes = {finding.code for finding in diagnosis.findings}
     assert "group_size_one" in codes
     assert diagnosis.worst_severity == "critical"
+
+
+def _bar_line(outer: str, n: int, total: int, reward: float) -> str:
+    return (
+        f"{outer}:  50%|#####     | {n}/{total} [00:{n:02d}<00:30,  1.00s/it, "
+        f"act_loss=0.011, reward={reward:.4f}, return={reward - 0.01:.4f}, gen_len=312, "
+        f"kl=0.0012, act_lr=5e-07]"
+    )
+
+
+def test_openrlhf_progress_bar_counter_is_the_step(tmp_path):
+    rewards = [0.2 + 0.01 * k for k in range(12)]
+    path = tmp_path / "openrlhf.log"
+    path.write_text(
+        "\n".join(_bar_line("Train epoch [1/1]", k + 1, 12, r) for k, r in enumerate(rewards))
+    )
+    run = gd.read_log(path)
+    steps, reward = run.series("reward")
+    assert steps.tolist() == list(range(1, 13))
+    assert reward.tolist() == pytest.approx(rewards)
+    assert not any("no step" in w for w in run.warnings)
+
+
+def test_progress_bar_restarting_each_episode_continues_the_steps(tmp_path):
+    lines = [
+        _bar_line(f"Episode [{e}/3]", n, 5, 0.1 * e + 0.01 * n)
+        for e in (1, 2, 3)
+        for n in range(1, 6)
+    ]
+    path = tmp_path / "episodes.log"
+    path.write_text("\n".join(lines) + "\n")
+    steps, reward = gd.read_log(path).series("reward")
+    assert steps.tolist() == list(range(1, 16))  # (episode - 1) * 5 + n, written out
+    expected = [0.1 * e + 0.01 * n for e in (1, 2, 3) for n in range(1, 6)]
+    assert reward.tolist() == pytest.approx(expected)
