@@ -615,8 +615,7 @@ def forecast(
     # dilution prior: near-identical candidates (the oscillator at mu = 0 is the exponential; a
     # logistic past its inflection often is too) share one prior weight instead of each
     # counting as a separate model (docs/forecast.md, "Weights")
-    x_hor = float((float(horizon) - fr.t0) / fr.span)
-    logw -= np.log(_duplicates([fits[k][-1] for k in used], x, x_hor))
+    logw -= np.log(_duplicates([fits[k][-1] for k in used], x, fr.x(np.array(float(horizon)))))
     w = np.exp(logw - logw.max())
     w /= w.sum()
     # the ensemble's own extrapolation error, beyond the target's noise, grows like a drift:
