@@ -48,9 +48,6 @@ CANDIDATES = ("level", "oscillator", "exponential", "logistic", "pow3", "weibull
 ORIGINS = (0.4, 0.55, 0.7)  # rolling origins: fractions of the prefix's points used to fit
 TARGET_FRACTION = 0.15  # validation target: the mean of the prefix's last 15 % of points
 LEVEL_FRACTION = 0.2  # the "last level" model: mean of the last 20 % of the fitted points
-# two candidates whose whole-prefix fits differ nowhere from the first step to the horizon by
-# more than this (in prefix sds) make the same forecast: they share one prior weight
-DUPLICATE_TOL = 0.03
 MIN_POINTS = 4
 MAX_FIT_POINTS = 150  # longer prefixes are fitted as this many bin means
 _N_DRAWS = 8000  # for the end window and the plateau; a quarter of it for the curve band
@@ -429,17 +426,6 @@ def _residual_noise(
     return best[0], float(min(max(phi, 0.0), 0.9))
 
 
-def _duplicates(finals: Sequence[_Fitted | None], x: Array, x_horizon: float) -> Array:
-    """For each candidate, how many candidates (itself included) have a whole-prefix curve
-    within DUPLICATE_TOL of its own at every fitted point and on a grid up to the horizon."""
-    xs = np.concatenate([x, np.linspace(float(x[-1]), max(float(x_horizon), float(x[-1])), 50)])
-    curves = np.array([f.curve(xs) if f is not None else np.full(xs.size, np.nan) for f in finals])
-    dist = np.max(np.abs(curves[:, None, :] - curves[None, :, :]), axis=2)
-    same = dist <= DUPLICATE_TOL
-    np.fill_diagonal(same, True)
-    return np.asarray(same.sum(axis=1), dtype=float)
-
-
 def _mixture_quantiles(
     means: Array,
     sds: Array,
@@ -612,10 +598,6 @@ def forecast(
     # same target window, so their errors are one effective observation (n_eff = 1)
     mse = np.array([float(np.mean(errors[k] ** 2)) if errors[k].size else 0.0 for k in used])
     logw = -0.5 * np.log(mse + target_var + 1e-12)
-    # dilution prior: near-identical candidates (the oscillator at mu = 0 is the exponential; a
-    # logistic past its inflection often is too) share one prior weight instead of each
-    # counting as a separate model (docs/forecast.md, "Weights")
-    logw -= np.log(_duplicates([fits[k][-1] for k in used], x, fr.x(np.array(float(horizon)))))
     w = np.exp(logw - logw.max())
     w /= w.sum()
     # the ensemble's own extrapolation error, beyond the target's noise, grows like a drift:
