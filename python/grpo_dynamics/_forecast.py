@@ -137,8 +137,9 @@ class Forecast:
     its central band at ``level`` (the band includes the window mean's sampling noise).
     ``plateau``: the curve's limit with its band when ``plateau_identified``; else None and
     ``plateau_bound`` = ("at least" | "at most", value) when the data support one side only.
-    ``step_90``: the first step where 90 % of the gain (plateau - start) is reached, when the
-    plateau is identified and the ensemble reaches it. ``weights``: candidate -> weight.
+    ``step_90``: when the plateau is identified, the weighted median over the candidates of the
+    first step where each reaches 90 % of its own gain (limit - start).
+    ``weights``: candidate -> weight.
     ``progress``: trend.progress state of the fitted part; ``trend``: its overall direction.
     ``t``/``mean``/``lower``/``upper``: the predicted mean curve and its band on a grid.
     """
