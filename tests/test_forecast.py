@@ -206,6 +206,44 @@ def test_dead_run_is_its_constant():
     assert fc.progress == "flat" and fc.step_90 is None
 
 
+def test_the_oscillator_at_mu_zero_is_not_a_second_exponential():
+    """An oscillator fitted with mu held at 0 is the exponential (docs/model.md, "Fitting"):
+    with the exponential among the candidates it must not count twice, so the forecast equals
+    the one without it (docs/forecast.md, "Candidate curves"). Reference for mu = 0: the
+    library's public fit on the raw prefix."""
+    import grpo_dynamics as gd
+
+    seen = set()
+    for seed in range(6):
+        r, _ = _sim("exponential", seed)
+        both = forecast(STEPS, r, upto=39, candidates=("level", "exponential", "oscillator"))
+        single = forecast(STEPS, r, upto=39, candidates=("level", "exponential"))
+        alone = forecast(STEPS, r, upto=39, candidates=("level", "oscillator"))
+        at_zero = float(gd.fit(STEPS[:40], r[:40], "oscillator").params["mu"]) == 0.0
+        seen.add(at_zero)
+        if at_zero:
+            assert both.weights == single.weights and both.end == single.end
+        else:
+            assert "oscillator" in both.weights
+        assert "oscillator" in alone.weights  # without the exponential it stays
+    assert seen == {True, False}
+
+
+def test_step_90_of_saturating_runs():
+    """step_90 against the closed form of r0 + (r_inf - r0)(1 - e^{-t/tau}): 90 % of the gain
+    from the first logged step is reached at t = -tau ln(0.1 (r_inf - r(1)) / (r_inf - r0))."""
+    tau, steps = 25.0, np.arange(1.0, 241.0)
+    mean = 0.8 - 0.6 * np.exp(-steps / tau)
+    true_90 = -tau * math.log(0.1 * (0.8 - mean[0]) / 0.6)
+    rel = []
+    for seed in range(6):
+        r = mean + 0.03 * np.random.default_rng(seed).standard_normal(steps.size)
+        fc = forecast(steps, r, upto=150.0, reward_range=(0.0, 1.0))
+        assert fc.step_90 is not None
+        rel.append(fc.step_90 / true_90 - 1.0)
+    assert float(np.median(np.abs(rel))) <= 0.1, rel
+
+
 def test_result_is_frozen():
     fc = forecast(STEPS, _sim("sigmoid", 6)[0], upto=39)
     assert isinstance(fc, Forecast)

@@ -137,8 +137,9 @@ class Forecast:
     its central band at ``level`` (the band includes the window mean's sampling noise).
     ``plateau``: the curve's limit with its band when ``plateau_identified``; else None and
     ``plateau_bound`` = ("at least" | "at most", value) when the data support one side only.
-    ``step_90``: the first step where 90 % of the gain (plateau - start) is reached, when the
-    plateau is identified and the ensemble reaches it. ``weights``: candidate -> weight.
+    ``step_90``: when the plateau is identified, the weighted median over the candidates of the
+    first step where each reaches 90 % of its own gain (limit - start).
+    ``weights``: candidate -> weight.
     ``progress``: trend.progress state of the fitted part; ``trend``: its overall direction.
     ``t``/``mean``/``lower``/``upper``: the predicted mean curve and its band on a grid.
     """
@@ -329,10 +330,17 @@ def _family_fits(
 
 
 def _oscillator_fits(
-    fr: _Frame, pieces: Sequence[tuple[Array, Array]], a_lo: float, a_hi: float, x0: float = 0.0
+    fr: _Frame,
+    pieces: Sequence[tuple[Array, Array]],
+    a_lo: float,
+    a_hi: float,
+    x0: float = 0.0,
+    exponential_too: bool = False,
 ) -> list[_Fitted | None]:
     """The from-rest oscillator (docs/model.md) on every piece, in one fit_many call, from rest
-    at x0 (the normalised t0; 0 is the first logged step)."""
+    at x0 (the normalised t0; 0 is the first logged step). With ``exponential_too`` (the
+    exponential is a candidate as well), a fit of the last piece (the whole prefix) with mu held
+    at 0 is that exponential and is left out: the same curve must not count twice."""
     bounds = {"r_inf": (a_lo, a_hi)}
     batch = _fit_many(
         [(x, z) for x, z in pieces], model="oscillator", bounds=bounds, threads=1, t0=x0
@@ -344,6 +352,9 @@ def _oscillator_fits(
             out.append(None)
             continue
         pinned = np.asarray(batch.at_bound[k], dtype=bool)
+        if exponential_too and k == len(pieces) - 1 and pinned[3] and p[3] <= 0:
+            out.append(None)
+            continue
         if pinned[2] or (pinned[3] and p[3] > 0):
             # tau or a nonzero mu held at a bound: a fragment of a slow cosine, not a curve
             # whose r_inf means anything (docs/model.md, "Fitting"); mu = 0 is the exponential
@@ -390,7 +401,8 @@ def _fit_all(
         elif name == "oscillator":
             usable = [m for m in lengths if m >= 6]
             pieces = [(x[:m], z[:m]) for m in usable]
-            fits = iter(_oscillator_fits(fr, pieces, a_lo, a_hi, x0) if usable else [])
+            exp_too = "exponential" in names
+            fits = iter(_oscillator_fits(fr, pieces, a_lo, a_hi, x0, exp_too) if usable else [])
             out[name] = [next(fits) if m >= 6 else None for m in lengths]
         else:
             out[name] = _family_fits(name, fr, x, z, lengths, a_lo, a_hi)
@@ -682,17 +694,28 @@ def forecast(
     if not identified:
         notes.append(f"plateau not identified: the fitted part is {state!r} at its end")
 
-    # step to 90 % of the gain, on the ensemble's mean curve
+    # step to 90 % of the gain: each moving candidate's own first crossing of 90 % of the way
+    # from its start to its own limit; the weighted median of those steps (docs/forecast.md,
+    # "Plateau"). A candidate that does not get there within 50 spans counts as later than all.
     step_90: float | None = None
     if identified and state != "flat" and plateau is not None:
         t_far = np.linspace(float(t[0]), float(t[0]) + 50.0 * span, 5000)
         xf = fr.x(t_far)
-        curve_far = w @ np.array([c.curve(xf) for c in comps])
-        gain = plateau_est - float(curve_far[0])
-        if abs(gain) > 0:
+        crossings: list[float] = []
+        cross_w: list[float] = []
+        for name, comp, wk in zip(used, comps, w, strict=True):
+            curve_far = comp.curve(xf)
+            gain = comp.asymptote - float(curve_far[0])
+            if name == "level" or not abs(gain) > 1e-9 * zr:
+                continue
             reached = np.nonzero((curve_far - curve_far[0]) / gain >= 0.9)[0]
-            if reached.size:
-                step_90 = float(t_far[int(reached[0])])
+            crossings.append(float(t_far[int(reached[0])]) if reached.size else math.inf)
+            cross_w.append(float(wk))
+        if crossings and sum(cross_w) > 0:
+            order = np.argsort(crossings)
+            cum = np.cumsum(np.array(cross_w)[order]) / sum(cross_w)
+            median = float(np.array(crossings)[order][int(np.searchsorted(cum, 0.5))])
+            step_90 = median if math.isfinite(median) else None
 
     weights = {k: float(v) for k, v in zip(used, w, strict=True)}
     rmse = {
