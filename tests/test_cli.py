@@ -205,41 +205,6 @@ def test_usage_errors_exit_nonzero(capsys):
     assert code == 1 and "1 of 1 logs failed" in err
 
 
-def test_simulate_bandit_then_diagnose(tmp_path, capsys):
-    if not callable(getattr(gd, "simulate", None)):
-        pytest.skip("the bandit simulator has not landed")
-    target = tmp_path / "bandit.json"
-    code, _, _ = _run(
-        [
-            "simulate",
-            "--bandit",
-            "--out",
-            target,
-            "--kl-coef",
-            0,
-            "--lr",
-            0.1,
-            "--momentum",
-            0.9,
-            "--steps",
-            600,
-            "--seed",
-            2,
-        ],
-        capsys,
-    )
-    assert code == 0
-    code, out, _ = _run(["diagnose", target, "--json"], capsys)
-    (doc,) = json.loads(out)
-    # no KL: the policy concentrates, and the entropy column shows it
-    (finding,) = [f for f in doc["findings"] if f["code"] == "entropy_collapse"]
-    assert finding["severity"] == "warning" and finding["columns"] == ["entropy"]
-    code, _, _ = _run(["diagnose", target, "--fail-on", "warning"], capsys)
-    assert code == 3
-    code, _, _ = _run(["diagnose", target, "--fail-on", "critical"], capsys)
-    assert code == 0
-
-
 def test_stability_and_phase_diagram(tmp_path, capsys):
     code, out, _ = _run(
         [
@@ -394,3 +359,41 @@ def test_watch_once_prints_the_current_state(log_dir, capsys):
     assert "a_trainer_state.json" in out and "reward" in out and "trend" in out
     code, _, err = _run(["watch", log_dir / "missing.jsonl", "--once"], capsys)
     assert code == 1 and "missing.jsonl" in err
+
+
+def test_simulate_bandit_then_diagnose(tmp_path, capsys, numba_cache):
+    if not callable(getattr(gd, "simulate", None)):
+        pytest.skip("the bandit simulator has not landed")
+    # last in this file and after the cache warm-up: no second compile of the simulator
+    # alongside the background one (tests/conftest.py)
+    numba_cache.wait("simulate")
+    target = tmp_path / "bandit.json"
+    code, _, _ = _run(
+        [
+            "simulate",
+            "--bandit",
+            "--out",
+            target,
+            "--kl-coef",
+            0,
+            "--lr",
+            0.1,
+            "--momentum",
+            0.9,
+            "--steps",
+            600,
+            "--seed",
+            2,
+        ],
+        capsys,
+    )
+    assert code == 0
+    code, out, _ = _run(["diagnose", target, "--json"], capsys)
+    (doc,) = json.loads(out)
+    # no KL: the policy concentrates, and the entropy column shows it
+    (finding,) = [f for f in doc["findings"] if f["code"] == "entropy_collapse"]
+    assert finding["severity"] == "warning" and finding["columns"] == ["entropy"]
+    code, _, _ = _run(["diagnose", target, "--fail-on", "warning"], capsys)
+    assert code == 3
+    code, _, _ = _run(["diagnose", target, "--fail-on", "critical"], capsys)
+    assert code == 0
