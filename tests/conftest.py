@@ -18,16 +18,22 @@ GRPO_DYNAMICS_NO_WARMUP=1 turns it off.
 
 from __future__ import annotations
 
+import functools
 import os
 import select
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import settings
+
+if TYPE_CHECKING:
+    from grpo_dynamics.io import Run
 
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
@@ -171,6 +177,34 @@ class NumbaCacheWarmer:
 
 
 WARMER = NumbaCacheWarmer()
+
+
+@functools.cache
+def _read_shared_log(name: str) -> Run | ValueError:
+    import grpo_dynamics as gd
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return gd.read_log(SHARED_LOGS / name)
+        except ValueError as exc:  # LogFormatError included
+            return exc
+
+
+def read_shared_log(name: str) -> Run:
+    """``read_log`` of a shared real log, its warnings silenced, read once per session (the
+    same Run object for every test that asks: tests must not modify it). Raises what
+    read_log raised."""
+    result = _read_shared_log(name)
+    if isinstance(result, ValueError):
+        raise result
+    return result
+
+
+@pytest.fixture(scope="session")
+def shared_log() -> Callable[[str], Run]:
+    """read_shared_log: the shared real logs read once for test_consistency, test_diagnose."""
+    return read_shared_log
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
