@@ -142,6 +142,8 @@ class NumbaCacheWarmer:
     def start(self) -> None:
         if os.environ.get("GRPO_DYNAMICS_NO_WARMUP") or os.environ.get("LD_PRELOAD"):
             return  # off on request, and under the sanitizer job (.ci/sanitize preloads ASan)
+        if os.name != "posix":
+            return  # wait() selects on the pipe, which needs a POSIX system
         self.process = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--warm-numba-cache"],
             stdout=subprocess.PIPE,

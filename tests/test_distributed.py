@@ -77,8 +77,9 @@ def _sweep_args():
     return stability_grid, simulate_grid, simulate_fixed
 
 
-def test_sweep_rows_equal_direct_calls_in_grid_order():
+def test_sweep_rows_equal_direct_calls_in_grid_order(numba_cache):
     stability_grid, simulate_grid, simulate_fixed = _sweep_args()
+    numba_cache.wait("simulate")  # the simulator from the warmed cache (tests/conftest.py)
     table = gd.sweep("stability", stability_grid, fixed={"curvature": 2.0})
     assert len(table) == 12 and (table["status"] == "ok").all()
     for row in table.itertuples():
