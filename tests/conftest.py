@@ -3,15 +3,37 @@
 Under CI (the CI environment variable is set) hypothesis draws its examples from a fixed
 seed, so a run is reproducible and a failure seen there can be replayed exactly; locally
 every run explores new examples.
+
+Numba's on-disk cache is warmed in a background process: a fresh checkout or install (CI)
+has no cached kernels, and compiling them (about 20 s of CPU: the bandit simulator 11 s,
+the two-position trainer 6 s, the Monte Carlo stiffness probe 3 s) would otherwise sit on
+the suite's critical path. The background process compiles them on the second core while
+the first tests (which need no kernel) run; a test that needs a kernel early asks for the
+``numba_cache`` fixture, which waits until that kernel is on disk instead of compiling it a
+second time in parallel. With a warm cache the background process only loads the kernels
+(about 1 s). It never changes a result: the kernels are the package's own, loaded from the
+cache Numba writes next to the package (the same cache a user's first call writes).
+GRPO_DYNAMICS_NO_WARMUP=1 turns it off.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import select
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import settings
+
+if TYPE_CHECKING:
+    from grpo_dynamics.io import Run
 
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
@@ -24,6 +46,184 @@ if os.environ.get("CI"):
 SHARED_LOGS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-grpo-logs"
 
 
+# ------------------------------------------------------------------------------------------
+# Numba cache warm-up (see the module docstring)
+
+# the stages in the order the suite first needs them (files run alphabetically: test_cli
+# simulates, test_objectives trains, test_optimizer steps, test_simulate probes and samples)
+WARM_STAGES = ("simulate", "train", "gradient", "optimizer_step", "probe", "binomial")
+
+
+def _warm_numba_cache() -> None:  # pragma: no cover - runs in the background process
+    """Call each Numba kernel once on a tiny input (compiling it into the on-disk cache) and
+    print each stage's name when done. A stage that fails (an API that moved) is skipped: the
+    test that needs the kernel then compiles it itself, as without the warm-up."""
+    import numpy as np
+
+    import grpo_dynamics as gd
+
+    def simulate() -> None:
+        gd.simulate(gd.BanditConfig(steps=2, replicas=1))
+
+    def train() -> None:
+        from grpo_dynamics.objectives import (
+            Objective,
+            Optimizer,
+            TwoPositionPolicy,
+            train_two_position,
+        )
+
+        policy = TwoPositionPolicy((1, 3), [[0.9, 0.5], [0.2, 0.6]], "sampled", tail_vocab=2)
+        kwargs = dict(group_size=2, n_groups=1, n_steps=2, n_replicas=1, seed=0)
+        train_two_position(policy, Objective(), Optimizer("adam", lr=0.05), **kwargs)
+
+    def gradient() -> None:
+        from grpo_dynamics import _objective_kernels as kernels
+        from grpo_dynamics.objectives import Objective, TwoPositionPolicy, training
+
+        policy = TwoPositionPolicy((1, 3), [[0.9, 0.5], [0.2, 0.6]], "sampled", tail_vocab=2)
+        rng = np.random.default_rng(0)
+        theta = rng.normal(size=policy.n_params)
+        cfg_int, cfg_float = training._config_arrays(policy, Objective(), 1.0)
+        kernels.objective_gradient_single(
+            theta,
+            theta.copy(),
+            theta.copy(),
+            policy.n_prefixes,
+            policy.n_actions,
+            np.asarray(policy.lengths, dtype=np.int64),
+            rng.integers(0, policy.n_prefixes, (1, 2)),
+            rng.integers(0, policy.n_actions, (1, 2)),
+            rng.integers(0, 2, (1, 2, policy.max_tail)),
+            rng.uniform(0.0, 1.0, (1, 2)),
+            cfg_int,
+            cfg_float,
+        )
+
+    def optimizer_step() -> None:
+        from grpo_dynamics.optimizer import Optimizer, numba_step
+
+        kind, hyper = Optimizer("adam").kernel_arguments()
+        z = np.zeros(2)
+        numba_step(z, np.ones(2), z.copy(), z.copy(), z.copy(), 0, kind, hyper)
+
+    def probe() -> None:
+        config = gd.BanditConfig(steps=2, replicas=1)
+        gd.measure_stiffness(config, "monte_carlo", start_logits=(0.0, 0.0), groups=6400)
+
+    def binomial() -> None:
+        from grpo_dynamics import _bandit_kernels as kernels
+
+        kernels.binomial_draws(8, 0.5, 16, 0, 1, np.empty(16, dtype=np.int64))
+
+    stages = {
+        "simulate": simulate,
+        "train": train,
+        "gradient": gradient,
+        "optimizer_step": optimizer_step,
+        "probe": probe,
+        "binomial": binomial,
+    }
+    for name in WARM_STAGES:
+        try:
+            stages[name]()
+        except Exception:  # noqa: BLE001, S112 - a moved API: that test compiles it itself
+            pass
+        print(name, flush=True)
+
+
+class NumbaCacheWarmer:
+    """The background warm-up process; ``wait(stage)`` blocks until that stage is done."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[str] | None = None
+        self.done: set[str] = set()
+
+    def start(self) -> None:
+        if os.environ.get("GRPO_DYNAMICS_NO_WARMUP") or os.environ.get("LD_PRELOAD"):
+            return  # off on request, and under the sanitizer job (.ci/sanitize preloads ASan)
+        if os.name != "posix":
+            return  # wait() selects on the pipe, which needs a POSIX system
+        self.process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--warm-numba-cache"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+
+    def wait(self, stage: str, timeout: float = 120.0) -> None:
+        """Return once ``stage`` is warm (or the warm-up has ended or is off)."""
+        assert stage in WARM_STAGES, stage
+        process = self.process
+        if process is None or process.stdout is None:
+            return
+        deadline = time.monotonic() + timeout
+        while stage not in self.done:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([process.stdout], [], [], left)[0]:
+                return  # too slow: the test compiles what it needs itself
+            line = process.stdout.readline()
+            if not line:
+                return  # the warm-up ended (finished or failed)
+            self.done.add(line.strip())
+
+    def stop(self) -> None:
+        process = self.process
+        if process is not None and process.poll() is None:
+            process.kill()  # a short run of a few tests does not wait for the whole warm-up
+        if process is not None:
+            process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
+
+
+WARMER = NumbaCacheWarmer()
+
+
+@functools.cache
+def _read_shared_log(name: str) -> Run | ValueError:
+    import grpo_dynamics as gd
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return gd.read_log(SHARED_LOGS / name)
+        except ValueError as exc:  # LogFormatError included
+            return exc
+
+
+def read_shared_log(name: str) -> Run:
+    """``read_log`` of a shared real log, its warnings silenced, read once per session (the
+    same Run object for every test that asks: tests must not modify it). Raises what
+    read_log raised."""
+    result = _read_shared_log(name)
+    if isinstance(result, ValueError):
+        raise result
+    return result
+
+
+@pytest.fixture(scope="session")
+def shared_log() -> Callable[[str], Run]:
+    """read_shared_log: the shared real logs read once for test_consistency, test_diagnose."""
+    return read_shared_log
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     if os.environ.get("CI") and not SHARED_LOGS.is_dir():
         raise pytest.UsageError(f"CI run without the shared real logs at {SHARED_LOGS}")
+    WARMER.start()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    WARMER.stop()
+
+
+@pytest.fixture(scope="session")
+def numba_cache() -> Iterator[NumbaCacheWarmer]:
+    """The warm-up; ``numba_cache.wait("simulate")`` before the first kernel call of a test."""
+    yield WARMER
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--warm-numba-cache"]:
+    _warm_numba_cache()

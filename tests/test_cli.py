@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -75,25 +76,31 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert doc["diagnosis"]["verdict"] == "saturated"
 
 
-def test_demo_console_script_headless(tmp_path):
+@pytest.fixture(scope="module", autouse=True)
+def headless_demo(tmp_path_factory) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    """The console-script demo in its own process, started when this module starts so that it
+    runs beside the in-process tests (on the second core) and is collected by a test near the
+    end of this file; killed at the end of the module if no test collected it."""
+    home = tmp_path_factory.mktemp("headless")
     code = "import sys; from grpo_dynamics.cli import main; sys.exit(main())"
-    proc = subprocess.run(
-        [sys.executable, "-c", code, "demo", "--out", str(tmp_path / "o")],
-        capture_output=True,
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "demo", "--out", str(home / "o")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=120,
         # no display and a GUI backend asked for; PYTHONPATH kept so a source checkout is used
         env={
             "MPLBACKEND": "TkAgg",
             "DISPLAY": "",
             "PATH": "",
-            "HOME": str(tmp_path),
+            "HOME": str(home),
             "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
         },
     )
-    assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "o" / "demo-fit.png").exists()
-    assert "plateau r_inf" in proc.stdout
+    yield proc, home
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate()
 
 
 def test_fit_directory_keeps_every_file(log_dir, capsys, tmp_path):
@@ -203,41 +210,6 @@ def test_usage_errors_exit_nonzero(capsys):
     assert exc.value.code != 0
     code, _, err = _run(["fit", "/nonexistent/*.json"], capsys)
     assert code == 1 and "1 of 1 logs failed" in err
-
-
-def test_simulate_bandit_then_diagnose(tmp_path, capsys):
-    if not callable(getattr(gd, "simulate", None)):
-        pytest.skip("the bandit simulator has not landed")
-    target = tmp_path / "bandit.json"
-    code, _, _ = _run(
-        [
-            "simulate",
-            "--bandit",
-            "--out",
-            target,
-            "--kl-coef",
-            0,
-            "--lr",
-            0.1,
-            "--momentum",
-            0.9,
-            "--steps",
-            600,
-            "--seed",
-            2,
-        ],
-        capsys,
-    )
-    assert code == 0
-    code, out, _ = _run(["diagnose", target, "--json"], capsys)
-    (doc,) = json.loads(out)
-    # no KL: the policy concentrates, and the entropy column shows it
-    (finding,) = [f for f in doc["findings"] if f["code"] == "entropy_collapse"]
-    assert finding["severity"] == "warning" and finding["columns"] == ["entropy"]
-    code, _, _ = _run(["diagnose", target, "--fail-on", "warning"], capsys)
-    assert code == 3
-    code, _, _ = _run(["diagnose", target, "--fail-on", "critical"], capsys)
-    assert code == 0
 
 
 def test_stability_and_phase_diagram(tmp_path, capsys):
@@ -394,3 +366,49 @@ def test_watch_once_prints_the_current_state(log_dir, capsys):
     assert "a_trainer_state.json" in out and "reward" in out and "trend" in out
     code, _, err = _run(["watch", log_dir / "missing.jsonl", "--once"], capsys)
     assert code == 1 and "missing.jsonl" in err
+
+
+def test_demo_console_script_headless(headless_demo):
+    proc, home = headless_demo
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert (home / "o" / "demo-fit.png").exists()
+    assert "plateau r_inf" in stdout
+
+
+def test_simulate_bandit_then_diagnose(tmp_path, capsys, numba_cache):
+    if not callable(getattr(gd, "simulate", None)):
+        pytest.skip("the bandit simulator has not landed")
+    # last in this file and after the cache warm-up: no second compile of the simulator
+    # alongside the background one (tests/conftest.py)
+    numba_cache.wait("simulate")
+    target = tmp_path / "bandit.json"
+    code, _, _ = _run(
+        [
+            "simulate",
+            "--bandit",
+            "--out",
+            target,
+            "--kl-coef",
+            0,
+            "--lr",
+            0.1,
+            "--momentum",
+            0.9,
+            "--steps",
+            600,
+            "--seed",
+            2,
+        ],
+        capsys,
+    )
+    assert code == 0
+    code, out, _ = _run(["diagnose", target, "--json"], capsys)
+    (doc,) = json.loads(out)
+    # no KL: the policy concentrates, and the entropy column shows it
+    (finding,) = [f for f in doc["findings"] if f["code"] == "entropy_collapse"]
+    assert finding["severity"] == "warning" and finding["columns"] == ["entropy"]
+    code, _, _ = _run(["diagnose", target, "--fail-on", "warning"], capsys)
+    assert code == 3
+    code, _, _ = _run(["diagnose", target, "--fail-on", "critical"], capsys)
+    assert code == 0

@@ -11,6 +11,7 @@ must be equal for every single-run file that reads, all three on the same series
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ def _logs() -> list[Path]:
 
 
 @pytest.mark.skipif(not DATA.is_dir(), reason="shared real logs not beside the checkout")
-def test_one_trend_verdict_on_every_shared_log() -> None:
+def test_one_trend_verdict_on_every_shared_log(shared_log: Callable[[str], gd.Run]) -> None:
     checked = 0
     disagree = []
     seen: set[str] = set()
@@ -36,7 +37,7 @@ def test_one_trend_verdict_on_every_shared_log() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                run = gd.read_log(path)
+                run = shared_log(path.name)  # gd.read_log, read once per session (conftest)
                 t, y = run.series("reward")
             except (ValueError, KeyError):
                 continue  # a file without a reward series is not a run this test is about

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -99,12 +100,17 @@ def _console_dicts(path: Path) -> Run:
     return as_run(frame)
 
 
-def _load(fname: str, sl: str | None) -> Run:
+def _load(fname: str, sl: str | None, read: Callable[[str], Run] | None = None) -> Run:
+    """The labelled run; ``read`` (conftest's shared_log: gd.read_log with warnings silenced,
+    once per session) reads a whole file."""
     path = SHARED / fname
     if sl is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            run = gd.read_log(path)
+        if read is not None:
+            run = read(fname)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                run = gd.read_log(path)
         if "johnson7788" in fname and run.frame.shape[0] < 40:
             run = _console_dicts(path)  # the reader dropped the 20 lines whose grad_norm is nan
         return run
@@ -123,7 +129,7 @@ LABELS = _labels() if (SHARED / "LABELS.md").exists() else []
 
 
 @pytest.fixture(scope="module")
-def real() -> dict[tuple[str, str | None], tuple[str, Diagnosis | str]]:
+def real(shared_log) -> dict[tuple[str, str | None], tuple[str, Diagnosis | str]]:
     """Every labelled run diagnosed once: (file, slice) -> (shape, diagnosis or why not)."""
     if not LABELS:
         pytest.skip("the shared real logs are not available")
@@ -131,7 +137,7 @@ def real() -> dict[tuple[str, str | None], tuple[str, Diagnosis | str]]:
     elapsed = 0.0
     for fname, sl, shape, _ in LABELS:
         try:
-            run = _load(fname, sl)
+            run = _load(fname, sl, shared_log)
         except (LogFormatError, ValueError) as exc:
             out[(fname, sl)] = (shape, f"does not read: {exc}")
             continue

@@ -77,8 +77,9 @@ def _sweep_args():
     return stability_grid, simulate_grid, simulate_fixed
 
 
-def test_sweep_rows_equal_direct_calls_in_grid_order():
+def test_sweep_rows_equal_direct_calls_in_grid_order(numba_cache):
     stability_grid, simulate_grid, simulate_fixed = _sweep_args()
+    numba_cache.wait("simulate")  # the simulator from the warmed cache (tests/conftest.py)
     table = gd.sweep("stability", stability_grid, fixed={"curvature": 2.0})
     assert len(table) == 12 and (table["status"] == "ok").all()
     for row in table.itertuples():
@@ -111,8 +112,9 @@ def test_sweep_keeps_failing_points_and_rejects_bad_grids():
         gd.sweep("stability", {"lr": [0.1]}, fixed={"lr": 0.2})
 
 
-def test_local_cluster_gives_the_local_tables_exactly():
+def test_local_cluster_gives_the_local_tables_exactly(numba_cache):
     distributed = pytest.importorskip("distributed")
+    numba_cache.wait("simulate")  # each worker process loads the simulator from the cache
     stability_grid, simulate_grid, simulate_fixed = _sweep_args()
     local_stability = gd.sweep("stability", stability_grid, fixed={"curvature": 2.0})
     local_sims = gd.sweep("simulate", simulate_grid, fixed=simulate_fixed)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -106,23 +107,26 @@ def test_a_bad_cell_blanks_that_cell_not_the_column(tmp_path):
     assert run.has("kl")
 
 
-def test_cli_batch_reports_every_file_and_never_prints_a_traceback(tmp_path):
-    paths = _malformed_corpus(tmp_path)
-    overflow = tmp_path / "overflow.csv"
+@pytest.fixture(scope="module", autouse=True)
+def cli_batch(tmp_path_factory) -> Iterator[tuple[subprocess.Popen[str], dict[str, Path]]]:
+    """``python -m grpo_dynamics.cli diagnose`` on the malformed corpus plus an overflowing
+    log, in its own process, started when this module starts so that it runs beside the
+    in-process tests and is collected by the last test of this file (killed at the end if
+    not)."""
+    root = tmp_path_factory.mktemp("corpus")
+    paths = _malformed_corpus(root)
+    overflow = root / "overflow.csv"
     overflow.write_text("step,reward\n" + "".join(f"{s},{1e300 * (s % 3)}\n" for s in range(1, 40)))
-    result = subprocess.run(
-        [sys.executable, "-m", "grpo_dynamics.cli", "diagnose", str(tmp_path), "--json"],
-        capture_output=True,
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "grpo_dynamics.cli", "diagnose", str(root), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=240,
     )
-    assert "Traceback" not in result.stderr, result.stderr[-2000:]
-    assert result.returncode == 1
-    document = json.loads(result.stdout)
-    items = document if isinstance(document, list) else document.get("runs", document)
-    names = {Path(str(item.get("file", item.get("path", "")))).name for item in items}
-    assert {"good_trainer_state.json", "overflow.csv"} <= names
-    assert len(items) == len(paths) + 1
+    yield proc, paths
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate()
 
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
@@ -162,3 +166,15 @@ def test_stability_answers_or_rejects_any_numbers(lr, momentum, curvature, c_now
         return
     assert report.regime in ("overdamped", "oscillatory", "unstable")
     assert report.spectral_radius >= 0.0 and not math.isnan(report.spectral_radius)
+
+
+def test_cli_batch_reports_every_file_and_never_prints_a_traceback(cli_batch):
+    proc, paths = cli_batch
+    stdout, stderr = proc.communicate(timeout=240)
+    assert "Traceback" not in stderr, stderr[-2000:]
+    assert proc.returncode == 1
+    document = json.loads(stdout)
+    items = document if isinstance(document, list) else document.get("runs", document)
+    names = {Path(str(item.get("file", item.get("path", "")))).name for item in items}
+    assert {"good_trainer_state.json", "overflow.csv"} <= names
+    assert len(items) == len(paths) + 1

@@ -319,31 +319,35 @@ def _growth(call: object, repeats: int = 3) -> list[float]:
     return sizes
 
 
-@pytest.mark.slow
-def test_million_step_simulation_does_not_grow_memory() -> None:
-    config = gd.BanditConfig(steps=1_000_000, replicas=2, seed=1)
+def test_long_simulation_does_not_grow_memory() -> None:
+    # 250,000 steps x 2 replicas (a quarter of the million steps this test first used, for a
+    # fast suite; the bound is scaled with the size): one result holds 23 MB of observables,
+    # so a leak of one result per call grows the RSS by 46 MB over the three measured calls
+    config = gd.BanditConfig(steps=250_000, replicas=2, seed=1)
 
     def run() -> None:
         result = gd.simulate(config)
         assert np.isfinite(result.expected_reward[:, -1]).all()
 
     sizes = _growth(run)
-    # one result holds 96 MB of observables: a leak of one result per call would show
-    assert max(sizes) - min(sizes) < 20.0, sizes
+    assert max(sizes) - min(sizes) < 5.0, sizes
 
 
-@pytest.mark.slow
-def test_hundred_thousand_series_fit_does_not_grow_memory() -> None:
+def test_large_batch_fit_does_not_grow_memory() -> None:
+    # 25,000 series (a quarter of the 100,000 this test first used, for a fast suite; the bound
+    # is scaled with the size): one BatchFit holds 7.4 MB, so a leak of one result per call
+    # grows the RSS by 15 MB over the three measured calls
+    n = 25_000
     rng = np.random.default_rng(11)
     t = np.arange(10.0)
-    R = 0.8 - 0.6 * np.exp(-t / 3.0) + 0.02 * rng.standard_normal((100_000, t.size))
+    R = 0.8 - 0.6 * np.exp(-t / 3.0) + 0.02 * rng.standard_normal((n, t.size))
 
     def run() -> None:
         batch = gd.fit_many(t, R, model="exponential", threads=2)
-        assert len(batch.status) == 100_000
+        assert len(batch.status) == n
 
     sizes = _growth(run)
-    assert max(sizes) - min(sizes) < 25.0, sizes
+    assert max(sizes) - min(sizes) < 6.0, sizes
 
 
 def test_fit_many_is_identical_for_1_2_and_8_threads() -> None:

@@ -1253,13 +1253,16 @@ def _big_trainer_state(path: Path, rows: int) -> None:
 
 def test_large_trainer_state_is_read_within_three_times_its_size(tmp_path):
     # issue 14: a 200 MB trainer_state.json peaked at 12x its size; log_history is now decoded
-    # entry by entry into compact arrays
+    # entry by entry into compact arrays. 30,000 entries (8 MB) keep the suite fast: the peak
+    # is the same multiple of the size at 8 and at 24 MB (2.45x measured at both), and the
+    # fixed costs of a read weigh more in a smaller file, so the bound is no easier to meet
     import tracemalloc
 
     path = tmp_path / "trainer_state.json"
-    _big_trainer_state(path, 90_000)
+    rows = 30_000
+    _big_trainer_state(path, rows)
     size = path.stat().st_size
-    assert 20e6 < size < 40e6
+    assert 6e6 < size < 12e6
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
@@ -1292,7 +1295,7 @@ def test_large_trainer_state_is_read_within_three_times_its_size(tmp_path):
         for w in run.warnings
     ), run.warnings
     assert run.metadata["train_summary"] == {"train_loss": 0.05, "train_runtime": 1000.5}
-    assert run.metadata["global_step"] == 90_000
+    assert run.metadata["global_step"] == rows
 
 
 def _messy_trainer_state(seed: int) -> dict:

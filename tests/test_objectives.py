@@ -36,6 +36,14 @@ from grpo_dynamics.objectives import (
     training,
 )
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _kernels_in_the_cache(numba_cache):
+    """The training and gradient kernels loaded from the cache the background warm-up writes
+    (tests/conftest.py) rather than compiled here a second time."""
+    numba_cache.wait("gradient")
+
+
 POLICY = TwoPositionPolicy(
     lengths=(1, 3, 6), success_prob=[[0.9, 0.5, 0.1], [0.2, 0.6, 0.8]], prefix_mode="sampled"
 )
