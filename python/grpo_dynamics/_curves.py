@@ -26,7 +26,15 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Family", "CurveFit", "FAMILIES", "fit_family", "fit_family_batch"]
+__all__ = [
+    "Family",
+    "CurveFit",
+    "DampedFit",
+    "FAMILIES",
+    "fit_family",
+    "fit_family_batch",
+    "fit_damped_batch",
+]
 
 Array = NDArray[np.float64]
 
@@ -262,4 +270,126 @@ def fit_family_batch(
             jf = jac[:, free]
             cov[np.ix_(free, free)] = sigma2 * np.linalg.pinv(jf.T @ jf)
         out.append(CurveFit(fam, np.asarray(p, float), cov, sigma2, m, True))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# damped trend (Gardner & McKenzie 1985): additive damped Holt, ETS(A,Ad,N) in error-correction
+# form (Hyndman et al. 2008):
+#   yhat_t = l_{t-1} + phi b_{t-1},  e_t = y_t - yhat_t,
+#   l_t = yhat_t + alpha e_t,        b_t = phi b_{t-1} + beta e_t,
+# forecast h points ahead l_n + b_n phi (1 - phi^h) / (1 - phi).
+
+DAMPED_ALPHA = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
+DAMPED_BETA = (0.01, 0.03, 0.1, 0.3, 0.6, 1.0)  # beta = this fraction of alpha (0 < beta <= alpha)
+DAMPED_PHI = (0.8, 0.85, 0.9, 0.94, 0.98)
+DAMPED_N_PARAMS = 5  # alpha, beta, phi, l0, b0
+
+
+@dataclass(frozen=True)
+class DampedFit:
+    """Damped-trend fit to the first ``n`` points: smoothing (alpha, beta), damping phi, the
+    final level and trend, the filtered levels at the fitted points, and the one-step error
+    variance ``sigma2`` (per degree of freedom)."""
+
+    alpha: float
+    beta: float
+    phi: float
+    level: float
+    trend: float
+    levels: Array
+    sigma2: float
+    n: int
+
+    def ahead(self, h: Array) -> Array:
+        """Mean forecast h (>= 0, real) points after the last fitted point."""
+        hh = np.maximum(np.asarray(h, dtype=float), 0.0)
+        return np.asarray(
+            self.level + self.trend * self.phi * (1.0 - self.phi**hh) / (1.0 - self.phi)
+        )
+
+    @property
+    def limit(self) -> float:
+        return float(self.level + self.trend * self.phi / (1.0 - self.phi))
+
+    def latent_var(self, h: Array) -> Array:
+        """Variance of the latent mean h points ahead: sigma2 * sum_{j<h} c_j^2 with
+        c_j = alpha + beta phi (1 - phi^j) / (1 - phi) (Hyndman et al. 2008, class 1),
+        interpolated linearly in real h (the observation's own innovation excluded)."""
+        hh = np.maximum(np.asarray(h, dtype=float), 0.0)
+        top = int(math.ceil(float(np.max(hh, initial=0.0)))) + 2
+        j = np.arange(1, top)
+        c = self.alpha + self.beta * self.phi * (1.0 - self.phi**j) / (1.0 - self.phi)
+        cum = np.concatenate([[0.0, 0.0], np.cumsum(c * c)])  # cum[k] = sum_{j<k} c_j^2
+        return np.asarray(self.sigma2 * np.interp(hh, np.arange(cum.size), cum))
+
+
+def fit_damped_batch(z: Array, lengths: list[int]) -> list[DampedFit | None]:
+    """Damped trend fitted to the first ``lengths[i]`` points of ``z`` (equally spaced), for
+    every i, by least squares of the one-step errors.
+
+    The one-step errors are affine in the initial state (l0, b0) for fixed (alpha, beta, phi),
+    so for every point of a grid (alpha in DAMPED_ALPHA, beta = fraction x alpha, phi in
+    DAMPED_PHI in [0.8, 0.98]) the initial state is solved exactly and the grid point with the
+    smallest sum of squares wins. All pieces share one pass over the data (a piece's sum of
+    squares is the running sum at its length). None for a piece shorter than 7 points.
+    """
+    al, fr, ph = np.meshgrid(DAMPED_ALPHA, DAMPED_BETA, DAMPED_PHI, indexing="ij")
+    alpha, phi = al.ravel(), ph.ravel()
+    beta = alpha * fr.ravel()
+    g = alpha.size
+    n = int(max(lengths))
+    # three runs of the recursion: the data from a zero state, and zero data from l0 = 1 and
+    # from b0 = 1; the errors of any initial state are e_y + l0 e_l + b0 e_b
+    lev = np.zeros((3, g))
+    lev[1] = 1.0
+    tr = np.zeros((3, g))
+    tr[2] = 1.0
+    data = np.zeros((3, 1))
+    sums = np.zeros((6, g))  # e0e0, e0e1, e0e2, e1e1, e1e2, e2e2
+    levels = np.empty((n, 3, g))
+    snap: dict[int, tuple[Array, Array, Array]] = {}
+    want = set(lengths)
+    for t in range(n):
+        yhat = lev + phi * tr
+        data[0, 0] = z[t]
+        e = data - yhat
+        sums += np.stack(
+            [e[0] * e[0], e[0] * e[1], e[0] * e[2], e[1] * e[1], e[1] * e[2], e[2] * e[2]]
+        )
+        lev = yhat + alpha * e
+        tr = phi * tr + beta * e
+        levels[t] = lev
+        if t + 1 in want:
+            snap[t + 1] = (sums.copy(), lev.copy(), tr.copy())
+    out: list[DampedFit | None] = []
+    for m in lengths:
+        if m < DAMPED_N_PARAMS + 2:
+            out.append(None)
+            continue
+        s, lv, tv = snap[m]
+        a11, a12, a22 = s[3], s[4], s[5]
+        det = a11 * a22 - a12 * a12
+        ridge = 1e-12 * (a11 + a22 + 1e-300)
+        det = np.where(np.abs(det) > ridge, det, ridge)
+        th1 = -(a22 * s[1] - a12 * s[2]) / det
+        th2 = -(-a12 * s[1] + a11 * s[2]) / det
+        sse = s[0] + th1 * s[1] + th2 * s[2]
+        sse = np.where(np.isfinite(sse), sse, np.inf)
+        k = int(np.argmin(sse))
+        l_fin = lv[0, k] + th1[k] * lv[1, k] + th2[k] * lv[2, k]
+        b_fin = tv[0, k] + th1[k] * tv[1, k] + th2[k] * tv[2, k]
+        lvls = levels[:m, 0, k] + th1[k] * levels[:m, 1, k] + th2[k] * levels[:m, 2, k]
+        out.append(
+            DampedFit(
+                float(alpha[k]),
+                float(beta[k]),
+                float(phi[k]),
+                float(l_fin),
+                float(b_fin),
+                np.asarray(lvls, dtype=float),
+                float(max(sse[k], 0.0)) / (m - DAMPED_N_PARAMS),
+                m,
+            )
+        )
     return out
