@@ -32,7 +32,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _validation as _v
-from ._curves import FAMILIES, DampedFit, Family, fit_damped_batch, fit_family_batch
+from ._curves import FAMILIES, Family, fit_family_batch
 from ._fit import fit_many as _fit_many
 from ._trajectory import trajectory as _trajectory
 from .io import Run, as_run
@@ -44,16 +44,7 @@ __all__ = ["Forecast", "Interval", "forecast", "gain_step", "CANDIDATES"]
 Array = NDArray[np.float64]
 
 #: the candidate curves, in the order they are reported
-CANDIDATES = (
-    "level",
-    "oscillator",
-    "exponential",
-    "logistic",
-    "pow3",
-    "weibull",
-    "mmf",
-    "damped",
-)
+CANDIDATES = ("level", "oscillator", "exponential", "logistic", "pow3", "weibull", "mmf")
 ORIGINS = (0.4, 0.55, 0.7)  # rolling origins: fractions of the prefix's points used to fit
 TARGET_FRACTION = 0.15  # validation target: the mean of the prefix's last 15 % of points
 LEVEL_FRACTION = 0.2  # the "last level" model: mean of the last 20 % of the fitted points
@@ -253,9 +244,6 @@ class _Fitted:
     asymptote: float
     asymptote_var: float
     gradient_var: Callable[[Array], Array]  # x grid -> variance of the curve at each x
-    # True: gradient_var is the candidate's own predictive variance beyond the prefix (the
-    # damped trend's); False: it is held at its value at the prefix's end (docs/forecast.md)
-    var_grows: bool = False
 
 
 def _level_fit(x: Array, z: Array, noise_var: float) -> _Fitted:
@@ -341,49 +329,6 @@ def _family_fits(
     return out
 
 
-def _damped_fits(
-    x: Array, z: Array, lengths: list[int], a_lo: float, a_hi: float
-) -> list[_Fitted | None]:
-    """The damped trend (grpo_dynamics._curves.fit_damped_batch) on the first m points, one
-    smoothing step per fitted point (a bin for long prefixes). Inside the fitted part its curve
-    is the filtered level; beyond it, the damped forecast h = (x - x_last) / spacing points
-    ahead, within the limits' bounds. Its variance is the model's own latent variance at h."""
-    out: list[_Fitted | None] = []
-    for m, res in zip(lengths, fit_damped_batch(z, lengths), strict=True):
-        if res is None:
-            out.append(None)
-            continue
-        xs = x[:m]
-        step = float(xs[-1] - xs[0]) / (m - 1)
-        out.append(_damped_fitted(res, xs, step, a_lo, a_hi))
-    return out
-
-
-def _damped_fitted(res: DampedFit, xs: Array, step: float, a_lo: float, a_hi: float) -> _Fitted:
-    x_last = float(xs[-1])
-
-    def curve(xx: Array) -> Array:
-        xx = np.asarray(xx, dtype=float)
-        inside = np.interp(xx, xs, res.levels)
-        ahead = res.ahead((xx - x_last) / step)
-        return np.asarray(np.clip(np.where(xx <= x_last, inside, ahead), a_lo, a_hi))
-
-    def var(xx: Array) -> Array:
-        return res.latent_var((np.asarray(xx, dtype=float) - x_last) / step)
-
-    # the limit's variance: the latent variance once 95 % of the remaining move is made
-    h95 = math.log(0.05) / math.log(res.phi)
-    limit = float(min(max(res.limit, a_lo), a_hi))
-    if _DAMPED_VAR == "held":
-        return _Fitted(curve, limit, 0.0, lambda xx: np.zeros(np.shape(xx)), var_grows=False)
-    return _Fitted(curve, limit, float(res.latent_var(np.array(h95))), var, var_grows=True)
-
-
-_DAMPED_VAR = "own"
-_WEIGHTING = "likelihood"
-_DAMPED_RAW = "no"
-
-
 def _oscillator_fits(
     fr: _Frame,
     pieces: Sequence[tuple[Array, Array]],
@@ -453,8 +398,6 @@ def _fit_all(
     for name in names:
         if name == "level":
             out[name] = [_level_fit(x[:m], z[:m], noise_var) for m in lengths]
-        elif name == "damped":
-            out[name] = _damped_fits(x, z, lengths, a_lo, a_hi)
         elif name == "oscillator":
             usable = [m for m in lengths if m >= 6]
             pieces = [(x[:m], z[:m]) for m in usable]
@@ -480,7 +423,7 @@ def _residual_noise(
     for name, row in fits.items():
         f = row[-1]
         n_par = 4 if name == "oscillator" else len(FAMILIES[name].names) if name in FAMILIES else 1
-        if f is None or name in ("level", "damped") or z.size - n_par < 3:
+        if f is None or name == "level" or z.size - n_par < 3:
             continue
         r = z - f.curve(x)
         if not np.all(np.isfinite(r)):
@@ -493,50 +436,6 @@ def _residual_noise(
     r = best[1] - best[1].mean()
     phi = float(r[:-1] @ r[1:]) / float(r @ r) if r.size > 3 else 0.0
     return best[0], float(min(max(phi, 0.0), 0.9))
-
-
-def _stacking_weights(
-    rows: list[list[_Fitted | None]],
-    errors: dict[str, Array],
-    used: list[str],
-    x: Array,
-    pieces: list[int],
-    x_target: Array,
-    leads: Array,
-    drift: float,
-    target_var: float,
-) -> Array:
-    """Stacking of predictive distributions (Yao, Vehtari, Simpson & Gelman 2018): simplex
-    weights maximising the sum over validation origins of the log of the mixture's density at
-    the held-back target. Each candidate's predictive at origin o is a normal around its
-    prediction with the same variance as the final forecast's (parameter variance held at the
-    origin's end, or drift x lead, plus the target's noise)."""
-    from scipy.optimize import minimize
-    from scipy.special import logsumexp
-
-    n_k, n_o = len(used), len(pieces)
-    logd = np.empty((n_k, n_o))
-    for i, (name, row) in enumerate(zip(used, rows, strict=True)):
-        for o, (f, m) in enumerate(zip(row, pieces, strict=True)):
-            assert f is not None
-            xx = x_target if f.var_grows else np.minimum(x_target, x[m - 1])
-            var = max(float(np.mean(f.gradient_var(xx))), drift * leads[o]) + target_var
-            var = max(var, 1e-12)
-            e = errors[name][o]
-            logd[i, o] = -0.5 * (math.log(2 * math.pi * var) + e * e / var)
-
-    def neg(theta: Array) -> tuple[float, Array]:
-        lw = theta - logsumexp(theta)
-        mix = logsumexp(lw[:, None] + logd, axis=0)  # (n_o,)
-        post = np.exp(lw[:, None] + logd - mix[None, :])  # responsibilities
-        wts = np.exp(lw)
-        grad = -(post.sum(axis=1) - n_o * wts)
-        return -float(mix.sum()), grad
-
-    res = minimize(neg, np.zeros(n_k), jac=True, method="L-BFGS-B")
-    th = np.asarray(res.x, dtype=float)
-    wts = np.exp(th - logsumexp(th))
-    return np.asarray(wts / wts.sum(), dtype=float)
 
 
 def _mixture_quantiles(
@@ -679,9 +578,6 @@ def forecast(
     target_var = noise_var / n_target
     x0 = 0.0 if t0 is None else float(fr.x(np.array(float(t0))))
     fits = _fit_all(names, fr, x, z, [*pieces, n], a_lo, a_hi, noise_var, x0)
-    if _DAMPED_RAW == "yes" and "damped" in fits and bin_size > 1:
-        raw_len = [int(edges[m]) for m in [*pieces, n]]
-        fits["damped"] = _damped_fits(x_raw, z_raw, raw_len, a_lo, a_hi)
     # the noise about the curve: the residuals of the whole-prefix fits (docs/forecast.md,
     # "Bands"); it sets the validation target's variance, the level's and the end window's
     resid = _residual_noise(fits, x_raw, z_raw)
@@ -719,28 +615,12 @@ def forecast(
     w /= w.sum()
     # the ensemble's own extrapolation error, beyond the target's noise, grows like a drift:
     # its variance is proportional to the lead (docs/forecast.md, "Bands")
-    def drift_of(ww: Array) -> float:
-        combined = np.sum([wk * errors[k] for wk, k in zip(ww, used, strict=True)], axis=0)
+    if lead_arr.size:
+        combined = np.sum([wk * errors[k] for wk, k in zip(w, used, strict=True)], axis=0)
         # an origin's fit used m_o of the n points: its error variance is ~ n / m_o times
         # that of the fit on the whole prefix, so each excess is scaled by m_o / n
         excess = (combined**2 - target_var) * np.array(pieces, dtype=float) / n
-        return float(max(np.sum(excess), 0.0) / np.sum(lead_arr))
-
-    if lead_arr.size:
-        drift = drift_of(w)
-        if _WEIGHTING == "stacking" and len(used) > 1:
-            w = _stacking_weights(
-                [fits[k][: len(pieces)] for k in used],
-                errors,
-                used,
-                x,
-                pieces,
-                x_target,
-                lead_arr,
-                drift,
-                target_var,
-            )
-            drift = drift_of(w)
+        drift = float(max(np.sum(excess), 0.0) / np.sum(lead_arr))
     else:  # nothing to validate on: allow the level to move as much as it did in the prefix
         k_edge = max(1, n // 3)
         drift = float((np.mean(z[-k_edge:]) - np.mean(z[:k_edge])) ** 2)
@@ -765,18 +645,10 @@ def forecast(
     # out, the delta method is ruled by weakly identified shape parameters such as pow3's or
     # MMF's exponent and says nothing the validation does not measure; docs/forecast.md, "Bands")
     xg_in, xe_in = np.minimum(xg, 1.0), np.minimum(xe, 1.0)
-    var_g = np.array(
-        [np.maximum(c.gradient_var(xg if c.var_grows else xg_in), drift * lead_g) for c in comps]
-    )
+    var_g = np.array([np.maximum(c.gradient_var(xg_in), drift * lead_g) for c in comps])
     means_e = np.array([[float(np.mean(c.curve(xe)))] for c in comps])
     var_e = np.array(
-        [
-            [
-                max(float(np.mean(c.gradient_var(xe if c.var_grows else xe_in))), drift * lead_e)
-                + end_noise
-            ]
-            for c in comps
-        ]
+        [[max(float(np.mean(c.gradient_var(xe_in))), drift * lead_e) + end_noise] for c in comps]
     )
     alpha = (1.0 - float(level)) / 2.0
     probs = [alpha, 1.0 - alpha]
