@@ -206,6 +206,20 @@ def test_dead_run_is_its_constant():
     assert fc.progress == "flat" and fc.step_90 is None
 
 
+def test_no_validated_candidate_falls_back_to_the_last_level():
+    """Ten points and only the exponential: its 4-point first origin cannot be fitted, so
+    nothing is validated and the forecast is the last level (the mean of the last 3 points),
+    also when "level" was not among the candidates (this used to raise a broadcasting error)."""
+    rng = np.random.default_rng(0)
+    t = np.arange(10.0)
+    y = 0.1 * t + 0.05 * rng.standard_normal(10)
+    fc = forecast(t, y, candidates=("exponential",))
+    assert fc.weights == {"level": 1.0}
+    assert any("too few points" in w for w in fc.warnings)
+    assert fc.end.estimate == pytest.approx(float(np.mean(y[-3:])), abs=1e-12)
+    assert math.isfinite(fc.end.lower) and fc.end.lower < fc.end.estimate < fc.end.upper
+
+
 def test_the_oscillator_at_mu_zero_is_not_a_second_exponential():
     """An oscillator fitted with mu held at 0 is the exponential (docs/model.md, "Fitting"):
     with the exponential among the candidates it must not count twice, so the forecast equals

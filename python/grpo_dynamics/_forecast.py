@@ -603,6 +603,7 @@ def forecast(
     if not errors:  # too few points to validate: the last level alone
         notes.append("too few points for rolling-origin validation: the last level is used")
         errors = {"level": np.zeros(0)}
+        pieces, leads = [], []  # nothing was validated: no drift from the origins
         fits["level"] = [_level_fit(x, z, noise_var)]
     lead_arr = np.array(leads)
     used = list(errors)
