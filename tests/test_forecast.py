@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from scipy.integrate import solve_ivp
 from scipy.stats import binom
 
+from grpo_dynamics import trajectory
 from grpo_dynamics._curves import FAMILIES, fit_family_batch
 from grpo_dynamics._forecast import CANDIDATES, Forecast, forecast, gain_step
 from grpo_dynamics.io import Run
@@ -169,6 +170,21 @@ def test_plateau_not_identified_while_still_rising():
     assert fc.plateau_bound[1] > float(np.mean(r[-16:])) - 0.05
     assert fc.step_90 is None
     assert fc.to_dict()["plateau"] is None
+
+
+def test_no_lower_bound_when_the_prefix_fit_overshoots():
+    # the demo's underdamped run (closed form, docs/model.md, plus noise) seen up to step 100,
+    # still rising towards its overshoot peak 0.93 at step ~130 and settling at 0.78: the
+    # current level (0.86) is not a lower bound on the plateau, and the oscillator fitted to
+    # the prefix says so (the old rule stated "at least 0.828")
+    t = np.arange(1.0, 301.0)
+    r_inf = 0.78
+    truth = np.asarray(trajectory(t - 1.0, 0.15, r_inf, 30.0, 1.5))
+    r = truth + np.random.default_rng(0).normal(0.0, 0.03, t.size)
+    fc = forecast(t, r, upto=100)
+    assert fc.progress == "rising" and not fc.plateau_identified
+    assert fc.plateau_bound is None or fc.plateau_bound[1] <= r_inf
+    assert any("overshoots" in w for w in fc.warnings)
 
 
 def test_plateau_identified_after_saturation_and_step_90():

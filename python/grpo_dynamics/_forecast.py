@@ -688,10 +688,22 @@ def forecast(
     bound: tuple[str, float] | None = None
     if identified:
         plateau = Interval(float(back(plateau_est)), float(back(band_a[0])), float(back(band_a[1])))
-    elif direction == "falling":
-        bound = ("at most", float(back(recent + z90 * recent_se)))
-    elif direction == "rising":
-        bound = ("at least", float(back(recent - z90 * recent_se)))
+    elif direction in ("rising", "falling"):
+        # "at least the current level" holds for a monotone approach; with momentum the
+        # reward can overshoot its plateau and come back (docs/model.md): when the oscillator
+        # fitted to the whole prefix (a converged fit, neither tau nor mu at a bound) settles
+        # beyond the stated edge, the data do not support that side: none is stated
+        sign = 1.0 if direction == "rising" else -1.0
+        edge = recent - sign * z90 * recent_se
+        osc = fits.get("oscillator", [None])[-1]
+        if osc is not None and sign * (osc.asymptote - edge) < 0:
+            notes.append(
+                f"no one-sided plateau bound: the oscillator fitted to the prefix overshoots and "
+                f"settles at {float(back(osc.asymptote)):.4g}, "
+                f"{'below' if sign > 0 else 'above'} the current level"
+            )
+        else:
+            bound = ("at least" if sign > 0 else "at most", float(back(edge)))
     if not identified:
         notes.append(f"plateau not identified: the fitted part is {state!r} at its end")
 
