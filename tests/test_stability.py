@@ -346,6 +346,25 @@ def test_long_refresh_cycles_match_high_precision_simulation_and_numpy():
     assert worst < 2e-12, worst
 
 
+def test_refresh_cycles_up_to_the_largest_interval_in_closed_form():
+    # Without momentum u_k = (1 - c_now)^(k-1): the cycle map's first row is (u_{K+1} - c_lag
+    # U_K, 0), so rho = |u_{K+1} - c_lag U_K| with the geometric sum U_K; the cycle costs
+    # O(log K), so K = 10^8 (the cap) is as quick as K = 10.
+    k = np.array([10, 10**5, 3 * 10**6, 10**8 - 1, 10**8, 10**8])
+    c_lag = np.array([0.15, 1.5e-5, 0.9e-6, 2.5e-8, 1.5e-8, 1e-9])
+    c_now = np.array([0.0, 0.0, 1e-7, 0.0, 0.0, 2e-9])
+    grid = stability_grid(0.0, c_lag, k, c_now=c_now)
+    for i in range(k.size):
+        a = 1.0 - c_now[i]
+        shrink = 1.0 - a  # exact: the c_now the recurrence sees (1 - c_now is rounded)
+        sums = k[i] if shrink == 0 else -math.expm1(k[i] * math.log1p(-shrink)) / shrink
+        expected = abs(math.exp(k[i] * math.log1p(-shrink)) - c_lag[i] * sums)
+        # Binary powering rounds like K eps (5e-10 at K = 10^8, c_now = 2e-9), below the 5e-8
+        # that rounding 1 - c_now itself moves rho by there.
+        assert grid.spectral_radius[i] == pytest.approx(expected, rel=1e-8), i
+        assert grid.stable[i] == (expected < 1.0)
+
+
 def test_critical_refresh_interval_agrees_with_the_grid_at_long_intervals():
     # The threshold scan steps the sequence K by K; the grid powers it: both see the same side.
     rng = np.random.default_rng(17)
