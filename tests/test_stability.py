@@ -6,6 +6,7 @@ simulation of the recurrence
 
 from __future__ import annotations
 
+import decimal
 import math
 
 import matplotlib
@@ -292,6 +293,90 @@ def test_grid_matches_numpy_eigvals_on_random_points():
             assert grid.regime[i] == expected
             per_map = int(steps[i]) if lag_model == "refresh" else 1
             assert grid.decay_rate[i] == pytest.approx(rho ** (1 / per_map), rel=1e-8)
+
+
+def high_precision_cycle(beta, c_lag, c_now, k):
+    """Refresh-cycle matrix M by direct simulation of the recurrence in 60-digit decimals (the
+    float inputs converted exactly): its columns are the cycle started from (x_0, x_{-1}) =
+    (1, 0) and (0, 1). Returns (M as Decimals, rho): rho = the larger |root| of
+    z^2 - tr(M) z + det(M), also in 60 digits."""
+    with decimal.localcontext() as ctx:
+        ctx.prec = 60
+        b, cl, cn = (decimal.Decimal(v) for v in (beta, c_lag, c_now))
+        columns = []
+        for x, previous in ((decimal.Decimal(1), decimal.Decimal(0)), (0, 1)):
+            x, previous = decimal.Decimal(x), decimal.Decimal(previous)
+            anchor = x
+            for _ in range(k):
+                x, previous = x + b * (x - previous) - cl * anchor - cn * x, x
+            columns.append((x, previous))
+        (m00, m10), (m01, m11) = columns
+        trace, det = m00 + m11, m00 * m11 - m01 * m10
+        disc = trace * trace / 4 - det
+        rho = det.sqrt() if disc < 0 else abs(trace) / 2 + disc.sqrt()
+        return [[m00, m01], [m10, m11]], float(rho)
+
+
+def test_long_refresh_cycles_match_high_precision_simulation_and_numpy():
+    # Intervals around the powers of two exercise every bit pattern of the binary powering,
+    # 16/17 the switch from stepping; the rest are random up to 1,000.
+    rng = np.random.default_rng(13)
+    special = [1, 2, 3, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 511, 512, 999, 1000]
+    k = np.array(special + list(rng.integers(2, 1001, 22)))
+    n = k.size
+    beta = rng.uniform(0.0, 0.99, n)
+    c_lag = 10 ** rng.uniform(-3.5, 0.0, n)
+    c_now = rng.uniform(0.0, 0.5, n) * c_lag * (rng.random(n) < 0.5)
+    grid = stability_grid(beta, c_lag, k, c_now=c_now)
+    worst = 0.0
+    for i in range(n):
+        matrix, rho = high_precision_cycle(beta[i], c_lag[i], c_now[i], int(k[i]))
+        if rho > 1e300:  # beyond float range: the grid overflows too, and says unstable
+            assert grid.regime[i] == "unstable"
+            continue
+        worst = max(worst, abs(grid.spectral_radius[i] - rho) / rho)
+        if abs(rho - 1.0) > 1e-9:
+            assert grid.stable[i] == (rho < 1.0), (i, rho)
+        monodromy, _ = _core.refresh_cycle(beta[i], c_lag[i], c_now[i], int(k[i]))
+        exact = np.array([[float(v) for v in row] for row in matrix])
+        np.testing.assert_allclose(monodromy, exact, rtol=1e-11, atol=1e-12 * np.abs(exact).max())
+        # numpy.linalg.eigvals of the explicitly multiplied step maps (an independent float path)
+        product = cycle_by_multiplication(beta[i], c_lag[i], c_now[i], int(k[i]))[0][:2, :2]
+        assert grid.spectral_radius[i] == pytest.approx(spectral_radius(product), rel=1e-10)
+    assert worst < 2e-12, worst
+
+
+def test_refresh_cycles_up_to_the_largest_interval_in_closed_form():
+    # Without momentum u_k = (1 - c_now)^(k-1): the cycle map's first row is (u_{K+1} - c_lag
+    # U_K, 0), so rho = |u_{K+1} - c_lag U_K| with the geometric sum U_K; the cycle costs
+    # O(log K), so K = 10^8 (the cap) is as quick as K = 10.
+    k = np.array([10, 10**5, 3 * 10**6, 10**8 - 1, 10**8, 10**8])
+    c_lag = np.array([0.15, 1.5e-5, 0.9e-6, 2.5e-8, 1.5e-8, 1e-9])
+    c_now = np.array([0.0, 0.0, 1e-7, 0.0, 0.0, 2e-9])
+    grid = stability_grid(0.0, c_lag, k, c_now=c_now)
+    for i in range(k.size):
+        a = 1.0 - c_now[i]
+        shrink = 1.0 - a  # exact: the c_now the recurrence sees (1 - c_now is rounded)
+        sums = k[i] if shrink == 0 else -math.expm1(k[i] * math.log1p(-shrink)) / shrink
+        expected = abs(math.exp(k[i] * math.log1p(-shrink)) - c_lag[i] * sums)
+        # Binary powering rounds like K eps (5e-10 at K = 10^8, c_now = 2e-9), below the 6e-9
+        # that rounding 1 - c_now itself moves rho by there.
+        assert grid.spectral_radius[i] == pytest.approx(expected, rel=1e-8), i
+        assert grid.stable[i] == (expected < 1.0)
+
+
+def test_critical_refresh_interval_agrees_with_the_grid_at_long_intervals():
+    # The threshold scan steps the sequence K by K; the grid powers it: both see the same side.
+    rng = np.random.default_rng(17)
+    for _ in range(12):
+        # K_c is near 2 (1 - beta) / c: aim at thresholds from 30 to 3,000
+        beta = rng.uniform(0.0, 0.95)
+        c = 2 * (1 - beta) / 10 ** rng.uniform(1.5, 3.5)
+        hp = Hyperparameters(lr=1.0, momentum=beta)
+        k_c = critical_refresh_interval(hp, c, max_interval=5000)
+        assert k_c is not None and k_c > 17
+        grid = stability_grid(beta, c, np.array([k_c - 1, k_c]))
+        assert grid.stable.tolist() == [True, False]
 
 
 @FAST
@@ -959,12 +1044,86 @@ def test_adamw_critical_learning_rate_is_capped_by_the_decoupled_decay():
     for lr in np.linspace(cap / 200, cap * (1 - 1e-9), 200):
         beta, c_lag, c_now, _, _ = documented_dynamics("adamw", lr, KAPPA_LAG, KAPPA_NOW, 0.0)
         assert spectral_radius(cycle_by_multiplication(beta, c_lag, c_now, 4)[0]) < 1
-    # Negligible decay: the lr scan (Python) agrees with the compiled common-scale scan (adam).
+    # Negligible decay: the lr scan (momentum moving with lr) agrees with the plain common-scale
+    # scan (adam).
     tiny = hp.with_changes(weight_decay=1e-300, refresh_interval=6)
     assert critical_learning_rate(tiny, curvature_lag=KAPPA_LAG) == pytest.approx(
         critical_learning_rate(tiny.with_changes(optimizer="adam"), curvature_lag=KAPPA_LAG),
         rel=1e-11,
     )
+
+
+def reference_adamw_critical_lr(hp, kappa_lag, kappa_now, criterion, ratio=1.001):
+    """The pure-Python lr scan that critical_learning_rate / oscillation_onset used for adamw
+    with decay before the compiled scan took it over (kept as the oracle): every lr mapped by
+    Hyperparameters.dynamics, judged by the exact grid, a geometric scan from total c = 1e-9 to
+    lr = 1 / weight_decay (returned if never), bisection to relative 1e-13."""
+    lag_model, lag_steps = ("delay", hp.delay) if hp.delay else ("refresh", hp.refresh_interval)
+
+    def holds(lrs):
+        models = [hp.with_changes(lr=float(lr)).dynamics(kappa_lag, kappa_now) for lr in lrs]
+        codes = stability_grid(
+            [m.beta_effective for m in models],
+            [m.c_lag for m in models],
+            np.full(len(models), float(lag_steps)),
+            c_now=[m.c_now for m in models],
+            lag_model=lag_model,
+        ).regime_code
+        return codes == 2 if criterion == "unstable" else codes != 0
+
+    lr_cap = 1.0 / hp.weight_decay
+    here = hp.dynamics(kappa_lag, kappa_now)
+    total_per_lr = (here.c_lag + here.c_now) / hp.lr
+    lower = min(1e-9 / total_per_lr, 0.5 * lr_cap)
+    scan_limit = 1e9 / total_per_lr
+    if holds([lower])[0]:
+        return 0.0
+    while True:
+        lrs = lower * ratio ** np.arange(1, 257, dtype=np.float64)
+        lrs = lrs[(lrs < lr_cap) & (lrs <= scan_limit)]
+        if lrs.size == 0:
+            return lr_cap if lr_cap <= scan_limit else math.inf
+        hits = np.flatnonzero(holds(lrs))
+        if hits.size:
+            upper = float(lrs[hits[0]])
+            lower = float(lrs[hits[0] - 1]) if hits[0] > 0 else lower
+            break
+        lower = float(lrs[-1])
+    while upper - lower > 1e-13 * upper:
+        mid = 0.5 * (lower + upper)
+        if holds([mid])[0]:
+            upper = mid
+        else:
+            lower = mid
+    return upper
+
+
+@pytest.mark.parametrize(
+    ("lag", "kappa_lag", "kappa_now", "decay"),
+    [
+        ({"refresh_interval": 1}, 1.0, 0.2, 0.5),
+        ({"refresh_interval": 8}, 1.0, 0.2, 0.5),
+        ({"refresh_interval": 4}, 1.0, 0.2, 0.5),  # capped: stable up to lr = 1 / decay
+        ({"refresh_interval": 40}, 3.0, 0.0, 0.05),
+        ({"refresh_interval": 6}, -0.3, 1.0, 0.2),  # negative lagged curvature (k3 KL)
+        ({"delay": 1}, 1.0, 0.2, 0.5),
+        ({"delay": 5}, 2.0, 0.1, 0.1),
+    ],
+)
+def test_adamw_decay_thresholds_in_the_core_equal_the_python_lr_scan(
+    lag, kappa_lag, kappa_now, decay
+):
+    hp = Hyperparameters(
+        lr=0.2, momentum=0.9, optimizer="adamw", adam_preconditioner=0.5, weight_decay=decay, **lag
+    )
+    # A coarser scan than the default (the same for both) keeps the Python oracle fast.
+    curvature = {"curvature_lag": kappa_lag, "curvature_now": kappa_now, "scan_ratio": 1.02}
+    for criterion, got in (
+        ("unstable", critical_learning_rate(hp, **curvature)),
+        ("oscillatory", oscillation_onset(hp, **curvature)),
+    ):
+        expected = reference_adamw_critical_lr(hp, kappa_lag, kappa_now, criterion, 1.02)
+        assert got == pytest.approx(expected, rel=1e-12, abs=0), criterion
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZER_CASES))

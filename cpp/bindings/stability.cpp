@@ -132,13 +132,14 @@ long critical_delay(double momentum, double c_lag, double c_now, const py::objec
 }
 
 double critical_scale(double momentum, double c_lag, double c_now, const std::string& lag_model,
-                      const py::object& lag_steps, const std::string& criterion, double scan_ratio) {
+                      const py::object& lag_steps, const std::string& criterion, double scan_ratio,
+                      double decoupled_decay) {
   const gd::LinearModel model = make_model(momentum, c_lag, c_now, lag_model, lag_steps);
   gd::Cancel cancel = python_cancel();
   double scale;
   {
     py::gil_scoped_release release;
-    scale = gd::critical_scale(model, criterion, scan_ratio, &cancel);
+    scale = gd::critical_scale(model, criterion, scan_ratio, &cancel, decoupled_decay);
   }
   raise_if_cancelled(cancel);
   return scale;
@@ -194,7 +195,9 @@ void bind_stability(py::module_& m) {
         py::arg("max_delay"), "Smallest unstable delay D (-1 if none up to max_delay). Interruptible.");
   m.def("critical_scale", &critical_scale, py::arg("momentum"), py::arg("c_lag"), py::arg("c_now"),
         py::arg("lag_model"), py::arg("lag_steps"), py::arg("criterion"), py::arg("scan_ratio"),
-        "Smallest common stiffness scale at which the criterion ('unstable'|'oscillatory') holds. "
+        py::arg("decoupled_decay") = 0.0,
+        "Smallest common stiffness scale at which the criterion ('unstable'|'oscillatory') holds; "
+        "decoupled_decay > 0: the scale is AdamW's lr, momentum (1 - lr decay), capped at 1 / decay. "
         "Interruptible.");
   m.def("stability_grid", &grid, py::arg("momentum"), py::arg("c_lag"), py::arg("c_now"),
         py::arg("lag_steps"), py::arg("lag_model"), py::arg("threads") = 0,

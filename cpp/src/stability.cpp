@@ -242,6 +242,50 @@ struct USequence {
   }
 };
 
+// Intervals up to which the sequence is stepped directly (O(K), fewest operations for small K);
+// above it, binary powering (O(log K)). Both are exact up to rounding.
+constexpr long kDirectSteps = 16;
+
+// The state of USequence at k = K: u_{K-1}, u_K, U_{K-1}, U_K. Above kDirectSteps by binary
+// powering of the one-step companion C = [[a, -beta], [1, 0]], whose powers are
+// C^n = [[u_{n+1}, -beta u_n], [u_n, -beta u_{n-1}]] and whose partial sums
+// S_n = I + C + ... + C^{n-1} have S_n[0][0] = U_n. By Cayley-Hamilton (C^2 = a C - beta I) both
+// are x C + y I: C^n = u_n C - beta u_{n-1} I, S_n = X C + Y I. Doubling n -> 2n squares C^n and
+// sets S_{2n} = S_n + C^n S_n; a set bit n -> n + 1 adds C^n to S and multiplies C^n by C.
+// O(log K) operations instead of O(K) (docs/stability.md "Grid").
+USequence sequence_at(double a, double beta, long refresh_interval) {
+  USequence s(a, beta);
+  if (refresh_interval <= kDirectSteps) {
+    for (long k = 1; k < refresh_interval; ++k) s.advance();
+    return s;
+  }
+  const auto n = static_cast<unsigned long>(refresh_interval - 1);  // C^{K-1}, S_{K-1}
+  double x = 1.0, y = 0.0, big_x = 0.0, big_y = 1.0;               // n = 1: C and S_1 = I
+  int bit = 0;
+  while ((n >> (bit + 1)) != 0) ++bit;  // highest set bit, consumed by the start n = 1
+  for (--bit; bit >= 0; --bit) {
+    const double xx = x * x, x_big_x = x * big_x;
+    const double next_big_x = big_x + a * x_big_x + x * big_y + y * big_x;
+    big_y += y * big_y - beta * x_big_x;
+    big_x = next_big_x;
+    const double next_x = x * (a * x + 2.0 * y);
+    y = y * y - beta * xx;
+    x = next_x;
+    if ((n >> bit) & 1UL) {
+      big_x += x;
+      big_y += y;
+      const double stepped = a * x + y;
+      y = -beta * x;
+      x = stepped;
+    }
+  }
+  s.u_prev = x;                 // u_{K-1}
+  s.u = a * x + y;              // u_K = C^{K-1}[0][0]
+  s.big_prev = a * big_x + big_y;  // U_{K-1} = S_{K-1}[0][0]
+  s.big = s.big_prev + s.u;        // U_K
+  return s;
+}
+
 Eigen::Matrix2d cycle_from_sequence(const USequence& s, double c_lag) {
   Eigen::Matrix2d m;
   m << s.next_u() - c_lag * s.big, -s.beta * s.u, s.u - c_lag * s.big_prev, -s.beta * s.u_prev;
@@ -292,8 +336,7 @@ bool unstable_2x2(const LinearModel& model) {
     one_minus_det = (1.0 - beta) - (now ? 0.0 : model.c_lag);
     det_scale = (1.0 - beta) + (now ? 0.0 : std::abs(model.c_lag));
   } else {
-    USequence s(1.0 + beta - model.c_now, beta);
-    for (long k = 1; k < model.lag_steps; ++k) s.advance();
+    const USequence s = sequence_at(1.0 + beta - model.c_now, beta, model.lag_steps);
     return unstable_cycle(s, model.c_lag, model.c_now, model.lag_steps);
   }
   return at_or_past(p_one, p_one_scale) || at_or_past(p_minus, p_minus_scale) ||
@@ -352,8 +395,7 @@ Regime classify(std::complex<double> dominant, double spectral_radius) {
 
 RefreshCycle refresh_cycle(double momentum, double c_lag, double c_now, long refresh_interval) {
   validate({momentum, c_lag, c_now, LagModel::kRefresh, refresh_interval});
-  USequence s(1.0 + momentum - c_now, momentum);
-  for (long k = 1; k < refresh_interval; ++k) s.advance();
+  const USequence s = sequence_at(1.0 + momentum - c_now, momentum, refresh_interval);
   RefreshCycle out;
   out.monodromy = cycle_from_sequence(s, c_lag);
   out.noise_gain << s.big, s.big_prev;
@@ -408,9 +450,17 @@ Spectrum fast_spectrum(const LinearModel& model) {
   cplx dominant;
   double radius = 0.0;
   if (model.lag_model == LagModel::kRefresh) {
-    const Eigen::Matrix2d m =
-        refresh_cycle(model.momentum, model.c_lag, model.c_now, model.lag_steps).monodromy;
+    // One pass over the sequence serves the cycle map and its Jury test.
+    const USequence s = sequence_at(1.0 + model.momentum - model.c_now, model.momentum, model.lag_steps);
+    const Eigen::Matrix2d m = cycle_from_sequence(s, model.c_lag);
     dominant_2x2(m.trace(), m(0, 0) * m(1, 1) - m(0, 1) * m(1, 0), dominant, radius);
+    out.dominant = cplx(dominant.real(), std::abs(dominant.imag()));
+    out.spectral_radius = radius;
+    out.decay_rate = std::pow(radius, 1.0 / static_cast<double>(steps));
+    // The 2x2 maps are decided by the Jury test (kBoundaryTolerance), not by rho rounding.
+    out.regime = unstable_cycle(s, model.c_lag, model.c_now, model.lag_steps) ? Regime::kUnstable
+                                                                              : classify(out.dominant, 0.0);
+    return out;
   } else if (model.lag_steps <= 1) {
     const bool now = model.lag_steps == 0;
     const double trace = 1.0 + model.momentum - model.c_now - (now ? model.c_lag : 0.0);
@@ -429,7 +479,7 @@ Spectrum fast_spectrum(const LinearModel& model) {
   out.dominant = cplx(dominant.real(), std::abs(dominant.imag()));
   out.spectral_radius = radius;
   out.decay_rate = std::pow(radius, 1.0 / static_cast<double>(steps));
-  if (model.lag_model == LagModel::kRefresh || model.lag_steps <= 1) {
+  if (model.lag_steps <= 1) {
     // The 2x2 maps are decided by the Jury test (kBoundaryTolerance), not by rho rounding.
     out.regime = unstable_2x2(model) ? Regime::kUnstable : classify(out.dominant, 0.0);
   } else {
@@ -563,8 +613,10 @@ long critical_delay(double momentum, double c_lag, double c_now, long max_delay,
 }
 
 double critical_scale(const LinearModel& model, const std::string& criterion, double scan_ratio,
-                      Cancel* cancel) {
+                      Cancel* cancel, double decoupled_decay) {
   validate(model);
+  if (!std::isfinite(decoupled_decay) || decoupled_decay < 0.0)
+    throw std::invalid_argument(must("decoupled_decay", "finite and >= 0", decoupled_decay));
   const bool oscillation = criterion == "oscillatory";
   if (!oscillation && criterion != "unstable")
     throw std::invalid_argument("criterion: must be 'unstable' or 'oscillatory', got '" + criterion + "'");
@@ -580,16 +632,22 @@ double critical_scale(const LinearModel& model, const std::string& criterion, do
     LinearModel scaled = model;
     scaled.c_lag = scale * model.c_lag;
     scaled.c_now = scale * model.c_now;
+    // AdamW: beta_eff = beta1 (1 - lr lambda) (scale = lr); max() guards 1 - lr lambda rounding
+    // below 0 for an lr just under the rounded cap 1 / lambda.
+    if (decoupled_decay > 0.0)
+      scaled.momentum = std::max(0.0, model.momentum * (1.0 - scale * decoupled_decay));
     if (!oscillation) return unstable_point(scaled);
     return fast_spectrum(scaled).regime != Regime::kOverdamped;
   };
-  double lower = 1e-9 / total;
+  // The decoupled decay allows scales below 1 / decoupled_decay only (lr lambda < 1).
+  const double cap = decoupled_decay > 0.0 ? 1.0 / decoupled_decay : kInf;
+  double lower = std::min(1e-9 / total, 0.5 * cap);
   if (holds(lower)) return 0.0;
   const double upper_limit = 1e9 / total;
   double upper = lower;
   while (true) {
     upper = lower * scan_ratio;
-    if (upper > upper_limit) return kInf;
+    if (upper >= cap || upper > upper_limit) return cap <= upper_limit ? cap : kInf;
     if (holds(upper)) break;
     lower = upper;
   }

@@ -122,6 +122,7 @@ def critical_scale(
     lag_steps: int,
     criterion: str,
     scan_ratio: float,
+    decoupled_decay: float = 0.0,
 ) -> float: ...
 def stability_grid(
     momentum: ArrayLike,

@@ -542,90 +542,24 @@ def _critical_lr(
     ratio = _v.in_range("scan_ratio", scan_ratio, 1.0, 2.0, lo_open=True)
     kappa_lag, kappa_now = _curvature_split(curvature, curvature_lag, curvature_now)
     lag_model, lag_steps = _core_lag(hp)
-    if hp.optimizer == "adamw" and hp.weight_decay > 0.0:
-        # beta_eff = beta1 (1 - lr lambda) moves with lr: no common stiffness scale to scan.
-        return _critical_lr_scan(hp, kappa_lag, kappa_now, lag_model, lag_steps, criterion, ratio)
     dyn = hp.dynamics(kappa_lag, kappa_now)  # c_lag and c_now are proportional to lr here
+    momentum, decay = dyn.beta_effective, 0.0
+    if hp.optimizer == "adamw" and hp.weight_decay > 0.0:
+        # beta_eff = beta1 (1 - lr lambda) moves with lr: the core scans lr itself, moving the
+        # momentum with it, and stops at lr = 1 / lambda (optimizer.effective_dynamics).
+        momentum, decay = hp.momentum, hp.weight_decay
     return float(
         _core.critical_scale(
-            dyn.beta_effective,
+            momentum,
             dyn.c_lag / hp.lr,
             dyn.c_now / hp.lr,
             lag_model,
             lag_steps,
             criterion,
             ratio,
+            decay,
         )
     )
-
-
-def _criterion_holds(
-    hp: Hyperparameters,
-    kappa_lag: float,
-    kappa_now: float,
-    lrs: NDArray[np.float64],
-    lag_model: str,
-    lag_steps: int,
-    criterion: str,
-) -> NDArray[np.bool_]:
-    """Whether each lr is unstable (or not overdamped) for hp with that lr (exact grid)."""
-    models = [hp.with_changes(lr=float(lr)).dynamics(kappa_lag, kappa_now) for lr in lrs]
-    codes = np.asarray(
-        _core.stability_grid(
-            np.array([m.beta_effective for m in models]),
-            np.array([m.c_lag for m in models]),
-            np.array([m.c_now for m in models]),
-            np.full(len(models), float(lag_steps)),
-            lag_model,
-            1,
-        )["regime_code"]
-    )
-    return codes == 2 if criterion == "unstable" else codes != 0
-
-
-def _critical_lr_scan(
-    hp: Hyperparameters,
-    kappa_lag: float,
-    kappa_now: float,
-    lag_model: str,
-    lag_steps: int,
-    criterion: str,
-    ratio: float,
-) -> float:
-    """Scan + bisection in lr itself (adamw with decay): geometric scan from total c = 1e-9 up
-    to lr = 1 / weight_decay, then bisection of the first bracket to relative 1e-13. Returns
-    1 / weight_decay (the largest lr the decoupled decay allows) if the criterion never holds
-    below it, inf if it never holds up to total c = 1e9 (as the compiled scan)."""
-    lr_cap = 1.0 / hp.weight_decay
-    here = hp.dynamics(kappa_lag, kappa_now)
-    total_per_lr = (here.c_lag + here.c_now) / hp.lr
-    lower = min(1e-9 / total_per_lr, 0.5 * lr_cap)
-    scan_limit = 1e9 / total_per_lr  # as the compiled scan: inf if nothing up to total c = 1e9
-
-    def holds(lrs: NDArray[np.float64]) -> NDArray[np.bool_]:
-        return _criterion_holds(hp, kappa_lag, kappa_now, lrs, lag_model, lag_steps, criterion)
-
-    if holds(np.array([lower]))[0]:
-        return 0.0
-    chunk = 256
-    while True:
-        lrs = lower * ratio ** np.arange(1, chunk + 1, dtype=np.float64)
-        lrs = lrs[(lrs < lr_cap) & (lrs <= scan_limit)]
-        if lrs.size == 0:
-            return lr_cap if lr_cap <= scan_limit else math.inf
-        hits = np.flatnonzero(holds(lrs))
-        if hits.size:
-            upper = float(lrs[hits[0]])
-            lower = float(lrs[hits[0] - 1]) if hits[0] > 0 else lower
-            break
-        lower = float(lrs[-1])
-    while upper - lower > 1e-13 * upper:
-        mid = 0.5 * (lower + upper)
-        if holds(np.array([mid]))[0]:
-            upper = mid
-        else:
-            lower = mid
-    return upper
 
 
 def critical_learning_rate(

@@ -28,7 +28,8 @@ inline constexpr std::array<Regime, 4> kRegimes{Regime::kInvalid, Regime::kOverd
                                                 Regime::kOscillatory, Regime::kUnstable};
 
 // Size caps: the largest lags whose computations finish in seconds (docs/stability.md).
-// Refresh interval K: O(K) per cycle map. Delay D: O(D^2) per Schur-Cohn count (grid points,
+// Refresh interval K: O(log K) per cycle map (binary powering), O(1) per K in
+// critical_refresh_interval's incremental scan. Delay D: O(D^2) per Schur-Cohn count (grid points,
 // critical_delay candidates). Dense (D+1)x(D+1) eigen-solve and Lyapunov solve: O(D^3), about
 // 2 s and 8 s at D = 1000.
 inline constexpr long kMaxRefreshInterval = 100000000;
@@ -135,9 +136,14 @@ long critical_delay(double momentum, double c_lag, double c_now, long max_delay,
 // bisection to relative 1e-13. Infinity if the criterion never holds up to s (c_lag + c_now) = 1e9.
 // Requires c_lag + c_now > 0 and c_now >= 0; c_lag itself may be negative; scan_ratio in
 // [kMinScanRatio, 2] (at most ~41,000 scan steps). `cancel` is checked once per evaluation.
+// decoupled_decay lambda >= 0: AdamW's decoupled weight decay with s the learning rate, so the
+// momentum also moves with s, beta_eff = momentum (1 - s lambda) (optimizer.effective_dynamics;
+// c_lag and c_now then already include lambda's share per unit lr). The scan then starts at
+// min(that s, 1 / (2 lambda)) and stops below s = 1 / lambda, which is returned if the criterion
+// never holds below it (and 1 / lambda <= s_max); lambda = 0 is the plain common scale.
 inline constexpr double kMinScanRatio = 1.001;
 double critical_scale(const LinearModel& model, const std::string& criterion, double scan_ratio,
-                      Cancel* cancel = nullptr);
+                      Cancel* cancel = nullptr, double decoupled_decay = 0.0);
 
 // Grid evaluation (one fast_spectrum per point), parallel over contiguous chunks of points:
 // each point is computed independently, so the result does not depend on the thread count.
