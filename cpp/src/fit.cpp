@@ -3,6 +3,7 @@
 
 #include <Eigen/Dense>
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <exception>
@@ -19,8 +20,25 @@ namespace grpo_dynamics {
 
 namespace {
 
+// Profiling counters (per fit: LM runs, trial steps, model evaluations with the Jacobian, grid
+// evaluations, escape runs, stopping reasons, points evaluated), compiled in only with
+// -DGRPO_FIT_COUNTERS and printed to stderr at the end of fit_batch (not thread-safe across
+// concurrent fit_batch calls; a profiling aid, never in a release build).
+#ifdef GRPO_FIT_COUNTERS
+struct Counters {
+  long fits = 0, lm_runs = 0, iters = 0, evals_jac = 0, evals_val = 0, grid_evals = 0,
+       escape_runs = 0, gn_stop = 0, rival_stop = 0, rejected = 0, pts = 0;
+};
+Counters g_count[64];
+thread_local int t_tid = 0;
+#define COUNT(field) (++g_count[t_tid].field)
+#else
+#define COUNT(field) ((void)0)
+#endif
+
 constexpr int kJacStride = kMaxFitParams;  // every model writes an n x 4 Jacobian
 constexpr std::size_t kGridPoints = 64;    // starts are ranked on at most this many points
+constexpr std::size_t kFitChunk = 16;      // series a worker takes at a time (fit_batch)
 
 using MatP = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, 0, kMaxFitParams, kMaxFitParams>;
 using VecP = Eigen::Matrix<double, Eigen::Dynamic, 1, 0, kMaxFitParams, 1>;
@@ -73,17 +91,17 @@ class CurveModel {
   double t0_;
 };
 
-struct Workspace {
-  std::vector<double> t, y, w;            // cleaned series
-  std::vector<double> f, jac, f_trial, jac_trial, f_best, jac_best;
-  std::vector<double> t_grid, y_grid, w_grid, shape;  // subsample used to rank starts
-};
-
 struct LmRun {
   double x[kMaxFitParams] = {0, 0, 0, 0};
   double rss = kInf;
   int n_iter = 0;
   bool converged = false;
+};
+
+struct Workspace {
+  std::vector<double> t, y, w;            // cleaned series
+  std::vector<double> f, jac, f_trial, jac_trial, f_best, jac_best;
+  std::vector<double> t_grid, y_grid, w_grid, shape;  // subsample used to rank starts
 };
 
 struct Problem {
@@ -143,6 +161,10 @@ void normal_equations(const double* f, const double* jac, const double* y, const
 }
 
 bool eval_safe(const Problem& pb, const double* x, double* f, double* jac) {
+  if (jac) COUNT(evals_jac); else COUNT(evals_val);
+#ifdef GRPO_FIT_COUNTERS
+  g_count[t_tid].pts += static_cast<long>(pb.n);
+#endif
   try {
     pb.model->eval(pb.grid, x, f, jac);
   } catch (const std::exception&) {
@@ -161,6 +183,7 @@ bool eval_safe(const Problem& pb, const double* x, double* f, double* jac) {
 LmRun run_lm(const Problem& pb, const double* x_start, const FitOptions& o, Workspace& ws,
              const LmRun* rival = nullptr) {
   const int p = pb.p;
+  COUNT(lm_runs);
   LmRun run;
   for (int j = 0; j < p; ++j) run.x[j] = clip(x_start[j], pb.lower[j], pb.upper[j]);
   ws.f.resize(pb.n);
@@ -211,6 +234,7 @@ LmRun run_lm(const Problem& pb, const double* x_start, const FitOptions& o, Work
     {
       Eigen::LLT<MatP> gn(M);
       if (gn.info() == Eigen::Success && rhs.dot(gn.solve(rhs)) <= o.ftol * rss) {
+        COUNT(gn_stop);
         converged = true;
         break;
       }
@@ -218,6 +242,7 @@ LmRun run_lm(const Problem& pb, const double* x_start, const FitOptions& o, Work
     for (int a = 0; a < nfree; ++a) M(a, a) += lambda * diag[free_idx[a]];
     Eigen::LLT<MatP> llt(M);
     ++iter;
+    COUNT(iters);
     if (llt.info() != Eigen::Success) {
       lambda *= nu;
       nu *= 2.0;
@@ -261,11 +286,13 @@ LmRun run_lm(const Problem& pb, const double* x_start, const FitOptions& o, Work
         VecP dx(p);
         for (int j = 0; j < p; ++j) dx(j) = run.x[j] - rival->x[j];
         if (dx.dot(A * dx) <= 1e-4 * rival->rss / static_cast<double>(pb.n)) {
+          COUNT(rival_stop);
           converged = true;
           break;
         }
       }
     } else {
+      COUNT(rejected);
       lambda *= nu;
       nu *= 2.0;
     }
@@ -429,6 +456,7 @@ std::vector<Candidate> grid_candidates(const Problem& pb, const FitOptions& o, d
     for (int jm = 0; jm < static_cast<int>(mu_grid.size()); ++jm) {
       const double x[kMaxFitParams] = {1.0, 0.0, tau_grid[jt], mu_grid[jm]};
       try {
+        COUNT(grid_evals);
         cm.eval(sub, x, ws.shape.data(), nullptr);
       } catch (const std::exception&) {
         continue;
@@ -723,6 +751,7 @@ void fit_one(const SeriesView& s, std::size_t i, const CurveModel& model, const 
     for (double mu : {0.1, 0.3}) {
       double x0[kMaxFitParams] = {at_boundary.x[0], at_boundary.x[1], at_boundary.x[2],
                                   clip(pb.lower[3] + mu, pb.lower[3], pb.upper[3])};
+      COUNT(escape_runs);
       LmRun run = run_lm(pb, x0, o, ws, &best);
       if (run.rss < best.rss * (1.0 - 1e-12)) {
         best = run;
@@ -858,17 +887,41 @@ void fit_batch(const std::vector<SeriesView>& series, FitModel model, const FitB
   out.reason->assign(series.size(), std::string());
   const CurveModel curve(model, options.t0);
   const std::size_t n_threads = resolve_threads(threads, series.size());
+#ifdef GRPO_FIT_COUNTERS
+  for (auto& c : g_count) c = Counters{};
+#endif
+  // Series are handed out in chunks of kFitChunk to whichever worker asks next: on a shared
+  // machine a worker whose core is busy does less of the batch instead of holding up the call.
+  // Each series is fitted from its own data only, so the assignment does not change results.
+  std::atomic<std::size_t> next{0};
   run_workers(n_threads, [&](std::size_t tid) {
+#ifdef GRPO_FIT_COUNTERS
+    t_tid = static_cast<int>(tid % 64);
+#else
+    (void)tid;
+#endif
     Workspace ws;
-    for (std::size_t i = tid; i < series.size(); i += n_threads) {
-      if (cancelled(cancel)) return;
-      try {
-        fit_one(series[i], i, curve, bounds, options, p0 ? p0 + i * p : nullptr, out, ws);
-      } catch (const std::exception& e) {
-        bad_input(out, i, p, std::string("r: ") + e.what());
+    for (;;) {
+      const std::size_t begin = next.fetch_add(kFitChunk, std::memory_order_relaxed);
+      if (begin >= series.size()) return;
+      const std::size_t end = std::min(series.size(), begin + kFitChunk);
+      for (std::size_t i = begin; i < end; ++i) {
+        if (cancelled(cancel)) return;
+        try {
+          COUNT(fits);
+          fit_one(series[i], i, curve, bounds, options, p0 ? p0 + i * p : nullptr, out, ws);
+        } catch (const std::exception& e) {
+          bad_input(out, i, p, std::string("r: ") + e.what());
+        }
       }
     }
   }, cancel);
+#ifdef GRPO_FIT_COUNTERS
+  Counters c;
+  for (auto& g : g_count) { c.fits += g.fits; c.lm_runs += g.lm_runs; c.iters += g.iters; c.evals_jac += g.evals_jac; c.evals_val += g.evals_val; c.grid_evals += g.grid_evals; c.escape_runs += g.escape_runs; c.gn_stop += g.gn_stop; c.rival_stop += g.rival_stop; c.rejected += g.rejected; c.pts += g.pts; }
+  const double f = c.fits > 0 ? static_cast<double>(c.fits) : 1.0;
+  std::fprintf(stderr, "COUNTERS fits %ld per fit: lm_runs %.2f iters %.2f evals_jac %.2f evals_val %.2f grid_evals %.2f escape_runs %.3f gn_stop %.2f rival_stop %.2f rejected %.2f pts %.0f\n", c.fits, c.lm_runs / f, c.iters / f, c.evals_jac / f, c.evals_val / f, c.grid_evals / f, c.escape_runs / f, c.gn_stop / f, c.rival_stop / f, c.rejected / f, c.pts / f);
+#endif
 }
 
 }  // namespace grpo_dynamics

@@ -89,6 +89,31 @@ def _regime(model: str, params: Mapping[str, float], stderr: Mapping[str, float]
     return "critical"
 
 
+def _regimes(
+    model: str,
+    params: NDArray[np.float64],
+    stderr: NDArray[np.float64],
+    fitted: NDArray[np.bool_],
+) -> NDArray[np.object_]:
+    """:func:`_regime` of every row at once (None where not ``fitted``)."""
+    n = params.shape[0]
+    regime = np.full(n, None, dtype=object)
+    if model == "exponential":
+        regime[fitted] = "overdamped"
+    elif model == "oscillator":
+        mu, se = params[:, 3], stderr[:, 3]
+        with np.errstate(invalid="ignore"):
+            straddle = np.isfinite(se) & (mu - 2 * se < _CRITICAL_MU) & (_CRITICAL_MU < mu + 2 * se)
+            labels = np.select(
+                [straddle, mu < _CRITICAL_MU, mu > _CRITICAL_MU],
+                ["regime not identified", "overdamped", "oscillatory"],
+                "critical",
+            ).astype(object)
+        keep = fitted & np.isfinite(mu)
+        regime[keep] = labels[keep]
+    return regime
+
+
 def _predict(
     model: str, params: Mapping[str, float], t: ArrayLike, t0: float
 ) -> NDArray[np.float64]:
@@ -412,18 +437,13 @@ def _to_batch(
     model: str, raw: dict[str, Any], t0: float, reason_override: dict[int, str]
 ) -> BatchFit:
     names = FIT_MODELS[model]
-    status = np.array([FIT_STATUSES[int(c)] for c in raw["status"]], dtype=object)
+    codes = np.asarray(raw["status"], dtype=np.int64)
+    status = np.array(FIT_STATUSES, dtype=object)[codes]
     reason = np.array(list(raw["reason"]), dtype=object)
     for i, why in reason_override.items():
         reason[i] = why
     params, stderr = raw["params"], raw["stderr"]
-    regime = np.empty(len(status), dtype=object)
-    for i in range(len(status)):
-        if status[i] == "bad_input":
-            regime[i] = None
-        else:
-            values = dict(zip(names, params[i], strict=True))
-            regime[i] = _regime(model, values, dict(zip(names, stderr[i], strict=True)))
+    regime = _regimes(model, params, stderr, status != "bad_input")
     return BatchFit(
         model=model,
         param_names=names,
@@ -531,6 +551,18 @@ def _grid_summary(
     t: NDArray[np.float64], R: NDArray[np.float64], w_flat: NDArray[np.float64] | None
 ) -> _DataSummary:
     """:func:`_data_summary` for a 2-D batch on one grid ``t`` (increasing)."""
+    if w_flat is None and R.size and np.isfinite(R).all():
+        # No gaps (the common case): one first/last step and one tail for every series.
+        n = R.shape[0]
+        cut = t[-1] - _END_WINDOW * (t[-1] - t[0])
+        end_part = R[:, int(np.searchsorted(t, cut)) :]
+        return _DataSummary(
+            t_first=np.full(n, t[0]),
+            t_last=np.full(n, t[-1]),
+            r_min=R.min(axis=1),
+            r_max=R.max(axis=1),
+            r_end=end_part.sum(axis=1) / end_part.shape[1],
+        )
     valid = np.isfinite(R)
     if w_flat is not None:
         w = w_flat.reshape(R.shape)

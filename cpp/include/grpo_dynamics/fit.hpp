@@ -103,8 +103,9 @@ struct BatchFitOutput {
 };
 
 // Fits every series. p0 (n_series x p, row-major) may be null; a row containing NaN means
-// "no user start" for that series. threads <= 0 means hardware concurrency. Series i is
-// handled by worker i % threads (fixed assignment); results are identical for any count.
+// "no user start" for that series. threads <= 0 means hardware concurrency. Workers take the
+// series in small chunks as they free up (dynamic assignment); every series is fitted from its
+// own data only, so results are identical for any thread count and any assignment.
 // `cancel` (may be null) is checked once per series: when it fires the call returns early and
 // the outputs are incomplete (the caller discards them).
 // Throws std::invalid_argument only for global misuse (bounds sizes, options); per-series
