@@ -312,14 +312,13 @@ _optimizer_step = njit(error_model="numpy", _nrt=False)(_numba_step_source)  # t
 
 @njit(cache=True, error_model="numpy")
 def _run_replica(
-    rep,
+    state,
     r_hi,
     r_lo,
     p_hi,
     group_size,
     batch_prompts,
     steps,
-    seed,
     opt_kind,
     opt_hyper,
     reset_state,
@@ -345,11 +344,11 @@ def _run_replica(
     out_clip,
     final_logits,
 ):
-    """One GRPO run (replica `rep`): fills row `rep` of the outputs. The step loop allocates
-    nothing and calls only helpers compiled without reference counting (module docstring)."""
+    """One GRPO run from RNG state `state`: fills one replica's rows of the outputs (1-d views,
+    final_logits its n_arms logits). The step loop allocates nothing and calls only helpers
+    compiled without reference counting (module docstring)."""
     n_arms = r_hi.shape[0]
     n_samples = float(group_size * batch_prompts)
-    state = _stream_seed(seed, rep)  # one stream per replica: thread-count independent
     theta = init_logits.copy()
     pi = np.empty(n_arms)
     pi_old = np.empty(n_arms)
@@ -443,18 +442,19 @@ def _run_replica(
             n_samples,
             grad,
         )
-        out_reward[rep, t] = reward
-        out_std[rep, t] = std_mean
-        out_zero[rep, t] = zero_frac
-        out_entropy[rep, t] = entropy
-        out_kl[rep, t] = kl
-        out_clip[rep, t] = clipped / n_samples
+        out_reward[t] = reward
+        out_std[t] = std_mean
+        out_zero[t] = zero_frac
+        out_entropy[t] = entropy
+        out_kl[t] = kl
+        out_clip[t] = clipped / n_samples
         for a in range(n_arms):
             grad[a] = -grad[a]  # optimizers minimise the loss -J
         step_count = _optimizer_step(
             theta, grad, buf, exp_avg, exp_avg_sq, step_count, opt_kind, opt_hyper
         )
-    final_logits[rep, :] = theta
+    for a in range(n_arms):
+        final_logits[a] = theta[a]
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -497,17 +497,18 @@ def simulate_kernel(
     n_arms = r_hi.shape[0]
     ref_pi = np.empty(n_arms)
     ref_log_norm = _softmax(ref_logits, ref_pi)
-    arm_mean = p_hi * r_hi + (1.0 - p_hi) * r_lo
+    arm_mean = np.empty(n_arms)
+    for a in range(n_arms):  # a loop, not an array expression: that would be a second parfor
+        arm_mean[a] = p_hi[a] * r_hi[a] + (1.0 - p_hi[a]) * r_lo[a]
     for rep in prange(replicas):
         _run_replica(
-            rep,
+            _stream_seed(seed, rep),  # one stream per replica: thread-count independent
             r_hi,
             r_lo,
             p_hi,
             group_size,
             batch_prompts,
             steps,
-            seed,
             opt_kind,
             opt_hyper,
             reset_state,
@@ -525,13 +526,13 @@ def simulate_kernel(
             arm_mean,
             per_sample,
             init_logits,
-            out_reward,
-            out_std,
-            out_zero,
-            out_entropy,
-            out_kl,
-            out_clip,
-            final_logits,
+            out_reward[rep],
+            out_std[rep],
+            out_zero[rep],
+            out_entropy[rep],
+            out_kl[rep],
+            out_clip[rep],
+            final_logits[rep],
         )
 
 
