@@ -20,6 +20,7 @@ from grpo_dynamics import _bandit_kernels as kern
 from grpo_dynamics._bandit_reference import group_gradient, simulate_reference
 from grpo_dynamics._simulate import PER_SAMPLE_MAX_GROUP, _per_sample
 from grpo_dynamics._simulate import _run as simulate_with_sampler
+from grpo_dynamics._splitmix import GOLDEN, mix64_numpy
 
 # ---------------------------------------------------------------- independent linear model
 # (own NumPy/SciPy solutions of docs/model.md §2: cross-checks of how the stability module is
@@ -78,6 +79,36 @@ def test_binomial_sampler_matches_scipy(n, p):
         obs, exp = obs[:-1], exp[:-1]
     exp *= obs.sum() / exp.sum()
     assert stats.chisquare(obs, exp).pvalue > 1e-4
+
+
+def test_cell_sampler_picks_the_cell_searchsorted_picks():
+    # exact, against an independent NumPy twin: for the same splitmix64 uniforms (recomputed
+    # here with mix64_numpy), each sample's cell is the one np.searchsorted(cdf, u, "right")
+    # finds in the cumulative cell table, built here with np.cumsum
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        n_arms = int(rng.integers(1, 9))
+        pi = rng.dirichlet(np.ones(n_arms)) * (rng.random(n_arms) > 0.2)
+        pi = pi / pi.sum() if pi.sum() > 0 else np.eye(n_arms)[0]
+        p_hi = rng.choice([0.0, 0.3, 0.7, 1.0], n_arms)
+        cell_p = np.column_stack([pi * p_hi, pi - pi * p_hi]).ravel()
+        table = np.cumsum(cell_p)
+        table[np.flatnonzero(cell_p > 0).max() :] = np.inf  # the last possible cell takes the rest
+        cdf = np.empty(2 * n_arms)
+        kern._cell_cdf(pi, p_hi, cdf)
+        np.testing.assert_array_equal(cdf, table)
+        group = int(rng.integers(2, 40))
+        state = np.uint64(rng.integers(0, 2**62))
+        n_arm = np.zeros(n_arms, dtype=np.int64)
+        k_arm = np.zeros(n_arms, dtype=np.int64)
+        cells = np.zeros(2 * n_arms, dtype=np.int64)
+        kern._draw_group(cdf, group, state, n_arm, k_arm, cells)
+        states = state + GOLDEN * np.arange(1, group + 1, dtype=np.uint64)
+        uniforms = (mix64_numpy(states) >> np.uint64(11)).astype(float) * 2.0**-53
+        expected = np.bincount(np.searchsorted(table, uniforms, side="right"), minlength=2 * n_arms)
+        np.testing.assert_array_equal(cells, expected)
+        np.testing.assert_array_equal(k_arm, expected[0::2])
+        np.testing.assert_array_equal(n_arm, expected[0::2] + expected[1::2])
 
 
 def test_cell_sampler_draws_the_multinomial_of_the_cells():
