@@ -8,8 +8,9 @@ Two baselines, both vectorised over replicas:
   counts with rng.multinomial(G, pi) and the successes per arm with rng.binomial, and forms
   the gradient from the (arm, reward) counts, as the simulator does. Compared at 8 arms, G = 16,
   B = 1, on-policy (K = 1), interleaved repetitions, with 2 Numba threads and with 1.
-Also: the first simulate() call in a fresh process with a warm Numba cache, and the cold
-compile (an empty cache). Writes benchmarks/results/simulate.{md,json}.
+Also: the two exact group samplers over arms x G (where simulate() switches), the first
+simulate() call in a fresh process with a warm Numba cache, and the cold compile (an empty
+cache). Writes benchmarks/results/simulate.{md,json}.
 
 Run: python benchmarks/bench_simulate.py   (about two minutes on 2 cores)
 """
@@ -128,7 +129,7 @@ def numpy_multinomial(config: gd.BanditConfig, seed: int) -> np.ndarray:
     return out
 
 
-def count_loop_comparison(repeats: int = 5) -> dict:
+def count_loop_comparison(repeats: int = 7) -> dict:
     """simulate() vs numpy_multinomial at 8 arms, G = 16, B = 1, K = 1: interleaved repeats,
     Numba on 2 threads and on 1; ratios of the best times and the median per-repeat ratio."""
     config = gd.BanditConfig(
@@ -185,6 +186,47 @@ def count_loop_comparison(repeats: int = 5) -> dict:
     for key in times:
         result[f"group_samples_per_s_{key}"] = samples / min(times[key])
     return result
+
+
+def sampler_crossover(repeats: int = 3) -> list[dict]:
+    """Time per group-step of the two exact group samplers (cells one by one, sequential
+    binomials) on 1 thread over arms x G: where simulate() switches (_simulate._per_sample)."""
+    from grpo_dynamics._simulate import _per_sample, _run
+
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    rows = []
+    for arms in (2, 4, 8, 32, 128):
+        for group in (4, 16, 64, 256, 1024):
+            config = gd.BanditConfig(
+                arm_rewards=tuple(float(p) for p in np.linspace(0.1, 0.9, arms)),
+                group_size=group,
+                steps=max(20, 50_000 // (4 * arms + group)),
+                replicas=4,
+                lr=0.05,
+                momentum=0.5,
+                seed=1,
+            )
+            ns = {}
+            for per_sample in (True, False):
+                _run(config.replace(steps=2, replicas=1), per_sample)  # compile
+                best = np.inf
+                for _ in range(repeats):
+                    t0 = time.perf_counter()
+                    _run(config, per_sample)
+                    best = min(best, time.perf_counter() - t0)
+                ns[per_sample] = best / (config.steps * config.replicas) * 1e9
+            rows.append(
+                {
+                    "arms": arms,
+                    "G": group,
+                    "cells_ns": ns[True],
+                    "binomials_ns": ns[False],
+                    "simulate_uses": "cells" if _per_sample(config) else "binomials",
+                }
+            )
+    numba.set_num_threads(threads)
+    return rows
 
 
 def cold_compile_seconds() -> dict:
@@ -264,12 +306,14 @@ def main() -> None:
             print(rows[-1], flush=True)
     counts = count_loop_comparison()
     print(counts, flush=True)
+    crossover = sampler_crossover()
     first = first_call_seconds()
     cold = cold_compile_seconds()
     RESULTS.mkdir(exist_ok=True)
     doc = {
         "machine": info,
         "count_loop": counts,
+        "sampler_crossover": crossover,
         "first_call_warm_cache": first,
         "cold_compile": cold,
         "rows": rows,
@@ -330,6 +374,21 @@ def main() -> None:
             f"{r['speedup']:.0f}x | {r['numba_group_samples_per_s']:.3g} | "
             f"{r['numpy_group_samples_per_s']:.3g} | {r['final_reward_numba']:.4f} / "
             f"{r['final_reward_numpy']:.4f} ({r['z']:+.1f}) |"
+        )
+    lines += [
+        "",
+        "## Which group sampler (1 thread, ns per group-step)",
+        "",
+        "Both samplers are exact; simulate() picks one per config (_simulate._per_sample). "
+        "Setting: Bernoulli arms evenly in 0.1 .. 0.9, B=1, K=1, 4 replicas, best of 3.",
+        "",
+        "| arms | G | cells one by one | sequential binomials | simulate uses |",
+        "|---|---|---|---|---|",
+    ]
+    for r in crossover:
+        lines.append(
+            f"| {r['arms']} | {r['G']} | {r['cells_ns']:.0f} | {r['binomials_ns']:.0f} | "
+            f"{r['simulate_uses']} |"
         )
     lines += [
         "",

@@ -429,9 +429,9 @@ def _kernel_options(config: BanditConfig) -> dict:
 
 # Which exact sampler draws a group (docs/simulate.md#why-counts-suffice-and-why-that-is-exact):
 # G draws of its (arm, reward) cell cost O(G n_arms) vector compares, the sequential binomials
-# O(n_arms) draws whose walks grow with G. Measured per group on 2 cores (benchmarks/results/
-# simulate.md): the cells are 1.2-1.7x faster from 5 arms on while G <= 256 and G n_arms <=
-# 32768; the binomials win for 2-4 arms and for large groups.
+# O(n_arms) draws whose walks grow with G. Measured per group-step on 1 thread (table in
+# benchmarks/results/simulate.md): the cells are 1.2-1.7x faster from 5 arms on while G <= 256
+# and G n_arms <= 32768; the binomials win for 2-4 arms and for large groups.
 PER_SAMPLE_MIN_ARMS = 5
 PER_SAMPLE_MAX_GROUP = 256
 PER_SAMPLE_MAX_DRAWS = 32_768  # group_size * n_arms
@@ -451,8 +451,9 @@ def simulate(config: BanditConfig) -> SimulationResult:
 
     Parallel over replicas (Numba threads); each replica has its own RNG stream derived from
     (seed, replica), so results are identical for any thread count. Cost per step is
-    O(batch_prompts * n_arms) at each refresh (times G / 16 for groups drawn sample by sample)
-    and O(n_arms) otherwise (docs/simulate.md).
+    O(batch_prompts * n_arms) draws at each refresh (or O(batch_prompts * G * n_arms) vector
+    compares when small groups are drawn cell by cell) and O(n_arms) otherwise
+    (docs/simulate.md).
     """
     if not isinstance(config, BanditConfig):
         raise ValueError(f"config: must be a BanditConfig, got {type(config).__name__}")
