@@ -5,6 +5,7 @@ against the exact cycle matrix (docs/model.md §2, §6; docs/simulate.md)."""
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numba
 import numpy as np
@@ -17,6 +18,9 @@ from scipy import special, stats
 import grpo_dynamics as gd
 from grpo_dynamics import _bandit_kernels as kern
 from grpo_dynamics._bandit_reference import group_gradient, simulate_reference
+from grpo_dynamics._simulate import PER_SAMPLE_MAX_GROUP, _per_sample
+from grpo_dynamics._simulate import _run as simulate_with_sampler
+from grpo_dynamics._splitmix import GOLDEN, mix64_numpy
 
 # ---------------------------------------------------------------- independent linear model
 # (own NumPy/SciPy solutions of docs/model.md §2: cross-checks of how the stability module is
@@ -75,6 +79,66 @@ def test_binomial_sampler_matches_scipy(n, p):
         obs, exp = obs[:-1], exp[:-1]
     exp *= obs.sum() / exp.sum()
     assert stats.chisquare(obs, exp).pvalue > 1e-4
+
+
+def test_cell_sampler_picks_the_cell_searchsorted_picks():
+    # exact, against an independent NumPy twin: for the same splitmix64 uniforms (recomputed
+    # here with mix64_numpy), each sample's cell is the one np.searchsorted(cdf, u, "right")
+    # finds in the cumulative cell table, built here with np.cumsum
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        n_arms = int(rng.integers(1, 9))
+        pi = rng.dirichlet(np.ones(n_arms)) * (rng.random(n_arms) > 0.2)
+        pi = pi / pi.sum() if pi.sum() > 0 else np.eye(n_arms)[0]
+        p_hi = rng.choice([0.0, 0.3, 0.7, 1.0], n_arms)
+        cell_p = np.column_stack([pi * p_hi, pi - pi * p_hi]).ravel()
+        table = np.cumsum(cell_p)
+        table[np.flatnonzero(cell_p > 0).max() :] = np.inf  # the last possible cell takes the rest
+        cdf = np.empty(2 * n_arms)
+        kern._cell_cdf(pi, p_hi, cdf)
+        np.testing.assert_array_equal(cdf, table)
+        group = int(rng.integers(2, 40))
+        state = np.uint64(rng.integers(0, 2**62))
+        n_arm = np.zeros(n_arms, dtype=np.int64)
+        k_arm = np.zeros(n_arms, dtype=np.int64)
+        cells = np.zeros(2 * n_arms, dtype=np.int64)
+        kern._draw_group(cdf, group, state, n_arm, k_arm, cells)
+        states = state + GOLDEN * np.arange(1, group + 1, dtype=np.uint64)
+        uniforms = (mix64_numpy(states) >> np.uint64(11)).astype(float) * 2.0**-53
+        expected = np.bincount(np.searchsorted(table, uniforms, side="right"), minlength=2 * n_arms)
+        np.testing.assert_array_equal(cells, expected)
+        np.testing.assert_array_equal(k_arm, expected[0::2])
+        np.testing.assert_array_equal(n_arm, expected[0::2] + expected[1::2])
+
+
+def test_cell_sampler_draws_the_multinomial_of_the_cells():
+    # the small-group sampler: G draws of the (arm, reward) cell from its cumulative table.
+    # Exact law of a whole group: Multinomial(G, pi_a p_a, pi_a (1 - p_a)) over the cells
+    # (scipy), including cells of probability 0 (an arm with pi = 0, p = 0 or 1, and the last
+    # cell, which the table's inf tail must never hand out)
+    pi = np.array([0.3, 0.0, 0.45, 0.25])
+    p_hi = np.array([0.5, 0.7, 0.0, 1.0])
+    cell_p = np.column_stack([pi * p_hi, pi * (1 - p_hi)]).ravel()
+    group, groups = 3, 20_000
+    cdf = np.empty(8)
+    kern._cell_cdf(pi, p_hi, cdf)
+    n_arm = np.zeros(4, dtype=np.int64)
+    k_arm = np.zeros(4, dtype=np.int64)
+    cells = np.zeros(8, dtype=np.int64)
+    state = np.uint64(12345)
+    seen: dict[tuple[int, ...], int] = {}
+    for _ in range(groups):
+        state = kern._draw_group(cdf, group, state, n_arm, k_arm, cells)
+        assert n_arm.sum() == group and np.all(k_arm <= n_arm)
+        np.testing.assert_array_equal(k_arm, cells[0::2])
+        key = tuple(cells)
+        seen[key] = seen.get(key, 0) + 1
+    assert all(np.all(cell_p[np.array(key) > 0] > 0) for key in seen)  # impossible cells: never
+    outcomes = list(seen)
+    expected = np.array([stats.multinomial.pmf(key, group, cell_p) for key in outcomes]) * groups
+    observed = np.array([seen[key] for key in outcomes])
+    assert expected.sum() == pytest.approx(groups)  # every possible outcome showed up
+    assert stats.chisquare(observed, expected).pvalue > 1e-4
 
 
 @settings(max_examples=60, deadline=None)
@@ -188,23 +252,27 @@ _REFERENCE_CONFIGS = [
 @pytest.mark.slow
 @pytest.mark.parametrize("config", _REFERENCE_CONFIGS, ids=["hb-ppo-bernoulli", "adamw-fixed"])
 def test_numba_matches_per_sample_reference(config):
-    fast = gd.simulate(config)
+    # both group samplers (cells drawn one by one, sequential binomials) against the one
+    # per-sample reference run
     slow = simulate_reference(config, seed=99)
     worst = 0.0
-    for name in fast._OBSERVABLES:
-        a, b = getattr(fast, name), slow[name]
-        for window in (slice(0, 10), slice(10, 40), slice(40, 100)):
-            # window means per replica are i.i.d. across replicas: a two-sample z-test
-            wa, wb = a[:, window].mean(axis=1), b[:, window].mean(axis=1)
-            se = math.hypot(wa.std(ddof=1), wb.std(ddof=1)) / math.sqrt(config.replicas)
-            if se == 0.0:
-                assert wa.mean() == pytest.approx(wb.mean(), abs=1e-12)
-                continue
-            worst = max(worst, abs(wa.mean() - wb.mean()) / se)
-    assert worst < 4.5  # 54 comparisons: 4.5 sigma keeps the family false-alarm rate < 1e-3
+    for per_sample in (True, False):
+        fast = simulate_with_sampler(config, per_sample)
+        for name in fast._OBSERVABLES:
+            a, b = getattr(fast, name), slow[name]
+            for window in (slice(0, 10), slice(10, 40), slice(40, 100)):
+                # window means per replica are i.i.d. across replicas: a two-sample z-test
+                wa, wb = a[:, window].mean(axis=1), b[:, window].mean(axis=1)
+                se = math.hypot(wa.std(ddof=1), wb.std(ddof=1)) / math.sqrt(config.replicas)
+                if se == 0.0:
+                    assert wa.mean() == pytest.approx(wb.mean(), abs=1e-12)
+                    continue
+                worst = max(worst, abs(wa.mean() - wb.mean()) / se)
+    assert worst < 4.7  # 108 comparisons: 4.7 sigma keeps the family false-alarm rate < 1e-3
 
 
-def test_same_seed_same_result_for_any_thread_count():
+@pytest.mark.parametrize("per_sample", [True, False], ids=["cells", "binomials"])
+def test_same_seed_same_result_for_any_thread_count(per_sample):
     config = gd.BanditConfig(
         arm_rewards=(0.1, 0.6, 0.9),
         steps=200,
@@ -217,16 +285,34 @@ def test_same_seed_same_result_for_any_thread_count():
     previous = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
-        serial = gd.simulate(config)
+        serial = simulate_with_sampler(config, per_sample)
         numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
-        threaded = gd.simulate(config)
+        threaded = simulate_with_sampler(config, per_sample)
     finally:
         numba.set_num_threads(previous)
     for name in serial._OBSERVABLES:
         np.testing.assert_array_equal(getattr(serial, name), getattr(threaded, name))
     np.testing.assert_array_equal(serial.final_logits, threaded.final_logits)
-    other = gd.simulate(config.replace(seed=8))
+    again = simulate_with_sampler(config, per_sample)
+    np.testing.assert_array_equal(again.expected_reward, serial.expected_reward)
+    other = simulate_with_sampler(config.replace(seed=8), per_sample)
     assert not np.array_equal(other.expected_reward, serial.expected_reward)
+
+
+def test_simulate_picks_the_cheaper_exact_sampler():
+    # cells one by one for many arms and small groups (the benchmark's 8 arms, G = 16), the
+    # sequential binomials for few arms or large groups; simulate() runs the one picked
+    eight = gd.BanditConfig(
+        arm_rewards=tuple(np.linspace(0.1, 0.8, 8)), group_size=16, steps=30, replicas=3, seed=5
+    )
+    assert _per_sample(eight)
+    assert not _per_sample(eight.replace(group_size=PER_SAMPLE_MAX_GROUP + 1))
+    assert not _per_sample(gd.BanditConfig(arm_rewards=(0.2, 0.5, 0.8), group_size=16))
+    assert not _per_sample(gd.BanditConfig(arm_rewards=(0.5,) * 200, group_size=256))
+    for config in (eight, eight.replace(group_size=300)):
+        direct = gd.simulate(config)
+        forced = simulate_with_sampler(config, _per_sample(config))
+        np.testing.assert_array_equal(direct.expected_reward, forced.expected_reward)
 
 
 # ---------------------------------------------------------------- exact two-arm drift
@@ -550,7 +636,7 @@ def test_mean_trajectory_is_group_size_invariant_to_leading_order():
     assert np.abs(paths[8] - paths[64]).max() < 0.1 * rise
 
 
-def _threshold_config(refresh: int, estimator: str) -> gd.BanditConfig:
+def _threshold_config(refresh: int, estimator: Literal["k3", "k3_is"]) -> gd.BanditConfig:
     # docs/model.md §2 example: rewards 1/0, G 8, KL 0.4, lr 0.5, beta 0.9, no ratio; B = 64
     # groups per batch keep the noise small enough to see the linear threshold
     return gd.BanditConfig(

@@ -427,20 +427,46 @@ def _kernel_options(config: BanditConfig) -> dict:
     )
 
 
+# Which exact sampler draws a group (docs/simulate.md#why-counts-suffice-and-why-that-is-exact):
+# G draws of its (arm, reward) cell cost O(G n_arms) vector compares, the sequential binomials
+# O(n_arms) draws whose walks grow with G. Measured per group-step on 1 thread (table in
+# benchmarks/results/simulate.md): the cells are 1.2-1.7x faster from 5 arms on while G <= 256
+# and G n_arms <= 32768; the binomials win for 2-4 arms and for large groups.
+PER_SAMPLE_MIN_ARMS = 5
+PER_SAMPLE_MAX_GROUP = 256
+PER_SAMPLE_MAX_DRAWS = 32_768  # group_size * n_arms
+
+
+def _per_sample(config: BanditConfig) -> bool:
+    """Whether the kernel draws each group sample by sample (True) or as sequential binomials."""
+    return (
+        config.n_arms >= PER_SAMPLE_MIN_ARMS
+        and config.group_size <= PER_SAMPLE_MAX_GROUP
+        and config.group_size * config.n_arms <= PER_SAMPLE_MAX_DRAWS
+    )
+
+
 def simulate(config: BanditConfig) -> SimulationResult:
     """Simulate config.replicas independent GRPO runs of the softmax bandit.
 
     Parallel over replicas (Numba threads); each replica has its own RNG stream derived from
     (seed, replica), so results are identical for any thread count. Cost per step is
-    O(batch_prompts * n_arms) at each refresh and O(n_arms) otherwise (docs/simulate.md).
+    O(batch_prompts * n_arms) draws at each refresh (or O(batch_prompts * G * n_arms) vector
+    compares when small groups are drawn cell by cell) and O(n_arms) otherwise
+    (docs/simulate.md).
     """
-    from . import _bandit_kernels as _kern  # Numba: imported by a simulation only
-
     if not isinstance(config, BanditConfig):
         raise ValueError(f"config: must be a BanditConfig, got {type(config).__name__}")
+    return _run(config, _per_sample(config))
+
+
+def _run(config: BanditConfig, per_sample: bool) -> SimulationResult:
+    """simulate() with the group sampler chosen by the caller (the tests run both)."""
+    from . import _bandit_kernels as _kern  # Numba: imported by a simulation only
+
     r_hi, r_lo, p_hi = config.reward_cells()
     shape = (config.replicas, config.steps)
-    outs = [np.full(shape, np.nan) for _ in range(6)]
+    outs = [np.empty(shape) for _ in range(6)]  # the kernel writes every cell
     final = np.empty((config.replicas, config.n_arms))
     opts = _kernel_options(config)
     opt_kind, opt_hyper = config.to_optimizer().kernel_arguments()
@@ -467,6 +493,7 @@ def simulate(config: BanditConfig) -> SimulationResult:
         opts["kl_is"],
         np.asarray(config.reference_logits, dtype=float),
         np.asarray(config.initial_logits, dtype=float),
+        bool(per_sample),
         *outs,
         final,
     )
