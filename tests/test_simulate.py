@@ -853,3 +853,13 @@ def test_optimizer_rules_are_the_one_optimizers_in_the_simulator():
     np.testing.assert_array_equal(reset.final_logits, sgd.final_logits)
     kept = gd.simulate(gd.BanditConfig(optimizer="heavy_ball", momentum=0.9, **common))
     assert not np.array_equal(kept.final_logits, sgd.final_logits)
+
+
+def test_refcount_free_helpers_fall_back_on_a_numba_without_the_option(monkeypatch):
+    from numba.core.cpu import CPUTargetOptions
+
+    from grpo_dynamics import _bandit_kernels
+
+    assert _bandit_kernels._without_refcounts() == {"_nrt": False}  # Numba 0.59-0.68
+    monkeypatch.delattr(CPUTargetOptions, "_nrt")
+    assert _bandit_kernels._without_refcounts() == {}  # then compiled with refcounts, no error

@@ -38,9 +38,21 @@ from ._splitmix import TWO_POW_M53 as _INV53
 from ._splitmix import mix64 as _mix64
 from .optimizer import _numba_step as _numba_step_source
 
-# the helpers of the per-step loops: compiled without reference counting (_nrt=False, a Numba
-# option its type stubs leave out; module docstring)
-_uncounted = njit(cache=True, error_model="numpy", _nrt=False)  # type: ignore[call-overload]
+
+def _without_refcounts() -> dict[str, bool]:
+    """{"_nrt": False} where this Numba has the option (0.59-0.68 do), else {}: the option is
+    private, so a Numba without it compiles the same helpers with reference counting
+    (slower, same results) instead of failing at import."""
+    try:
+        from numba.core.cpu import CPUTargetOptions
+    except ImportError:  # pragma: no cover - a Numba that moved its options
+        return {}
+    return {"_nrt": False} if hasattr(CPUTargetOptions, "_nrt") else {}
+
+
+_NO_NRT = _without_refcounts()
+# the helpers of the per-step loops: compiled without reference counting (module docstring)
+_uncounted = njit(cache=True, error_model="numpy", **_NO_NRT)  # type: ignore[call-overload]
 
 
 @njit(cache=True, error_model="numpy")
@@ -307,7 +319,7 @@ def _surrogate_gradient(
 # docstring). Not cached on its own: Numba's cache index is keyed on the source function, not on
 # the compile options, so it would share (and swap) entries with optimizer.numba_step; the
 # kernels that call it are cached with it linked in.
-_optimizer_step = njit(error_model="numpy", _nrt=False)(_numba_step_source)  # type: ignore[call-overload]
+_optimizer_step = njit(error_model="numpy", **_NO_NRT)(_numba_step_source)  # type: ignore[call-overload]
 
 
 @njit(cache=True, error_model="numpy")
