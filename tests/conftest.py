@@ -4,7 +4,8 @@ Under CI (the CI environment variable is set) hypothesis draws its examples from
 seed, so a run is reproducible and a failure seen there can be replayed exactly; locally
 every run explores new examples.
 
-Numba's on-disk cache is warmed in a background process: a fresh checkout or install (CI)
+Numba's on-disk cache is warmed in a background process (``grpo-dynamics warm-up``, the
+package's own ``gd.warm_up``): a fresh checkout or install (CI)
 has no cached kernels, and compiling them (about 20 s of CPU: the bandit simulator 11 s,
 the two-position trainer 6 s, the Monte Carlo stiffness probe 3 s) would otherwise sit on
 the suite's critical path. The background process compiles them on the second core while
@@ -50,86 +51,9 @@ SHARED_LOGS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "
 # Numba cache warm-up (see the module docstring)
 
 # the stages in the order the suite first needs them (files run alphabetically: test_cli
-# simulates, test_objectives trains, test_optimizer steps, test_simulate probes and samples)
+# simulates, test_objectives trains, test_optimizer steps, test_simulate probes and samples);
+# the background process is `grpo-dynamics warm-up`, which prints "stage: seconds" per stage
 WARM_STAGES = ("simulate", "train", "gradient", "optimizer_step", "probe", "binomial")
-
-
-def _warm_numba_cache() -> None:  # pragma: no cover - runs in the background process
-    """Call each Numba kernel once on a tiny input (compiling it into the on-disk cache) and
-    print each stage's name when done. A stage that fails (an API that moved) is skipped: the
-    test that needs the kernel then compiles it itself, as without the warm-up."""
-    import numpy as np
-
-    import grpo_dynamics as gd
-
-    def simulate() -> None:
-        gd.simulate(gd.BanditConfig(steps=2, replicas=1))
-
-    def train() -> None:
-        from grpo_dynamics.objectives import (
-            Objective,
-            Optimizer,
-            TwoPositionPolicy,
-            train_two_position,
-        )
-
-        policy = TwoPositionPolicy((1, 3), [[0.9, 0.5], [0.2, 0.6]], "sampled", tail_vocab=2)
-        kwargs = dict(group_size=2, n_groups=1, n_steps=2, n_replicas=1, seed=0)
-        train_two_position(policy, Objective(), Optimizer("adam", lr=0.05), **kwargs)
-
-    def gradient() -> None:
-        from grpo_dynamics import _objective_kernels as kernels
-        from grpo_dynamics.objectives import Objective, TwoPositionPolicy, training
-
-        policy = TwoPositionPolicy((1, 3), [[0.9, 0.5], [0.2, 0.6]], "sampled", tail_vocab=2)
-        rng = np.random.default_rng(0)
-        theta = rng.normal(size=policy.n_params)
-        cfg_int, cfg_float = training._config_arrays(policy, Objective(), 1.0)
-        kernels.objective_gradient_single(
-            theta,
-            theta.copy(),
-            theta.copy(),
-            policy.n_prefixes,
-            policy.n_actions,
-            np.asarray(policy.lengths, dtype=np.int64),
-            rng.integers(0, policy.n_prefixes, (1, 2)),
-            rng.integers(0, policy.n_actions, (1, 2)),
-            rng.integers(0, 2, (1, 2, policy.max_tail)),
-            rng.uniform(0.0, 1.0, (1, 2)),
-            cfg_int,
-            cfg_float,
-        )
-
-    def optimizer_step() -> None:
-        from grpo_dynamics.optimizer import Optimizer, numba_step
-
-        kind, hyper = Optimizer("adam").kernel_arguments()
-        z = np.zeros(2)
-        numba_step(z, np.ones(2), z.copy(), z.copy(), z.copy(), 0, kind, hyper)
-
-    def probe() -> None:
-        config = gd.BanditConfig(steps=2, replicas=1)
-        gd.measure_stiffness(config, "monte_carlo", start_logits=(0.0, 0.0), groups=6400)
-
-    def binomial() -> None:
-        from grpo_dynamics import _bandit_kernels as kernels
-
-        kernels.binomial_draws(8, 0.5, 16, 0, 1, np.empty(16, dtype=np.int64))
-
-    stages = {
-        "simulate": simulate,
-        "train": train,
-        "gradient": gradient,
-        "optimizer_step": optimizer_step,
-        "probe": probe,
-        "binomial": binomial,
-    }
-    for name in WARM_STAGES:
-        try:
-            stages[name]()
-        except Exception:  # noqa: BLE001, S112 - a moved API: that test compiles it itself
-            pass
-        print(name, flush=True)
 
 
 class NumbaCacheWarmer:
@@ -145,7 +69,7 @@ class NumbaCacheWarmer:
         if os.name != "posix":
             return  # wait() selects on the pipe, which needs a POSIX system
         self.process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--warm-numba-cache"],
+            [sys.executable, "-m", "grpo_dynamics.cli", "warm-up"],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,
@@ -166,7 +90,7 @@ class NumbaCacheWarmer:
             line = process.stdout.readline()
             if not line:
                 return  # the warm-up ended (finished or failed)
-            self.done.add(line.strip())
+            self.done.add(line.split(":", 1)[0].strip())
 
     def stop(self) -> None:
         process = self.process
@@ -223,7 +147,3 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 def numba_cache() -> Iterator[NumbaCacheWarmer]:
     """The warm-up; ``numba_cache.wait("simulate")`` before the first kernel call of a test."""
     yield WARMER
-
-
-if __name__ == "__main__" and sys.argv[1:] == ["--warm-numba-cache"]:
-    _warm_numba_cache()

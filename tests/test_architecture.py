@@ -49,6 +49,7 @@ LAYERS: dict[str, int] = {
     "simulate": 4,
     "compare": 5,
     "sweep": 5,
+    "warmup": 5,
     "_bandit_reference": 5,
     "forecast": 6,
     "detectors": 6,

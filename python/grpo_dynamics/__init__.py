@@ -62,6 +62,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "stationary_variance",
     ),
     "_sweep": ("SWEEP_STUDIES", "sweep"),
+    "_warmup": ("WARM_UP_STAGES", "warm_up"),
     "_trajectory": (
         "JACOBIAN_PARAMS",
         "Regime",
@@ -196,6 +197,9 @@ __all__ = [
     # parameter studies (docs/sweep.md)
     "sweep",
     "SWEEP_STUDIES",
+    # ahead-of-use compilation of the Numba kernels (docs/simulate.md)
+    "warm_up",
+    "WARM_UP_STAGES",
     # objectives (docs/objectives.md)
     "Objective",
     "OBJECTIVE_PRESETS",

@@ -60,6 +60,7 @@ from ._trajectory import (
     trajectory,
     trajectory_jacobian,
 )
+from ._warmup import WARM_UP_STAGES, warm_up
 from .distributed import concat_batches, fit_many_dask
 from .io import (
     CANONICAL_COLUMNS,
@@ -183,6 +184,8 @@ __all__ = [
     # parameter studies (docs/sweep.md)
     "sweep",
     "SWEEP_STUDIES",
+    "warm_up",
+    "WARM_UP_STAGES",
     # objectives (docs/objectives.md)
     "Objective",
     "OBJECTIVE_PRESETS",
