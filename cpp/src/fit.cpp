@@ -470,6 +470,34 @@ std::vector<Candidate> grid_candidates(const Problem& pb, const FitOptions& o, d
       out.push_back(c);
     }
   }
+  if (model == FitModel::kOscillator) {
+    // Slow cosine fragments: a period of 2-4.5 spans decaying over 3-10 spans (mu ~ 10-200 at
+    // tau ~ 10-30 on a curve that rises once without reaching its plateau). The (tau, mu) grid
+    // above misses this basin, and LM from mu <= 4 crawls along the valley towards it for
+    // hundreds of steps. Parameterised in data units: decay rate a = 1 / decay, angular
+    // frequency w = 2 pi / period; then mu = (1 + (w / a)^2) / 4 and tau = 1 / (2 a mu).
+    const int family = static_cast<int>(mu_grid.size());
+    for (double period : {2.0, 3.0, 4.5}) {
+      for (double decay : {3.0, 10.0}) {
+        const double a = 1.0 / (decay * duration), w = 2.0 * kPi / (period * duration);
+        const double mu = clip(0.25 * (1.0 + (w / a) * (w / a)), pb.lower[3], pb.upper[3]);
+        const double tau = clip(1.0 / (2.0 * a * mu), pb.lower[2], pb.upper[2]);
+        const double x[kMaxFitParams] = {1.0, 0.0, tau, mu};
+        try {
+          COUNT(grid_evals);
+          cm.eval(sub, x, ws.shape.data(), nullptr);
+        } catch (const std::exception&) {
+          continue;
+        }
+        Candidate c{{0, 0, tau, mu}, kInf, family};
+        if (!best_levels(ws.shape, ws.y_grid, ws.w_grid, lev_lo, lev_hi, c.x[0], c.x[1], c.rss))
+          continue;
+        c.x[0] = clip(c.x[0], pb.lower[0], pb.upper[0]);
+        c.x[1] = clip(c.x[1], pb.lower[1], pb.upper[1]);
+        out.push_back(c);
+      }
+    }
+  }
   return out;
 }
 
@@ -748,7 +776,7 @@ void fit_one(const SeriesView& s, std::size_t i, const CurveModel& model, const 
   if (m == FitModel::kOscillator && std::isfinite(best.rss) && best.x[3] <= pb.lower[3] &&
       pb.upper[3] > pb.lower[3]) {
     const LmRun at_boundary = best;
-    for (double mu : {0.1, 0.3}) {
+    for (double mu : {0.01, 0.1, 0.3}) {
       double x0[kMaxFitParams] = {at_boundary.x[0], at_boundary.x[1], at_boundary.x[2],
                                   clip(pb.lower[3] + mu, pb.lower[3], pb.upper[3])};
       COUNT(escape_runs);
