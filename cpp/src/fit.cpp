@@ -470,12 +470,15 @@ std::vector<Candidate> grid_candidates(const Problem& pb, const FitOptions& o, d
       out.push_back(c);
     }
   }
-  if (model == FitModel::kOscillator) {
+  if (model == FitModel::kOscillator && !(tau63 < 0.2 * duration)) {
     // Slow cosine fragments: a period of 2-4.5 spans decaying over 3-10 spans (mu ~ 10-200 at
     // tau ~ 10-30 on a curve that rises once without reaching its plateau). The (tau, mu) grid
     // above misses this basin, and LM from mu <= 4 crawls along the valley towards it for
     // hundreds of steps. Parameterised in data units: decay rate a = 1 / decay, angular
     // frequency w = 2 pi / period; then mu = (1 + (w / a)^2) / 4 and tau = 1 / (2 a mu).
+    // Only on curves still rising late (tau63 beyond a fifth of the span, or never reached):
+    // on curves that reach their plateau early this family would cost an LM run per fit as a
+    // second family without winning.
     const int family = static_cast<int>(mu_grid.size());
     for (double period : {2.0, 3.0, 4.5}) {
       for (double decay : {3.0, 10.0}) {
@@ -773,10 +776,11 @@ void fit_one(const SeriesView& s, std::size_t i, const CurveModel& model, const 
   }
   // Boundary escape: the oscillator's RSS is not convex in mu, and a fit that stops on mu = 0
   // (where the gradient points outside) can hide a lower interior optimum at moderate mu.
-  if (m == FitModel::kOscillator && std::isfinite(best.rss) && best.x[3] <= pb.lower[3] &&
+  if (m == FitModel::kOscillator && std::isfinite(best.rss) && best.x[3] <= pb.lower[3] + 0.02 &&
       pb.upper[3] > pb.lower[3]) {
     const LmRun at_boundary = best;
     for (double mu : {0.01, 0.1, 0.3}) {
+      if (pb.lower[3] + mu <= at_boundary.x[3]) continue;
       double x0[kMaxFitParams] = {at_boundary.x[0], at_boundary.x[1], at_boundary.x[2],
                                   clip(pb.lower[3] + mu, pb.lower[3], pb.upper[3])};
       COUNT(escape_runs);
