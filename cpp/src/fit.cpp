@@ -483,37 +483,6 @@ std::vector<Candidate> grid_candidates(const Problem& pb, const FitOptions& o, d
       out.push_back(c);
     }
   }
-  if (model == FitModel::kOscillator && !(tau63 < 0.2 * duration)) {
-    // Slow cosine fragments: a period of 2-4.5 spans decaying over 3-10 spans (mu ~ 10-200 at
-    // tau ~ 10-30 on a curve that rises once without reaching its plateau). The (tau, mu) grid
-    // above misses this basin, and LM from mu <= 4 crawls along the valley towards it for
-    // hundreds of steps. Parameterised in data units: decay rate a = 1 / decay, angular
-    // frequency w = 2 pi / period; then mu = (1 + (w / a)^2) / 4 and tau = 1 / (2 a mu).
-    // Only on curves still rising late (tau63 beyond a fifth of the span, or never reached):
-    // on curves that reach their plateau early this family would cost an LM run per fit as a
-    // second family without winning.
-    const int family = static_cast<int>(mu_grid.size());
-    for (double period : {2.0, 3.0, 4.5}) {
-      for (double decay : {3.0, 10.0}) {
-        const double a = 1.0 / (decay * duration), w = 2.0 * kPi / (period * duration);
-        const double mu = clip(0.25 * (1.0 + (w / a) * (w / a)), pb.lower[3], pb.upper[3]);
-        const double tau = clip(1.0 / (2.0 * a * mu), pb.lower[2], pb.upper[2]);
-        const double x[kMaxFitParams] = {1.0, 0.0, tau, mu};
-        try {
-          COUNT(grid_evals);
-          cm.eval(sub, x, ws.shape.data(), nullptr);
-        } catch (const std::exception&) {
-          continue;
-        }
-        Candidate c{{0, 0, tau, mu}, kInf, family};
-        if (!best_levels(ws.shape, ws.y_grid, ws.w_grid, lev_lo, lev_hi, c.x[0], c.x[1], c.rss))
-          continue;
-        c.x[0] = clip(c.x[0], pb.lower[0], pb.upper[0]);
-        c.x[1] = clip(c.x[1], pb.lower[1], pb.upper[1]);
-        out.push_back(c);
-      }
-    }
-  }
   return out;
 }
 
@@ -809,7 +778,7 @@ void fit_one(const SeriesView& s, std::size_t i, const CurveModel& model, const 
   // walking the curved valley towards small tau and large mu at fixed frequency and decay
   // (a slow cosine fragment; a = 1 / (2 mu tau) and w ~ 1 / (sqrt(mu) tau) are linear in log
   // tau and log mu, so the valley is a straight line there). LM continues from that point in
-  // (log tau, log mu), same objective and bounds (docs/fitting.md, "Starts").
+  // (log tau, log mu), same objective and bounds (docs/fitting.md, "Valley polish").
   if (m == FitModel::kOscillator && std::isfinite(best.rss) && !best.converged &&
       best.x[3] > 0.25 && pb.lower[2] > 0 && pb.upper[2] > pb.lower[2] &&
       pb.upper[3] > pb.lower[3]) {
@@ -822,8 +791,10 @@ void fit_one(const SeriesView& s, std::size_t i, const CurveModel& model, const 
     double u0[kMaxFitParams] = {best.x[0], best.x[1], std::log(best.x[2]), std::log(best.x[3])};
     LmRun run = run_lm(lp, u0, o, ws);
     if (std::isfinite(run.rss) && run.rss < best.rss * (1.0 - 1e-12)) {
-      run.x[2] = clip(std::exp(run.x[2]), pb.lower[2], pb.upper[2]);
-      run.x[3] = clip(std::exp(run.x[3]), pb.lower[3], pb.upper[3]);
+      for (int j : {2, 3})  // a bound reached in logs is the bound itself (at_bound flags)
+        run.x[j] = run.x[j] <= lp.lower[j]   ? pb.lower[j]
+                   : run.x[j] >= lp.upper[j] ? pb.upper[j]
+                                             : clip(std::exp(run.x[j]), pb.lower[j], pb.upper[j]);
       run.n_iter += best.n_iter;
       // the statistics need f and J at the optimum in the model's own parameters
       if (eval_safe(pb, run.x, ws.f_best.data(), ws.jac_best.data())) {
