@@ -58,16 +58,14 @@ FIT_REPS = 3
 # Arithmetic limit. Work per fit, profiled with the counters of cpp/src/fit.cpp (a build with
 # -DGRPO_FIT_COUNTERS, on this benchmark's data): model evaluations with the Jacobian per fit
 # (initial point + every trial step of every LM run, restarts and boundary escapes included)
-# and the start grid (value-only evaluations on a subsample of at most 64 points).
+# and the start grid (32 value-only evaluations on a subsample of at most 64 points).
 EVALS_PER_FIT = {
     (100, "fast"): 14.9,
-    (500, "fast"): 15.1,
-    (2000, "fast"): 13.8,
-    (500, "slow"): 52.5,
+    (500, "fast"): 14.9,
+    (2000, "fast"): 13.6,
+    (500, "slow"): 43.0,
 }
-# grid evaluations per fit: 32 (tau, mu) shapes, plus 6 slow-cosine shapes on late-rising curves
-GRID_EVALS = {(100, "fast"): 33.1, (500, "fast"): 32.6, (2000, "fast"): 32.6, (500, "slow"): 38.0}
-GRID_POINTS = {100: 50, 500: 63, 2000: 64}
+GRID_EVALS, GRID_POINTS = 32, {100: 50, 500: 63, 2000: 64}
 # flops per point and evaluation: the closed form and its 4 Jacobian columns on the uniform-grid
 # recurrence (about 50 in the root form, 70 in the damped form; no exp/cos per point) plus the
 # normal equations J^T W J (10 entries), J^T W r and the RSS (about 37): 90. A grid point costs
@@ -173,7 +171,7 @@ def blas_flops_per_s(reps: int = 5, size: int = 1000) -> float:
 def flops_per_fit(n: int, kind: str) -> float:
     return (
         EVALS_PER_FIT[(n, kind)] * n * FLOPS_PER_POINT
-        + GRID_EVALS[(n, kind)] * GRID_POINTS[n] * FLOPS_PER_GRID_POINT
+        + GRID_EVALS * GRID_POINTS[n] * FLOPS_PER_GRID_POINT
     )
 
 
@@ -294,7 +292,7 @@ def write_markdown(info: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         "evaluations with the Jacobian per fit (profiled: `-DGRPO_FIT_COUNTERS` build of "
         f"cpp/src/fit.cpp) x points x {FLOPS_PER_POINT:g} flops per point (closed form + 4 "
         f"Jacobian columns on the uniform-grid recurrence + normal equations + RSS), plus the "
-        "start grid (32-38 value-only evaluations on <= 64 points, "
+        f"start grid ({GRID_EVALS} value-only evaluations on <= 64 points, "
         f"{FLOPS_PER_GRID_POINT:g} flops per point). Throughput = best 1000 x 1000 matrix "
         "product (BLAS, vectorised FMA on both cores) in the same run, so the load slows both; "
         "this is the hardware's peak, which scalar-dependent per-point code (portable flags, "
