@@ -114,6 +114,9 @@ struct Problem {
   int p;
   double lower[kMaxFitParams];
   double upper[kMaxFitParams];
+  // Parameters that LM moves in log coordinates (x[j] holds log of the model's parameter, the
+  // bounds are logs too): the valley polish of fit_one. Empty (all false) everywhere else.
+  bool log_param[kMaxFitParams] = {false, false, false, false};
 };
 
 double clip(double v, double lo, double hi) { return std::min(std::max(v, lo), hi); }
@@ -165,11 +168,21 @@ bool eval_safe(const Problem& pb, const double* x, double* f, double* jac) {
 #ifdef GRPO_FIT_COUNTERS
   g_count[t_tid].pts += static_cast<long>(pb.n);
 #endif
+  double x_model[kMaxFitParams];
+  bool any_log = false;
+  for (int j = 0; j < pb.p; ++j) {
+    x_model[j] = pb.log_param[j] ? std::exp(x[j]) : x[j];
+    any_log = any_log || pb.log_param[j];
+  }
   try {
-    pb.model->eval(pb.grid, x, f, jac);
+    pb.model->eval(pb.grid, x_model, f, jac);
   } catch (const std::exception&) {
     return false;  // a trial outside the model's domain is a rejected step, not a crash
   }
+  if (any_log && jac)  // chain rule: d f / d log x = x d f / d x
+    for (std::size_t i = 0; i < pb.n; ++i)
+      for (int j = 0; j < pb.p; ++j)
+        if (pb.log_param[j]) jac[i * kJacStride + j] *= x_model[j];
   for (std::size_t i = 0; i < pb.n; ++i)
     if (!std::isfinite(f[i])) return false;
   return true;
@@ -745,10 +758,11 @@ void fit_one(const SeriesView& s, std::size_t i, const CurveModel& model, const 
   }
   // Boundary escape: the oscillator's RSS is not convex in mu, and a fit that stops on mu = 0
   // (where the gradient points outside) can hide a lower interior optimum at moderate mu.
-  if (m == FitModel::kOscillator && std::isfinite(best.rss) && best.x[3] <= pb.lower[3] &&
+  if (m == FitModel::kOscillator && std::isfinite(best.rss) && best.x[3] <= pb.lower[3] + 0.02 &&
       pb.upper[3] > pb.lower[3]) {
     const LmRun at_boundary = best;
-    for (double mu : {0.1, 0.3}) {
+    for (double mu : {0.01, 0.1, 0.3}) {
+      if (pb.lower[3] + mu <= at_boundary.x[3]) continue;
       double x0[kMaxFitParams] = {at_boundary.x[0], at_boundary.x[1], at_boundary.x[2],
                                   clip(pb.lower[3] + mu, pb.lower[3], pb.upper[3])};
       COUNT(escape_runs);
@@ -757,6 +771,37 @@ void fit_one(const SeriesView& s, std::size_t i, const CurveModel& model, const 
         best = run;
         std::swap(ws.f, ws.f_best);
         std::swap(ws.jac, ws.jac_best);
+      }
+    }
+  }
+  // Valley polish: a run that used all its steps with an oscillating optimum is usually
+  // walking the curved valley towards small tau and large mu at fixed frequency and decay
+  // (a slow cosine fragment; a = 1 / (2 mu tau) and w ~ 1 / (sqrt(mu) tau) are linear in log
+  // tau and log mu, so the valley is a straight line there). LM continues from that point in
+  // (log tau, log mu), same objective and bounds (docs/fitting.md, "Valley polish").
+  if (m == FitModel::kOscillator && std::isfinite(best.rss) && !best.converged &&
+      best.x[3] > 0.25 && pb.lower[2] > 0 && pb.upper[2] > pb.lower[2] &&
+      pb.upper[3] > pb.lower[3]) {
+    Problem lp = pb;
+    for (int j : {2, 3}) {
+      lp.log_param[j] = true;
+      lp.lower[j] = pb.lower[j] > 0 ? std::log(pb.lower[j]) : -kInf;
+      lp.upper[j] = std::log(pb.upper[j]);
+    }
+    double u0[kMaxFitParams] = {best.x[0], best.x[1], std::log(best.x[2]), std::log(best.x[3])};
+    LmRun run = run_lm(lp, u0, o, ws);
+    if (std::isfinite(run.rss) && run.rss < best.rss * (1.0 - 1e-12)) {
+      for (int j : {2, 3})  // a bound reached in logs is the bound itself (at_bound flags)
+        run.x[j] = run.x[j] <= lp.lower[j]   ? pb.lower[j]
+                   : run.x[j] >= lp.upper[j] ? pb.upper[j]
+                                             : clip(std::exp(run.x[j]), pb.lower[j], pb.upper[j]);
+      run.n_iter += best.n_iter;
+      // the statistics need f and J at the optimum in the model's own parameters
+      if (eval_safe(pb, run.x, ws.f_best.data(), ws.jac_best.data())) {
+        run.rss = weighted_rss(ws.f_best.data(), pb.y, pb.w, pb.n);
+        best = run;
+      } else {
+        eval_safe(pb, best.x, ws.f_best.data(), ws.jac_best.data());
       }
     }
   }
