@@ -98,6 +98,8 @@ def main() -> None:
             runs = [_time(command, root) for _ in range(REPEATS)]
             times = [t for t, _ in runs]
             codes = sorted({code for _, code in runs})
+            if codes != [0]:  # a failing command is fast: never report it as a latency
+                raise SystemExit(f"{name}: exit codes {codes} ({' '.join(command)}, cwd {root})")
             target = TARGETS[name]
             median = statistics.median(times)
             rows.append(
