@@ -169,7 +169,10 @@ def test_diagnose_directory_csv_and_human(log_dir, capsys):
     assert set(ok["verdict"]) == {"saturated"}  # an underdamped rise that has settled
     assert set(ok["worst"]) <= {"none", "info"}
     code, out, _ = _run(["diagnose", log_dir / "b.csv"], capsys)
-    assert code == 0 and "has plateaued" in out and "more steps will not help" in out
+    # settled, though the underdamped curve still returns from its undershoot (+0.016 from
+    # step 200 to 300): "has plateaued" or "has nearly plateaued (still +x over ...)"
+    assert code == 0 and "plateaued" in out
+    assert "more steps will not help" in out or "more steps add little" in out
     assert "[warning]" not in out and "[critical]" not in out  # nothing to fix
     assert max(len(line) for line in out.split("\n\n")[0].splitlines()) <= 100
 

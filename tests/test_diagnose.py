@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from scipy.stats import theilslopes
 
 import grpo_dynamics as gd
 from grpo_dynamics._detectors import (
@@ -440,6 +441,28 @@ def test_degeneracy_measured_and_the_binomial_estimate_against_simulation():
     # group size 1: no group can have a spread
     run = Run.from_arrays(t, p, metadata={"group_size": 1})
     assert detect_degeneracy(run)[0].code == "group_size_one"
+
+
+def test_plateau_that_still_creeps_says_by_how_much():
+    # saturated, plus a small linear creep that the recent window detects: the run is called a
+    # plateau (the creep adds < 20 % of the gain per window) but not "will not help"
+    t = np.arange(1.0, 601.0)
+    rng = np.random.default_rng(0)
+    y = 0.2 + 0.6 * (1 - np.exp(-t / 30)) + 0.00005 * t + 0.005 * rng.standard_normal(t.size)
+    d = diagnose(Run.from_arrays(t, y))
+    assert d.verdict == "saturated"
+    assert "will not help" not in d.headline and "more steps add little" in d.headline
+    pattern = r"nearly plateaued \(still \+([0-9.]+) over its last ([0-9,]+) steps\)"
+    match = re.search(pattern, d.headline)
+    assert match, d.headline
+    change, steps = float(match.group(1)), float(match.group(2).replace(",", ""))
+    recent = t >= t[-1] - steps
+    expected = theilslopes(y[recent], t[recent])[0] * steps  # scipy's Theil-Sen on the window
+    assert change == pytest.approx(expected, rel=0.15)
+    # without the creep: the plain plateau and its advice
+    flat = 0.2 + 0.6 * (1 - np.exp(-t / 30)) + 0.005 * rng.standard_normal(t.size)
+    d = diagnose(Run.from_arrays(t, flat))
+    assert d.verdict == "saturated" and SATURATION_ADVICE in d.headline
 
 
 def test_no_learning_flat_vs_slow_creep():

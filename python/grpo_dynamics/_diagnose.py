@@ -57,6 +57,8 @@ _RANK = {s: i for i, s in enumerate(SEVERITIES)}
 SATURATION_ADVICE = (
     "more steps will not help: change the data, the reward or the model to go higher"
 )
+# a plateau whose recent window still rises significantly, if slowly (_creep)
+CREEP_ADVICE = "more steps add little: change the data, the reward or the model to go higher"
 # a fit on more points than this is made on contiguous bin means (same curve, less work)
 _FIT_MAX_POINTS = 2000
 
@@ -380,14 +382,37 @@ def _num(x: float) -> str:
     return f"{x:.3g}"
 
 
+def _creep(pr: Progress, last_step: float) -> tuple[float, float] | None:
+    """(change, steps) over the recent window of a run called a plateau although that window
+    still moves significantly its way (a drift smaller than PLATEAU_FRACTION of the gain per
+    window, see trend.progress), else None."""
+    overall, recent = pr.overall, pr.recent
+    if pr.state != "plateau" or overall is None or recent is None:
+        return None
+    if not recent.present or recent.direction != overall.direction:
+        return None
+    return recent.change, last_step - pr.recent_start
+
+
 def _headline(
-    verdict: str, start: float, end: float, middle: float, findings: Sequence[Finding]
+    verdict: str,
+    start: float,
+    end: float,
+    middle: float,
+    findings: Sequence[Finding],
+    creep: tuple[float, float] | None = None,
 ) -> str:
     moved = f"{_num(start)} -> {_num(end)}"
+    plateaued = (
+        "has plateaued"
+        if creep is None
+        else f"has nearly plateaued (still {'+' if creep[0] > 0 else '-'}{_num(abs(creep[0]))} "
+        f"over its last {creep[1]:,.0f} steps)"
+    )
     what = {
         "still improving": f"Reward rose {moved} and is still improving",
         "slowing": f"Reward rose {moved}; the rise is slowing, no plateau yet",
-        "saturated": f"Reward rose {moved} and has plateaued",
+        "saturated": f"Reward rose {moved} and {plateaued}",
         "no trend": f"Reward shows no trend (median {_num(middle)})",
         "declining": f"Reward is falling ({moved})",
         "collapsed": "Reward collapsed",
@@ -409,6 +434,8 @@ def _headline(
     slow = [f for f in findings if f.code == "slow_learning"]
     if slow and slow[0].setting:
         return f"{what}. Learning slowly: try a larger {_short_setting(slow[0].setting)}."
+    if verdict == "saturated" and creep is not None:
+        return f"{what}. Nothing wrong in the log; {CREEP_ADVICE}."
     if verdict == "saturated":
         return f"{what}. Nothing wrong in the log; {SATURATION_ADVICE}."
     if verdict in ("still improving", "slowing"):
@@ -565,7 +592,8 @@ def diagnose(
     verdict = _verdict(pr, rose, findings)
     w = max(3, y.size // 20)
     start, end = float(np.median(y[:w])), float(np.median(y[-w:]))
-    headline = _headline(verdict, start, end, float(np.median(y)), findings)
+    creep = _creep(pr, float(t[-1]))
+    headline = _headline(verdict, start, end, float(np.median(y)), findings, creep)
 
     warnings: list[str] = list(r.warnings)
     result: FitResult | None = None
@@ -581,7 +609,7 @@ def diagnose(
     if unstable is not None:
         findings = sorted([*findings, unstable], key=lambda f: -f.rank)
         verdict = _verdict(pr, rose, findings)
-        headline = _headline(verdict, start, end, float(np.median(y)), findings)
+        headline = _headline(verdict, start, end, float(np.median(y)), findings, creep)
     return Diagnosis(
         name=_same_name(r, name),
         verdict=verdict,
