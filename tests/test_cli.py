@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -377,6 +378,13 @@ def test_demo_console_script_headless(headless_demo):
     assert proc.returncode == 0, stderr
     assert (home / "o" / "demo-fit.png").exists()
     assert "plateau r_inf" in stdout
+    # the forecast line shows what the run then did, read here from the log the demo wrote
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        steps, reward = gd.read_log(home / "o" / "demo-trainer_state.json").series("reward")
+    seen = re.search(r"the run's own last steps: ([0-9.]+)\)", stdout)
+    assert seen, stdout
+    assert float(seen.group(1)) == pytest.approx(float(np.mean(reward[steps > 270])), abs=1e-3)
 
 
 def test_simulate_bandit_then_diagnose(tmp_path, capsys, numba_cache):

@@ -602,9 +602,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     say(f"{'r2':>8} {'':>10} {osc.r2:>12.4f} {exp.r2:>12.4f}")
 
     fc = gd.forecast(t, r, upto=float(t[DEMO_STEPS // 3 - 1]), seed=args.seed)
+    seen = float(np.mean(r[(t > fc.window[0]) & (t <= fc.window[1])]))  # what the run did
     say(
         f"\nforecast from the first {fc.n_fit} steps: mean reward over the last steps "
-        f"{fc.end.estimate:.3f} [{fc.end.lower:.3f}, {fc.end.upper:.3f}] ({fc.level:.0%} band)"
+        f"{fc.end.estimate:.3f} [{fc.end.lower:.3f}, {fc.end.upper:.3f}] ({fc.level:.0%} band; "
+        f"the run's own last steps: {seen:.3f})"
     )
     if fc.plateau_identified and fc.plateau is not None:
         say(
@@ -613,6 +615,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         )
     elif fc.plateau_bound is not None:
         say(f"  plateau not identified yet: {fc.plateau_bound[0]} {fc.plateau_bound[1]:.3f}")
+    else:
+        why = next((w for w in fc.warnings if "overshoots" in w), None)
+        say("  plateau not identified yet" + (f" ({why})" if why else ""))
     if fc.step_90 is not None:
         say(f"  90% of the gain by step {fc.step_90:.0f}")
 
