@@ -71,31 +71,15 @@ def _check_model(model: str) -> None:
         raise ValueError(f"model: expected one of {sorted(FIT_MODELS)}, got {model!r}")
 
 
-def _regime(model: str, params: Mapping[str, float], stderr: Mapping[str, float]) -> str | None:
-    """Regime by mu vs 1/4; "regime not identified" when mu +- 2 stderr straddles 1/4."""
-    if model == "exponential":
-        return "overdamped"  # mu = 0 exactly
-    if model != "oscillator":
-        return None
-    mu, se = params["mu"], stderr["mu"]
-    if not math.isfinite(mu):
-        return None
-    if math.isfinite(se) and mu - 2 * se < _CRITICAL_MU < mu + 2 * se:
-        return "regime not identified"
-    if mu < _CRITICAL_MU:
-        return "overdamped"
-    if mu > _CRITICAL_MU:
-        return "oscillatory"
-    return "critical"
-
-
 def _regimes(
     model: str,
     params: NDArray[np.float64],
     stderr: NDArray[np.float64],
     fitted: NDArray[np.bool_],
 ) -> NDArray[np.object_]:
-    """:func:`_regime` of every row at once (None where not ``fitted``)."""
+    """The regime of every row: by mu against 1/4, "regime not identified" when mu +- 2 stderr
+    straddles 1/4; the exponential (mu = 0 exactly) is overdamped; None where not ``fitted``
+    or mu is not finite."""
     n = params.shape[0]
     regime = np.full(n, None, dtype=object)
     if model == "exponential":
