@@ -65,11 +65,8 @@ def _read_csv(path: str, text: str, select: Mapping[str, str] | None = None) -> 
             wide_runs = prefixes
     table.columns = columns
     warned: list[str] = []
-    if wide_runs and not select:
-        select = {_WIDE_RUN_COLUMN: wide_runs[0]}
-        warned.append(_several_runs_message(_WIDE_RUN_COLUMN, wide_runs))
-        metadata["runs_in_file"] = {_WIDE_RUN_COLUMN: wide_runs}
-    table, rows_at = _select_run(table, rows_at, select, path, metadata, warned)
+    label = _WIDE_RUN_COLUMN if wide_runs else None
+    table, rows_at = _select_run(table, rows_at, select, path, metadata, warned, label)
     notes = []
     keep = []
     for name in columns:
@@ -125,22 +122,14 @@ def _wide_to_long(
     shared = [c for c in table.columns if " - " not in c]
     parts, lines = [], []
     for prefix in prefixes:
-        own = [c for c in table.columns if c.startswith(prefix + " - ")]
-        part = table[shared + own].rename(columns={c: c.split(" - ", 1)[1] for c in own})
-        logged = part[[c.split(" - ", 1)[1] for c in own]].notna().any(axis=1).to_numpy()
+        own = {c: c.split(" - ", 1)[1] for c in table.columns if c.startswith(prefix + " - ")}
+        part = table[shared + list(own)].rename(columns=own)
+        logged = part[list(own.values())].notna().any(axis=1).to_numpy()
         part = part.loc[logged]
         part.insert(0, _WIDE_RUN_COLUMN, prefix)
         parts.append(part)
         lines.append(rows_at[logged])
     return pd.concat(parts, ignore_index=True), np.concatenate(lines)
-
-
-def _several_runs_message(column: str, labels: list[str]) -> str:
-    shown = ", ".join(repr(v) for v in labels[:10])
-    return (
-        f"the file holds {len(labels)} runs told apart by column {column!r} ({shown}); "
-        f"read the first, {labels[0]!r} (choose one with select={{{column!r}: ...}})"
-    )
 
 
 def _select_run(
@@ -150,8 +139,11 @@ def _select_run(
     path: str,
     metadata: dict[str, Any],
     warned: list[str],
+    label: str | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """The rows of one run: those ``select`` names, or the first run of a multi-run file."""
+    """The rows of one run: those ``select`` names, or the first run of a multi-run file, whose
+    runs are told apart by the column ``label`` when the caller knows it, else by a text column
+    found here."""
     if select:
         mask = np.ones(len(table), dtype=bool)
         for key, value in select.items():
@@ -170,23 +162,34 @@ def _select_run(
             )
         metadata["selected"] = {str(k): str(v) for k, v in select.items()}
         return table.loc[mask].reset_index(drop=True), rows_at[mask]
+    if label is None:
+        label = _run_label_column(table)
+        if label is None:
+            return table, rows_at
+    text = table[label].astype(str)
+    labels = [str(v) for v in pd.unique(text)]
+    shown = ", ".join(repr(v) for v in labels[:10])
+    warned.append(
+        f"the file holds {len(labels)} runs told apart by column {label!r} ({shown}); "
+        f"read the first, {labels[0]!r} (choose one with select={{{label!r}: ...}})"
+    )
+    metadata["selected"] = {label: labels[0]}
+    metadata["runs_in_file"] = {label: labels}
+    mask = (text == labels[0]).to_numpy()
+    return table.loc[mask].reset_index(drop=True), rows_at[mask]
+
+
+def _run_label_column(table: pd.DataFrame) -> str | None:
+    """The text column that tells the runs of a multi-run file apart: steps repeat, and this
+    column has a few values within each of which the step is unique; None for one run."""
     step_key = _find_step_key(str(c) for c in table.columns)
-    if step_key is None:
-        return table, rows_at
-    steps = table[step_key]
-    if not steps.duplicated().any():
-        return table, rows_at
+    if step_key is None or not table[step_key].duplicated().any():
+        return None
     for name in table.columns:
         column = table[name]
         if pd.api.types.is_numeric_dtype(column) or column.isna().any():
             continue
-        labels = pd.unique(column.astype(str))
-        # a run label: a few values, and the step is unique within each of them
-        if 1 < len(labels) <= len(table) // 2 and not table.duplicated([name, step_key]).any():
-            first = str(labels[0])
-            warned.append(_several_runs_message(str(name), [str(v) for v in labels]))
-            metadata["selected"] = {str(name): first}
-            metadata["runs_in_file"] = {str(name): [str(v) for v in labels]}
-            mask = (column.astype(str) == first).to_numpy()
-            return table.loc[mask].reset_index(drop=True), rows_at[mask]
-    return table, rows_at
+        n_labels = len(pd.unique(column.astype(str)))
+        if 1 < n_labels <= len(table) // 2 and not table.duplicated([name, step_key]).any():
+            return str(name)
+    return None
