@@ -4,7 +4,8 @@ Under CI (the CI environment variable is set) hypothesis draws its examples from
 seed, so a run is reproducible and a failure seen there can be replayed exactly; locally
 every run explores new examples.
 
-Numba's on-disk cache is warmed in a background process (``grpo-dynamics warm-up``, the
+In a one-process run (``-n 0``; the default runs two pytest-xdist workers, which keep both
+cores busy) Numba's on-disk cache is warmed in a background process (``grpo-dynamics warm-up``, the
 package's own ``gd.warm_up``): a fresh checkout or install (CI)
 has no cached kernels, and compiling them (about 20 s of CPU: the bandit simulator 11 s,
 the two-position trainer 6 s, the Monte Carlo stiffness probe 3 s) would otherwise sit on
@@ -50,10 +51,9 @@ SHARED_LOGS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "
 # ------------------------------------------------------------------------------------------
 # Numba cache warm-up (see the module docstring)
 
-# the stages in the order the suite first needs them (files run alphabetically: test_cli
-# simulates, test_objectives trains, test_optimizer steps, test_simulate probes and samples);
-# the background process is `grpo-dynamics warm-up`, which prints "stage: seconds" per stage
-WARM_STAGES = ("simulate", "train", "gradient", "optimizer_step", "probe", "binomial")
+# the stages of `grpo-dynamics warm-up` (gd.WARM_UP_STAGES), which the background process runs
+# and which prints "stage: seconds" per stage
+WARM_STAGES = ("simulate", "train", "probe")
 
 
 class NumbaCacheWarmer:

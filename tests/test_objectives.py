@@ -39,9 +39,9 @@ from grpo_dynamics.objectives import (
 
 @pytest.fixture(autouse=True, scope="module")
 def _kernels_in_the_cache(numba_cache):
-    """The training and gradient kernels loaded from the cache the background warm-up writes
+    """The training kernels loaded from the cache the background warm-up writes
     (tests/conftest.py) rather than compiled here a second time."""
-    numba_cache.wait("gradient")
+    numba_cache.wait("train")
 
 
 POLICY = TwoPositionPolicy(

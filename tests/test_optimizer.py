@@ -17,12 +17,6 @@ from grpo_dynamics.optimizer import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _step_in_the_cache(numba_cache):
-    """numba_step loaded from the cache the background warm-up writes (tests/conftest.py)."""
-    numba_cache.wait("optimizer_step")
-
-
 def _run_numba(
     optimizer: Optimizer, theta0: np.ndarray, grads: np.ndarray, reset_every: int = 0
 ) -> np.ndarray:

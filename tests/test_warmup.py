@@ -10,23 +10,22 @@ from grpo_dynamics import _bandit_kernels, _objective_kernels, cli
 
 
 def test_every_stage_leaves_its_kernels_compiled(numba_cache):
-    numba_cache.wait("binomial")  # the suite's background warm-up compiles them first
+    numba_cache.wait("probe")  # the suite's background warm-up compiles them first
     seconds = gd.warm_up()
     assert list(seconds) == list(gd.WARM_UP_STAGES)
     assert all(s >= 0 for s in seconds.values())
     for dispatcher in (
         _bandit_kernels.simulate_kernel,
         _bandit_kernels.probe_kernel,
-        _bandit_kernels.binomial_draws,
-        _objective_kernels.objective_gradient_single,
+        _objective_kernels.train_replicas,
     ):
         assert dispatcher.signatures, dispatcher
 
 
 def test_progress_is_called_per_stage_in_order():
     seen: list[str] = []
-    gd.warm_up(["optimizer_step", "binomial"], progress=lambda stage, s: seen.append(stage))
-    assert seen == ["optimizer_step", "binomial"]
+    gd.warm_up(["probe", "simulate"], progress=lambda stage, s: seen.append(stage))
+    assert seen == ["probe", "simulate"]
 
 
 def test_unknown_stage_is_a_clear_error():
@@ -35,7 +34,7 @@ def test_unknown_stage_is_a_clear_error():
 
 
 def test_cli_prints_one_line_per_stage(capsys):
-    assert cli.main(["warm-up", "--stage", "optimizer_step", "--stage", "binomial"]) == 0
+    assert cli.main(["warm-up", "--stage", "probe", "--stage", "train"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[0] for line in lines[:2]] == ["optimizer_step", "binomial"]
+    assert [line.split(":")[0] for line in lines[:2]] == ["probe", "train"]
     assert lines[2].startswith("Numba kernels ready")

@@ -19,8 +19,9 @@ from . import _validation as _v
 
 __all__ = ["WARM_UP_STAGES", "warm_up"]
 
-#: the kernel groups, in the order the test suite first needs them
-WARM_UP_STAGES = ("simulate", "train", "gradient", "optimizer_step", "probe", "binomial")
+#: the kernel groups a user's calls compile: simulate(), the two-position trainer
+#: (objectives.train_two_position) and the Monte Carlo stiffness probe (measure_stiffness)
+WARM_UP_STAGES = ("simulate", "train", "probe")
 
 
 def _simulate() -> None:
@@ -31,17 +32,13 @@ def _simulate() -> None:
     simulate(BanditConfig(arm_rewards=tuple(np.linspace(0.1, 0.8, 8)), steps=2, replicas=1))
 
 
-def _policy():  # the smallest two-position policy with a sampled tail
-    from .objectives import TwoPositionPolicy
-
-    return TwoPositionPolicy((1, 3), [[0.9, 0.5], [0.2, 0.6]], "sampled", tail_vocab=2)
-
-
 def _train() -> None:
-    from .objectives import Objective, Optimizer, train_two_position
+    from .objectives import Objective, Optimizer, TwoPositionPolicy, train_two_position
 
+    # the smallest two-position policy with a sampled tail
+    policy = TwoPositionPolicy((1, 3), [[0.9, 0.5], [0.2, 0.6]], "sampled", tail_vocab=2)
     train_two_position(
-        _policy(),
+        policy,
         Objective(),
         Optimizer("adam", lr=0.05),
         group_size=2,
@@ -52,38 +49,6 @@ def _train() -> None:
     )
 
 
-def _gradient() -> None:
-    from . import _objective_kernels as kernels
-    from .objectives import Objective, training
-
-    policy = _policy()
-    rng = np.random.default_rng(0)
-    theta = rng.normal(size=policy.n_params)
-    cfg_int, cfg_float = training._config_arrays(policy, Objective(), 1.0)
-    kernels.objective_gradient_single(
-        theta,
-        theta.copy(),
-        theta.copy(),
-        policy.n_prefixes,
-        policy.n_actions,
-        np.asarray(policy.lengths, dtype=np.int64),
-        rng.integers(0, policy.n_prefixes, (1, 2)),
-        rng.integers(0, policy.n_actions, (1, 2)),
-        rng.integers(0, 2, (1, 2, policy.max_tail)),
-        rng.uniform(0.0, 1.0, (1, 2)),
-        cfg_int,
-        cfg_float,
-    )
-
-
-def _optimizer_step() -> None:
-    from .optimizer import Optimizer, numba_step
-
-    kind, hyper = Optimizer("adam").kernel_arguments()
-    z = np.zeros(2)
-    numba_step(z, np.ones(2), z.copy(), z.copy(), z.copy(), 0, kind, hyper)
-
-
 def _probe() -> None:
     from ._simulate import BanditConfig, measure_stiffness
 
@@ -91,20 +56,7 @@ def _probe() -> None:
     measure_stiffness(config, "monte_carlo", start_logits=(0.0, 0.0), groups=6400)
 
 
-def _binomial() -> None:
-    from . import _bandit_kernels as kernels
-
-    kernels.binomial_draws(8, 0.5, 16, 0, 1, np.empty(16, dtype=np.int64))
-
-
-_STAGES: dict[str, Callable[[], None]] = {
-    "simulate": _simulate,
-    "train": _train,
-    "gradient": _gradient,
-    "optimizer_step": _optimizer_step,
-    "probe": _probe,
-    "binomial": _binomial,
-}
+_STAGES: dict[str, Callable[[], None]] = {"simulate": _simulate, "train": _train, "probe": _probe}
 
 
 def warm_up(
