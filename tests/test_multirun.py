@@ -96,11 +96,13 @@ def test_split_runs_still_warns_about_a_single_run_file(tmp_path):
 def test_cli_table_names_each_run_of_a_file(tmp_path, capsys):
     # two runs labelled with a slash, as sweep names often are
     lines = [f"{label},{s},{0.01 * s:.3f}" for label in ("a/1", "b/2") for s in range(30)]
-    path = tmp_path / "sweep.csv"
+    (tmp_path / "exp[3]").mkdir()  # a bracket in a directory name is not a run label
+    path = tmp_path / "exp[3]" / "sweep.csv"
     path.write_text("label,step,reward\n" + "\n".join(lines) + "\n")
     assert cli.main(["fit", str(path)]) == 0
     table = capsys.readouterr().out
     assert "sweep.csv[label=a/1]" in table and "sweep.csv[label=b/2]" in table
+    assert "exp[3]" not in table  # the file's name only, as for any other log
 
 
 def _wandb_export(path: Path, runs: dict[str, dict[int, float]]) -> None:

@@ -110,8 +110,8 @@ def _short(path: str, width: int = 40) -> str:
     """A file's name, middle-elided to ``width`` characters (tables on a 100-column terminal).
 
     A run of a multi-run file keeps its ``[column=value]`` suffix whole, even with a slash."""
-    base, bracket, label = path.partition("[")
-    name = Path(base).name + bracket + label
+    base, bracket, label = path.rpartition("[") if path.endswith("]") else ("", "", path)
+    name = Path(base).name + bracket + label if bracket else Path(path).name
     if len(name) <= width:
         return name
     head = (width - 1) // 2
