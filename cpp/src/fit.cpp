@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "grpo_dynamics/constants.hpp"
+#include "grpo_dynamics/fit_kernel.hpp"
 #include "grpo_dynamics/messages.hpp"
 #include "grpo_dynamics/parallel.hpp"
 #include "grpo_dynamics/trajectory.hpp"
@@ -100,9 +101,49 @@ struct LmRun {
 
 struct Workspace {
   std::vector<double> t, y, w;            // cleaned series
-  std::vector<double> f, jac, f_trial, jac_trial, f_best, jac_best;
+  std::vector<double> f, jac;             // scratch of the unfused evaluation (evaluate_normal)
+  std::vector<double> f_best, jac_best;   // the optimum's evaluation, for the statistics
   std::vector<double> t_grid, y_grid, w_grid, shape;  // subsample used to rank starts
+  // Start shapes A(u) on a uniform subsample, kept across the series a worker fits: series that
+  // share a time grid share the start grid's (tau, mu) pairs, so most shapes are computed once.
+  struct CachedShape {
+    FitModel model;
+    double t_first, dt, t0, tau, mu;
+    std::size_t m;
+    std::vector<double> shape;
+  };
+  std::vector<CachedShape> shape_cache;
+  std::size_t shape_cache_next = 0;  // round-robin slot once the cache is full
 };
+
+constexpr std::size_t kShapeCacheSize = 64;
+
+// A(u; tau, mu) of the start grid on the uniform subsample `sub` (model values with r0 = 1,
+// r_inf = 0), from the worker's cache when the same shape was computed for an earlier series.
+const double* start_shape(const CurveModel& cm, const Grid& sub, const double (&x)[kMaxFitParams],
+                          double t0, Workspace& ws) {
+  if (!sub.uniform) {
+    cm.eval(sub, x, ws.shape.data(), nullptr);
+    return ws.shape.data();
+  }
+  for (const Workspace::CachedShape& c : ws.shape_cache)
+    if (c.model == cm.model() && c.t_first == sub.t[0] && c.dt == sub.dt && c.m == sub.n &&
+        c.t0 == t0 && c.tau == x[2] && c.mu == x[3])
+      return c.shape.data();
+  std::vector<double> shape(sub.n);
+  cm.eval(sub, x, shape.data(), nullptr);  // may throw (a start outside the domain): not cached
+  Workspace::CachedShape entry{cm.model(), sub.t[0], sub.dt, t0, x[2], x[3], sub.n, std::move(shape)};
+  Workspace::CachedShape* slot;
+  if (ws.shape_cache.size() < kShapeCacheSize) {
+    ws.shape_cache.push_back(std::move(entry));
+    slot = &ws.shape_cache.back();
+  } else {
+    slot = &ws.shape_cache[ws.shape_cache_next];
+    ws.shape_cache_next = (ws.shape_cache_next + 1) % kShapeCacheSize;
+    *slot = std::move(entry);
+  }
+  return slot->shape.data();
+}
 
 struct Problem {
   const CurveModel* model;
@@ -188,6 +229,69 @@ bool eval_safe(const Problem& pb, const double* x, double* f, double* jac) {
   return true;
 }
 
+// The parameters of the model at LM coordinates x (log coordinates exponentiated) and the
+// chain-rule factor of each Jacobian column (d f / d log x = x d f / d x; 1 elsewhere).
+bool model_coordinates(const Problem& pb, const double* x, double (&x_model)[kMaxFitParams],
+                       double (&scale)[kMaxFitParams]) {
+  bool any_log = false;
+  for (int j = 0; j < kMaxFitParams; ++j) {
+    const bool log_j = j < pb.p && pb.log_param[j];
+    x_model[j] = j < pb.p ? (log_j ? std::exp(x[j]) : x[j]) : 0.0;
+    scale[j] = log_j ? x_model[j] : 1.0;
+    any_log = any_log || log_j;
+  }
+  return any_log;
+}
+
+// rss, A = J^T W J and g = J^T W (f - y) at the LM point x; false when the model cannot be
+// evaluated there (a rejected step). The oscillator and the exponential on a uniform grid take
+// the fused pass; the logistic and irregular grids evaluate f and J into the workspace first.
+bool evaluate_normal(const Problem& pb, const double* x, double t0, Workspace& ws, double& rss,
+                     MatP& A, VecP& g) {
+  const FitModel m = pb.model->model();
+  const int p = pb.p;
+  if (m != FitModel::kLogistic && pb.grid.uniform) {
+    COUNT(evals_jac);
+#ifdef GRPO_FIT_COUNTERS
+    g_count[t_tid].pts += static_cast<long>(pb.n);
+#endif
+    double x_model[kMaxFitParams], scale[kMaxFitParams];
+    const bool any_log = model_coordinates(pb, x, x_model, scale);
+    const OscillatorParams prm{x_model[0], x_model[1], x_model[2],
+                               m == FitModel::kOscillator ? x_model[3] : 0.0, t0, 0.0};
+    try {
+      detail::validate(prm);
+    } catch (const std::exception&) {
+      return false;  // a trial outside the model's domain is a rejected step, not a crash
+    }
+    detail::NormalSums sums;
+    if (!detail::oscillator_normal_sums(pb.grid.t[0], pb.grid.dt, pb.n, prm, pb.y, pb.w, p,
+                                        any_log ? scale : nullptr, sums))
+      return false;
+    rss = sums.rss;
+    A.resize(p, p);
+    g.resize(p);
+    for (int j = 0; j < p; ++j) {
+      g(j) = sums.g[j];
+      for (int k = j; k < p; ++k) A(j, k) = A(k, j) = sums.a[j][k];
+    }
+    return true;
+  }
+  ws.f.resize(pb.n);
+  ws.jac.resize(pb.n * kJacStride);
+  if (!eval_safe(pb, x, ws.f.data(), ws.jac.data())) return false;
+  rss = weighted_rss(ws.f.data(), pb.y, pb.w, pb.n);
+  normal_equations(ws.f.data(), ws.jac.data(), pb.y, pb.w, pb.n, p, A, g);
+  return true;
+}
+
+// f and J at x (model coordinates) into ws.f_best / ws.jac_best, for the statistics.
+bool evaluate_optimum(const Problem& pb, const double* x, Workspace& ws) {
+  ws.f_best.resize(pb.n);
+  ws.jac_best.resize(pb.n * kJacStride);
+  return eval_safe(pb, x, ws.f_best.data(), ws.jac_best.data());
+}
+
 // Classic Levenberg-Marquardt with Marquardt (diagonal) scaling and box bounds handled by an
 // active set + projection: parameters held at a bound by the gradient leave the step system.
 // `rival` (optional): the best optimum found so far. A run that comes within 1e-2 standard
@@ -199,17 +303,10 @@ LmRun run_lm(const Problem& pb, const double* x_start, const FitOptions& o, Work
   COUNT(lm_runs);
   LmRun run;
   for (int j = 0; j < p; ++j) run.x[j] = clip(x_start[j], pb.lower[j], pb.upper[j]);
-  ws.f.resize(pb.n);
-  ws.jac.resize(pb.n * kJacStride);
-  ws.f_trial.resize(pb.n);
-  ws.jac_trial.resize(pb.n * kJacStride);
-  ws.f_best.resize(pb.n);
-  ws.jac_best.resize(pb.n * kJacStride);
-  if (!eval_safe(pb, run.x, ws.f.data(), ws.jac.data())) return run;
-  double rss = weighted_rss(ws.f.data(), pb.y, pb.w, pb.n);
-  MatP A;
-  VecP g;
-  normal_equations(ws.f.data(), ws.jac.data(), pb.y, pb.w, pb.n, p, A, g);
+  double rss = kInf;
+  MatP A, A_trial;
+  VecP g, g_trial;
+  if (!evaluate_normal(pb, run.x, o.t0, ws, rss, A, g)) return run;
   double diag[kMaxFitParams];
   for (int j = 0; j < p; ++j) diag[j] = std::max(A(j, j), 1e-300);
   double lambda = 1e-3;
@@ -280,17 +377,16 @@ LmRun run_lm(const Problem& pb, const double* x_start, const FitOptions& o, Work
     x_norm = std::sqrt(x_norm);
     const double pred = -(2.0 * g.dot(step) + step.dot(A * step));
     double rss_trial = kInf;
-    if (step_norm > 0 && eval_safe(pb, x_trial, ws.f_trial.data(), ws.jac_trial.data()))
-      rss_trial = weighted_rss(ws.f_trial.data(), pb.y, pb.w, pb.n);
+    if (!(step_norm > 0 && evaluate_normal(pb, x_trial, o.t0, ws, rss_trial, A_trial, g_trial)))
+      rss_trial = kInf;
     const double actual = rss - rss_trial;
     const double rho = pred > 0 ? actual / pred : -1.0;
     const double rss_before = rss;
     if (rho > 1e-4 && actual > 0) {
       for (int j = 0; j < p; ++j) run.x[j] = x_trial[j];
-      std::swap(ws.f, ws.f_trial);
-      std::swap(ws.jac, ws.jac_trial);
       rss = rss_trial;
-      normal_equations(ws.f.data(), ws.jac.data(), pb.y, pb.w, pb.n, p, A, g);
+      std::swap(A, A_trial);
+      std::swap(g, g_trial);
       for (int j = 0; j < p; ++j) diag[j] = std::max(diag[j], A(j, j));
       const double c = 2.0 * rho - 1.0;
       lambda *= std::max(1.0 / 3.0, 1.0 - c * c * c);
@@ -338,11 +434,10 @@ struct Candidate {
 
 // Best levels (a, b) of a*shape + b*(1 - shape) by weighted least squares: for each shape the
 // two level parameters are linear, so ranking starts on shapes alone is exact and cheap.
-bool best_levels(const std::vector<double>& shape, const std::vector<double>& y,
-                 const std::vector<double>& w, double lo, double hi, double& a, double& b,
-                 double& rss) {
+bool best_levels(const double* shape, const std::vector<double>& y, const std::vector<double>& w,
+                 double lo, double hi, double& a, double& b, double& rss) {
   double s11 = 0, s12 = 0, s22 = 0, r1 = 0, r2 = 0;
-  for (std::size_t i = 0; i < shape.size(); ++i) {
+  for (std::size_t i = 0; i < y.size(); ++i) {
     const double u = shape[i], v = 1.0 - shape[i];
     s11 += w[i] * u * u;
     s12 += w[i] * u * v;
@@ -355,7 +450,7 @@ bool best_levels(const std::vector<double>& shape, const std::vector<double>& y,
   a = clip((r1 * s22 - r2 * s12) / det, lo, hi);
   b = clip((s11 * r2 - s12 * r1) / det, lo, hi);
   rss = 0.0;
-  for (std::size_t i = 0; i < shape.size(); ++i) {
+  for (std::size_t i = 0; i < y.size(); ++i) {
     const double d = a * shape[i] + b * (1.0 - shape[i]) - y[i];
     rss += w[i] * d * d;
   }
@@ -441,7 +536,7 @@ std::vector<Candidate> grid_candidates(const Problem& pb, const FitOptions& o, d
         logistic_curve(ws.t_grid.data(), m, 0.0, 1.0, t_mid, s_grid[js], ws.shape.data(), nullptr);
         Candidate c{{0, 0, t_mid, s_grid[js]}, kInf, js};
         double hi_level, lo_level;  // shape multiplies r_hi, (1 - shape) multiplies r_lo
-        if (!best_levels(ws.shape, ws.y_grid, ws.w_grid, lev_lo, lev_hi, hi_level, lo_level, c.rss))
+        if (!best_levels(ws.shape.data(), ws.y_grid, ws.w_grid, lev_lo, lev_hi, hi_level, lo_level, c.rss))
           continue;
         c.x[0] = clip(lo_level, pb.lower[0], pb.upper[0]);
         c.x[1] = clip(hi_level, pb.lower[1], pb.upper[1]);
@@ -468,15 +563,16 @@ std::vector<Candidate> grid_candidates(const Problem& pb, const FitOptions& o, d
   for (int jt = 0; jt < static_cast<int>(tau_grid.size()); ++jt) {
     for (int jm = 0; jm < static_cast<int>(mu_grid.size()); ++jm) {
       const double x[kMaxFitParams] = {1.0, 0.0, tau_grid[jt], mu_grid[jm]};
+      const double* shape = nullptr;
       try {
         COUNT(grid_evals);
-        cm.eval(sub, x, ws.shape.data(), nullptr);
+        shape = start_shape(cm, sub, x, o.t0, ws);
       } catch (const std::exception&) {
         continue;
       }
       Candidate c{{0, 0, tau_grid[jt], mu_grid[jm]}, kInf,
                   model == FitModel::kOscillator ? jm : jt};
-      if (!best_levels(ws.shape, ws.y_grid, ws.w_grid, lev_lo, lev_hi, c.x[0], c.x[1], c.rss))
+      if (!best_levels(shape, ws.y_grid, ws.w_grid, lev_lo, lev_hi, c.x[0], c.x[1], c.rss))
         continue;
       c.x[0] = clip(c.x[0], pb.lower[0], pb.upper[0]);
       c.x[1] = clip(c.x[1], pb.lower[1], pb.upper[1]);
@@ -570,7 +666,7 @@ void write_statistics(const Problem& pb, const LmRun& best, const FitOptions& o,
   for (std::size_t k = 0; k < n; ++k) {
     sw += pb.w[k];
     swy += pb.w[k] * pb.y[k];
-    sum_log_w += std::log(pb.w[k]);
+    sum_log_w += pb.w[k] == 1.0 ? 0.0 : std::log(pb.w[k]);  // log 1 = 0: unit weights skip log
   }
   const double y_mean = swy / sw;
   double tss = 0;
@@ -750,11 +846,7 @@ void fit_one(const SeriesView& s, std::size_t i, const CurveModel& model, const 
       continue;
     if (from_grid) first_grid_start = false;
     LmRun run = run_lm(pb, starts[k], o, ws, std::isfinite(best.rss) ? &best : nullptr);
-    if (run.rss < best.rss) {
-      best = run;
-      std::swap(ws.f, ws.f_best);  // keep the optimum's evaluation for the statistics
-      std::swap(ws.jac, ws.jac_best);
-    }
+    if (run.rss < best.rss) best = run;
   }
   // Boundary escape: the oscillator's RSS is not convex in mu, and a fit that stops on mu = 0
   // (where the gradient points outside) can hide a lower interior optimum at moderate mu.
@@ -767,11 +859,7 @@ void fit_one(const SeriesView& s, std::size_t i, const CurveModel& model, const 
                                   clip(pb.lower[3] + mu, pb.lower[3], pb.upper[3])};
       COUNT(escape_runs);
       LmRun run = run_lm(pb, x0, o, ws, &best);
-      if (run.rss < best.rss * (1.0 - 1e-12)) {
-        best = run;
-        std::swap(ws.f, ws.f_best);
-        std::swap(ws.jac, ws.jac_best);
-      }
+      if (run.rss < best.rss * (1.0 - 1e-12)) best = run;
     }
   }
   // Valley polish: a run that used all its steps with an oscillating optimum is usually
@@ -796,16 +884,16 @@ void fit_one(const SeriesView& s, std::size_t i, const CurveModel& model, const 
                    : run.x[j] >= lp.upper[j] ? pb.upper[j]
                                              : clip(std::exp(run.x[j]), pb.lower[j], pb.upper[j]);
       run.n_iter += best.n_iter;
-      // the statistics need f and J at the optimum in the model's own parameters
-      if (eval_safe(pb, run.x, ws.f_best.data(), ws.jac_best.data())) {
+      // the RSS in the model's own parameters (the exp of the logs rounds)
+      if (evaluate_optimum(pb, run.x, ws)) {
         run.rss = weighted_rss(ws.f_best.data(), pb.y, pb.w, pb.n);
         best = run;
-      } else {
-        eval_safe(pb, best.x, ws.f_best.data(), ws.jac_best.data());
       }
     }
   }
-  if (!std::isfinite(best.rss)) return bad_input(out, i, p, "r: model could not be evaluated on this series");
+  // The statistics need f and J at the optimum (LM itself keeps only the normal equations).
+  if (!std::isfinite(best.rss) || !evaluate_optimum(pb, best.x, ws))
+    return bad_input(out, i, p, "r: model could not be evaluated on this series");
 
   // Statistics at the optimum (docs/fitting.md, "Statistics").
   write_statistics(pb, best, o, ws, i, out);
@@ -824,8 +912,8 @@ void fit_one(const SeriesView& s, std::size_t i, const CurveModel& model, const 
     if (std::isfinite(run.rss) && lr <= 2.0) {  // AIC of the nested model is not higher
       LmRun chosen = run;
       chosen.n_iter += best.n_iter;
-      std::swap(ws.f, ws.f_best);
-      std::swap(ws.jac, ws.jac_best);
+      if (!evaluate_optimum(pb, chosen.x, ws))
+        return bad_input(out, i, p, "r: model could not be evaluated on this series");
       write_statistics(pb, chosen, o, ws, i, out);
       char buf[256];
       std::snprintf(buf, sizeof buf,
