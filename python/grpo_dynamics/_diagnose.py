@@ -506,7 +506,7 @@ def _open_end_text(o: _OpenEnd) -> str:
     why = "too few points" if o.points <= MIN_RECENT else "too noisy"
     return (
         f"{why} to tell a plateau from a continued rise: the last {o.points} points (steps "
-        f"{o.start:g}-{o.start + o.window:g}) allow up to +{_num(o.room)} more over "
+        f"{o.start:,.0f}-{o.start + o.window:,.0f}) allow up to +{_num(o.room)} more over "
         f"{o.window:,.0f} steps (one-sided {PLATEAU_LEVEL:.0%} limit)"
     )
 
