@@ -5,6 +5,7 @@ reads one of them; nothing is dropped and bad selections are clear errors."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +143,121 @@ def test_wandb_export_with_runs_side_by_side_splits_into_runs(tmp_path):
     np.testing.assert_array_equal(first.series("reward")[1], list(runs["grpo-lr1e-6"].values()))
     chosen = gd.read_log(path, select={"run": "grpo-lr3e-6"})
     assert chosen.series("reward")[0].tolist() == sorted(runs["grpo-lr3e-6"])
+
+
+# ------------------------------------------------------------------------------------------
+# split_runs parses a file once and cuts its runs from the parsed table
+
+
+MULTI_RUN_CSVS = [
+    WAVE1,
+    SHARED / "memoryoffish__nlp_grpo__results__curves_phase1.csv",
+    SHARED / (
+        "ShibukiZero__assignment5-alignment__artifacts__experiments__main__ch7__"
+        "grpo_learning_rate__grpo_learning_rate_eval_points.csv"
+    ),
+]
+
+
+def _same_run(got: gd.Run | Exception, expected: gd.Run) -> None:
+    assert isinstance(got, gd.Run), got
+    pd.testing.assert_frame_equal(got.frame, expected.frame, check_exact=True)
+    assert got.metadata == expected.metadata
+    assert got.original_names == expected.original_names
+    assert (got.warnings, got.notes) == (expected.warnings, expected.notes)
+    assert (got.source, got.format) == (expected.source, expected.format)
+
+
+def _split_counting_parses(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[tuple[str, gd.Run | Exception]], int]:
+    """read_logs(split_runs=True) on one file, and how many times it called pandas' parser."""
+    calls = []
+    parse = pd.read_csv
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return parse(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pd, "read_csv", counted)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            items = gd.read_logs([path], split_runs=True)
+    return items, len(calls)
+
+
+@pytest.mark.parametrize("path", MULTI_RUN_CSVS, ids=lambda p: p.name[-30:])
+def test_split_runs_parses_once_and_gives_what_reading_each_run_gives(path, monkeypatch):
+    """Every item equals read_log(path, select={column: value}), the per-run reading split_runs
+    did before (one parse to find the runs, one per run); now pandas parses the file once."""
+    items, parses = _split_counting_parses(path, monkeypatch)
+    assert parses == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = gd.read_log(path)
+    ((column, labels),) = first.metadata["runs_in_file"].items()
+    assert [name for name, _ in items] == [f"{path}[{column}={v}]" for v in labels]
+    for (_, run), value in zip(items, labels, strict=True):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _same_run(run, gd.read_log(path, select={column: value}))
+
+
+def test_split_runs_of_a_synthetic_file_against_a_pandas_groupby(tmp_path, monkeypatch):
+    """Runs interleaved row by row, a metadata comment, empty cells, a text cell in one run's
+    numeric column (warned with its file line) and a column that is text in one run only:
+    each item against an independent pandas groupby of the same file and against reading that
+    run alone."""
+    rng = np.random.default_rng(11)
+    labels = ["lr=1e-6", "lr=3e-6", "lr=1e-5"]
+    lines = ['# grpo_dynamics_metadata: {"group_size": 8}', "label,step,reward,kl,tag"]
+    for step in range(60):
+        for i, label in enumerate(labels):
+            if i == 2 and step >= 40:
+                continue  # the last run stopped early
+            reward = "" if step % 17 == 5 else f"{rng.uniform():.6f}"
+            kl = "oops" if (i == 1 and step == 30) else f"{rng.uniform() / 10:.6f}"
+            tag = f"t{step % 3}" if i == 0 else f"{step}"
+            lines.append(f"{label},{step},{reward},{kl},{tag}")
+    path = tmp_path / "sweep.csv"
+    path.write_text("\n".join(lines) + "\n")
+    items, parses = _split_counting_parses(path, monkeypatch)
+    assert parses == 1
+    table = pd.read_csv(path, comment="#")
+    table["line"] = np.arange(len(table)) + 3  # file line of each row: comment, header first
+    groups = list(table.groupby("label", sort=False))
+    assert [name for name, _ in items] == [f"{path}[label={v}]" for v, _ in groups]
+    for (_, run), (value, group) in zip(items, groups, strict=True):
+        assert isinstance(run, gd.Run)
+        assert run.metadata["selected"] == {"label": value}
+        assert run.metadata["group_size"] == 8
+        logged = group.dropna(subset=["reward"])
+        steps, reward = run.series("reward")
+        np.testing.assert_array_equal(steps, logged["step"].to_numpy(float))
+        np.testing.assert_array_equal(reward, logged["reward"].to_numpy(float))
+        kl = pd.to_numeric(group["kl"], errors="coerce").to_numpy(float)
+        np.testing.assert_array_equal(
+            run.frame["kl"].reindex(group["step"].to_numpy()).to_numpy(float), kl
+        )
+        bad = group.loc[pd.to_numeric(group["kl"], errors="coerce").isna(), "line"].tolist()
+        assert [w for w in run.warnings if "non-numeric" in w] == (
+            [f"column 'kl': 1 non-numeric cell(s) read as NaN at line {bad[0]} ('oops')"]
+            if bad
+            else []
+        )
+        assert ("tag" in run.frame.columns) == (value != "lr=1e-6")  # text only in run one
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _same_run(run, gd.read_log(path, select={"label": value}))
+
+
+def test_split_runs_keeps_the_other_runs_when_the_first_cannot_be_read(tmp_path):
+    """A run without a reward is its own error item; the file's other runs still read (before,
+    the whole file was one error when its first run failed)."""
+    path = tmp_path / "two.csv"
+    path.write_text("label,step,reward,kl\na,1,,0.1\na,2,,0.2\nb,1,0.5,0.1\nb,2,0.6,0.2\n")
+    (name_a, a), (name_b, b) = gd.read_logs([path], split_runs=True)
+    assert name_a == f"{path}[label=a]" and isinstance(a, gd.LogFormatError)
+    assert name_b == f"{path}[label=b]" and isinstance(b, gd.Run)
+    assert b.series("reward")[1].tolist() == [0.5, 0.6]

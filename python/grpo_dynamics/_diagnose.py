@@ -39,7 +39,14 @@ from ._forecast import gain_step
 from ._results import to_jsonable
 from ._stability import Hyperparameters, exact_stability
 from .io import Run, as_run
-from .trend import Progress, progress
+from .trend import (
+    MIN_RECENT,
+    PLATEAU_FRACTION,
+    PLATEAU_LEVEL,
+    Progress,
+    progress,
+    trend_test,
+)
 
 __all__ = ["Diagnosis", "Finding", "diagnose", "VERDICTS", "worst_severity", "fails"]
 
@@ -354,7 +361,51 @@ def _exact_stability(
 # the verdict and the headline
 
 
-def _verdict(pr: Progress, rose: bool, findings: Sequence[Finding]) -> str:
+@dataclass(frozen=True)
+class _OpenEnd:
+    """Why a run that rose then went flat is not called saturated: the recent window's slope,
+    at its one-sided PLATEAU_LEVEL confidence limit, still allows ``room`` more over
+    ``window`` steps (``points`` points from ``start``), at least PLATEAU_FRACTION of ``gain``."""
+
+    room: float
+    gain: float
+    window: float
+    points: int
+    start: float
+
+
+def _open_end(pr: Progress, rose: bool, t: np.ndarray, y: np.ndarray) -> _OpenEnd | None:
+    """The plateau rule of trend.progress for a run only ``rose_then_flat`` calls risen.
+
+    ``progress`` answers "plateau" only when the recent window's slope, at its one-sided
+    PLATEAU_LEVEL confidence limit, adds less than PLATEAU_FRACTION of the gain over that
+    window; a run whose rise the rank test missed (state "flat") would otherwise be called
+    saturated without that check, e.g. an 11-point run that stopped right after its rise. The
+    same limit, the trend test's rank interval at level 1 - 2 (1 - PLATEAU_LEVEL), here
+    decides; the gain is the larger of rose_then_flat's rise (end median against the lower of
+    the first point and the first-window median) and the whole-run Sen change. None when the
+    rule calls it a plateau (or the question does not arise).
+    """
+    if pr.state != "flat" or not rose or pr.overall is None:
+        return None
+    recent = t >= pr.recent_start
+    tr, yr = t[recent], y[recent]
+    if tr.size < 2:
+        return None
+    bound = trend_test(tr, yr, alpha=2.0 * (1.0 - PLATEAU_LEVEL)).slope_interval[1]
+    window = float(tr[-1] - tr[0])
+    room = max(bound, 0.0) * window
+    w = max(3, y.size // 8)
+    rise = float(np.median(y[-w:])) - min(float(y[0]), float(np.median(y[:w])))
+    gain = max(rise, abs(pr.overall.change))
+    if room < PLATEAU_FRACTION * gain:
+        return None
+    return _OpenEnd(room, gain, window, int(tr.size), float(tr[0]))
+
+
+def _verdict(
+    pr: Progress, rose: bool, findings: Sequence[Finding], open_end: _OpenEnd | None = None
+) -> str:
     codes = {f.code for f in findings}
     if "collapse" in codes:
         return "collapsed"
@@ -369,8 +420,12 @@ def _verdict(pr: Progress, rose: bool, findings: Sequence[Finding]) -> str:
         return "saturated"
     if state == "slowing":
         return "slowing"
+    if state == "flat" and rose:
+        # a rise the rank test missed: a plateau only when the recent slope's confidence limit
+        # says so (_open_end), else the data cannot tell a plateau from a continued rise
+        return "saturated" if open_end is None else "slowing"
     if state == "flat":
-        return "saturated" if rose else "no trend"
+        return "no trend"
     return "too short"
 
 
@@ -401,6 +456,7 @@ def _headline(
     middle: float,
     findings: Sequence[Finding],
     creep: tuple[float, float] | None = None,
+    open_end: _OpenEnd | None = None,
 ) -> str:
     moved = f"{_num(start)} -> {_num(end)}"
     plateaued = (
@@ -411,7 +467,9 @@ def _headline(
     )
     what = {
         "still improving": f"Reward rose {moved} and is still improving",
-        "slowing": f"Reward rose {moved}; the rise is slowing, no plateau yet",
+        "slowing": f"Reward rose {moved}; the rise is slowing, no plateau yet"
+        if open_end is None
+        else f"Reward rose {moved}; {_open_end_text(open_end)}",
         "saturated": f"Reward rose {moved} and {plateaued}",
         "no trend": f"Reward shows no trend (median {_num(middle)})",
         "declining": f"Reward is falling ({moved})",
@@ -441,6 +499,16 @@ def _headline(
     if verdict in ("still improving", "slowing"):
         return f"{what}. Nothing wrong in the log; keep training."
     return f"{what}. Nothing wrong in the other columns."
+
+
+def _open_end_text(o: _OpenEnd) -> str:
+    """Why a risen, flat-looking run is not called a plateau, in plain words."""
+    why = "too few points" if o.points <= MIN_RECENT else "too noisy"
+    return (
+        f"{why} to tell a plateau from a continued rise: the last {o.points} points (steps "
+        f"{o.start:,.0f}-{o.start + o.window:,.0f}) allow up to +{_num(o.room)} more over "
+        f"{o.window:,.0f} steps (one-sided {PLATEAU_LEVEL:.0%} limit)"
+    )
 
 
 def _short_setting(setting: str) -> str:
@@ -589,11 +657,12 @@ def diagnose(
 
     pr = progress(t, y)
     rose = rose_then_flat(t, y)
-    verdict = _verdict(pr, rose, findings)
+    open_end = _open_end(pr, rose, t, y)
+    verdict = _verdict(pr, rose, findings, open_end)
     w = max(3, y.size // 20)
     start, end = float(np.median(y[:w])), float(np.median(y[-w:]))
     creep = _creep(pr, float(t[-1]))
-    headline = _headline(verdict, start, end, float(np.median(y)), findings, creep)
+    headline = _headline(verdict, start, end, float(np.median(y)), findings, creep, open_end)
 
     warnings: list[str] = list(r.warnings)
     result: FitResult | None = None
@@ -608,8 +677,8 @@ def diagnose(
     unstable = _unstable_settings(exact, framework(r))
     if unstable is not None:
         findings = sorted([*findings, unstable], key=lambda f: -f.rank)
-        verdict = _verdict(pr, rose, findings)
-        headline = _headline(verdict, start, end, float(np.median(y)), findings, creep)
+        verdict = _verdict(pr, rose, findings, open_end)
+        headline = _headline(verdict, start, end, float(np.median(y)), findings, creep, open_end)
     return Diagnosis(
         name=_same_name(r, name),
         verdict=verdict,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from io import StringIO
 from typing import Any
 
@@ -23,6 +25,28 @@ def _read_csv(path: str, text: str, select: Mapping[str, str] | None = None) -> 
     holds several); without it, a file whose rows form several runs told apart by a text column
     gives the first run, with a warning naming the column and its values.
     """
+    csv = _parse_csv(path, text)
+    warned: list[str] = []
+    table, rows_at = _select_run(
+        csv.table, csv.rows_at, select, path, csv.metadata, warned, csv.label
+    )
+    return _records(path, table, rows_at, csv.metadata, warned)
+
+
+@dataclass
+class _CsvTable:
+    """A CSV file parsed once: its table (a W&B export of runs side by side already turned
+    into rows), the file line of each row, the metadata of its comment line and the column
+    telling its runs apart when the writer says so (W&B's ``run``), else None (unknown yet)."""
+
+    table: pd.DataFrame
+    rows_at: np.ndarray
+    metadata: dict[str, Any]
+    label: str | None
+
+
+def _parse_csv(path: str, text: str) -> _CsvTable:
+    """The text of a CSV/TSV log -> its table: metadata comment, pandas' parse, W&B prefixes."""
     metadata: dict[str, Any] = {}
     body_lines = []
     line_numbers = []  # file line of each non-blank body line (header first)
@@ -64,9 +88,19 @@ def _read_csv(path: str, text: str, select: Mapping[str, str] | None = None) -> 
             columns = [str(c) for c in table.columns]
             wide_runs = prefixes
     table.columns = columns
-    warned: list[str] = []
-    label = _WIDE_RUN_COLUMN if wide_runs else None
-    table, rows_at = _select_run(table, rows_at, select, path, metadata, warned, label)
+    return _CsvTable(table, rows_at, metadata, _WIDE_RUN_COLUMN if wide_runs else None)
+
+
+def _records(
+    path: str,
+    table: pd.DataFrame,
+    rows_at: np.ndarray,
+    metadata: dict[str, Any],
+    warned: list[str],
+) -> _Parsed:
+    """The rows of one run -> records: text columns skipped (or their few bad cells read as
+    NaN, each named by its file line), the step column found."""
+    columns = [str(c) for c in table.columns]
     notes = []
     keep = []
     for name in columns:
@@ -78,19 +112,21 @@ def _read_csv(path: str, text: str, select: Mapping[str, str] | None = None) -> 
             if numeric == 0 or numeric < bad.sum():
                 notes.append(f"non-numeric column skipped: {name}")
                 continue
-            # a few bad cells in a numeric column: NaN there, the column kept
-            cells = [
-                f"line {line} ({value!r})"
-                for line, value in zip(
-                    rows_at[bad][:5], table[name].to_numpy()[bad][:5], strict=True
+            # a few bad cells in a numeric column: NaN there, the column kept (none here when
+            # the text was in another run's rows of the file: nothing to say then)
+            if bad.any():
+                cells = [
+                    f"line {line} ({value!r})"
+                    for line, value in zip(
+                        rows_at[bad][:5], table[name].to_numpy()[bad][:5], strict=True
+                    )
+                ]
+                more = f" and {int(bad.sum()) - 5} more" if bad.sum() > 5 else ""
+                warned.append(
+                    f"column {name!r}: {int(bad.sum())} non-numeric cell(s) read as NaN at "
+                    + ", ".join(cells)
+                    + more
                 )
-            ]
-            more = f" and {int(bad.sum()) - 5} more" if bad.sum() > 5 else ""
-            warned.append(
-                f"column {name!r}: {int(bad.sum())} non-numeric cell(s) read as NaN at "
-                + ", ".join(cells)
-                + more
-            )
             table[name] = converted
         keep.append(name)
     step_key = _find_step_key(keep)
@@ -109,6 +145,46 @@ def _read_csv(path: str, text: str, select: Mapping[str, str] | None = None) -> 
             step = _step_value(raw, path, where, step_key)
         records.append((where, step, values))
     return _Parsed(records, metadata=metadata, warnings=warned, notes=notes, explicit_nan=False)
+
+
+def _split_csv(
+    path: str, text: str
+) -> tuple[_Parsed | None, str, list[tuple[str, Callable[[], _Parsed]]]]:
+    """A CSV parsed once, for reading every run it holds (read_logs(split_runs=True)).
+
+    Returns ``(parsed, label, runs)``: for a file of one run, its records and ``("", [])``;
+    for a file of several, ``(None, label column, [(value, make records), ...])`` in order of
+    first appearance, each ``make`` giving exactly what ``_read_csv(path, text, {label:
+    value})`` gives (the rows of one run are cut from the one parsed table by position, in file
+    order; each call builds its own records, warnings and metadata). A run that fails to
+    read raises from its own ``make`` only.
+    """
+    csv = _parse_csv(path, text)
+    label = csv.label if csv.label is not None else _run_label_column(csv.table)
+    if label is None:
+        warned: list[str] = []
+        table, rows_at = _select_run(csv.table, csv.rows_at, None, path, csv.metadata, warned)
+        return _records(path, table, rows_at, csv.metadata, warned), "", []
+    codes, values = pd.factorize(csv.table[label].astype(str), sort=False)
+    order = np.argsort(codes, kind="stable")  # each run's rows together, in file order
+    ends = np.cumsum(np.bincount(codes, minlength=len(values)))
+
+    def make(first: int, last: int, value: str) -> Callable[[], _Parsed]:
+        def records() -> _Parsed:
+            rows = order[first:last]
+            metadata = copy.deepcopy(csv.metadata)
+            metadata["selected"] = {label: value}
+            part = csv.table.iloc[rows].reset_index(drop=True)
+            return _records(path, part, csv.rows_at[rows], metadata, [])
+
+        return records
+
+    starts = np.concatenate([[0], ends[:-1]])
+    runs = [
+        (str(value), make(int(a), int(b), str(value)))
+        for value, a, b in zip(values, starts, ends, strict=True)
+    ]
+    return None, label, runs
 
 
 _WIDE_RUN_COLUMN = "run"  # the label column of a W&B export with several runs side by side

@@ -63,55 +63,48 @@ def _framed(head: bytes) -> bool:
     return bool(struct.unpack("<I", head[8:12])[0] == _masked_crc(head[:8]))
 
 
+def _decode(source: str, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise LogFormatError(source, f"byte {error.start}", "not UTF-8 text") from None
+
+
 def _parse(
     fmt: str, source: str, raw: bytes, is_dir: bool, select: Mapping[str, str] | None
 ) -> _Parsed:
     """Run the reader of one format; its module is imported here, only when needed."""
-    if fmt == "tensorboard":
-        from .tensorboard import _read_tensorboard
-
-        return _read_tensorboard(source, None if is_dir else raw)
     try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise LogFormatError(source, f"byte {error.start}", "not UTF-8 text") from None
-    if fmt == "trl":
-        from .json_log import _read_json
+        if fmt == "tensorboard":
+            from .tensorboard import _read_tensorboard
 
-        return _read_json(source, text)
-    if fmt == "jsonl":
-        from .jsonl_log import _read_jsonl
+            return _read_tensorboard(source, None if is_dir else raw)
+        text = _decode(source, raw)
+        if fmt == "trl":
+            from .json_log import _read_json
 
-        return _read_jsonl(source, text, select)
-    if fmt == "csv":
-        from .csv_log import _read_csv
+            return _read_json(source, text)
+        if fmt == "jsonl":
+            from .jsonl_log import _read_jsonl
 
-        return _read_csv(source, text, select)
-    from .console import _read_console
+            return _read_jsonl(source, text, select)
+        if fmt == "csv":
+            from .csv_log import _read_csv
 
-    return _read_console(source, text)
+            return _read_csv(source, text, select)
+        from .console import _read_console
+
+        return _read_console(source, text)
+    except RecursionError:
+        raise LogFormatError(
+            source, None, "nested too deeply to read (more levels than Python's recursion limit)"
+        ) from None
 
 
-def read_log(
-    path: str | os.PathLike[str],
-    *,
-    format: str | None = None,
-    select: Mapping[str, str] | None = None,
-) -> Run:
-    """Read one training log into a :class:`Run` (docs/io.md).
-
-    ``format`` is one of "trl" (also "json": trainer_state.json, TRL-like JSON), "jsonl",
-    "csv", "tensorboard" (an event file or a directory of them), "console" (verl's
-    ``step:N - name:value`` lines, TRL's printed dicts, ``key: value`` lines); by default it is
-    told from the name and content. A directory holding ``trainer_state.json`` is read as that
-    file. Everything done to the data is recorded in ``Run.warnings`` and issued as a
-    :class:`GrpoLogWarning`. A file that cannot be read raises :class:`LogFormatError`
-    naming the file and the line or key.
-
-    ``select`` picks one run of a CSV or JSONL file that holds several: ``{"arm": "control"}``
-    keeps the rows whose ``arm`` column equals ``"control"`` (values compared as text). Without
-    it such a CSV gives its first run, with a warning naming the column and the runs.
-    """
+def _open(
+    path: str | os.PathLike[str], format: str | None, select: Mapping[str, str] | None
+) -> tuple[Path, str, bytes, str]:
+    """Check the arguments, find the file and its format: (file, source name, bytes, format)."""
     if select is not None and (
         not isinstance(select, Mapping) or not select or not all(isinstance(k, str) for k in select)
     ):
@@ -136,18 +129,67 @@ def read_log(
         fmt = "trl"
     if select is not None and fmt not in ("csv", "jsonl"):
         raise ValueError(f"select: only CSV and JSONL logs hold several runs, got format {fmt!r}")
-    try:
-        parsed = _parse(fmt, source, raw, file.is_dir(), select)
-    except RecursionError:
-        raise LogFormatError(
-            source, None, "nested too deeply to read (more levels than Python's recursion limit)"
-        ) from None
+    return file, source, raw, fmt
+
+
+def _finish(parsed: _Parsed, file: Path, source: str, fmt: str) -> Run:
+    """Records -> Run, each of its warnings issued as a GrpoLogWarning (for the caller of the
+    public function that called this)."""
     if fmt == "trl" and file.parent.is_dir():
         _sibling_model_name(file.parent, parsed.metadata)
     run = _build_run(parsed, source, fmt)
     for message in run.warnings:
-        warnings.warn(f"{source}: {message}", GrpoLogWarning, stacklevel=2)
+        warnings.warn(f"{source}: {message}", GrpoLogWarning, stacklevel=3)
     return run
+
+
+def read_log(
+    path: str | os.PathLike[str],
+    *,
+    format: str | None = None,
+    select: Mapping[str, str] | None = None,
+) -> Run:
+    """Read one training log into a :class:`Run` (docs/io.md).
+
+    ``format`` is one of "trl" (also "json": trainer_state.json, TRL-like JSON), "jsonl",
+    "csv", "tensorboard" (an event file or a directory of them), "console" (verl's
+    ``step:N - name:value`` lines, TRL's printed dicts, ``key: value`` lines); by default it is
+    told from the name and content. A directory holding ``trainer_state.json`` is read as that
+    file. Everything done to the data is recorded in ``Run.warnings`` and issued as a
+    :class:`GrpoLogWarning`. A file that cannot be read raises :class:`LogFormatError`
+    naming the file and the line or key.
+
+    ``select`` picks one run of a CSV or JSONL file that holds several: ``{"arm": "control"}``
+    keeps the rows whose ``arm`` column equals ``"control"`` (values compared as text). Without
+    it such a CSV gives its first run, with a warning naming the column and the runs.
+    """
+    file, source, raw, fmt = _open(path, format, select)
+    parsed = _parse(fmt, source, raw, file.is_dir(), select)
+    return _finish(parsed, file, source, fmt)
+
+
+def _read_split(path: str, format: str | None, results: list[tuple[str, Run | Exception]]) -> None:
+    """Every run of one file onto ``results``: one item for a file of one run (what read_log
+    gives), one ``path[column=value]`` item per run of a multi-run CSV, each what
+    ``read_log(path, select={column: value})`` gives. The file is read and parsed once; its
+    runs are cut from the parsed table."""
+    file, source, raw, fmt = _open(path, format, None)
+    if fmt != "csv":
+        parsed = _parse(fmt, source, raw, file.is_dir(), None)
+        results.append((path, _finish(parsed, file, source, fmt)))
+        return
+    from .csv_log import _split_csv
+
+    single, column, runs = _split_csv(source, _decode(source, raw))
+    if single is not None:
+        results.append((path, _finish(single, file, source, fmt)))
+        return
+    for value, records in runs:
+        name = f"{path}[{column}={value}]"
+        try:
+            results.append((name, _finish(records(), file, source, fmt)))
+        except Exception as error:  # noqa: BLE001 - a batch keeps every item's outcome
+            results.append((name, error))
 
 
 def _sibling_model_name(directory: Path, metadata: dict[str, Any]) -> None:
@@ -217,7 +259,8 @@ def read_logs(
     ``select`` is passed to :func:`read_log` for every file (one run of multi-run CSV/JSONL
     files). With ``split_runs=True`` (and no ``select``), a CSV file that holds several runs
     told apart by a text column gives one item per run, named ``"path[column=value]"``, instead
-    of its first run only.
+    of its first run only: each what ``read_log(path, select={column: value})`` gives, the file
+    read and parsed once (a run that cannot be read is its own error item).
     """
     if split_runs and select is not None:
         raise ValueError("split_runs: must be False when select names one run, got True")
@@ -232,26 +275,10 @@ def read_logs(
             continue
         for path in expanded:
             try:
-                # when splitting, the "read the first run" warning of a multi-run file is moot:
-                # hold the warnings back until it is known whether the file is split
-                with warnings.catch_warnings(record=split_runs) as held:
-                    if split_runs:
-                        warnings.simplefilter("always")
-                    run = read_log(path, format=format, select=select)
+                if split_runs:
+                    _read_split(path, format, results)
+                else:
+                    results.append((path, read_log(path, format=format, select=select)))
             except Exception as error:  # noqa: BLE001 - a batch keeps every item's outcome
                 results.append((path, error))
-                continue
-            runs = run.metadata.get("runs_in_file") if split_runs else None
-            if not runs:
-                for message in held or ():
-                    warnings.warn(message.message, message.category, stacklevel=2)
-                results.append((path, run))
-                continue
-            ((column, labels),) = runs.items()
-            for label in labels:
-                name = f"{path}[{column}={label}]"
-                try:
-                    results.append((name, read_log(path, format=format, select={column: label})))
-                except Exception as error:  # noqa: BLE001 - as above
-                    results.append((name, error))
     return results
