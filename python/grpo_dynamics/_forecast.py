@@ -54,7 +54,6 @@ LEVEL_FRACTION = 0.2  # the "last level" model: mean of the last 20 % of the fit
 MIN_POINTS = 4
 MAX_FIT_POINTS = 150  # longer prefixes are fitted as this many bin means
 _GRID = 200
-_X: dict[str, Any] = {}  # EXPERIMENT
 
 
 class Interval(NamedTuple):
@@ -321,32 +320,10 @@ def _family_fits(
         p = res.params
         f = _shifted(fam, fr.dx)
         ia = fam.asymptote
-        curve_fn = _bind(f, p)
-        asym_v = float(p[ia])
-        if _X.get("bag") and (m == x.size or _X.get("bag_all")):
-            rgen = np.random.default_rng(int(_X.get("bag_seed", 0)))
-            xm, zm = x[:m], z[:m]
-            fit_m = f(xm, p)
-            r = zm - fit_m
-            blk = max(1, int(round(m ** (1 / 3))))
-            ps = []
-            for _ in range(int(_X["bag"])):
-                starts = rgen.integers(0, m - blk + 1, size=m // blk + 1)
-                rs = np.concatenate([r[s0 : s0 + blk] for s0 in starts])[:m]
-                rb = fit_family_batch(name, xm, xm + fr.dx, [m], fit_m + rs, a_lo, a_hi)[0]
-                if rb.ok:
-                    ps.append(rb.params)
-            if ps:
-                pars = [np.asarray(q) for q in ps]
-
-                def curve_fn(xx: Array, pars: list[Array] = pars, f=f) -> Array:
-                    return np.mean([f(xx, q) for q in pars], axis=0)
-
-                asym_v = float(np.mean([q[ia] for q in pars]))
         out.append(
             _Fitted(
-                curve_fn,
-                asym_v,
+                _bind(f, p),
+                float(p[ia]),
                 float(res.covariance[ia, ia]),
                 _delta_var(f, p, res.covariance),
             )
