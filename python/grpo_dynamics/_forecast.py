@@ -54,10 +54,6 @@ LEVEL_FRACTION = 0.2  # the "last level" model: mean of the last 20 % of the fit
 MIN_POINTS = 4
 MAX_FIT_POINTS = 150  # longer prefixes are fitted as this many bin means
 _GRID = 200
-# EXPERIMENT (reverted in the next commit): variants measured in docs/forecast.md, "Tried in
-# the band round": "windows" (validation over three target windows), "anchor" (end-level
-# likelihood), "mixture_dec" (mixture with drift minus disagreement), "within" (no disagreement)
-_X: dict[str, bool] = {}
 
 
 class Interval(NamedTuple):
@@ -606,7 +602,6 @@ def forecast(
             fits["level"] = [_level_fit(x[:m], z[:m], noise_var) for m in [*pieces, n]]
     x_target = x[n - n_target :]
     errors: dict[str, Array] = {}
-    window_err: dict[str, Array] = {}
     for name in names:
         row = fits[name]
         # a candidate without a usable fit at some origin is left out: scoring it there as the
@@ -617,16 +612,6 @@ def forecast(
         errors[name] = np.array(
             [float(np.mean(f.curve(x_target))) - target for f in row[:-1] if f is not None]
         )
-        if _X.get("windows"):  # every origin also predicts the earlier 15 % windows after it
-            extra = []
-            for m_o, f in zip(pieces, row[:-1], strict=True):
-                assert f is not None
-                for j in (1, 2):
-                    hi = n - j * n_target
-                    lo = hi - n_target
-                    if lo >= m_o:
-                        extra.append(float(np.mean(f.curve(x[lo:hi]) - z[lo:hi])))
-            window_err[name] = np.concatenate([errors[name], np.array(extra)])
     if not errors:  # too few points to validate: the last level alone
         notes.append("too few points for rolling-origin validation: the last level is used")
         errors = {"level": np.zeros(0)}
@@ -638,26 +623,6 @@ def forecast(
     # same target window, so their errors are one effective observation (n_eff = 1)
     mse = np.array([float(np.mean(errors[k] ** 2)) if errors[k].size else 0.0 for k in used])
     logw = -0.5 * np.log(mse + target_var + 1e-12)
-    if _X.get("windows") and window_err:
-        mse_w = [float(np.mean(window_err[k] ** 2)) if k in window_err else 0.0 for k in used]
-        logw = -0.5 * np.log(np.array(mse_w) + target_var + 1e-12)
-        if _X.get("neff"):  # correlation-aware effective count of the origin-window pairs
-            E = np.array([window_err[k] for k in used if k in window_err])  # (C, P)
-            if E.shape[1] > 1:
-                G = E.T @ E  # uncentred, pooled over candidates
-                dg = np.sqrt(np.maximum(np.diag(G), 1e-300))
-                R = G / np.outer(dg, dg)
-                tot = float(np.sum(R))
-                n_eff = float(E.shape[1]) if tot <= E.shape[1] else E.shape[1] ** 2 / tot
-                logw = logw * min(max(n_eff, 1.0), float(E.shape[1]))
-    if _X.get("anchor"):  # end-level likelihood of each whole-prefix curve
-        kk = max(3, int(math.ceil(LEVEL_FRACTION * n)))
-        rv = ar1_mean_variance(s2_point, phi, kk * max(int(bin_size), 1))
-        rec = float(np.mean(z[-kk:]))
-        for i, k in enumerate(used):
-            f_k = fits[k][-1]
-            if k != "level" and f_k is not None:
-                logw[i] += -0.5 * (float(np.mean(f_k.curve(x[-kk:]))) - rec) ** 2 / rv
     w = np.exp(logw - logw.max())
     w /= w.sum()
     # the ensemble's own extrapolation error, beyond the target's noise, grows like a drift:
@@ -701,17 +666,6 @@ def forecast(
     mean_e, lower_e, upper_e = (
         float(v) for v in _band(means_e, par_e, drift * lead_e, w, z_band, end_noise)
     )
-    if _X.get("within"):  # validated error alone
-        v_in = float(w @ np.maximum(par_e, drift * lead_e)) + end_noise
-        lower_e, upper_e = mean_e - z_band * v_in**0.5, mean_e + z_band * v_in**0.5
-    if _X.get("mixture_dec"):  # mixture, each candidate max(param, drift x lead - spread)
-        spread = float(w @ (means_e - mean_e) ** 2)
-        sds = np.sqrt(np.maximum(par_e, drift * lead_e - spread) + end_noise)
-        draws_k = np.random.default_rng(seed).choice(w.size, size=8000, p=w)
-        draws = means_e[draws_k] + sds[draws_k] * np.random.default_rng(seed + 1).standard_normal(
-            8000
-        )
-        lower_e, upper_e = (float(q) for q in np.quantile(draws, [0.05, 0.95]))
 
     def back(v: Array | float) -> Array:
         out = np.asarray(v, float) * fr.scale + fr.centre
