@@ -259,6 +259,43 @@ def test_the_oscillator_at_mu_zero_is_not_a_second_exponential():
     assert seen == {True, False}
 
 
+def test_band_is_the_larger_of_validated_error_and_disagreement_not_their_sum():
+    """The combined forecast's band (docs/forecast.md, "Bands"): a normal around the weighted
+    mean whose variance is max(weighted max(parameter variance, drift x lead), candidates'
+    weighted spread + parameter variance) plus the window noise. References: scipy's normal
+    quantile and the two variances summed term by term. The old rule, a mixture of the
+    candidates' normals each carrying the validated error, had the sum of the two as its
+    variance (exact mixture variance): the disagreement counted twice."""
+    from scipy.stats import norm
+
+    from grpo_dynamics._forecast import _band
+
+    w = np.array([0.5, 0.3, 0.2])
+    means = np.array([1.0, 1.4, 0.7])
+    par = np.array([0.01, 0.02, 0.005])
+    z = float(norm.ppf(0.95))
+    for drift_var, noise in ((0.5, 0.03), (0.001, 0.0)):  # validated error dominates / not
+        mean, lo, hi = (float(v) for v in _band(means, par, drift_var, w, z, noise))
+        terms = list(zip(w.tolist(), means.tolist(), par.tolist(), strict=True))
+        centre = sum(wi * mi for wi, mi, _ in terms)
+        validated = sum(wi * max(pi, drift_var) for wi, _, pi in terms)
+        spread = sum(wi * ((mi - centre) ** 2 + pi) for wi, mi, pi in terms)
+        half = z * math.sqrt(max(validated, spread) + noise)
+        assert mean == pytest.approx(centre, rel=1e-12)
+        assert (lo, hi) == pytest.approx((centre - half, centre + half), rel=1e-12)
+        old_var = sum(wi * (max(pi, drift_var) + (mi - centre) ** 2) for wi, mi, pi in terms)
+        if drift_var > max(par):  # the drift is in every candidate: it was counted twice
+            assert ((hi - lo) / (2 * z)) ** 2 < old_var + noise - 0.05
+        else:  # below every parameter variance there was nothing to count twice
+            assert ((hi - lo) / (2 * z)) ** 2 == pytest.approx(old_var + noise, rel=1e-12)
+    # column by column: a curve of K points
+    grid = np.stack([means, means + 0.1])
+    mean_k, lo_k, hi_k = _band(grid.T, np.stack([par, par]).T, np.array([0.5, 0.0]), w, z)
+    assert mean_k.shape == lo_k.shape == hi_k.shape == (2,)
+    assert lo_k[0] == pytest.approx(_band(means, par, 0.5, w, z)[1], rel=1e-12)
+    assert hi_k[1] == pytest.approx(_band(means + 0.1, par, 0.0, w, z)[2], rel=1e-12)
+
+
 def test_step_90_of_saturating_runs():
     """step_90 against the closed form of r0 + (r_inf - r0)(1 - e^{-t/tau}): 90 % of the gain
     from the first logged step is reached at t = -tau ln(0.1 (r_inf - r(1)) / (r_inf - r0))."""

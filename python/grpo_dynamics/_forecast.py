@@ -10,9 +10,11 @@ the first 40/55/70 % of the prefix, predict the mean of its last 15 %). The vali
 likelihood (Gaussian, error variance profiled out, one effective observation because the
 origins share their target) weights the candidates. Each candidate's predictive distribution
 is a normal around its prediction with variance max(parameter variance (delta method, held at
-its value at the prefix's end), drift x lead) plus the end window's noise (measured about the
-fitted curve), where the drift is the ensemble's validation error per unit lead; the forecast
-is the weight-mixture of these normals (docs/forecast.md, "Bands").
+its value at the prefix's end), drift x lead), where the drift is the ensemble's validation
+error per unit lead. The forecast is the weighted mean; its band is a normal whose variance is
+the larger of that validated error and the candidates' disagreement (the validated error already
+contains the disagreement, so the two are not added), plus the end window's noise (measured
+about the fitted curve; docs/forecast.md, "Bands").
 
 The plateau is reported only when the data identify it (:func:`grpo_dynamics.trend.progress`
 says the prefix reached a plateau, or it is slowing / trendless and the candidates agree on a
@@ -26,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -50,7 +53,6 @@ TARGET_FRACTION = 0.15  # validation target: the mean of the prefix's last 15 % 
 LEVEL_FRACTION = 0.2  # the "last level" model: mean of the last 20 % of the fitted points
 MIN_POINTS = 4
 MAX_FIT_POINTS = 150  # longer prefixes are fitted as this many bin means
-_N_DRAWS = 8000  # for the end window and the plateau; a quarter of it for the curve band
 _GRID = 200
 
 
@@ -438,20 +440,30 @@ def _residual_noise(
     return best[0], float(min(max(phi, 0.0), 0.9))
 
 
-def _mixture_quantiles(
+def _band(
     means: Array,
-    sds: Array,
+    param_var: Array,
+    drift_var: Array | float,
     weights: Array,
-    probs: Sequence[float],
-    rng: np.random.Generator,
-    n_draws: int = _N_DRAWS,
-) -> Array:
-    """Quantiles of sum_m w_m N(means[m], sds[m]^2), column by column (means: (M, K))."""
-    counts = rng.multinomial(n_draws, weights)
-    idx = np.repeat(np.arange(weights.size), counts)
-    zs = rng.standard_normal(n_draws)
-    draws = means[idx] + sds[idx] * zs[:, None]
-    return np.asarray(np.quantile(draws, probs, axis=0), dtype=float)
+    z: float,
+    noise_var: float = 0.0,
+) -> tuple[Array, Array, Array]:
+    """(mean, lower, upper) of the combined forecast; means and param_var are (M,) or (M, K)
+    (M candidates), drift_var broadcasts against them, ``noise_var`` (the end window's own
+    noise) is added to the variance.
+
+    The band is a normal around the weighted mean whose variance is the larger of two estimates
+    of the combination's error (docs/forecast.md, "Bands"): the validated one, each candidate's
+    max(parameter variance, drift x lead) weighted, and the candidates' disagreement (their
+    weighted spread about the mean) plus their parameter variance. The validated drift is the
+    combination's own held-back error, so it already contains the disagreement the candidates
+    had at the origins: adding the two counted that part twice.
+    """
+    mean = weights @ means
+    validated = weights @ np.maximum(param_var, drift_var)
+    disagreement = weights @ (means - mean) ** 2 + weights @ param_var
+    half = z * np.sqrt(np.maximum(validated, disagreement) + noise_var)
+    return mean, mean - half, mean + half
 
 
 def forecast(
@@ -480,7 +492,8 @@ def forecast(
       ``Forecast.end`` (default 10 % of the span from the first step to ``horizon``).
     level: central probability of every band. reward_range: (lo, hi), the reward's possible
       range when known: plateaus and bands stay inside it. candidates: a subset of
-      :data:`CANDIDATES`. seed: for the mixture's quantiles.
+      :data:`CANDIDATES`. seed: kept for callers; the bands are closed-form normals, so it
+      changes nothing.
     t0: the step training started, the oscillator candidate's from-rest time (docs/model.md);
       default the first logged step (the other candidates have a free origin).
     """
@@ -523,7 +536,6 @@ def forecast(
         window = 0.1 * (float(horizon) - float(t[0]))
     if not window > 0:
         raise ValueError(f"window: must be > 0, got {window}")
-    rng = np.random.default_rng(seed)
     n = n_raw = t.size
     prog = _progress(t, y)
     trend_dir = "none" if prog.overall is None else prog.overall.direction
@@ -645,17 +657,15 @@ def forecast(
     # out, the delta method is ruled by weakly identified shape parameters such as pow3's or
     # MMF's exponent and says nothing the validation does not measure; docs/forecast.md, "Bands")
     xg_in, xe_in = np.minimum(xg, 1.0), np.minimum(xe, 1.0)
-    var_g = np.array([np.maximum(c.gradient_var(xg_in), drift * lead_g) for c in comps])
-    means_e = np.array([[float(np.mean(c.curve(xe)))] for c in comps])
-    var_e = np.array(
-        [[max(float(np.mean(c.gradient_var(xe_in))), drift * lead_e) + end_noise] for c in comps]
+    par_g = np.array([c.gradient_var(xg_in) for c in comps])
+    means_e = np.array([float(np.mean(c.curve(xe))) for c in comps])
+    par_e = np.array([float(np.mean(c.gradient_var(xe_in))) for c in comps])
+    z_band = NormalDist().inv_cdf(0.5 + float(level) / 2.0)
+    mean_g, lower_g, upper_g = _band(means_g, par_g, drift * lead_g, w, z_band)
+    # the end window's band also holds the window mean's own noise
+    mean_e, lower_e, upper_e = (
+        float(v) for v in _band(means_e, par_e, drift * lead_e, w, z_band, end_noise)
     )
-    alpha = (1.0 - float(level)) / 2.0
-    probs = [alpha, 1.0 - alpha]
-    band_g = _mixture_quantiles(means_g, np.sqrt(var_g), w, probs, rng, _N_DRAWS // 4)
-    band_e = _mixture_quantiles(means_e, np.sqrt(var_e), w, probs, rng)[:, 0]
-    mean_g = w @ means_g
-    mean_e = float(w @ means_e[:, 0])
 
     def back(v: Array | float) -> Array:
         out = np.asarray(v, float) * fr.scale + fr.centre
@@ -663,14 +673,14 @@ def forecast(
             out = np.clip(out, rng_range[0], rng_range[1])
         return out
 
-    end = Interval(float(back(mean_e)), float(back(band_e[0])), float(back(band_e[1])))
+    end = Interval(float(back(mean_e)), float(back(lower_e)), float(back(upper_e)))
 
-    # plateau: the mixture of the candidates' limits, identified only when the data say so
+    # plateau: the combination of the candidates' limits, identified only when the data say so
     asym = np.array([c.asymptote for c in comps])
     lead_inf = max(lead_e, 1.0)
-    var_a = np.array([max(c.asymptote_var, drift * lead_inf) for c in comps])
-    band_a = _mixture_quantiles(asym[:, None], np.sqrt(var_a)[:, None], w, probs, rng)[:, 0]
-    plateau_est = float(w @ asym)
+    var_a = np.array([c.asymptote_var for c in comps])
+    plateau_est, lo_a, hi_a = (float(v) for v in _band(asym, var_a, drift * lead_inf, w, z_band))
+    band_a = (lo_a, hi_a)
     at_edge = float(
         np.sum(w[(asym <= a_lo + 1e-6 * (a_hi - a_lo)) | (asym >= a_hi - 1e-6 * (a_hi - a_lo))])
     )
@@ -759,8 +769,8 @@ def forecast(
         reward_range=rng_range,
         t=t_grid,
         mean=back(mean_g),
-        lower=back(band_g[0]),
-        upper=back(band_g[1]),
+        lower=back(lower_g),
+        upper=back(upper_g),
         warnings=tuple(notes),
         _curve=curve,
     )
