@@ -1,11 +1,13 @@
 #include "bindings.hpp"
 
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "grpo_dynamics/fit.hpp"
+#include "grpo_dynamics/fit_kernel.hpp"
 #include "grpo_dynamics/messages.hpp"
 
 namespace {
@@ -188,6 +190,33 @@ void bind_fit_options(py::module_& m) {
       .def("__repr__", &repr);
 }
 
+// The fitter's inner loop on one uniform grid, for tests (docs/fitting.md, "Speed").
+py::tuple fit_normal_sums(double t_first, double dt, const DoubleArray& y, const DoubleArray& w,
+                          double r0, double r_inf, double tau, double mu, double t0, int n_params,
+                          const std::optional<DoubleArray>& scale) {
+  require_1d(y, "y: must be a 1-D array");
+  require_1d(w, "w: must be a 1-D array of the length of y", y.shape(0));
+  if (n_params != 3 && n_params != 4)
+    throw std::invalid_argument(gd::must("n_params", "3 or 4", n_params));
+  if (n_params == 3 && mu != 0.0) throw std::invalid_argument(gd::must("mu", "0 with n_params = 3", mu));
+  if (scale) require_1d(*scale, "scale: must have 4 entries", 4);
+  if (!std::isfinite(t_first)) throw std::invalid_argument(gd::must("t_first", "finite", t_first));
+  if (!(dt > 0) || !std::isfinite(dt)) throw std::invalid_argument(gd::must("dt", "finite and > 0", dt));
+  const gd::OscillatorParams params{r0, r_inf, tau, mu, t0, 0.0};
+  gd::detail::validate(params);
+  gd::detail::NormalSums sums;
+  const bool finite = gd::detail::oscillator_normal_sums(
+      t_first, dt, static_cast<std::size_t>(y.shape(0)), params, y.data(), w.data(), n_params,
+      scale ? scale->data() : nullptr, sums);
+  py::array_t<double> a({4, 4});
+  py::array_t<double> g(4);
+  for (int j = 0; j < 4; ++j) {
+    g.mutable_at(j) = sums.g[j];
+    for (int k = 0; k < 4; ++k) a.mutable_at(j, k) = j <= k ? sums.a[j][k] : sums.a[k][j];
+  }
+  return py::make_tuple(finite, sums.rss, a, g);
+}
+
 }  // namespace
 
 void bind_fit(py::module_& m) {
@@ -201,6 +230,13 @@ void bind_fit(py::module_& m) {
         py::arg("upper"), py::arg("p0"), py::arg("threads"), py::arg("options") = gd::FitOptions(),
         "Fit every series of a ragged batch with bounded Levenberg-Marquardt (docs/fitting.md).\n"
         "Ctrl-C interrupts it (KeyboardInterrupt) between series.");
+  m.def("_fit_normal_sums", &fit_normal_sums, py::arg("t_first"), py::arg("dt"), py::arg("y"),
+        py::arg("w"), py::arg("r0"), py::arg("r_inf"), py::arg("tau"), py::arg("mu"),
+        py::arg("t0"), py::arg("n_params"), py::arg("scale") = py::none(),
+        "(finite, rss, J^T W J, J^T W (f - y)) of the fitter's inner loop on the grid t_first + i dt "
+        "(for tests; columns r0, r_inf, tau, mu, each times scale).");
+  m.def("_fit_kernel_isa", [] { return std::string(gd::detail::fit_kernel_isa()); },
+        "The clone of the fitter's inner loop in use: 'avx2' or 'baseline'.");
   m.def("logistic_curve", &logistic_curve, py::arg("t"), py::arg("r_lo"), py::arg("r_hi"),
         py::arg("t_mid"), py::arg("s"),
         "Logistic curve and its analytic Jacobian (columns r_lo, r_hi, t_mid, s).");

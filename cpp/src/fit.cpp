@@ -285,11 +285,35 @@ bool evaluate_normal(const Problem& pb, const double* x, double t0, Workspace& w
   return true;
 }
 
-// f and J at x (model coordinates) into ws.f_best / ws.jac_best, for the statistics.
-bool evaluate_optimum(const Problem& pb, const double* x, Workspace& ws) {
+// The optimum's RSS and normal equations, for the statistics (its values are in ws.f_best).
+struct Optimum {
+  double rss = kInf;
+  MatP A;
+  VecP g;
+};
+
+// Evaluates the optimum x (model coordinates): values into ws.f_best, RSS and normal equations
+// into opt. The oscillator/exponential on a uniform grid reuse LM's fused pass for the sums
+// (the RSS LM minimised) and take the values from the value-only recurrence; other models
+// evaluate f and J and form the sums from them.
+bool evaluate_optimum(const Problem& pb, const double* x, double t0, Workspace& ws, Optimum& opt) {
   ws.f_best.resize(pb.n);
+  if (pb.model->model() != FitModel::kLogistic && pb.grid.uniform) {
+    if (!evaluate_normal(pb, x, t0, ws, opt.rss, opt.A, opt.g)) return false;
+    try {
+      pb.model->eval(pb.grid, x, ws.f_best.data(), nullptr);
+    } catch (const std::exception&) {
+      return false;
+    }
+    for (std::size_t i = 0; i < pb.n; ++i)
+      if (!std::isfinite(ws.f_best[i])) return false;
+    return true;
+  }
   ws.jac_best.resize(pb.n * kJacStride);
-  return eval_safe(pb, x, ws.f_best.data(), ws.jac_best.data());
+  if (!eval_safe(pb, x, ws.f_best.data(), ws.jac_best.data())) return false;
+  opt.rss = weighted_rss(ws.f_best.data(), pb.y, pb.w, pb.n);
+  normal_equations(ws.f_best.data(), ws.jac_best.data(), pb.y, pb.w, pb.n, pb.p, opt.A, opt.g);
+  return true;
 }
 
 // Classic Levenberg-Marquardt with Marquardt (diagonal) scaling and box bounds handled by an
@@ -640,17 +664,15 @@ double r2_window_means(const Problem& pb, const double* f, std::size_t win) {
   return tss > 0 ? 1.0 - sum_d2 / tss : kNaN;
 }
 
-// Writes row i of the output from the optimum `best` (its evaluation is in ws.f_best /
-// ws.jac_best).
-void write_statistics(const Problem& pb, const LmRun& best, const FitOptions& o,
-                        Workspace& ws, std::size_t i, const BatchFitOutput& out) {
+// Writes row i of the output from the optimum `best` (its evaluation: opt and ws.f_best).
+void write_statistics(const Problem& pb, const LmRun& best, const Optimum& opt,
+                      const FitOptions& o, Workspace& ws, std::size_t i,
+                      const BatchFitOutput& out) {
   const int p = pb.p;
   const std::size_t n = pb.n;
   (*out.reason)[i].clear();
-  const double rss = weighted_rss(ws.f_best.data(), pb.y, pb.w, n);
-  MatP A;
-  VecP g;
-  normal_equations(ws.f_best.data(), ws.jac_best.data(), pb.y, pb.w, n, p, A, g);
+  const double rss = opt.rss;
+  const MatP& A = opt.A;
   int k_est = 0;
   int free_idx[kMaxFitParams];
   int nfree = 0;
@@ -885,18 +907,20 @@ void fit_one(const SeriesView& s, std::size_t i, const CurveModel& model, const 
                                              : clip(std::exp(run.x[j]), pb.lower[j], pb.upper[j]);
       run.n_iter += best.n_iter;
       // the RSS in the model's own parameters (the exp of the logs rounds)
-      if (evaluate_optimum(pb, run.x, ws)) {
-        run.rss = weighted_rss(ws.f_best.data(), pb.y, pb.w, pb.n);
+      Optimum at_run;
+      if (evaluate_optimum(pb, run.x, o.t0, ws, at_run)) {
+        run.rss = at_run.rss;
         best = run;
       }
     }
   }
   // The statistics need f and J at the optimum (LM itself keeps only the normal equations).
-  if (!std::isfinite(best.rss) || !evaluate_optimum(pb, best.x, ws))
+  Optimum opt;
+  if (!std::isfinite(best.rss) || !evaluate_optimum(pb, best.x, o.t0, ws, opt))
     return bad_input(out, i, p, "r: model could not be evaluated on this series");
 
   // Statistics at the optimum (docs/fitting.md, "Statistics").
-  write_statistics(pb, best, o, ws, i, out);
+  write_statistics(pb, best, opt, o, ws, i, out);
   // Degenerate neighbourhood of mu = 0 (docs/fitting.md, "Identifiability at mu = 0"): at
   // mu = 0 the mu column of J equals x0 dr/dr0 - tau dr/dtau, so J^T W J is rank-deficient and
   // mu is identified only at second order (its effect beyond the reparametrisation is
@@ -912,9 +936,10 @@ void fit_one(const SeriesView& s, std::size_t i, const CurveModel& model, const 
     if (std::isfinite(run.rss) && lr <= 2.0) {  // AIC of the nested model is not higher
       LmRun chosen = run;
       chosen.n_iter += best.n_iter;
-      if (!evaluate_optimum(pb, chosen.x, ws))
+      Optimum nested_opt;
+      if (!evaluate_optimum(pb, chosen.x, o.t0, ws, nested_opt))
         return bad_input(out, i, p, "r: model could not be evaluated on this series");
-      write_statistics(pb, chosen, o, ws, i, out);
+      write_statistics(pb, chosen, nested_opt, o, ws, i, out);
       char buf[256];
       std::snprintf(buf, sizeof buf,
                     "mu set to 0 (its bound): the optimum mu = %.3g lies where mu is not "

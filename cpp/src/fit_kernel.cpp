@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 
@@ -376,12 +377,28 @@ __attribute__((target("avx2"))) bool normal_sums_avx2(double t_first, double dt,
 
 }  // namespace
 
+namespace {
+bool use_avx2() {
+#ifdef GD_HAS_AVX2_CLONE
+  static const bool avx2 = [] {
+    const char* isa = std::getenv("GRPO_DYNAMICS_FIT_ISA");
+    if (isa != nullptr && std::strcmp(isa, "baseline") == 0) return false;
+    return __builtin_cpu_supports("avx2") != 0;
+  }();
+  return avx2;
+#else
+  return false;
+#endif
+}
+}  // namespace
+
+const char* fit_kernel_isa() { return use_avx2() ? "avx2" : "baseline"; }
+
 bool oscillator_normal_sums(double t_first, double dt, std::size_t n, const OscillatorParams& p,
                             const double* y, const double* w, int n_params, const double* scale,
                             NormalSums& out) {
 #ifdef GD_HAS_AVX2_CLONE
-  static const bool avx2 = __builtin_cpu_supports("avx2");
-  if (avx2) return normal_sums_avx2(t_first, dt, n, p, y, w, n_params, scale, out);
+  if (use_avx2()) return normal_sums_avx2(t_first, dt, n, p, y, w, n_params, scale, out);
 #endif
   return normal_sums_baseline(t_first, dt, n, p, y, w, n_params, scale, out);
 }

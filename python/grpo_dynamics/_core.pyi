@@ -84,6 +84,20 @@ def logistic_curve(
     t: ArrayLike, r_lo: float, r_hi: float, t_mid: float, s: float
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...
 def fit_model_param_names(model: str) -> list[str]: ...
+def _fit_normal_sums(
+    t_first: float,
+    dt: float,
+    y: ArrayLike,
+    w: ArrayLike,
+    r0: float,
+    r_inf: float,
+    tau: float,
+    mu: float,
+    t0: float,
+    n_params: int,
+    scale: ArrayLike | None = None,
+) -> tuple[bool, float, NDArray[np.float64], NDArray[np.float64]]: ...
+def _fit_kernel_isa() -> str: ...
 
 # --- stability ------------------------------------------------------------------------------
 

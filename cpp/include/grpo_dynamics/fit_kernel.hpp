@@ -26,4 +26,9 @@ bool oscillator_normal_sums(double t_first, double dt, std::size_t n, const Osci
                             const double* y, const double* w, int n_params, const double* scale,
                             NormalSums& out);
 
+// The clone oscillator_normal_sums runs: "avx2" where the CPU has AVX2, else "baseline". The
+// environment variable GRPO_DYNAMICS_FIT_ISA=baseline (read once) forces the baseline clone, so
+// that tests can check both give the same numbers.
+const char* fit_kernel_isa();
+
 }  // namespace grpo_dynamics::detail
