@@ -102,6 +102,7 @@ struct LmRun {
 struct Workspace {
   std::vector<double> t, y, w;            // cleaned series
   std::vector<double> f, jac;             // scratch of the unfused evaluation (evaluate_normal)
+  std::vector<double> gaps;               // scratch: spacings, for the median logging interval
   std::vector<double> f_best, jac_best;   // the optimum's evaluation, for the statistics
   std::vector<double> t_grid, y_grid, w_grid, shape;  // subsample used to rank starts
   // Start shapes A(u) on a uniform subsample, kept across the series a worker fits: series that
@@ -247,7 +248,7 @@ bool model_coordinates(const Problem& pb, const double* x, double (&x_model)[kMa
 // evaluated there (a rejected step). The oscillator and the exponential on a uniform grid take
 // the fused pass; the logistic and irregular grids evaluate f and J into the workspace first.
 bool evaluate_normal(const Problem& pb, const double* x, double t0, Workspace& ws, double& rss,
-                     MatP& A, VecP& g) {
+                     MatP& A, VecP& g, double* values = nullptr) {
   const FitModel m = pb.model->model();
   const int p = pb.p;
   if (m != FitModel::kLogistic && pb.grid.uniform) {
@@ -266,7 +267,7 @@ bool evaluate_normal(const Problem& pb, const double* x, double t0, Workspace& w
     }
     detail::NormalSums sums;
     if (!detail::oscillator_normal_sums(pb.grid.t[0], pb.grid.dt, pb.n, prm, pb.y, pb.w, p,
-                                        any_log ? scale : nullptr, sums))
+                                        any_log ? scale : nullptr, sums, values))
       return false;
     rss = sums.rss;
     A.resize(p, p);
@@ -293,21 +294,12 @@ struct Optimum {
 };
 
 // Evaluates the optimum x (model coordinates): values into ws.f_best, RSS and normal equations
-// into opt. The oscillator/exponential on a uniform grid reuse LM's fused pass for the sums
-// (the RSS LM minimised) and take the values from the value-only recurrence; other models
-// evaluate f and J and form the sums from them.
+// into opt. The oscillator/exponential on a uniform grid reuse LM's fused pass (the RSS LM
+// minimised), which also writes the values; other models evaluate f and J and form the sums.
 bool evaluate_optimum(const Problem& pb, const double* x, double t0, Workspace& ws, Optimum& opt) {
   ws.f_best.resize(pb.n);
   if (pb.model->model() != FitModel::kLogistic && pb.grid.uniform) {
-    if (!evaluate_normal(pb, x, t0, ws, opt.rss, opt.A, opt.g)) return false;
-    try {
-      pb.model->eval(pb.grid, x, ws.f_best.data(), nullptr);
-    } catch (const std::exception&) {
-      return false;
-    }
-    for (std::size_t i = 0; i < pb.n; ++i)
-      if (!std::isfinite(ws.f_best[i])) return false;
-    return true;
+    return evaluate_normal(pb, x, t0, ws, opt.rss, opt.A, opt.g, ws.f_best.data());
   }
   ws.jac_best.resize(pb.n * kJacStride);
   if (!eval_safe(pb, x, ws.f_best.data(), ws.jac_best.data())) return false;
@@ -792,7 +784,8 @@ void fit_one(const SeriesView& s, std::size_t i, const CurveModel& model, const 
   if (!(span > 0)) return bad_input(out, i, p, "r: constant series (nothing to fit)");
 
   // Logging interval = median spacing: the shortest timescale the data can resolve.
-  std::vector<double> gaps(n - 1);
+  std::vector<double>& gaps = ws.gaps;
+  gaps.resize(n - 1);
   for (std::size_t k = 1; k < n; ++k) gaps[k - 1] = ws.t[k] - ws.t[k - 1];
   std::nth_element(gaps.begin(), gaps.begin() + gaps.size() / 2, gaps.end());
   const double dt = gaps[gaps.size() / 2];

@@ -156,7 +156,7 @@ GD_INLINE V4 geometric_anchor(double start, double step, double factor, std::siz
 template <int P>
 GD_INLINE bool normal_sums_impl(double t_first, double dt, std::size_t n, const OscillatorParams& p,
                                 const double* y, const double* w, const double* scale,
-                                NormalSums& out) {
+                                NormalSums& out, double* values) {
   const ShapeConstants k(p.mu);
   const double x0 = p.r0 - p.r_inf;
   const double inv_tau = 1.0 / p.tau;
@@ -172,6 +172,7 @@ GD_INLINE bool normal_sums_impl(double t_first, double dt, std::size_t n, const 
     s_before += w[first] * d * d;
     g0_before += j0 * (w[first] * d);
     a00_before += (w[first] * j0) * j0;
+    if (values != nullptr) values[first] = p.r0;
     ++first;
   }
   Sums S;
@@ -204,7 +205,8 @@ GD_INLINE bool normal_sums_impl(double t_first, double dt, std::size_t n, const 
     const double i_first = static_cast<double>(first);
     auto u_of = [&](V4 index) GD_LAMBDA_INLINE { return (vt_first + index * vdt - vt0) * vinv_tau; };
     // Emits four points from their shape values (write_point with v0 = 0, or write_settled).
-    auto emit = [&](V4 u, V4 a, V4 b, V4 ap, V4 bp, V4 a_mu, V4 yv, V4 wv) GD_LAMBDA_INLINE {
+    auto emit = [&](std::size_t j, V4 u, V4 a, V4 b, V4 ap, V4 bp, V4 a_mu, V4 yv,
+                    V4 wv) GD_LAMBDA_INLINE {
       const M4 settled = ((a == zero) & (b == zero) & (ap == zero) & (bp == zero)) | (u == inf);
       V4 f = sel(settled, vr_inf, vr_inf + vx0 * a);
       V4 j0 = sel(settled, zero, a);
@@ -218,6 +220,8 @@ GD_INLINE bool normal_sums_impl(double t_first, double dt, std::size_t n, const 
         j3 = j3 * s3;
       }
       add4<P>(S, f, j0, j1, j2, j3, yv, wv);
+      if (values != nullptr)
+        for (std::size_t l = 0; l < 4 && j + l < m; ++l) values[first + j + l] = lane(f, static_cast<int>(l));
     };
     if (k.root_form) {
       const bool has_fast_mode = k.mu > 0.0;
@@ -248,7 +252,7 @@ GD_INLINE bool normal_sums_impl(double t_first, double dt, std::size_t n, const 
         const V4 bp = a - diff_over_q;
         const V4 e2_terms_a = sel(e2v != zero, (dc2 + u * c2dl2) * e2v, zero);
         const V4 a_mu = (dc1 + c1 * u * dl1_dmu) * e1 - e2_terms_a;
-        emit(u, a, b, ap, bp, a_mu, yv, wv);
+        emit(j, u, a, b, ap, bp, a_mu, yv, wv);
         e1 = e1 * f1x4;
         e2 = e2 * f2x4;
       }
@@ -328,7 +332,7 @@ GD_INLINE bool normal_sums_impl(double t_first, double dt, std::size_t n, const 
         const V4 da_dalpha =
             -u * a + u * sh + two_alpha_m2 * u * u * (half * sh + alpha * u * dh);
         const V4 a_mu = dalpha_dmu * da_dalpha;
-        emit(u, a, b, ap, bp, a_mu, yv, wv);
+        emit(j, u, a, b, ap, bp, a_mu, yv, wv);
         ea = ea * fdx4;
         ep = ep * fpx4;
         em = em * fmx4;
@@ -359,9 +363,9 @@ GD_INLINE bool normal_sums_impl(double t_first, double dt, std::size_t n, const 
 
 bool normal_sums_baseline(double t_first, double dt, std::size_t n, const OscillatorParams& p,
                           const double* y, const double* w, int n_params, const double* scale,
-                          NormalSums& out) {
-  return n_params == 4 ? normal_sums_impl<4>(t_first, dt, n, p, y, w, scale, out)
-                       : normal_sums_impl<3>(t_first, dt, n, p, y, w, scale, out);
+                          NormalSums& out, double* values) {
+  return n_params == 4 ? normal_sums_impl<4>(t_first, dt, n, p, y, w, scale, out, values)
+                       : normal_sums_impl<3>(t_first, dt, n, p, y, w, scale, out, values);
 }
 
 #if defined(__GNUC__) && defined(__x86_64__)
@@ -369,9 +373,10 @@ bool normal_sums_baseline(double t_first, double dt, std::size_t n, const Oscill
 __attribute__((target("avx2"))) bool normal_sums_avx2(double t_first, double dt, std::size_t n,
                                                       const OscillatorParams& p, const double* y,
                                                       const double* w, int n_params,
-                                                      const double* scale, NormalSums& out) {
-  return n_params == 4 ? normal_sums_impl<4>(t_first, dt, n, p, y, w, scale, out)
-                       : normal_sums_impl<3>(t_first, dt, n, p, y, w, scale, out);
+                                                      const double* scale, NormalSums& out,
+                                                      double* values) {
+  return n_params == 4 ? normal_sums_impl<4>(t_first, dt, n, p, y, w, scale, out, values)
+                       : normal_sums_impl<3>(t_first, dt, n, p, y, w, scale, out, values);
 }
 #endif
 
@@ -396,11 +401,11 @@ const char* fit_kernel_isa() { return use_avx2() ? "avx2" : "baseline"; }
 
 bool oscillator_normal_sums(double t_first, double dt, std::size_t n, const OscillatorParams& p,
                             const double* y, const double* w, int n_params, const double* scale,
-                            NormalSums& out) {
+                            NormalSums& out, double* values) {
 #ifdef GD_HAS_AVX2_CLONE
-  if (use_avx2()) return normal_sums_avx2(t_first, dt, n, p, y, w, n_params, scale, out);
+  if (use_avx2()) return normal_sums_avx2(t_first, dt, n, p, y, w, n_params, scale, out, values);
 #endif
-  return normal_sums_baseline(t_first, dt, n, p, y, w, n_params, scale, out);
+  return normal_sums_baseline(t_first, dt, n, p, y, w, n_params, scale, out, values);
 }
 
 }  // namespace grpo_dynamics::detail

@@ -21,10 +21,10 @@ struct NormalSums {
 // dt > 0 and t_first finite. Returns false when a model value is not finite. Each point's value
 // and Jacobian row are those of trajectory_uniform (same recurrence, same expressions); the sums
 // run over four interleaved lanes (points i = 4m + l), vectorised where the CPU allows, with the
-// same result on every CPU.
+// same result on every CPU. values (optional, n entries) receives the model values.
 bool oscillator_normal_sums(double t_first, double dt, std::size_t n, const OscillatorParams& p,
                             const double* y, const double* w, int n_params, const double* scale,
-                            NormalSums& out);
+                            NormalSums& out, double* values = nullptr);
 
 // The clone oscillator_normal_sums runs: "avx2" where the CPU has AVX2, else "baseline". The
 // environment variable GRPO_DYNAMICS_FIT_ISA=baseline (read once) forces the baseline clone, so
