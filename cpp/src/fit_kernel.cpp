@@ -22,12 +22,6 @@
 #include <cstring>
 #include <limits>
 
-// The four-double vector type is passed only between always-inlined helpers; GCC's note that its
-// ABI differs with and without AVX does not apply.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
-
 namespace grpo_dynamics::detail {
 
 namespace {
@@ -203,10 +197,10 @@ GD_INLINE bool normal_sums_impl(double t_first, double dt, std::size_t n, const 
       wv = load(w_tail);
     };
     const double i_first = static_cast<double>(first);
-    auto u_of = [&](V4 index) GD_LAMBDA_INLINE { return (vt_first + index * vdt - vt0) * vinv_tau; };
+    auto u_of = [&](const V4& index) GD_LAMBDA_INLINE { return (vt_first + index * vdt - vt0) * vinv_tau; };
     // Emits four points from their shape values (write_point with v0 = 0, or write_settled).
-    auto emit = [&](std::size_t j, V4 u, V4 a, V4 b, V4 ap, V4 bp, V4 a_mu, V4 yv,
-                    V4 wv) GD_LAMBDA_INLINE {
+    auto emit = [&](std::size_t j, const V4& u, const V4& a, const V4& b, const V4& ap,
+                    const V4& bp, const V4& a_mu, const V4& yv, const V4& wv) GD_LAMBDA_INLINE {
       const M4 settled = ((a == zero) & (b == zero) & (ap == zero) & (bp == zero)) | (u == inf);
       V4 f = sel(settled, vr_inf, vr_inf + vx0 * a);
       V4 j0 = sel(settled, zero, a);
