@@ -13,7 +13,8 @@
 // Same result on every CPU: the four-lane code is compiled twice, for the baseline x86-64 ISA
 // and for AVX2 (chosen at run time), from one source with floating-point contraction off (ISO
 // C++ mode, CMAKE_CXX_EXTENSIONS OFF), so both perform the same IEEE operations in the same
-// order. Without GCC/Clang vector extensions a portable four-double struct stands in.
+// order. Without GCC/Clang vector extensions a portable four-double struct stands in (built with
+// -DGRPO_PORTABLE_VECTORS on GCC it passes tests/test_fit_kernel.py and gives the same bits).
 #include "grpo_dynamics/fit_kernel.hpp"
 
 #include <algorithm>
@@ -26,7 +27,8 @@ namespace grpo_dynamics::detail {
 
 namespace {
 
-#if defined(__GNUC__)
+// GRPO_PORTABLE_VECTORS builds the plain-struct stand-in with GCC too (to test that path).
+#if defined(__GNUC__) && !defined(GRPO_PORTABLE_VECTORS)
 #define GD_INLINE inline __attribute__((always_inline))
 // Lambdas are inlined too: an out-of-line copy would be compiled for the baseline ISA and called
 // from the AVX2 clone with a different vector-argument ABI.
