@@ -505,3 +505,22 @@ def test_trajectory_rows_matches_the_old_numpy_curves() -> None:
         ref = _old_curve_values(model, p, t, 2.0)
         np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-12)
         assert np.all(ours[t < 2.0] == np.broadcast_to(p[:, :1], t.shape)[t < 2.0])
+
+
+@pytest.mark.parametrize("bad", [None, math.nan, math.inf, -math.inf])
+def test_grid_summary_without_gaps_or_with_one_non_finite_reward(bad: float | None) -> None:
+    """The no-gap shortcut of the shared-grid summary (taken when every row's min and max are
+    finite) against a per-series loop; one NaN or +-inf reward anywhere must leave it."""
+    rng = np.random.default_rng(8)
+    t = np.cumsum(rng.uniform(0.5, 2.0, 50))
+    R = rng.normal(size=(30, t.size))
+    if bad is not None:
+        R[17, 23] = bad
+    got = _fit._data_summary(t, R.reshape(-1), np.arange(31) * t.size, None)
+    for i in range(R.shape[0]):
+        keep = np.isfinite(R[i])
+        ti, ri = t[keep], R[i][keep]
+        tail = ti >= ti[-1] - 0.1 * (ti[-1] - ti[0])
+        expected = [ti[0], ti[-1], ri.min(), ri.max(), ri[tail].mean()]
+        row = [got.t_first[i], got.t_last[i], got.r_min[i], got.r_max[i], got.r_end[i]]
+        np.testing.assert_allclose(row, expected, rtol=1e-12)
