@@ -706,8 +706,11 @@ def _identify(batch: BatchFit, data: _DataSummary, threads: int = 1) -> BatchFit
     grid[:, :-1] = data.t_first[:, None] + span[:, None] * np.linspace(0.0, 1.0, _RANGE_GRID)
     grid[:, -1] = data.t_last - _END_WINDOW * span
     finite_rows = fitted & np.all(np.isfinite(p), axis=1) & np.isfinite(span)
-    safe_p = np.where(finite_rows[:, None], p, _SAFE_PARAMS[model])
-    safe_grid = np.where(finite_rows[:, None], grid, 0.0)
+    if finite_rows.all():  # the common case: nothing to stand in for
+        safe_p, safe_grid = p, grid
+    else:
+        safe_p = np.where(finite_rows[:, None], p, _SAFE_PARAMS[model])
+        safe_grid = np.where(finite_rows[:, None], grid, 0.0)
     values = _curve_values(model, safe_p, safe_grid, batch.t0, threads)
     curve = values[:, :-1]
     last = curve[:, -1]
