@@ -848,8 +848,7 @@ def _identify(batch: BatchFit, data: _DataSummary, threads: int = 1) -> BatchFit
     bad_rows = np.flatnonzero(~fitted).tolist()
     for row in bad_rows:
         dicts[row] = dict.fromkeys(names, "not fitted (bad input)")
-    unidentified = np.empty(n, dtype=object)
-    unidentified[:] = dicts
+    unidentified = np.fromiter(dicts, dtype=object, count=n)
 
     reason = batch.reason.copy()
     regime = batch.regime.copy()
