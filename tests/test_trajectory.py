@@ -336,3 +336,110 @@ def test_bad_times_raise_value_error():
         _core.trajectory_uniform(0.0, -1.0, 5, 0, 1, 2, 0.5)
     with pytest.raises(ValueError, match="conversion|mass|damping"):
         gd.physical_to_shape(-1.0, 1.0, 1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# many curves at once (_core.trajectory_rows: fit_many's identification evaluates every fit)
+
+
+def _rows_case(seed=5):
+    """Rows across the regimes (mu = 0, tiny, near/at 1/4, oscillatory, huge) and times that
+    start before t0, each row on its own times."""
+    rng = np.random.default_rng(seed)
+    params = np.array(
+        [
+            [rng.uniform(-1, 1), rng.uniform(-1, 1), tau, mu]
+            for mu in SPECIAL_MU + [1e4]
+            for tau in (0.3, 25.0, 800.0)
+        ]
+    )
+    t = np.sort(rng.uniform(-40.0, 2500.0, (params.shape[0], 37)), axis=1)
+    return params, t
+
+
+@pytest.mark.parametrize("threads", [1, 2, 0])
+def test_trajectory_rows_is_the_trajectory_of_each_row(threads):
+    params, t = _rows_case()
+    t0 = 3.0
+    values = _core.trajectory_rows(params, t, t0, threads)
+    assert values.shape == t.shape and values.dtype == np.float64
+    for i, (r0, r_inf, tau, mu) in enumerate(params):
+        np.testing.assert_array_equal(values[i], gd.trajectory(t[i], r0, r_inf, tau, mu, t0=t0))
+    # before t0: held at r0 (the model starts from rest)
+    before = t < t0
+    assert before.any()
+    np.testing.assert_array_equal(values[before], np.broadcast_to(params[:, :1], t.shape)[before])
+
+
+def test_trajectory_rows_against_independent_references():
+    """Three columns are the exponential (mu = 0): the exact exp; an oscillatory and an
+    overdamped row against scipy's ODE solver."""
+    rng = np.random.default_rng(6)
+    p3 = np.column_stack([rng.uniform(-1, 1, 20), rng.uniform(-1, 1, 20), rng.uniform(1, 300, 20)])
+    t = np.sort(rng.uniform(0.0, 1000.0, (20, 50)), axis=1)
+    exact = p3[:, 1:2] + (p3[:, :1] - p3[:, 1:2]) * np.exp(-t / p3[:, 2:3])
+    np.testing.assert_allclose(_core.trajectory_rows(p3, t), exact, rtol=0, atol=1e-14)
+    grid = np.linspace(0.0, 300.0, 61)
+    params = np.array([[0.1, 0.8, 20.0, 1.5], [0.1, 0.8, 20.0, 0.1]])
+    values = _core.trajectory_rows(params, np.vstack([grid, grid]))
+    for row, p in zip(values, params, strict=True):
+        np.testing.assert_allclose(row, ode_reference(grid, *p), rtol=0, atol=1e-10)
+
+
+def test_trajectory_rows_non_finite_or_invalid_rows_are_nan():
+    params, t = _rows_case()
+    bad = {
+        1: [math.nan, 0.5, 2.0, 0.1],
+        4: [0.0, math.inf, 2.0, 0.1],
+        7: [0.0, 0.5, math.nan, 0.1],
+        9: [0.0, 0.5, 2.0, -math.inf],
+        12: [0.0, 0.5, 0.0, 0.1],  # tau must be > 0
+        15: [0.0, 0.5, 2.0, -0.1],  # mu must be >= 0
+    }
+    for i, row in bad.items():
+        params[i] = row
+    t[20, 5] = math.nan
+    values = _core.trajectory_rows(params, t, 0.0, 2)
+    assert np.isnan(values[list(bad)]).all()
+    good = np.setdiff1d(np.arange(params.shape[0]), list(bad))
+    assert np.isfinite(values[good][:, :]).sum() == good.size * t.shape[1] - 1
+    assert math.isnan(values[20, 5])
+    # infinite times are the limits: r0 long before the start, the plateau long after it
+    inf_t = np.array([[-math.inf, -1.0, math.inf]])
+    np.testing.assert_array_equal(
+        _core.trajectory_rows(np.array([[0.2, 0.9, 5.0, 0.7]]), inf_t), [[0.2, 0.2, 0.9]]
+    )
+
+
+def test_trajectory_rows_accepts_integer_input_and_empty_batches():
+    np.testing.assert_array_equal(
+        _core.trajectory_rows([[0, 1, 2]], [[0, 1]]),
+        [gd.trajectory([0.0, 1.0], 0.0, 1.0, 2.0, 0.0)],
+    )
+    assert _core.trajectory_rows(np.zeros((0, 4)), np.zeros((0, 7))).shape == (0, 7)
+    assert _core.trajectory_rows(np.ones((3, 4)), np.zeros((3, 0))).shape == (3, 0)
+
+
+@pytest.mark.parametrize(
+    ("args", "name"),
+    [
+        ((np.ones((2, 2)), np.zeros((2, 3))), "params"),
+        ((np.ones((2, 5)), np.zeros((2, 3))), "params"),
+        ((np.ones(4), np.zeros((1, 3))), "params"),
+        ((np.ones((2, 4)), np.zeros((3, 3))), "t"),
+        ((np.ones((2, 4)), np.zeros(3)), "t"),
+        ((np.ones((2, 4)), np.zeros((2, 3, 1))), "t"),
+        ((np.array([["a", "b", "c"]]), np.zeros((1, 3))), "params"),
+        ((np.ones((1, 3), dtype=complex), np.zeros((1, 3))), "params"),
+        ((np.ones((1, 3)), np.zeros((1, 3), dtype=bool)), "t"),
+        ((np.ones((1, 3)), None), "t"),
+        ((None, np.zeros((1, 3))), "params"),
+        ((np.ones((1, 3)), [[0.0, "x"]]), "t"),
+        ((np.ones((1, 3)), np.zeros((1, 3)), math.nan), "t0"),
+        ((np.ones((1, 3)), np.zeros((1, 3)), 0.0, -1), "threads"),
+        ((np.ones((1, 3)), np.zeros((1, 3)), 0.0, True), "threads"),
+    ],
+)
+def test_trajectory_rows_bad_input_is_a_value_error_naming_the_argument(args, name):
+    with pytest.raises(ValueError, match=f"^{name}: must be"):
+        _core.trajectory_rows(*args)

@@ -24,6 +24,9 @@ def trajectory_uniform(
     t0: float = 0.0,
     v0: float = 0.0,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...
+def trajectory_rows(
+    params: ArrayLike, t: ArrayLike, t0: float = 0.0, threads: int = 1
+) -> NDArray[np.float64]: ...
 
 # --- fit ------------------------------------------------------------------------------------
 

@@ -535,18 +535,22 @@ def _grid_summary(
     t: NDArray[np.float64], R: NDArray[np.float64], w_flat: NDArray[np.float64] | None
 ) -> _DataSummary:
     """:func:`_data_summary` for a 2-D batch on one grid ``t`` (increasing)."""
-    if w_flat is None and R.size and np.isfinite(R).all():
-        # No gaps (the common case): one first/last step and one tail for every series.
-        n = R.shape[0]
-        cut = t[-1] - _END_WINDOW * (t[-1] - t[0])
-        end_part = R[:, int(np.searchsorted(t, cut)) :]
-        return _DataSummary(
-            t_first=np.full(n, t[0]),
-            t_last=np.full(n, t[-1]),
-            r_min=R.min(axis=1),
-            r_max=R.max(axis=1),
-            r_end=end_part.sum(axis=1) / end_part.shape[1],
-        )
+    if w_flat is None and R.size:
+        # min and max carry NaN and +-inf: every reward is finite iff every row's extremes are
+        # (one pass fewer over R than testing np.isfinite(R) first).
+        r_min, r_max = R.min(axis=1), R.max(axis=1)
+        if np.isfinite(r_min).all() and np.isfinite(r_max).all():
+            # No gaps (the common case): one first/last step and one tail for every series.
+            n = R.shape[0]
+            cut = t[-1] - _END_WINDOW * (t[-1] - t[0])
+            end_part = R[:, int(np.searchsorted(t, cut)) :]
+            return _DataSummary(
+                t_first=np.full(n, t[0]),
+                t_last=np.full(n, t[-1]),
+                r_min=r_min,
+                r_max=r_max,
+                r_end=end_part.sum(axis=1) / end_part.shape[1],
+            )
     valid = np.isfinite(R)
     if w_flat is not None:
         w = w_flat.reshape(R.shape)
@@ -573,14 +577,17 @@ def _grid_summary(
 
 
 def _curve_values(
-    model: str, params: NDArray[np.float64], t: NDArray[np.float64], t0: float
+    model: str,
+    params: NDArray[np.float64],
+    t: NDArray[np.float64],
+    t0: float,
+    threads: int = 1,
 ) -> NDArray[np.float64]:
-    """Fitted curves of many series at times ``t`` (n, m), vectorised over series.
+    """Fitted curves of many series at times ``t`` (n, m), one row per series.
 
-    Oscillator/exponential (docs/model.md, closed-form trajectory), written for every ``mu``
-    as ``r_inf + x0 e^{-a u} (C(b u) + a u S(b u))`` with ``a = 1/(2 mu tau)``,
-    ``b^2 = a^2 (1 - 4 mu)`` and C, S = cosh, sinh(z)/z (cos, sin(z)/z when ``mu > 1/4``);
-    ``e^{-a u} cosh(b u)`` is formed without overflow. Before ``t0`` the curve is ``r0``.
+    Oscillator/exponential: the exact closed form in the compiled core (docs/model.md,
+    "Closed-form trajectory"; ``_core.trajectory_rows``, rows split over ``threads``); before
+    ``t0`` the curve is ``r0``. Logistic: ``r_lo + (r_hi - r_lo) expit((t - t_mid) / s)``.
     """
     if model == "logistic":
         from scipy.special import expit
@@ -588,54 +595,46 @@ def _curve_values(
         r_lo, r_hi, t_mid, s = (params[:, j : j + 1] for j in range(4))
         with np.errstate(all="ignore"):
             return np.asarray(r_lo + (r_hi - r_lo) * expit((t - t_mid) / s))
-    r0, r_inf, tau = (params[:, j : j + 1] for j in range(3))
-    mu = params[:, 3:4] if model == "oscillator" else np.zeros_like(tau)
-    u = np.maximum(t - t0, 0.0)
-    with np.errstate(all="ignore"):
-        disc = 1.0 - 4.0 * mu
-        q = np.sqrt(np.abs(disc))
-        over = disc >= 0
-        slow = 2.0 / (tau * (1.0 + q))  # -s1, stable for small mu
-        a = 1.0 / (2.0 * mu * tau)
-        z = q * a * u  # b u (overdamped) or w u (oscillatory)
-        big = over & (z > 20.0)
-        c = np.where(over, np.cosh(np.minimum(z, 20.0)), np.cos(z))
-        sh = np.where(
-            z > 1e-8,
-            np.where(over, np.sinh(np.minimum(z, 20.0)), np.sin(z)) / np.where(z > 0, z, 1.0),
-            1.0,
-        )
-        direct = np.exp(-a * u) * (c + a * u * sh)
-        # z > 20: e^{-a u} cosh(b u) = e^{-(a - b) u} / 2 to double precision, a - b = slow.
-        asym = 0.5 * np.exp(-slow * u) * (1.0 + 1.0 / np.where(q > 0, q, 1.0))
-        phi = np.where(big, asym, direct)
-        phi = np.where(mu == 0, np.exp(-u / tau), phi)
-    return np.asarray(r_inf + (r0 - r_inf) * phi)
+    return _core.trajectory_rows(params, t, t0, threads)
 
 
-def _fmt(x: float) -> str:
-    return f"{x:.4g}"
+def _fmts(values: NDArray[np.float64]) -> list[str]:
+    """Every entry to 4 significant digits, as messages show numbers."""
+    return [f"{x:.4g}" for x in values.tolist()]
 
 
-def _identify(batch: BatchFit, data: _DataSummary) -> BatchFit:
+def _set_objects(target: NDArray[np.object_], rows: NDArray[np.intp], items: list[str]) -> None:
+    """``target[rows] = items`` for an object array, keeping the items themselves (Python str)."""
+    column = np.empty(len(items), dtype=object)
+    column[:] = items
+    target[rows] = column
+
+
+# Rows flagged by one test, and the message for each of them (in row order).
+_Messages = Callable[[NDArray[np.intp]], list[str]]
+
+
+def _identify(batch: BatchFit, data: _DataSummary, threads: int = 1) -> BatchFit:
     """Flag what the data do not identify, per series (docs/fitting.md, "Identification").
 
-    The tests are vectorised over series; strings are assembled only for flagged rows.
+    The tests are vectorised over series; strings and dicts are assembled only for flagged
+    rows (every other row gets its own empty dict). ``threads`` evaluates the fitted curves.
     """
     model, names = batch.model, batch.param_names
     n, n_par = batch.params.shape
     col = {name: j for j, name in enumerate(names)}
     p, se, lo, hi = batch.params, batch.stderr, batch.lower, batch.upper
     fitted = batch.status != "bad_input"
-    # (parameter, rows flagged, message for row i, whether it blocks "identified")
-    found: list[tuple[str, NDArray[np.bool_], Callable[[int], str], bool]] = []
+    # (parameter, rows flagged, their messages, whether it blocks "identified")
+    found: list[tuple[str, NDArray[np.intp], list[str], bool]] = []
 
-    def add(
-        name: str, mask: NDArray[np.bool_], message: Callable[[int], str], blocks: bool
-    ) -> None:
-        mask = mask & fitted
-        if mask.any():
-            found.append((name, mask, message, blocks))
+    def add(name: str, mask: NDArray[np.bool_], message: _Messages, blocks: bool) -> None:
+        rows = np.flatnonzero(mask & fitted)
+        if rows.size:
+            found.append((name, rows, message(rows), blocks))
+
+    def constant(text: str) -> _Messages:
+        return lambda rows: [text] * rows.size
 
     with np.errstate(invalid="ignore"):
         width = hi - lo
@@ -673,111 +672,147 @@ def _identify(batch: BatchFit, data: _DataSummary) -> BatchFit:
                 mask &= ~near_lo[:, j]
             hint = hints.get((name, side), "the data push it beyond the allowed range")
             word = "lower" if side == "lo" else "upper"
+            bound = (lo if side == "lo" else hi)[:, j]
 
-            def msg(i: int, j: int = j, word: str = word, hint: str = hint) -> str:
-                bound = lo[i, j] if word == "lower" else hi[i, j]
-                return f"at its {word} bound {_fmt(bound)} ({hint}): set by the bound, not the data"
+            def msg(
+                rows: NDArray[np.intp],
+                word: str = word,
+                hint: str = hint,
+                bound: NDArray[np.float64] = bound,
+            ) -> list[str]:
+                return [
+                    f"at its {word} bound {b} ({hint}): set by the bound, not the data"
+                    for b in _fmts(bound[rows])
+                ]
 
             add(name, mask, msg, True)
         other = pinned[:, j] & ~near_lo[:, j] & ~near_hi[:, j]
-        add(name, other, lambda i: "held at a bound: set by the bound, not the data", True)
+        add(name, other, constant("held at a bound: set by the bound, not the data"), True)
         undefined = ~np.isfinite(se[:, j]) & ~pinned[:, j] & free[:, j]
         if model == "oscillator" and name == "mu":
             undefined &= ~(near_lo[:, j] & (lo[:, j] == 0.0))
         add(
             name,
             undefined,
-            lambda i: "standard error undefined (the data do not determine it)",
+            constant("standard error undefined (the data do not determine it)"),
             True,
         )
 
     plateau, timescale = _PLATEAU[model], _TIMESCALE[model]
     span = data.t_last - data.t_first
-    # The fitted curve over the data: its range, and its change over the last part of the span.
-    grid = data.t_first[:, None] + span[:, None] * np.linspace(0.0, 1.0, _RANGE_GRID)
+    # The fitted curve over the data: its range (on _RANGE_GRID points), and its change over the
+    # last part of the span (the extra last column: the start of that part).
+    grid = np.empty((n, _RANGE_GRID + 1))
+    grid[:, :-1] = data.t_first[:, None] + span[:, None] * np.linspace(0.0, 1.0, _RANGE_GRID)
+    grid[:, -1] = data.t_last - _END_WINDOW * span
     finite_rows = fitted & np.all(np.isfinite(p), axis=1) & np.isfinite(span)
-    safe_p = np.where(finite_rows[:, None], p, _SAFE_PARAMS[model])
-    safe_grid = np.where(finite_rows[:, None], grid, 0.0)
-    curve = _curve_values(model, safe_p, safe_grid, batch.t0)
-    end_t = (data.t_last - _END_WINDOW * span)[:, None]
-    before_end = _curve_values(model, safe_p, np.where(finite_rows[:, None], end_t, 0.0), batch.t0)
+    if finite_rows.all():  # the common case: nothing to stand in for
+        safe_p, safe_grid = p, grid
+    else:
+        safe_p = np.where(finite_rows[:, None], p, _SAFE_PARAMS[model])
+        safe_grid = np.where(finite_rows[:, None], grid, 0.0)
+    values = _curve_values(model, safe_p, safe_grid, batch.t0, threads)
+    curve = values[:, :-1]
     last = curve[:, -1]
-    change = last - before_end[:, 0]
+    change = last - values[:, -1]
     f_range = curve.max(axis=1) - curve.min(axis=1)
     plat = p[:, col[plateau]]
     with np.errstate(invalid="ignore", divide="ignore"):
         moving = finite_rows & (np.abs(change) >= _END_MOVE * f_range) & (f_range > 0)
         inside = (plat >= data.r_min) & (plat <= data.r_max)
-        add(
-            plateau,
-            moving & inside,
-            lambda i: (
-                f"{plateau} = {_fmt(plat[i])} lies inside the observed rewards "
-                f"[{_fmt(data.r_min[i])}, {_fmt(data.r_max[i])}] while the fitted curve still "
-                f"{'rises' if change[i] > 0 else 'falls'} by {abs(change[i]) / f_range[i]:.0%} "
-                f"of its range over the last {_END_WINDOW:.0%} of the span: it is not where the "
-                "curve is heading"
-            ),
-            True,
-        )
+
+        def heading(rows: NDArray[np.intp]) -> list[str]:
+            ratio = (np.abs(change[rows]) / f_range[rows]).tolist()
+            rises = (change[rows] > 0).tolist()
+            return [
+                f"{plateau} = {v} lies inside the observed rewards [{a}, {b}] while the fitted "
+                f"curve still {'rises' if up else 'falls'} by {x:.0%} of its range over the last "
+                f"{_END_WINDOW:.0%} of the span: it is not where the curve is heading"
+                for v, a, b, up, x in zip(
+                    _fmts(plat[rows]),
+                    _fmts(data.r_min[rows]),
+                    _fmts(data.r_max[rows]),
+                    rises,
+                    ratio,
+                    strict=True,
+                )
+            ]
+
+        add(plateau, moving & inside, heading, True)
         plat_se = se[:, col[plateau]]
         wide = np.isfinite(plat_se) & (4.0 * plat_se > f_range)
         add(
             plateau,
             wide,
-            lambda i: (
-                f"its +-2 stderr interval (+-{_fmt(2 * plat_se[i])}) is wider than the fitted "
-                f"gain over the data ({_fmt(f_range[i])})"
-            ),
+            lambda rows: [
+                f"its +-2 stderr interval (+-{a}) is wider than the fitted gain over the data ({b})"
+                for a, b in zip(_fmts(2 * plat_se[rows]), _fmts(f_range[rows]), strict=True)
+            ],
             True,
         )
         ts, ts_se = p[:, col[timescale]], se[:, col[timescale]]
         add(
             timescale,
             np.isfinite(ts_se) & (ts - 2.0 * ts_se <= 0.0),
-            lambda i: f"its +-2 stderr interval ({_fmt(ts[i])} +- {_fmt(2 * ts_se[i])}) includes 0",
+            lambda rows: [
+                f"its +-2 stderr interval ({a} +- {b}) includes 0"
+                for a, b in zip(_fmts(ts[rows]), _fmts(2 * ts_se[rows]), strict=True)
+            ],
             True,
         )
+        # The plateau and the timescale share one message for the same rows: built once.
+        shared: dict[str, list[str]] = {}
+
+        def once(key: str, message: _Messages) -> _Messages:
+            def cached(rows: NDArray[np.intp]) -> list[str]:
+                if key not in shared:
+                    shared[key] = message(rows)
+                return shared[key]
+
+            return cached
+
         if model == "logistic":
             t_mid, s = p[:, col["t_mid"]], p[:, col["s"]]
             late = data.t_last - t_mid < s
+            late_msg = once(
+                "late",
+                lambda rows: [
+                    f"the midpoint {a} plus one width {b} lies beyond the last step {c}: the "
+                    "approach to the upper level is not observed"
+                    for a, b, c in zip(
+                        _fmts(t_mid[rows]), _fmts(s[rows]), _fmts(data.t_last[rows]), strict=True
+                    )
+                ],
+            )
             for name in (plateau, timescale):
-                add(
-                    name,
-                    late,
-                    lambda i: (
-                        f"the midpoint {_fmt(t_mid[i])} plus one width {_fmt(s[i])} lies beyond "
-                        f"the last step {_fmt(data.t_last[i])}: the approach to the upper level "
-                        "is not observed"
-                    ),
-                    True,
-                )
+                add(name, late, late_msg, True)
         else:
             tau = p[:, col["tau"]]
             mu = p[:, col["mu"]] if model == "oscillator" else np.zeros(n)
             q = np.sqrt(np.abs(1.0 - 4.0 * mu))
             damping = np.where(mu > _CRITICAL_MU, 2.0 * mu * tau, tau * (1.0 + q) / 2.0)
             slow = damping > span
+            slow_msg = once(
+                "slow",
+                lambda rows: [
+                    f"the damping time {a} steps is longer than the observed span {b}: the "
+                    "approach to the plateau is not observed"
+                    for a, b in zip(_fmts(damping[rows]), _fmts(span[rows]), strict=True)
+                ],
+            )
             for name in (plateau, timescale):
-                add(
-                    name,
-                    slow,
-                    lambda i: (
-                        f"the damping time {_fmt(damping[i])} steps is longer than the observed "
-                        f"span {_fmt(span[i])}: the approach to the plateau is not observed"
-                    ),
-                    True,
-                )
+                add(name, slow, slow_msg, True)
             if model == "oscillator":
                 omega = q / (2.0 * mu * tau)
                 period = np.where(mu > _CRITICAL_MU, 2.0 * math.pi / omega, np.inf)
                 add(
                     "mu",
                     (mu > _CRITICAL_MU) & (period > span),
-                    lambda i: (
-                        f"regime not identified: the oscillation period {_fmt(period[i])} steps "
-                        f"is longer than the observed span {_fmt(span[i])}"
-                    ),
+                    lambda rows: [
+                        f"regime not identified: the oscillation period {a} steps is longer "
+                        f"than the observed span {b}"
+                        for a, b in zip(_fmts(period[rows]), _fmts(span[rows]), strict=True)
+                    ],
                     False,
                 )
                 mu_se = se[:, col["mu"]]
@@ -786,27 +821,34 @@ def _identify(batch: BatchFit, data: _DataSummary) -> BatchFit:
                     np.isfinite(mu_se)
                     & (mu - 2 * mu_se < _CRITICAL_MU)
                     & (mu + 2 * mu_se > _CRITICAL_MU),
-                    lambda i: (
-                        f"regime not identified: mu = {_fmt(mu[i])} +- 2 x "
-                        f"{_fmt(mu_se[i])} contains 1/4"
-                    ),
+                    lambda rows: [
+                        f"regime not identified: mu = {a} +- 2 x {b} contains 1/4"
+                        for a, b in zip(_fmts(mu[rows]), _fmts(mu_se[rows]), strict=True)
+                    ],
                     False,
                 )
 
     identified = fitted.copy()
-    unidentified = np.empty(n, dtype=object)
-    for row in range(n):
-        unidentified[row] = {}
-    for name, mask, message, blocks in found:
-        rows = np.flatnonzero(mask)
+    # Flagged rows only: {row: {parameter: reason}} in the order the tests above ran.
+    entries: dict[int, dict[str, str]] = {}
+    for name, rows, messages, blocks in found:
         if blocks:
             identified[rows] = False
-        for row in rows.tolist():
-            entry = unidentified[row]
-            why = message(row)
-            entry[name] = why if name not in entry else f"{entry[name]}; {why}"
-    for row in np.flatnonzero(~fitted).tolist():
-        unidentified[row] = {name: "not fitted (bad input)" for name in names}
+        for row, why in zip(rows.tolist(), messages, strict=True):
+            entry = entries.get(row)
+            if entry is None:
+                entries[row] = {name: why}
+            elif name in entry:
+                entry[name] = f"{entry[name]}; {why}"
+            else:
+                entry[name] = why
+    dicts: list[dict[str, str]] = [{} for _ in range(n)]
+    for row, entry in entries.items():
+        dicts[row] = entry
+    bad_rows = np.flatnonzero(~fitted).tolist()
+    for row in bad_rows:
+        dicts[row] = dict.fromkeys(names, "not fitted (bad input)")
+    unidentified = np.fromiter(dicts, dtype=object, count=n)
 
     reason = batch.reason.copy()
     regime = batch.regime.copy()
@@ -824,17 +866,31 @@ def _identify(batch: BatchFit, data: _DataSummary) -> BatchFit:
     end = np.where(np.isfinite(data.r_end), data.r_end, last)
     value[rising] = np.minimum(last, end)[rising]
     value[falling] = np.maximum(last, end)[falling]
-    for i in np.flatnonzero(fitted & np.array([bool(u) for u in unidentified])).tolist():
-        joined = "; ".join(f"{k}: {v}" for k, v in unidentified[i].items())
-        text[i] = joined
-        head = "not identified" if not identified[i] else "partly identified"
-        if kind[i] is not None:
-            word = "at least" if kind[i] == "at_least" else "at most"
-            head += f" (plateau {word} {_fmt(value[i])})"
-        reason[i] = f"{reason[i]}; {head}: {joined}" if reason[i] else f"{head}: {joined}"
-        if model == "oscillator" and (not identified[i] or "mu" in unidentified[i]):
-            regime[i] = "regime not identified"
-    for i in np.flatnonzero(~fitted).tolist():
+    flagged = np.array(sorted(entries), dtype=np.intp)
+    texts: list[str] = []
+    reasons: list[str] = []
+    unsure: list[bool] = []  # the oscillator's regime is then not identified
+    for i, ok, k, v, old in zip(
+        flagged.tolist(),
+        identified[flagged].tolist(),
+        kind[flagged].tolist(),
+        _fmts(value[flagged]),
+        reason[flagged].tolist(),
+        strict=True,
+    ):
+        entry = entries[i]
+        joined = "; ".join([f"{name}: {why}" for name, why in entry.items()])
+        head = "partly identified" if ok else "not identified"
+        if k is not None:
+            head += f" (plateau {'at least' if k == 'at_least' else 'at most'} {v})"
+        texts.append(joined)
+        reasons.append(f"{old}; {head}: {joined}" if old else f"{head}: {joined}")
+        unsure.append(not ok or "mu" in entry)
+    _set_objects(text, flagged, texts)
+    _set_objects(reason, flagged, reasons)
+    if model == "oscillator":
+        regime[flagged[np.array(unsure, dtype=bool)]] = "regime not identified"
+    for i in bad_rows:
         text[i] = f"not fitted (bad input): {reason[i]}"
     return dataclasses.replace(
         batch,
@@ -1204,7 +1260,7 @@ def fit_many(
     raw["sigma2"] = np.asarray(raw["sigma2"]) * w_scale
     batch = _to_batch(model, raw, opts.t0, overrides)
     _explain_max_iter(batch, opts.max_iter, summary.t_first)
-    return _identify(batch, summary)
+    return _identify(batch, summary, n_threads)
 
 
 def _explain_max_iter(batch: BatchFit, max_iter: int, t_first: NDArray[np.float64]) -> None:
