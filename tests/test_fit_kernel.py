@@ -72,7 +72,9 @@ def test_normal_sums_match_numpy_on_the_closed_form(tau: float, mu: float) -> No
                     assert rss == pytest.approx(rss_ref, rel=1e-11, abs=1e-13)
                     scale_a = max(1e-300, float(np.max(np.abs(A_ref))))
                     np.testing.assert_allclose(A[:p, :p], A_ref, rtol=0, atol=1e-11 * scale_a)
-                    scale_g = max(1e-300, float(np.max(np.abs(g_ref))), float(np.sqrt(rss_ref * scale_a)))
+                    scale_g = max(
+                        1e-300, float(np.max(np.abs(g_ref))), float(np.sqrt(rss_ref * scale_a))
+                    )
                     np.testing.assert_allclose(g[:p], g_ref, rtol=0, atol=1e-11 * scale_g)
                     if p == 3:
                         assert np.all(A[3] == 0.0) and g[3] == 0.0
@@ -107,9 +109,11 @@ for tau, mu in SHAPES:
     for n in (5, 64, 131):
         y = rng.uniform(0, 1, n); w = rng.uniform(0.5, 2, n)
         ok, rss, A, g = _core._fit_normal_sums(0.0, 1.5, y, w, 0.3, 0.9, tau, mu, 4.0, 4)
-        out["sums"].append([float(rss).hex()] + [float(v).hex() for v in A.ravel()] + [float(v).hex() for v in g])
+        values = np.concatenate([[rss], A.ravel(), g])
+        out["sums"].append([float(v).hex() for v in values])
 t = np.linspace(0, 300, 120)
-R = np.array([gd.trajectory(t, 0.1, 0.8, tau, mu) for tau in (15.0, 60.0) for mu in (0.0, 0.1, 0.6, 3.0)])
+shapes = [(tau, mu) for tau in (15.0, 60.0) for mu in (0.0, 0.1, 0.6, 3.0)]
+R = np.array([gd.trajectory(t, 0.1, 0.8, tau, mu) for tau, mu in shapes])
 R = R + 0.02 * np.random.default_rng(3).standard_normal(R.shape)
 fit = gd.fit_many(t, R, threads=1)
 out["fit"] = [float(v).hex() for v in np.concatenate([fit.params.ravel(), fit.rss])]
@@ -124,7 +128,12 @@ def _run_child(isa: str | None) -> dict:
         env["GRPO_DYNAMICS_FIT_ISA"] = isa
     code = f"SHAPES = {SHAPES!r}\n" + _CHILD
     done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=240, check=True
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=True,
     )
     return json.loads(done.stdout)
 
