@@ -205,16 +205,17 @@ py::tuple fit_normal_sums(double t_first, double dt, const DoubleArray& y, const
   const gd::OscillatorParams params{r0, r_inf, tau, mu, t0, 0.0};
   gd::detail::validate(params);
   gd::detail::NormalSums sums;
+  py::array_t<double> values(y.shape(0));
   const bool finite = gd::detail::oscillator_normal_sums(
       t_first, dt, static_cast<std::size_t>(y.shape(0)), params, y.data(), w.data(), n_params,
-      scale ? scale->data() : nullptr, sums);
+      scale ? scale->data() : nullptr, sums, values.mutable_data());
   py::array_t<double> a({4, 4});
   py::array_t<double> g(4);
   for (int j = 0; j < 4; ++j) {
     g.mutable_at(j) = sums.g[j];
     for (int k = 0; k < 4; ++k) a.mutable_at(j, k) = j <= k ? sums.a[j][k] : sums.a[k][j];
   }
-  return py::make_tuple(finite, sums.rss, a, g);
+  return py::make_tuple(finite, sums.rss, a, g, values);
 }
 
 }  // namespace
@@ -233,8 +234,8 @@ void bind_fit(py::module_& m) {
   m.def("_fit_normal_sums", &fit_normal_sums, py::arg("t_first"), py::arg("dt"), py::arg("y"),
         py::arg("w"), py::arg("r0"), py::arg("r_inf"), py::arg("tau"), py::arg("mu"),
         py::arg("t0"), py::arg("n_params"), py::arg("scale") = py::none(),
-        "(finite, rss, J^T W J, J^T W (f - y)) of the fitter's inner loop on the grid t_first + i dt "
-        "(for tests; columns r0, r_inf, tau, mu, each times scale).");
+        "(finite, rss, J^T W J, J^T W (f - y), f) of the fitter's inner loop on the grid "
+        "t_first + i dt (for tests; columns r0, r_inf, tau, mu, each times scale).");
   m.def("_fit_kernel_isa", [] { return std::string(gd::detail::fit_kernel_isa()); },
         "The clone of the fitter's inner loop in use: 'avx2' or 'baseline'.");
   m.def("logistic_curve", &logistic_curve, py::arg("t"), py::arg("r_lo"), py::arg("r_hi"),

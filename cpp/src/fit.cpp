@@ -64,8 +64,10 @@ Grid make_grid(const double* t, std::size_t n) {
   return g;
 }
 
-// Evaluates one model on one series' time points: the single place where a model meets the
-// data. Uniform grids take the trajectory's recurrence path (multiplications, no exp/cos/sin).
+// Evaluates one model on one series' time points (values and the n x 4 Jacobian; LM's normal
+// equations of the oscillator/exponential on uniform grids come from fit_kernel instead, see
+// evaluate_normal). Uniform grids take the trajectory's recurrence path (multiplications, no
+// exp/cos/sin).
 class CurveModel {
  public:
   CurveModel(FitModel model, double t0) : model_(model), t0_(t0) {}
@@ -105,45 +107,53 @@ struct Workspace {
   std::vector<double> gaps;               // scratch: spacings, for the median logging interval
   std::vector<double> f_best, jac_best;   // the optimum's evaluation, for the statistics
   std::vector<double> t_grid, y_grid, w_grid, shape;  // subsample used to rank starts
-  // Start shapes A(u) on a uniform subsample, kept across the series a worker fits: series that
-  // share a time grid share the start grid's (tau, mu) pairs, so most shapes are computed once.
+  // Start shapes A(u) of the start grid's (tau, mu) pairs on one uniform subsample, kept across
+  // the series a worker fits: series on the same time grid share those pairs (they depend only
+  // on the grid and the bounds), so each is computed once. The series' own tau63 shapes are not
+  // kept. A different grid empties the cache (slots and their storage are reused).
   struct CachedShape {
-    FitModel model;
-    double t_first, dt, t0, tau, mu;
-    std::size_t m;
+    double tau, mu;
     std::vector<double> shape;
   };
-  std::vector<CachedShape> shape_cache;
-  std::size_t shape_cache_next = 0;  // round-robin slot once the cache is full
+  struct ShapeGridKey {
+    FitModel model;
+    double t_first, dt, t0;
+    std::size_t m;
+    bool operator==(const ShapeGridKey& o) const {
+      return model == o.model && t_first == o.t_first && dt == o.dt && t0 == o.t0 && m == o.m;
+    }
+  };
+  ShapeGridKey shape_grid{FitModel::kLogistic, 0.0, 0.0, 0.0, 0};  // no uniform grid yet
+  std::vector<CachedShape> shape_cache;  // slots; the first shape_cache_used are valid
+  std::size_t shape_cache_used = 0;
 };
 
-constexpr std::size_t kShapeCacheSize = 64;
-
-// A(u; tau, mu) of the start grid on the uniform subsample `sub` (model values with r0 = 1,
-// r_inf = 0), from the worker's cache when the same shape was computed for an earlier series.
+// A(u; tau, mu) of a start on the subsample `sub` (model values with r0 = 1, r_inf = 0). With
+// `shared` (a pair of the start grid that every series on this grid has) it comes from, or goes
+// to, the worker's cache.
 const double* start_shape(const CurveModel& cm, const Grid& sub, const double (&x)[kMaxFitParams],
-                          double t0, Workspace& ws) {
-  if (!sub.uniform) {
+                          double t0, bool shared, Workspace& ws) {
+  if (!sub.uniform || !shared) {
     cm.eval(sub, x, ws.shape.data(), nullptr);
     return ws.shape.data();
   }
-  for (const Workspace::CachedShape& c : ws.shape_cache)
-    if (c.model == cm.model() && c.t_first == sub.t[0] && c.dt == sub.dt && c.m == sub.n &&
-        c.t0 == t0 && c.tau == x[2] && c.mu == x[3])
-      return c.shape.data();
-  std::vector<double> shape(sub.n);
-  cm.eval(sub, x, shape.data(), nullptr);  // may throw (a start outside the domain): not cached
-  Workspace::CachedShape entry{cm.model(), sub.t[0], sub.dt, t0, x[2], x[3], sub.n, std::move(shape)};
-  Workspace::CachedShape* slot;
-  if (ws.shape_cache.size() < kShapeCacheSize) {
-    ws.shape_cache.push_back(std::move(entry));
-    slot = &ws.shape_cache.back();
-  } else {
-    slot = &ws.shape_cache[ws.shape_cache_next];
-    ws.shape_cache_next = (ws.shape_cache_next + 1) % kShapeCacheSize;
-    *slot = std::move(entry);
+  const Workspace::ShapeGridKey key{cm.model(), sub.t[0], sub.dt, t0, sub.n};
+  if (!(key == ws.shape_grid)) {
+    ws.shape_grid = key;
+    ws.shape_cache_used = 0;
   }
-  return slot->shape.data();
+  for (std::size_t k = 0; k < ws.shape_cache_used; ++k) {
+    const Workspace::CachedShape& c = ws.shape_cache[k];
+    if (c.tau == x[2] && c.mu == x[3]) return c.shape.data();
+  }
+  if (ws.shape_cache_used == ws.shape_cache.size()) ws.shape_cache.emplace_back();
+  Workspace::CachedShape& slot = ws.shape_cache[ws.shape_cache_used];
+  slot.shape.resize(sub.n);
+  cm.eval(sub, x, slot.shape.data(), nullptr);  // may throw (a start outside the domain): not kept
+  slot.tau = x[2];
+  slot.mu = x[3];
+  ++ws.shape_cache_used;
+  return slot.shape.data();
 }
 
 struct Problem {
@@ -564,6 +574,7 @@ std::vector<Candidate> grid_candidates(const Problem& pb, const FitOptions& o, d
   const double tau_lo = std::max(pb.lower[2], dt);
   const double tau_hi = std::max(tau_lo, std::min(pb.upper[2], 2.0 * duration));
   std::vector<double> tau_grid = geometric_grid(tau_lo, tau_hi, 7);
+  const std::size_t n_shared_tau = tau_grid.size();  // the series' own tau63 follows
   const double tau63 = tau63_estimate(ws, o.t0);
   if (std::isfinite(tau63) && tau63 > 0) tau_grid.push_back(clip(tau63, pb.lower[2], pb.upper[2]));
   std::vector<double> mu_grid;
@@ -582,7 +593,7 @@ std::vector<Candidate> grid_candidates(const Problem& pb, const FitOptions& o, d
       const double* shape = nullptr;
       try {
         COUNT(grid_evals);
-        shape = start_shape(cm, sub, x, o.t0, ws);
+        shape = start_shape(cm, sub, x, o.t0, static_cast<std::size_t>(jt) < n_shared_tau, ws);
       } catch (const std::exception&) {
         continue;
       }
@@ -882,6 +893,8 @@ void fit_one(const SeriesView& s, std::size_t i, const CurveModel& model, const 
   // (a slow cosine fragment; a = 1 / (2 mu tau) and w ~ 1 / (sqrt(mu) tau) are linear in log
   // tau and log mu, so the valley is a straight line there). LM continues from that point in
   // (log tau, log mu), same objective and bounds (docs/fitting.md, "Valley polish").
+  Optimum polished;
+  bool have_polished = false;
   if (m == FitModel::kOscillator && std::isfinite(best.rss) && !best.converged &&
       best.x[3] > 0.25 && pb.lower[2] > 0 && pb.upper[2] > pb.lower[2] &&
       pb.upper[3] > pb.lower[3]) {
@@ -900,16 +913,18 @@ void fit_one(const SeriesView& s, std::size_t i, const CurveModel& model, const 
                                              : clip(std::exp(run.x[j]), pb.lower[j], pb.upper[j]);
       run.n_iter += best.n_iter;
       // the RSS in the model's own parameters (the exp of the logs rounds)
-      Optimum at_run;
-      if (evaluate_optimum(pb, run.x, o.t0, ws, at_run)) {
-        run.rss = at_run.rss;
+      if (evaluate_optimum(pb, run.x, o.t0, ws, polished)) {
+        run.rss = polished.rss;
         best = run;
+        have_polished = true;
       }
     }
   }
-  // The statistics need f and J at the optimum (LM itself keeps only the normal equations).
+  // The statistics need the optimum's values and normal equations (LM keeps only its sums);
+  // a polished optimum has them already (ws.f_best too).
   Optimum opt;
-  if (!std::isfinite(best.rss) || !evaluate_optimum(pb, best.x, o.t0, ws, opt))
+  if (have_polished) opt = polished;
+  if (!std::isfinite(best.rss) || (!have_polished && !evaluate_optimum(pb, best.x, o.t0, ws, opt)))
     return bad_input(out, i, p, "r: model could not be evaluated on this series");
 
   // Statistics at the optimum (docs/fitting.md, "Statistics").

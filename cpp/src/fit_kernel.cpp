@@ -10,11 +10,14 @@
 // has no dependence from point to point. The sums are kept per lane and added up at the end in a
 // fixed order.
 //
-// Same result on every CPU: the four-lane code is compiled twice, for the baseline x86-64 ISA
-// and for AVX2 (chosen at run time), from one source with floating-point contraction off (ISO
-// C++ mode, CMAKE_CXX_EXTENSIONS OFF), so both perform the same IEEE operations in the same
-// order. Without GCC/Clang vector extensions a portable four-double struct stands in (built with
-// -DGRPO_PORTABLE_VECTORS on GCC it passes tests/test_fit_kernel.py and gives the same bits).
+// Same result from both clones: the four-lane code is compiled twice, for the baseline x86-64
+// ISA and for AVX2 (chosen at run time), from one source with floating-point contraction off
+// (-ffp-contract=off, CMakeLists.txt: GCC contracts a*b+c into an FMA by default in C++ when
+// the target has one), so both perform the same IEEE operations in the same order and give the
+// same bits on a given machine. (Across machines the exp/sin/cos of the C library may differ in
+// their last bit, so fits may too.) Without GCC/Clang vector extensions a portable four-double
+// struct stands in (built with -DGRPO_PORTABLE_VECTORS on GCC it passes
+// tests/test_fit_kernel.py and gives the same bits).
 #include "grpo_dynamics/fit_kernel.hpp"
 
 #include <algorithm>
@@ -144,7 +147,8 @@ GD_INLINE void entire_series4(V4 w, V4& c, V4& s, V4& d) {
 // multiplication. Advanced by a group (four points) with factor4 = exp(4 step): each lane is then
 // its own sequence, so the four multiplications of a group are independent (no latency chain).
 GD_INLINE V4 geometric_anchor(double start, double step, double factor, std::size_t j0) {
-  const double e0 = std::exp(start + static_cast<double>(j0) * step);
+  // (j0 = 0: the start itself, also when the step is -inf and 0 * step would be NaN)
+  const double e0 = std::exp(j0 == 0 ? start : start + static_cast<double>(j0) * step);
   const double e1 = e0 * factor, e2 = e1 * factor, e3 = e2 * factor;
   return V4{e0, e1, e2, e3};
 }

@@ -280,7 +280,9 @@ struct GeometricSequence {
   GeometricSequence(double start, double step)
       : start_exponent(start), step_exponent(step), current(std::exp(start)), factor(std::exp(step)) {}
   double at(std::size_t i) {
-    if (i % kReanchorEvery == 0) current = std::exp(start_exponent + static_cast<double>(i) * step_exponent);
+    // (i = 0: the start itself, also when the step is -inf and 0 * step would be NaN)
+    if (i % kReanchorEvery == 0)
+      current = std::exp(i == 0 ? start_exponent : start_exponent + static_cast<double>(i) * step_exponent);
     const double out = current;
     current *= factor;
     return out;
@@ -315,8 +317,8 @@ namespace detail {
 // before t0, then visit(i, u, v) for every later point, u = (t_i - t0) / tau and v its shape
 // values. The exponentials are advanced by multiplication (re-anchored every 64 points), which
 // makes a point a few multiplications instead of exp/cos/sin. Without kDerivatives only v.a and
-// v.b are set. The single recurrence behind trajectory_uniform and the fitter's fused normal
-// equations (cpp/src/fit.cpp), so both see bit-identical shape values.
+// v.b are set. The fitter's vectorised pass (cpp/src/fit_kernel.cpp) re-anchors the same
+// recurrences at the same points and advances them four points at a time.
 template <bool kDerivatives, class Before, class Visit>
 inline void walk_uniform(double t_first, double dt, std::size_t n, const OscillatorParams& p,
                          const ShapeConstants& k, Before&& before, Visit&& visit) {
