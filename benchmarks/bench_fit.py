@@ -314,7 +314,7 @@ def write_markdown(info: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         "rest cached per worker). Throughput = best 1000 x 1000 matrix product (BLAS, "
         "vectorised FMA on both cores) in the same run, so the load slows both. This is the "
         "hardware's peak: the fitter's inner loop runs four points per AVX2 instruction but "
-        "without FMA (contraction is off so that every CPU gets the same numbers), and its "
+        "without FMA (contraction is off so that both clones give the same bits), and its "
         "starts, LM steps and bookkeeping are scalar, so the fraction is a lower bound on the "
         "efficiency.",
         "",
