@@ -185,20 +185,38 @@ def _cell_cdf(pi_old, p_hi, cdf):
 
 
 @_uncounted
-def _draw_group(cdf, group_size, state, n_arm, k_arm, cells):
+def _draw_group(cdf, group_size, state, n_arm, k_arm, cells, uniforms):
     """Per-arm counts and hi-reward counts of one group from G draws of its (arm, reward) cell
-    (one uniform each; its cell is the number of cdf entries <= it, cdf from _cell_cdf: a
-    branch-free count the compiler vectorises); returns the next RNG state. O(G n_arms): the
-    sampler for small groups."""
+    (one uniform each; its cell is the number of cdf entries <= it, cdf from _cell_cdf);
+    returns the next RNG state. O(G n_arms) branch-free compares the compiler vectorises: the
+    sampler for small groups. uniforms: scratch of >= G floats."""
     n_cells = cdf.shape[0]
-    for cell in range(n_cells):
-        cells[cell] = 0
-    for _ in range(group_size):
-        u, state = _uniform(state)
-        cell = 0
+    ascending = True
+    for c in range(1, n_cells):
+        ascending &= cdf[c] >= cdf[c - 1]  # false only with a NaN in the table
+    if ascending:
+        # the same uniforms as G calls of _uniform (splitmix64 is counter-based), all at once
+        for i in range(group_size):
+            uniforms[i] = float(_mix64(state + np.uint64(i + 1) * _GOLDEN) >> _S11) * _INV53
+        state = state + np.uint64(group_size) * _GOLDEN
+        # cdf ascending: the samples in cells > c are those with u >= cdf[c]; counted per cell
+        # over all samples, not per sample into a cell (a chain of increments of one counter)
+        above = group_size
         for c in range(n_cells):
-            cell += cdf[c] <= u
-        cells[cell] += 1
+            count = 0
+            for i in range(group_size):
+                count += uniforms[i] >= cdf[c]
+            cells[c] = above - count
+            above = count
+    else:
+        for cell in range(n_cells):
+            cells[cell] = 0
+        for _ in range(group_size):
+            u, state = _uniform(state)
+            cell = 0
+            for c in range(n_cells):
+                cell += cdf[c] <= u
+            cells[cell] += 1
     for a in range(n_arm.shape[0]):
         k_arm[a] = cells[2 * a]
         n_arm[a] = cells[2 * a] + cells[2 * a + 1]
@@ -378,6 +396,7 @@ def _run_replica(
     k_arm = np.zeros(n_arms, dtype=np.int64)
     cdf = np.empty(2 * n_arms)
     cells = np.zeros(2 * n_arms, dtype=np.int64)
+    uniforms = np.empty(group_size if per_sample else 0)
     std_mean = 0.0
     zero_frac = 0.0
     until_refresh = 0
@@ -405,7 +424,7 @@ def _run_replica(
             zeros = 0
             for _ in range(batch_prompts):
                 if per_sample:
-                    state = _draw_group(cdf, group_size, state, n_arm, k_arm, cells)
+                    state = _draw_group(cdf, group_size, state, n_arm, k_arm, cells, uniforms)
                 else:
                     state = _sample_group(pi_old, p_hi, group_size, state, n_arm, k_arm)
                 std, degenerate = _accumulate_group(
