@@ -84,8 +84,10 @@ def test_binomial_sampler_matches_scipy(n, p):
 def test_cell_sampler_picks_the_cell_searchsorted_picks():
     # exact, against an independent NumPy twin: for the same splitmix64 uniforms (recomputed
     # here with mix64_numpy), each sample's cell is the one np.searchsorted(cdf, u, "right")
-    # finds in the cumulative cell table, built here with np.cumsum
+    # finds in the cumulative cell table, built here with np.cumsum. Both ways of counting
+    # (per cell threshold for G >= 2 n_arms, else sample by sample) are exercised.
     rng = np.random.default_rng(0)
+    by_threshold = set()
     for _ in range(100):
         n_arms = int(rng.integers(1, 9))
         pi = rng.dirichlet(np.ones(n_arms)) * (rng.random(n_arms) > 0.2)
@@ -102,12 +104,33 @@ def test_cell_sampler_picks_the_cell_searchsorted_picks():
         n_arm = np.zeros(n_arms, dtype=np.int64)
         k_arm = np.zeros(n_arms, dtype=np.int64)
         cells = np.zeros(2 * n_arms, dtype=np.int64)
-        kern._draw_group(cdf, group, state, n_arm, k_arm, cells)
+        after = kern._draw_group(cdf, group, state, n_arm, k_arm, cells, np.empty(group))
+        by_threshold.add(group >= 2 * n_arms)
         states = state + GOLDEN * np.arange(1, group + 1, dtype=np.uint64)
         uniforms = (mix64_numpy(states) >> np.uint64(11)).astype(float) * 2.0**-53
         expected = np.bincount(np.searchsorted(table, uniforms, side="right"), minlength=2 * n_arms)
         np.testing.assert_array_equal(cells, expected)
         np.testing.assert_array_equal(k_arm, expected[0::2])
+        np.testing.assert_array_equal(n_arm, expected[0::2] + expected[1::2])
+        assert np.uint64(after) == states[-1]  # the stream moves on by exactly G draws
+    assert by_threshold == {True, False}
+
+
+def test_cell_sampler_counts_a_table_with_a_nan_as_entries_below_each_uniform():
+    # a NaN in the table (a diverged policy) is not ascending: the counts stay the definition,
+    # each sample's cell = the number of entries <= its uniform (NaN compares false), recomputed
+    # here with NumPy from the same splitmix64 uniforms, for G below and above 2 n_arms
+    cdf = np.array([0.2, np.nan, 0.5, 0.7, np.inf, np.inf])
+    for group in (4, 6, 40):
+        state = np.uint64(987654321)
+        n_arm = np.zeros(3, dtype=np.int64)
+        k_arm = np.zeros(3, dtype=np.int64)
+        cells = np.zeros(6, dtype=np.int64)
+        kern._draw_group(cdf, group, state, n_arm, k_arm, cells, np.empty(group))
+        states = state + GOLDEN * np.arange(1, group + 1, dtype=np.uint64)
+        uniforms = (mix64_numpy(states) >> np.uint64(11)).astype(float) * 2.0**-53
+        expected = np.bincount((cdf[None, :] <= uniforms[:, None]).sum(axis=1), minlength=6)
+        np.testing.assert_array_equal(cells, expected)
         np.testing.assert_array_equal(n_arm, expected[0::2] + expected[1::2])
 
 
@@ -125,10 +148,11 @@ def test_cell_sampler_draws_the_multinomial_of_the_cells():
     n_arm = np.zeros(4, dtype=np.int64)
     k_arm = np.zeros(4, dtype=np.int64)
     cells = np.zeros(8, dtype=np.int64)
+    uniforms = np.empty(group)
     state = np.uint64(12345)
     seen: dict[tuple[int, ...], int] = {}
     for _ in range(groups):
-        state = kern._draw_group(cdf, group, state, n_arm, k_arm, cells)
+        state = kern._draw_group(cdf, group, state, n_arm, k_arm, cells, uniforms)
         assert n_arm.sum() == group and np.all(k_arm <= n_arm)
         np.testing.assert_array_equal(k_arm, cells[0::2])
         key = tuple(cells)
