@@ -97,14 +97,14 @@ def test_cell_sampler_picks_the_cell_searchsorted_picks():
         table = np.cumsum(cell_p)
         table[np.flatnonzero(cell_p > 0).max() :] = np.inf  # the last possible cell takes the rest
         cdf = np.empty(2 * n_arms)
-        kern._cell_cdf(pi, p_hi, cdf)
+        assert kern._cell_cdf(pi, p_hi, cdf)  # ascending
         np.testing.assert_array_equal(cdf, table)
         group = int(rng.integers(2, 40))
         state = np.uint64(rng.integers(0, 2**62))
         n_arm = np.zeros(n_arms, dtype=np.int64)
         k_arm = np.zeros(n_arms, dtype=np.int64)
         cells = np.zeros(2 * n_arms, dtype=np.int64)
-        after = kern._draw_group(cdf, group, state, n_arm, k_arm, cells, np.empty(group))
+        after = kern._draw_group(cdf, True, group, state, n_arm, k_arm, cells, np.empty(group))
         by_threshold.add(group >= 2 * n_arms)
         states = state + GOLDEN * np.arange(1, group + 1, dtype=np.uint64)
         uniforms = (mix64_numpy(states) >> np.uint64(11)).astype(float) * 2.0**-53
@@ -117,16 +117,19 @@ def test_cell_sampler_picks_the_cell_searchsorted_picks():
 
 
 def test_cell_sampler_counts_a_table_with_a_nan_as_entries_below_each_uniform():
-    # a NaN in the table (a diverged policy) is not ascending: the counts stay the definition,
-    # each sample's cell = the number of entries <= its uniform (NaN compares false), recomputed
-    # here with NumPy from the same splitmix64 uniforms, for G below and above 2 n_arms
-    cdf = np.array([0.2, np.nan, 0.5, 0.7, np.inf, np.inf])
+    # a NaN in the policy (a diverged run) makes a table that is not ascending: the counts stay
+    # the definition, each sample's cell = the number of entries <= its uniform (NaN compares
+    # false), recomputed here with NumPy from the same splitmix64 uniforms, G below and above
+    # 2 n_arms
+    cdf = np.empty(6)
+    assert not kern._cell_cdf(np.array([0.2, np.nan, 0.3]), np.array([1.0, 0.5, 0.5]), cdf)
+    assert np.isnan(cdf[2]) and np.isinf(cdf[-1])
     for group in (4, 6, 40):
         state = np.uint64(987654321)
         n_arm = np.zeros(3, dtype=np.int64)
         k_arm = np.zeros(3, dtype=np.int64)
         cells = np.zeros(6, dtype=np.int64)
-        kern._draw_group(cdf, group, state, n_arm, k_arm, cells, np.empty(group))
+        kern._draw_group(cdf, False, group, state, n_arm, k_arm, cells, np.empty(group))
         states = state + GOLDEN * np.arange(1, group + 1, dtype=np.uint64)
         uniforms = (mix64_numpy(states) >> np.uint64(11)).astype(float) * 2.0**-53
         expected = np.bincount((cdf[None, :] <= uniforms[:, None]).sum(axis=1), minlength=6)
@@ -144,7 +147,7 @@ def test_cell_sampler_draws_the_multinomial_of_the_cells():
     cell_p = np.column_stack([pi * p_hi, pi * (1 - p_hi)]).ravel()
     group, groups = 3, 20_000
     cdf = np.empty(8)
-    kern._cell_cdf(pi, p_hi, cdf)
+    ascending = kern._cell_cdf(pi, p_hi, cdf)
     n_arm = np.zeros(4, dtype=np.int64)
     k_arm = np.zeros(4, dtype=np.int64)
     cells = np.zeros(8, dtype=np.int64)
@@ -152,7 +155,7 @@ def test_cell_sampler_draws_the_multinomial_of_the_cells():
     state = np.uint64(12345)
     seen: dict[tuple[int, ...], int] = {}
     for _ in range(groups):
-        state = kern._draw_group(cdf, group, state, n_arm, k_arm, cells, uniforms)
+        state = kern._draw_group(cdf, ascending, group, state, n_arm, k_arm, cells, uniforms)
         assert n_arm.sum() == group and np.all(k_arm <= n_arm)
         np.testing.assert_array_equal(k_arm, cells[0::2])
         key = tuple(cells)

@@ -167,7 +167,8 @@ def _cell_cdf(pi_old, p_hi, cdf):
     """Cumulative probabilities of the 2 n_arms (arm, reward) cells, cell 2a = (a, hi) with
     probability pi_old[a] p_hi[a], 2a + 1 = (a, lo); from the last cell of positive probability
     on, cdf = inf, so a uniform always lands in a cell that can occur (even when round-off
-    leaves the total a few ulp below 1)."""
+    leaves the total a few ulp below 1). Returns whether the table is ascending: a running sum
+    of terms >= 0 is, unless a NaN (a diverged policy) entered it, and a NaN stays in the sum."""
     total = 0.0
     last = 0
     for a in range(pi_old.shape[0]):
@@ -182,14 +183,16 @@ def _cell_cdf(pi_old, p_hi, cdf):
             last = 2 * a
     for cell in range(last, cdf.shape[0]):
         cdf[cell] = math.inf
+    return not math.isnan(total)
 
 
 @_uncounted
-def _draw_group(cdf, group_size, state, n_arm, k_arm, cells, uniforms):
+def _draw_group(cdf, ascending, group_size, state, n_arm, k_arm, cells, uniforms):
     """Per-arm counts and hi-reward counts of one group from G draws of its (arm, reward) cell
     (one uniform each; its cell is the number of cdf entries <= it, cdf from _cell_cdf);
     returns the next RNG state. O(G n_arms) branch-free compares the compiler vectorises: the
-    sampler for small groups. uniforms: scratch for >= G floats.
+    sampler for small groups. ascending: whether cdf is (_cell_cdf's answer); uniforms: scratch
+    for >= G floats.
 
     Two exact ways to the same counts: with G >= 2 n_arms (cells) and an ascending table, the
     G uniforms are drawn at once and each cell's count is a difference of threshold counts
@@ -199,19 +202,14 @@ def _draw_group(cdf, group_size, state, n_arm, k_arm, cells, uniforms):
     G < 2 n_arms, but 1.05-2.4x slower for larger groups (8 arms, G = 16 ... 256).
     """
     n_cells = cdf.shape[0]
-    by_threshold = group_size >= n_cells
-    if by_threshold:
-        # threshold counts need an ascending table: it is one but for a NaN in it
-        for c in range(1, n_cells):
-            by_threshold &= cdf[c] >= cdf[c - 1]
-    if by_threshold:
+    if ascending and group_size >= n_cells:
         # the same uniforms as G calls of _uniform (splitmix64 is counter-based), all at once;
         # the state typed uint64 as in _uniform (from Python it comes back as an int)
         state = np.uint64(state)
         for i in range(group_size):
             uniforms[i] = float(_mix64(state + np.uint64(i + 1) * _GOLDEN) >> _S11) * _INV53
         state = state + np.uint64(group_size) * _GOLDEN
-        # cdf ascending: the samples in cells > c are those with u >= cdf[c]
+        # the samples in cells > c are those with u >= cdf[c] (the table is ascending)
         above = group_size
         for c in range(n_cells):
             count = 0
@@ -429,13 +427,14 @@ def _run_replica(
                     buf[a] = 0.0
                     exp_avg[a] = 0.0
                     exp_avg_sq[a] = 0.0
-            if per_sample:
-                _cell_cdf(pi_old, p_hi, cdf)
+            ascending = _cell_cdf(pi_old, p_hi, cdf) if per_sample else False
             std_sum = 0.0
             zeros = 0
             for _ in range(batch_prompts):
                 if per_sample:
-                    state = _draw_group(cdf, group_size, state, n_arm, k_arm, cells, uniforms)
+                    state = _draw_group(
+                        cdf, ascending, group_size, state, n_arm, k_arm, cells, uniforms
+                    )
                 else:
                     state = _sample_group(pi_old, p_hi, group_size, state, n_arm, k_arm)
                 std, degenerate = _accumulate_group(
