@@ -81,6 +81,27 @@ def test_binomial_sampler_matches_scipy(n, p):
     assert stats.chisquare(obs, exp).pvalue > 1e-4
 
 
+def test_softmax_kernel_is_the_math_exp_formula_bit_for_bit():
+    # exact, against the formula evaluated here one float at a time with Python's math.exp (the
+    # same C library exp the kernel calls): exp(theta - max) / their sum, in arm order, and the
+    # log normaliser max + log(sum); with tied maxima (the kernel skips the call for exp(0) = 1)
+    rng = np.random.default_rng(3)
+    for n_arms in (1, 2, 5, 8, 13):
+        for _ in range(20):
+            theta = rng.normal(0.0, rng.choice([0.1, 3.0, 300.0]), n_arms)
+            if n_arms > 2:
+                theta[rng.integers(n_arms)] = theta.max()  # a tie at the top
+            top = max(theta)
+            terms = [math.exp(x - top) for x in theta]
+            total = 0.0
+            for term in terms:
+                total += term
+            out = np.empty(n_arms)
+            log_norm = kern._softmax(theta, out)
+            assert out.tolist() == [term / total for term in terms]
+            assert log_norm == top + math.log(total)
+
+
 def test_cell_sampler_picks_the_cell_searchsorted_picks():
     # exact, against an independent NumPy twin: for the same splitmix64 uniforms (recomputed
     # here with mix64_numpy), each sample's cell is the one np.searchsorted(cdf, u, "right")

@@ -136,7 +136,8 @@ def _softmax(theta, out):
         top = max(top, theta[a])
     total = 0.0
     for a in range(theta.shape[0]):
-        out[a] = math.exp(theta[a] - top)
+        x = theta[a] - top
+        out[a] = 1.0 if x == 0.0 else math.exp(x)  # exp(0) = 1 exactly: no call for the top
         total += out[a]
     for a in range(theta.shape[0]):
         out[a] /= total
