@@ -81,11 +81,34 @@ def test_binomial_sampler_matches_scipy(n, p):
     assert stats.chisquare(obs, exp).pvalue > 1e-4
 
 
+def test_softmax_kernel_is_the_math_exp_formula_bit_for_bit():
+    # exact, against the formula evaluated here one float at a time with Python's math.exp (the
+    # same C library exp the kernel calls): exp(theta - max) / their sum, in arm order, and the
+    # log normaliser max + log(sum); with tied maxima (the kernel skips the call for exp(0) = 1)
+    rng = np.random.default_rng(3)
+    for n_arms in (1, 2, 5, 8, 13):
+        for _ in range(20):
+            theta = rng.normal(0.0, rng.choice([0.1, 3.0, 300.0]), n_arms)
+            if n_arms > 2:
+                theta[rng.integers(n_arms)] = theta.max()  # a tie at the top
+            top = max(theta)
+            terms = [math.exp(x - top) for x in theta]
+            total = 0.0
+            for term in terms:
+                total += term
+            out = np.empty(n_arms)
+            log_norm = kern._softmax(theta, out)
+            assert out.tolist() == [term / total for term in terms]
+            assert log_norm == top + math.log(total)
+
+
 def test_cell_sampler_picks_the_cell_searchsorted_picks():
     # exact, against an independent NumPy twin: for the same splitmix64 uniforms (recomputed
     # here with mix64_numpy), each sample's cell is the one np.searchsorted(cdf, u, "right")
-    # finds in the cumulative cell table, built here with np.cumsum
+    # finds in the cumulative cell table, built here with np.cumsum. Both ways of counting
+    # (per cell threshold for G >= 2 n_arms, else sample by sample) are exercised.
     rng = np.random.default_rng(0)
+    by_threshold = set()
     for _ in range(100):
         n_arms = int(rng.integers(1, 9))
         pi = rng.dirichlet(np.ones(n_arms)) * (rng.random(n_arms) > 0.2)
@@ -95,19 +118,43 @@ def test_cell_sampler_picks_the_cell_searchsorted_picks():
         table = np.cumsum(cell_p)
         table[np.flatnonzero(cell_p > 0).max() :] = np.inf  # the last possible cell takes the rest
         cdf = np.empty(2 * n_arms)
-        kern._cell_cdf(pi, p_hi, cdf)
+        assert kern._cell_cdf(pi, p_hi, cdf)  # ascending
         np.testing.assert_array_equal(cdf, table)
         group = int(rng.integers(2, 40))
         state = np.uint64(rng.integers(0, 2**62))
         n_arm = np.zeros(n_arms, dtype=np.int64)
         k_arm = np.zeros(n_arms, dtype=np.int64)
         cells = np.zeros(2 * n_arms, dtype=np.int64)
-        kern._draw_group(cdf, group, state, n_arm, k_arm, cells)
+        after = kern._draw_group(cdf, True, group, state, n_arm, k_arm, cells, np.empty(group))
+        by_threshold.add(group >= 2 * n_arms)
         states = state + GOLDEN * np.arange(1, group + 1, dtype=np.uint64)
         uniforms = (mix64_numpy(states) >> np.uint64(11)).astype(float) * 2.0**-53
         expected = np.bincount(np.searchsorted(table, uniforms, side="right"), minlength=2 * n_arms)
         np.testing.assert_array_equal(cells, expected)
         np.testing.assert_array_equal(k_arm, expected[0::2])
+        np.testing.assert_array_equal(n_arm, expected[0::2] + expected[1::2])
+        assert np.uint64(after) == states[-1]  # the stream moves on by exactly G draws
+    assert by_threshold == {True, False}
+
+
+def test_cell_sampler_counts_a_table_with_a_nan_as_entries_below_each_uniform():
+    # a NaN in the policy (a diverged run) makes a table that is not ascending: the counts stay
+    # the definition, each sample's cell = the number of entries <= its uniform (NaN compares
+    # false), recomputed here with NumPy from the same splitmix64 uniforms, G below and above
+    # 2 n_arms
+    cdf = np.empty(6)
+    assert not kern._cell_cdf(np.array([0.2, np.nan, 0.3]), np.array([1.0, 0.5, 0.5]), cdf)
+    assert np.isnan(cdf[2]) and np.isinf(cdf[-1])
+    for group in (4, 6, 40):
+        state = np.uint64(987654321)
+        n_arm = np.zeros(3, dtype=np.int64)
+        k_arm = np.zeros(3, dtype=np.int64)
+        cells = np.zeros(6, dtype=np.int64)
+        kern._draw_group(cdf, False, group, state, n_arm, k_arm, cells, np.empty(group))
+        states = state + GOLDEN * np.arange(1, group + 1, dtype=np.uint64)
+        uniforms = (mix64_numpy(states) >> np.uint64(11)).astype(float) * 2.0**-53
+        expected = np.bincount((cdf[None, :] <= uniforms[:, None]).sum(axis=1), minlength=6)
+        np.testing.assert_array_equal(cells, expected)
         np.testing.assert_array_equal(n_arm, expected[0::2] + expected[1::2])
 
 
@@ -121,14 +168,15 @@ def test_cell_sampler_draws_the_multinomial_of_the_cells():
     cell_p = np.column_stack([pi * p_hi, pi * (1 - p_hi)]).ravel()
     group, groups = 3, 20_000
     cdf = np.empty(8)
-    kern._cell_cdf(pi, p_hi, cdf)
+    ascending = kern._cell_cdf(pi, p_hi, cdf)
     n_arm = np.zeros(4, dtype=np.int64)
     k_arm = np.zeros(4, dtype=np.int64)
     cells = np.zeros(8, dtype=np.int64)
+    uniforms = np.empty(group)
     state = np.uint64(12345)
     seen: dict[tuple[int, ...], int] = {}
     for _ in range(groups):
-        state = kern._draw_group(cdf, group, state, n_arm, k_arm, cells)
+        state = kern._draw_group(cdf, ascending, group, state, n_arm, k_arm, cells, uniforms)
         assert n_arm.sum() == group and np.all(k_arm <= n_arm)
         np.testing.assert_array_equal(k_arm, cells[0::2])
         key = tuple(cells)

@@ -136,7 +136,8 @@ def _softmax(theta, out):
         top = max(top, theta[a])
     total = 0.0
     for a in range(theta.shape[0]):
-        out[a] = math.exp(theta[a] - top)
+        x = theta[a] - top
+        out[a] = 1.0 if x == 0.0 else math.exp(x)  # exp(0) = 1 exactly: no call for the top
         total += out[a]
     for a in range(theta.shape[0]):
         out[a] /= total
@@ -167,7 +168,8 @@ def _cell_cdf(pi_old, p_hi, cdf):
     """Cumulative probabilities of the 2 n_arms (arm, reward) cells, cell 2a = (a, hi) with
     probability pi_old[a] p_hi[a], 2a + 1 = (a, lo); from the last cell of positive probability
     on, cdf = inf, so a uniform always lands in a cell that can occur (even when round-off
-    leaves the total a few ulp below 1)."""
+    leaves the total a few ulp below 1). Returns whether the table is ascending: a running sum
+    of terms >= 0 is, unless a NaN (a diverged policy) entered it, and a NaN stays in the sum."""
     total = 0.0
     last = 0
     for a in range(pi_old.shape[0]):
@@ -182,23 +184,49 @@ def _cell_cdf(pi_old, p_hi, cdf):
             last = 2 * a
     for cell in range(last, cdf.shape[0]):
         cdf[cell] = math.inf
+    return not math.isnan(total)
 
 
 @_uncounted
-def _draw_group(cdf, group_size, state, n_arm, k_arm, cells):
+def _draw_group(cdf, ascending, group_size, state, n_arm, k_arm, cells, uniforms):
     """Per-arm counts and hi-reward counts of one group from G draws of its (arm, reward) cell
-    (one uniform each; its cell is the number of cdf entries <= it, cdf from _cell_cdf: a
-    branch-free count the compiler vectorises); returns the next RNG state. O(G n_arms): the
-    sampler for small groups."""
+    (one uniform each; its cell is the number of cdf entries <= it, cdf from _cell_cdf);
+    returns the next RNG state. O(G n_arms) branch-free compares the compiler vectorises: the
+    sampler for small groups. ascending: whether cdf is (_cell_cdf's answer); uniforms: scratch
+    for >= G floats.
+
+    Two exact ways to the same counts: with G >= 2 n_arms (cells) and an ascending table, the
+    G uniforms are drawn at once and each cell's count is a difference of threshold counts
+    (vectors over the samples); otherwise each sample's cell is counted into cells (vectors over
+    the cells). Counting sample by sample chains increments of one counter when samples share a
+    cell (a store-to-load dependency per sample): 1.05x faster than the threshold counts for
+    G < 2 n_arms, but 1.05-2.4x slower for larger groups (8 arms, G = 16 ... 256).
+    """
     n_cells = cdf.shape[0]
-    for cell in range(n_cells):
-        cells[cell] = 0
-    for _ in range(group_size):
-        u, state = _uniform(state)
-        cell = 0
+    if ascending and group_size >= n_cells:
+        # the same uniforms as G calls of _uniform (splitmix64 is counter-based), all at once;
+        # the state typed uint64 as in _uniform (from Python it comes back as an int)
+        state = np.uint64(state)
+        for i in range(group_size):
+            uniforms[i] = float(_mix64(state + np.uint64(i + 1) * _GOLDEN) >> _S11) * _INV53
+        state = state + np.uint64(group_size) * _GOLDEN
+        # the samples in cells > c are those with u >= cdf[c] (the table is ascending)
+        above = group_size
         for c in range(n_cells):
-            cell += cdf[c] <= u
-        cells[cell] += 1
+            count = 0
+            for i in range(group_size):
+                count += uniforms[i] >= cdf[c]
+            cells[c] = above - count
+            above = count
+    else:
+        for cell in range(n_cells):
+            cells[cell] = 0
+        for _ in range(group_size):
+            u, state = _uniform(state)
+            cell = 0
+            for c in range(n_cells):
+                cell += cdf[c] <= u
+            cells[cell] += 1
     for a in range(n_arm.shape[0]):
         k_arm[a] = cells[2 * a]
         n_arm[a] = cells[2 * a] + cells[2 * a + 1]
@@ -378,6 +406,7 @@ def _run_replica(
     k_arm = np.zeros(n_arms, dtype=np.int64)
     cdf = np.empty(2 * n_arms)
     cells = np.zeros(2 * n_arms, dtype=np.int64)
+    uniforms = np.empty(group_size if per_sample else 0)
     std_mean = 0.0
     zero_frac = 0.0
     until_refresh = 0
@@ -399,13 +428,14 @@ def _run_replica(
                     buf[a] = 0.0
                     exp_avg[a] = 0.0
                     exp_avg_sq[a] = 0.0
-            if per_sample:
-                _cell_cdf(pi_old, p_hi, cdf)
+            ascending = _cell_cdf(pi_old, p_hi, cdf) if per_sample else False
             std_sum = 0.0
             zeros = 0
             for _ in range(batch_prompts):
                 if per_sample:
-                    state = _draw_group(cdf, group_size, state, n_arm, k_arm, cells)
+                    state = _draw_group(
+                        cdf, ascending, group_size, state, n_arm, k_arm, cells, uniforms
+                    )
                 else:
                     state = _sample_group(pi_old, p_hi, group_size, state, n_arm, k_arm)
                 std, degenerate = _accumulate_group(
