@@ -116,13 +116,12 @@ py::array_t<double> trajectory_rows(const py::object& params_arg, const py::obje
         const double* ti = t_ptr + i * m;
         double* out = v_ptr + i * m;
         const OscillatorParams row{p[0], p[1], p[2], cols == 4 ? p[3] : 0.0, t0, 0.0};
-        const bool valid = std::isfinite(row.r0) && std::isfinite(row.r_inf) && std::isfinite(row.tau) &&
-                           row.tau > 0.0 && std::isfinite(row.mu) && row.mu >= 0.0;
-        if (!valid) {
+        try {
+          grpo_dynamics::trajectory(ti, m, row, out, nullptr);  // validates the row first
+        } catch (const std::invalid_argument&) {  // outside the model's domain: a NaN row
           std::fill(out, out + m, nan);
           continue;
         }
-        grpo_dynamics::trajectory(ti, m, row, out, nullptr);
         for (std::size_t j = 0; j < m; ++j)
           if (std::isnan(ti[j])) out[j] = nan;
       }

@@ -105,7 +105,7 @@ struct Workspace {
   std::vector<double> t, y, w;            // cleaned series
   std::vector<double> f, jac;             // scratch of the unfused evaluation (evaluate_normal)
   std::vector<double> gaps;               // scratch: spacings, for the median logging interval
-  std::vector<double> f_best, jac_best;   // the optimum's evaluation, for the statistics
+  std::vector<double> f_best;             // the optimum's values, for the statistics
   std::vector<double> t_grid, y_grid, w_grid, shape;  // subsample used to rank starts
   // Start shapes A(u) of the start grid's (tau, mu) pairs on one uniform subsample, kept across
   // the series a worker fits: series on the same time grid share those pairs (they depend only
@@ -215,31 +215,6 @@ void normal_equations(const double* f, const double* jac, const double* y, const
   }
 }
 
-bool eval_safe(const Problem& pb, const double* x, double* f, double* jac) {
-  if (jac) COUNT(evals_jac); else COUNT(evals_val);
-#ifdef GRPO_FIT_COUNTERS
-  g_count[t_tid].pts += static_cast<long>(pb.n);
-#endif
-  double x_model[kMaxFitParams];
-  bool any_log = false;
-  for (int j = 0; j < pb.p; ++j) {
-    x_model[j] = pb.log_param[j] ? std::exp(x[j]) : x[j];
-    any_log = any_log || pb.log_param[j];
-  }
-  try {
-    pb.model->eval(pb.grid, x_model, f, jac);
-  } catch (const std::exception&) {
-    return false;  // a trial outside the model's domain is a rejected step, not a crash
-  }
-  if (any_log && jac)  // chain rule: d f / d log x = x d f / d x
-    for (std::size_t i = 0; i < pb.n; ++i)
-      for (int j = 0; j < pb.p; ++j)
-        if (pb.log_param[j]) jac[i * kJacStride + j] *= x_model[j];
-  for (std::size_t i = 0; i < pb.n; ++i)
-    if (!std::isfinite(f[i])) return false;
-  return true;
-}
-
 // The parameters of the model at LM coordinates x (log coordinates exponentiated) and the
 // chain-rule factor of each Jacobian column (d f / d log x = x d f / d x; 1 elsewhere).
 bool model_coordinates(const Problem& pb, const double* x, double (&x_model)[kMaxFitParams],
@@ -254,9 +229,32 @@ bool model_coordinates(const Problem& pb, const double* x, double (&x_model)[kMa
   return any_log;
 }
 
-// rss, A = J^T W J and g = J^T W (f - y) at the LM point x; false when the model cannot be
-// evaluated there (a rejected step). The oscillator and the exponential on a uniform grid take
-// the fused pass; the logistic and irregular grids evaluate f and J into the workspace first.
+bool eval_safe(const Problem& pb, const double* x, double* f, double* jac) {
+  if (jac) COUNT(evals_jac); else COUNT(evals_val);
+#ifdef GRPO_FIT_COUNTERS
+  g_count[t_tid].pts += static_cast<long>(pb.n);
+#endif
+  double x_model[kMaxFitParams], scale[kMaxFitParams];
+  const bool any_log = model_coordinates(pb, x, x_model, scale);
+  try {
+    pb.model->eval(pb.grid, x_model, f, jac);
+  } catch (const std::exception&) {
+    return false;  // a trial outside the model's domain is a rejected step, not a crash
+  }
+  if (any_log && jac)  // chain rule: d f / d log x = x d f / d x
+    for (std::size_t i = 0; i < pb.n; ++i)
+      for (int j = 0; j < pb.p; ++j)
+        if (pb.log_param[j]) jac[i * kJacStride + j] *= scale[j];
+  for (std::size_t i = 0; i < pb.n; ++i)
+    if (!std::isfinite(f[i])) return false;
+  return true;
+}
+
+
+// rss, A = J^T W J and g = J^T W (f - y) at the LM point x, and the model values into `values`
+// when given; false when the model cannot be evaluated there (a rejected step). The oscillator
+// and the exponential on a uniform grid take the fused pass; the logistic and irregular grids
+// evaluate f and J into the workspace first.
 bool evaluate_normal(const Problem& pb, const double* x, double t0, Workspace& ws, double& rss,
                      MatP& A, VecP& g, double* values = nullptr) {
   const FitModel m = pb.model->model();
@@ -288,11 +286,14 @@ bool evaluate_normal(const Problem& pb, const double* x, double t0, Workspace& w
     }
     return true;
   }
-  ws.f.resize(pb.n);
+  if (values == nullptr) {
+    ws.f.resize(pb.n);
+    values = ws.f.data();
+  }
   ws.jac.resize(pb.n * kJacStride);
-  if (!eval_safe(pb, x, ws.f.data(), ws.jac.data())) return false;
-  rss = weighted_rss(ws.f.data(), pb.y, pb.w, pb.n);
-  normal_equations(ws.f.data(), ws.jac.data(), pb.y, pb.w, pb.n, p, A, g);
+  if (!eval_safe(pb, x, values, ws.jac.data())) return false;
+  rss = weighted_rss(values, pb.y, pb.w, pb.n);
+  normal_equations(values, ws.jac.data(), pb.y, pb.w, pb.n, p, A, g);
   return true;
 }
 
@@ -304,18 +305,10 @@ struct Optimum {
 };
 
 // Evaluates the optimum x (model coordinates): values into ws.f_best, RSS and normal equations
-// into opt. The oscillator/exponential on a uniform grid reuse LM's fused pass (the RSS LM
-// minimised), which also writes the values; other models evaluate f and J and form the sums.
+// into opt, by the same evaluation LM used (so the RSS is the one LM minimised).
 bool evaluate_optimum(const Problem& pb, const double* x, double t0, Workspace& ws, Optimum& opt) {
   ws.f_best.resize(pb.n);
-  if (pb.model->model() != FitModel::kLogistic && pb.grid.uniform) {
-    return evaluate_normal(pb, x, t0, ws, opt.rss, opt.A, opt.g, ws.f_best.data());
-  }
-  ws.jac_best.resize(pb.n * kJacStride);
-  if (!eval_safe(pb, x, ws.f_best.data(), ws.jac_best.data())) return false;
-  opt.rss = weighted_rss(ws.f_best.data(), pb.y, pb.w, pb.n);
-  normal_equations(ws.f_best.data(), ws.jac_best.data(), pb.y, pb.w, pb.n, pb.p, opt.A, opt.g);
-  return true;
+  return evaluate_normal(pb, x, t0, ws, opt.rss, opt.A, opt.g, ws.f_best.data());
 }
 
 // Classic Levenberg-Marquardt with Marquardt (diagonal) scaling and box bounds handled by an

@@ -257,7 +257,7 @@ GD_INLINE bool normal_sums_impl(double t_first, double dt, std::size_t n, const 
         e2 = e2 * f2x4;
       }
     } else {
-      // Damped (hyperbolic / trigonometric) form, as in walk_uniform.
+      // Damped (hyperbolic / trigonometric) form, as in trajectory_uniform.
       const double omega = k.sqrt_abs_d2;
       const bool real_rates = k.d2 > 0;
       const double st_d = -k.alpha * u_first, dd = -k.alpha * du, fd = std::exp(dd);
@@ -285,7 +285,7 @@ GD_INLINE bool normal_sums_impl(double t_first, double dt, std::size_t n, const 
             ep = geometric_anchor(st_p, dp, fp, j);
             em = geometric_anchor(st_m, dm, fm, j);
           } else {
-            // rotation (cos, sin)(omega u) anchored at the block's first point, as walk_uniform
+            // rotation (cos, sin)(omega u) anchored at the block's first point, as trajectory_uniform
             double c = std::cos(omega * lane(u, 0)), sn0 = std::sin(omega * lane(u, 0));
             double cl[4], sl[4];
             for (int l = 0; l < 4; ++l) {

@@ -311,56 +311,60 @@ inline void trajectory(const double* t, std::size_t n, const OscillatorParams& p
   }
 }
 
-namespace detail {
-
-// Walks the uniform grid t_i = t_first + i * dt (dt > 0) in order: before(i) for each point
-// before t0, then visit(i, u, v) for every later point, u = (t_i - t0) / tau and v its shape
-// values. The exponentials are advanced by multiplication (re-anchored every 64 points), which
-// makes a point a few multiplications instead of exp/cos/sin. Without kDerivatives only v.a and
-// v.b are set. The fitter's vectorised pass (cpp/src/fit_kernel.cpp) re-anchors the same
-// recurrences at the same points and advances them four points at a time.
-template <bool kDerivatives, class Before, class Visit>
-inline void walk_uniform(double t_first, double dt, std::size_t n, const OscillatorParams& p,
-                         const ShapeConstants& k, Before&& before, Visit&& visit) {
+// Same function on the uniform grid t_i = t_first + i * dt (dt > 0): the exponentials are
+// advanced by multiplication (re-anchored every 64 points), which makes an evaluation a few
+// multiplications per point instead of exp/cos/sin. Agrees with trajectory() to ~1e-14. The
+// fitter's vectorised pass (cpp/src/fit_kernel.cpp) re-anchors the same recurrences at the same
+// points and advances them four points at a time.
+inline void trajectory_uniform(double t_first, double dt, std::size_t n, const OscillatorParams& p,
+                               double* value, double* jac, int jac_cols = kNumTrajectoryParams) {
+  detail::validate(p);
+  detail::check_jac_cols(jac_cols);
+  if (!std::isfinite(t_first)) throw std::invalid_argument("t_first must be finite");
+  if (!std::isfinite(dt) || !(dt > 0.0)) throw std::invalid_argument("dt must be finite and > 0");
+  const detail::ShapeConstants k(p.mu);
   const double du = dt / p.tau;
   // First index at or after t0.
   std::size_t first = 0;
   while (first < n && !((t_first + static_cast<double>(first) * dt - p.t0) / p.tau >= 0.0)) {
-    before(first);
+    double* row = jac ? jac + first * static_cast<std::size_t>(jac_cols) : nullptr;
+    detail::write_before_start(p, value + first, row, jac_cols);
     ++first;
   }
   if (first == n) return;
   const double u_first = (t_first + static_cast<double>(first) * dt - p.t0) / p.tau;
   const double inv_tau = 1.0 / p.tau;
   auto u_at = [&](std::size_t i) { return (t_first + static_cast<double>(i) * dt - p.t0) * inv_tau; };
+  auto emit = [&](std::size_t i, double u, const detail::ShapeValues& v) {
+    double* row = jac ? jac + i * static_cast<std::size_t>(jac_cols) : nullptr;
+    detail::write_point_or_settled(p, u, v, value + i, row, jac_cols);
+  };
   if (k.root_form) {
-    GeometricSequence e1(k.l1 * u_first, k.l1 * du);
+    detail::GeometricSequence e1(k.l1 * u_first, k.l1 * du);
     const bool has_fast_mode = k.mu > 0.0;
-    GeometricSequence e2(has_fast_mode ? k.l2 * u_first : 0.0, has_fast_mode ? k.l2 * du : 0.0);
+    detail::GeometricSequence e2(has_fast_mode ? k.l2 * u_first : 0.0, has_fast_mode ? k.l2 * du : 0.0);
     for (std::size_t i = first; i < n; ++i) {
       const std::size_t j = i - first;
       const double u = u_at(i);
       const double e1_value = e1.at(j);
       double e2_value = e2.at(j);
       if (!has_fast_mode) e2_value = (u == 0.0) ? 1.0 : 0.0;
-      if constexpr (kDerivatives) {
-        visit(i, u, root_form_values(k, u, e1_value, e2_value));
-      } else {
-        ShapeValues v{};
-        v.a = k.c1 * e1_value - k.c2 * e2_value;
-        v.b = k.mu_over_q * (e1_value - e2_value);
-        visit(i, u, v);
+      if (jac == nullptr) {
+        detail::write_value_only(p, u, k.c1 * e1_value - k.c2 * e2_value,
+                                 k.mu_over_q * (e1_value - e2_value), value + i);
+        continue;
       }
+      emit(i, u, detail::root_form_values(k, u, e1_value, e2_value));
     }
     return;
   }
   // Hyperbolic form: e^{(-alpha +- d) u} for w > 0, e^{-alpha u} (cos, sin)(omega u) for w < 0.
   const double omega = k.sqrt_abs_d2;
-  GeometricSequence decay(-k.alpha * u_first, -k.alpha * du);
-  GeometricSequence plus(k.d2 > 0 ? (omega - k.alpha) * u_first : 0.0,
-                         k.d2 > 0 ? (omega - k.alpha) * du : 0.0);
-  GeometricSequence minus(k.d2 > 0 ? (-omega - k.alpha) * u_first : 0.0,
-                          k.d2 > 0 ? (-omega - k.alpha) * du : 0.0);
+  detail::GeometricSequence decay(-k.alpha * u_first, -k.alpha * du);
+  detail::GeometricSequence plus(k.d2 > 0 ? (omega - k.alpha) * u_first : 0.0,
+                                 k.d2 > 0 ? (omega - k.alpha) * du : 0.0);
+  detail::GeometricSequence minus(k.d2 > 0 ? (-omega - k.alpha) * u_first : 0.0,
+                                  k.d2 > 0 ? (-omega - k.alpha) * du : 0.0);
   const double cos_step = std::cos(omega * du), sin_step = std::sin(omega * du);
   const double inv_omega = omega > 0.0 ? 1.0 / omega : 0.0;  // omega = 0 only on the series branch
   const double half_inv_d2 = k.d2 != 0.0 ? 0.5 / k.d2 : 0.0;
@@ -372,15 +376,15 @@ inline void walk_uniform(double t_first, double dt, std::size_t n, const Oscilla
     const double ep = plus.at(j);
     const double em = minus.at(j);
     // Rotation (cos, sin)(omega u) advanced by the angle-addition formulas, re-anchored.
-    if (j % kReanchorEvery == 0) {
+    if (j % detail::kReanchorEvery == 0) {
       cos_u = std::cos(omega * u);
       sin_u = std::sin(omega * u);
     }
     const double w = k.d2 * u * u;
     double ch, sh, dh;
-    if (std::fabs(w) < kSeriesMaxAbsW) {
+    if (std::fabs(w) < detail::kSeriesMaxAbsW) {
       double c, s, d;
-      entire_series(w, c, s, d);
+      detail::entire_series(w, c, s, d);
       ch = ea * c;
       sh = ea * s;
       dh = ea * d;
@@ -394,51 +398,17 @@ inline void walk_uniform(double t_first, double dt, std::size_t n, const Oscilla
         ch = ea * cos_u;
         sh = ea * sin_u * inv_omega * inv_u;
       }
-      dh = kDerivatives ? (ch - sh) * half_inv_d2 * inv_u * inv_u : 0.0;
+      dh = jac ? (ch - sh) * half_inv_d2 * inv_u * inv_u : 0.0;
     }
-    if constexpr (kDerivatives) {
-      visit(i, u, hyperbolic_form_values(k, u, ch, sh, dh));
+    if (jac == nullptr) {
+      detail::write_value_only(p, u, ch + k.alpha * u * sh, u * sh, value + i);
     } else {
-      ShapeValues v{};
-      v.a = ch + k.alpha * u * sh;
-      v.b = u * sh;
-      visit(i, u, v);
+      emit(i, u, detail::hyperbolic_form_values(k, u, ch, sh, dh));
     }
     const double next_cos = cos_u * cos_step - sin_u * sin_step;
     sin_u = sin_u * cos_step + cos_u * sin_step;
     cos_u = next_cos;
   }
-}
-
-inline void validate_uniform_grid(double t_first, double dt) {
-  if (!std::isfinite(t_first)) throw std::invalid_argument("t_first must be finite");
-  if (!std::isfinite(dt) || !(dt > 0.0)) throw std::invalid_argument("dt must be finite and > 0");
-}
-
-}  // namespace detail
-
-// Same function on the uniform grid t_i = t_first + i * dt (dt > 0), by the recurrence of
-// detail::walk_uniform: a few multiplications per point instead of exp/cos/sin. Agrees with
-// trajectory() to ~1e-14.
-inline void trajectory_uniform(double t_first, double dt, std::size_t n, const OscillatorParams& p,
-                               double* value, double* jac, int jac_cols = kNumTrajectoryParams) {
-  detail::validate(p);
-  detail::check_jac_cols(jac_cols);
-  detail::validate_uniform_grid(t_first, dt);
-  const detail::ShapeConstants k(p.mu);
-  auto row = [&](std::size_t i) { return jac ? jac + i * static_cast<std::size_t>(jac_cols) : nullptr; };
-  auto before = [&](std::size_t i) { detail::write_before_start(p, value + i, row(i), jac_cols); };
-  if (jac == nullptr) {
-    detail::walk_uniform<false>(t_first, dt, n, p, k, before,
-                                [&](std::size_t i, double u, const detail::ShapeValues& v) {
-                                  detail::write_value_only(p, u, v.a, v.b, value + i);
-                                });
-    return;
-  }
-  detail::walk_uniform<true>(t_first, dt, n, p, k, before,
-                             [&](std::size_t i, double u, const detail::ShapeValues& v) {
-                               detail::write_point_or_settled(p, u, v, value + i, row(i), jac_cols);
-                             });
 }
 
 }  // namespace grpo_dynamics
