@@ -25,12 +25,7 @@ def _read_csv(path: str, text: str, select: Mapping[str, str] | None = None) -> 
     holds several); without it, a file whose rows form several runs told apart by a text column
     gives the first run, with a warning naming the column and its values.
     """
-    csv = _parse_csv(path, text)
-    warned: list[str] = []
-    table, rows_at = _select_run(
-        csv.table, csv.rows_at, select, path, csv.metadata, warned, csv.label
-    )
-    return _records(path, table, rows_at, csv.metadata, warned)
+    return _one_run(path, _parse_csv(path, text), select)
 
 
 @dataclass
@@ -43,6 +38,16 @@ class _CsvTable:
     rows_at: np.ndarray
     metadata: dict[str, Any]
     label: str | None
+
+
+def _one_run(path: str, csv: _CsvTable, select: Mapping[str, str] | None) -> _Parsed:
+    """The records of the run ``select`` names (or the first run, with a warning) of a parsed
+    file."""
+    warned: list[str] = []
+    table, rows_at = _select_run(
+        csv.table, csv.rows_at, select, path, csv.metadata, warned, csv.label
+    )
+    return _records(path, table, rows_at, csv.metadata, warned)
 
 
 def _parse_csv(path: str, text: str) -> _CsvTable:
@@ -161,10 +166,8 @@ def _split_csv(
     """
     csv = _parse_csv(path, text)
     label = csv.label if csv.label is not None else _run_label_column(csv.table)
-    if label is None:
-        warned: list[str] = []
-        table, rows_at = _select_run(csv.table, csv.rows_at, None, path, csv.metadata, warned)
-        return _records(path, table, rows_at, csv.metadata, warned), "", []
+    if label is None:  # one run (csv.label is None too)
+        return _one_run(path, csv, None), "", []
     codes, values = pd.factorize(csv.table[label].astype(str), sort=False)
     order = np.argsort(codes, kind="stable")  # each run's rows together, in file order
     ends = np.cumsum(np.bincount(codes, minlength=len(values)))
