@@ -14,7 +14,8 @@ exactly.
 Layout (one module per format; docs/io.md, "Layout"): ``run`` (Run, as_run), ``read`` (read_log,
 read_logs: detection and dispatch), ``write`` (write_log), the readers ``json_log``,
 ``jsonl_log``, ``csv_log``, ``console`` and ``tensorboard`` (the self-contained event codec),
-and the shared pieces ``_aliases`` (names), ``_records`` (records and numbers), ``_columns``
+``reward_range`` (the range a log's own numbers prove: infer_reward_range), and the shared
+pieces ``_aliases`` (names), ``_records`` (records and numbers), ``_columns``
 (canonical names) and ``_normalize`` (records -> Run). A reader module is imported only when a
 file of its format is read or written.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 from ._aliases import CANONICAL_COLUMNS
 from ._errors import GrpoLogWarning, LogFormatError
 from .read import read_log, read_logs
+from .reward_range import RewardRange, infer_reward_range
 from .run import Run, as_run
 from .write import write_log
 
@@ -31,8 +33,10 @@ __all__ = [
     "CANONICAL_COLUMNS",
     "GrpoLogWarning",
     "LogFormatError",
+    "RewardRange",
     "Run",
     "as_run",
+    "infer_reward_range",
     "read_log",
     "read_logs",
     "write_log",

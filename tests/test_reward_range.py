@@ -1,0 +1,209 @@
+"""The reward range a log's own numbers prove (grpo_dynamics.io.reward_range, docs/io.md).
+
+Logs are written here from samples drawn with NumPy (the per-step mean and std computed by
+NumPy from the samples, as a trainer does), then read back with read_log; the inference must
+find [0, 1] exactly when the samples are 0/1, and nothing otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SHARED_LOGS, read_shared_log
+
+import grpo_dynamics as gd
+from grpo_dynamics.io.reward_range import infer_reward_range
+
+
+def _probabilities(n_steps: int) -> np.ndarray:
+    return np.linspace(0.05, 0.8, n_steps)
+
+
+def _samples(kind: str, p: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    if kind == "binary":
+        return (rng.random(n) < p).astype(float)
+    if kind == "zero_or_1.5":  # two-valued, but not 0/1
+        return 1.5 * (rng.random(n) < p / 1.5)
+    if kind == "partial":  # 0, 0.5 or 1: partial credit
+        return rng.choice([0.0, 0.5, 1.0], size=n, p=[1 - p, p / 2, p / 2])
+    return np.clip(rng.normal(p, 0.2, n), 0.0, 1.0)  # continuous in [0, 1]
+
+
+def _trl_log(
+    path: Path,
+    kinds: dict[str, str],
+    *,
+    n_steps: int = 30,
+    n: int = 64,
+    ddof: int = 1,
+    weights: dict[str, float] | None = None,
+    decimals: int | None = None,
+    seed: int = 0,
+) -> Path:
+    """A TRL trainer_state.json with per-function mean/std columns and their weighted sum."""
+    rng = np.random.default_rng(seed)
+    history = []
+    for step, p in enumerate(_probabilities(n_steps), start=1):
+        entry: dict[str, float] = {"step": step}
+        total = np.zeros(n)
+        for name, kind in kinds.items():
+            x = _samples(kind, float(p), n, rng)
+            total += (weights or {}).get(name, 1.0) * x
+            entry[f"rewards/{name}/mean"] = float(np.mean(x))
+            entry[f"rewards/{name}/std"] = float(np.std(x, ddof=ddof))
+        entry["reward"] = float(np.mean(total))
+        if decimals is not None:
+            entry = {k: round(v, decimals) if k != "step" else v for k, v in entry.items()}
+        history.append(entry)
+    path.write_text(json.dumps({"log_history": history, "global_step": n_steps}))
+    return path
+
+
+def _own_std_log(path: Path, kind: str, *, n: int = 256, ddof: int = 1, seed: int = 0) -> Path:
+    """A JSONL log of one reward column with the std over all of the step's samples."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for step, p in enumerate(_probabilities(40), start=1):
+        x = _samples(kind, float(p), n, rng)
+        lines.append(
+            json.dumps(
+                {
+                    "step": step,
+                    "reward": float(np.mean(x)),
+                    "std_reward": float(np.std(x, ddof=ddof)),
+                }
+            )
+        )
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _read(path: Path) -> gd.Run:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return gd.read_log(path)
+
+
+@pytest.mark.parametrize(("ddof", "samples"), [(1, "N = 256 samples per step"), (0, "population")])
+def test_a_reward_with_its_own_std_of_01_samples_is_in_0_1(
+    tmp_path: Path, ddof: int, samples: str
+) -> None:
+    found = infer_reward_range(_read(_own_std_log(tmp_path / "m.jsonl", "binary", ddof=ddof)))
+    assert found is not None
+    assert (found.low, found.high) == (0.0, 1.0)
+    assert "std_reward" in found.reason and samples in found.reason
+
+
+@pytest.mark.parametrize("kind", ["zero_or_1.5", "partial", "continuous"])
+def test_a_reward_whose_std_is_not_that_of_01_samples_has_no_range(
+    tmp_path: Path, kind: str
+) -> None:
+    assert infer_reward_range(_read(_own_std_log(tmp_path / "m.jsonl", kind))) is None
+
+
+def test_per_function_01_rewards_summed_give_0_to_their_number(tmp_path: Path) -> None:
+    run = _read(_trl_log(tmp_path / "t.json", {"correct": "binary", "format": "binary"}))
+    found = infer_reward_range(run)
+    assert found is not None and (found.low, found.high) == (0.0, 2.0)
+    assert "correct" in found.reason and "format" in found.reason
+
+
+def test_one_01_function_gives_0_1_also_when_logged_to_four_decimals(tmp_path: Path) -> None:
+    path = _trl_log(tmp_path / "t.json", {"acc": "binary"}, n=256, decimals=4)
+    found = infer_reward_range(_read(path))
+    assert found is not None and (found.low, found.high) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("kinds", "weights"),
+    [
+        ({"acc": "binary", "fmt": "partial"}, None),  # one function is not 0/1
+        ({"acc": "binary", "fmt": "binary"}, {"fmt": 0.5}),  # a weighted sum: range unknown
+        ({"acc": "continuous"}, None),
+    ],
+)
+def test_per_function_evidence_must_hold_for_every_function_and_the_sum(
+    tmp_path: Path, kinds: dict[str, str], weights: dict[str, float] | None
+) -> None:
+    assert infer_reward_range(_read(_trl_log(tmp_path / "t.json", kinds, weights=weights))) is None
+
+
+def test_a_two_valued_reward_other_than_01_is_not_taken_for_one(tmp_path: Path) -> None:
+    # {0, 1.5}: std^2 / (p (1 - p)) = (1.5 - p) / (1 - p) lies in [1, 2] but moves with p
+    rng = np.random.default_rng(3)
+    x = [1.5 * (rng.random(256) < 0.2) for _ in range(30)]
+    run = gd.Run.from_arrays(
+        np.arange(30),
+        [float(np.mean(v)) for v in x],
+        reward_std=[float(np.std(v, ddof=1)) for v in x],
+    )
+    assert infer_reward_range(run) is None
+
+
+def test_a_01_reward_whose_mean_never_moves_is_not_enough() -> None:
+    # the relation is only tested where the mean covers some of [0, 1] (MIN_SPREAD): a pair
+    # {0, b} with b near 1 would pass it at a fixed mean
+    rng = np.random.default_rng(4)
+    x = [(rng.random(4096) < 0.3).astype(float) for _ in range(30)]
+    run = gd.Run.from_arrays(
+        np.arange(30),
+        [float(np.mean(v)) for v in x],
+        reward_std=[float(np.std(v, ddof=1)) for v in x],
+    )
+    assert infer_reward_range(run) is None
+
+
+def test_only_steps_up_to_upto_are_read(tmp_path: Path) -> None:
+    run = _read(_own_std_log(tmp_path / "m.jsonl", "binary"))
+    frame = run.frame.copy()
+    frame.loc[frame.index > 30, "reward_std"] *= 1.3  # after step 30 the std is no longer 0/1's
+    broken = gd.Run.from_arrays(
+        frame.index.to_numpy(),
+        frame["reward"].to_numpy(),
+        reward_std=frame["reward_std"].to_numpy(),
+    )
+    assert infer_reward_range(broken) is None
+    found = infer_reward_range(broken, upto=30)
+    assert found is not None and (found.low, found.high) == (0.0, 1.0)
+
+
+def test_forecast_uses_the_range_the_log_proves_and_says_so(tmp_path: Path) -> None:
+    run = _read(_own_std_log(tmp_path / "m.jsonl", "binary"))
+    auto = gd.forecast(run, fraction=0.5)
+    assert auto.reward_range == (0.0, 1.0)
+    assert any("reward range [0, 1] from the log" in w for w in auto.warnings)
+    assert 0.0 <= auto.end.lower <= auto.end.upper <= 1.0
+    bare = gd.forecast(run, fraction=0.5, reward_range=None)
+    assert bare.reward_range is None
+    assert not any("reward range" in w for w in bare.warnings)
+    given = gd.forecast(run, fraction=0.5, reward_range=(0.0, 2.0))
+    assert given.reward_range == (0.0, 2.0)
+    t, y = run.series("reward")  # bare arrays carry no std: nothing is inferred
+    assert gd.forecast(t, y, fraction=0.5).reward_range is None
+
+
+def test_forecast_rejects_a_reward_range_word_it_does_not_know(tmp_path: Path) -> None:
+    run = _read(_own_std_log(tmp_path / "m.jsonl", "binary"))
+    with pytest.raises(ValueError, match="reward_range"):
+        gd.forecast(run, reward_range="guess")  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(not SHARED_LOGS.exists(), reason="shared real logs not beside the checkout")
+def test_shared_logs_a_01_accuracy_log_is_found_and_a_continuous_one_is_not() -> None:
+    jsonl = (
+        "ShibukiZero__assignment5-alignment__artifacts__experiments__main__ch7__grpo_baselines"
+        "__runs__reinforce_with_baseline__metrics.jsonl"
+    )
+    found = infer_reward_range(read_shared_log(jsonl))
+    assert found is not None and (found.low, found.high) == (0.0, 1.0)
+    assert "N = 256" in found.reason  # 32 questions x 8 rollouts per step in that log
+    # TRL per-function rewards with continuous values (std far from a 0/1 reward's)
+    assert (
+        infer_reward_range(read_shared_log("CYCLOP5__metascaler-hack__training_metrics.json"))
+        is None
+    )
