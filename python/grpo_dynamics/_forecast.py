@@ -29,7 +29,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -39,6 +39,7 @@ from ._curves import FAMILIES, Family, fit_family_batch
 from ._fit import fit_many as _fit_many
 from ._trajectory import trajectory as _trajectory
 from .io import Run, as_run
+from .io.reward_range import infer_reward_range
 from .trend import ar1_from_differences, ar1_mean_variance
 from .trend import progress as _progress
 
@@ -476,7 +477,7 @@ def forecast(
     window: float | None = None,
     column: str = "reward",
     level: float = 0.9,
-    reward_range: Sequence[float] | None = None,
+    reward_range: Sequence[float] | Literal["auto"] | None = "auto",
     candidates: Sequence[str] = CANDIDATES,
     seed: int = 0,
     t0: float | None = None,
@@ -491,7 +492,10 @@ def forecast(
       when the run ends at ``upto``). window: the end window, in steps, whose mean reward is
       ``Forecast.end`` (default 10 % of the span from the first step to ``horizon``).
     level: central probability of every band. reward_range: (lo, hi), the reward's possible
-      range when known: plateaus and bands stay inside it. candidates: a subset of
+      range when known: plateaus and bands stay inside it; ``"auto"`` (default): the range the
+      log's own numbers prove up to ``upto``
+      (:func:`grpo_dynamics.io.reward_range.infer_reward_range`: a 0/1 reward shows in its
+      logged mean and std), else none; None: no range. candidates: a subset of
       :data:`CANDIDATES`. seed: kept for callers; the bands are closed-form normals, so it
       changes nothing.
     t0: the step training started, the oscillator candidate's from-rest time (docs/model.md);
@@ -501,7 +505,14 @@ def forecast(
         raise ValueError(f"t0: must be finite, got {t0}")
     if not (isinstance(level, (int, float)) and 0.0 < float(level) < 1.0):
         raise ValueError(f"level: must be in (0, 1), got {level!r}")
-    rng_range = None if reward_range is None else _v.interval("reward_range", reward_range)
+    auto_range = isinstance(reward_range, str)
+    if auto_range and reward_range != "auto":
+        raise ValueError(f"reward_range: must be (lo, hi), 'auto' or None, got {reward_range!r}")
+    rng_range = (
+        None
+        if reward_range is None or auto_range
+        else _v.interval("reward_range", reward_range)
+    )
     names = [c for c in CANDIDATES if c in set(candidates)]
     unknown = set(candidates) - set(CANDIDATES)
     if unknown or not names:
@@ -512,7 +523,8 @@ def forecast(
         raise ValueError(
             f"upto: give upto or fraction, not both (got upto={upto}, fraction={fraction})"
         )
-    t_all, y_all = as_run(run, reward).series(column)
+    the_run = as_run(run, reward)
+    t_all, y_all = the_run.series(column)
     if t_all.size == 0:
         raise ValueError(f"run: no finite {column!r} values")
     if fraction is not None:
@@ -528,6 +540,14 @@ def forecast(
             f"{int(seen.sum())} at or before step {upto:g}"
         )
     t, y = t_all[seen], y_all[seen]
+    notes: list[str] = []
+    if auto_range:
+        proved = infer_reward_range(the_run, column, upto=upto)
+        if proved is not None:
+            rng_range = (proved.low, proved.high)
+            notes.append(
+                f"reward range [{proved.low:g}, {proved.high:g}] from the log: {proved.reason}"
+            )
     if horizon is None:
         horizon = float(t_all[-1]) if t_all[-1] > upto else float(2 * upto - t[0])
     if not horizon >= upto:
@@ -539,7 +559,6 @@ def forecast(
     n = n_raw = t.size
     prog = _progress(t, y)
     trend_dir = "none" if prog.overall is None else prog.overall.direction
-    notes: list[str] = []
 
     # normalised frame
     span = float(t[-1] - t[0]) or 1.0

@@ -277,7 +277,7 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
             fraction=args.fraction,
             horizon=args.horizon,
             level=args.level,
-            reward_range=tuple(args.reward_range) if args.reward_range else None,
+            reward_range=tuple(args.reward_range) if args.reward_range else "auto",
             seed=args.seed,
             t0=args.t0,
         )
@@ -772,7 +772,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         nargs=2,
         metavar=("LO", "HI"),
-        help="the reward's possible range (bounds the plateau), e.g. 0 1",
+        help="the reward's possible range (bounds the plateau), e.g. 0 1 "
+        "(default: the range the log's own numbers prove, if any: a 0/1 reward)",
     )
     p.add_argument("--seed", type=int, default=0)
 

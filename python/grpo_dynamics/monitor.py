@@ -83,8 +83,9 @@ def _finding_summaries(diagnosis: Diagnosis) -> dict[str, str]:
 
 def _make_forecast(run: Run, reward_range: tuple[float, float] | None) -> Forecast:
     """The ensemble forecast of the whole log so far (docs/forecast.md), kept inside the
-    reward's possible range when it is known."""
-    return forecast(run, reward_range=reward_range)
+    reward's possible range when it is known: given, or proved by the log's own numbers
+    (``reward_range="auto"``, docs/io.md "Reward range")."""
+    return forecast(run, reward_range="auto" if reward_range is None else reward_range)
 
 
 def _forecast_fields(fc: Forecast, reward_range: tuple[float, float] | None) -> dict[str, float]:
@@ -243,7 +244,8 @@ class Monitor:
     confirm: consecutive refits that must show a warning/critical finding before it is
       announced (and miss it before it clears).
     reward_range: the reward's possible (low, high), when known: a forecast plateau band
-      outside it is not identified.
+      outside it is not identified. None: the range the log's own numbers prove, if any
+      (a 0/1 reward shows in its logged mean and std; docs/io.md, "Reward range").
     metadata: run facts in ``Run.metadata``'s canonical keys (``group_size``,
       ``learning_rate``, ...), used by ``diagnose``.
     forecast: False skips forecasting (findings and trend only).
@@ -486,7 +488,8 @@ class Monitor:
             self.forecast = None  # no trend: a plateau number would mean nothing
             return None
         try:
-            fields = _forecast_fields(_make_forecast(run, self.reward_range), self.reward_range)
+            made = _make_forecast(run, self.reward_range)
+            fields = _forecast_fields(made, made.reward_range)
         except (ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
             notes.append(f"forecast: {exc}")
             self.forecast = None
