@@ -12,9 +12,17 @@ error of the end mean as a fraction of the gain, how often the 90 % band covers 
 mean, and the median band width (fraction of the gain).
 
 Methods (all on the same prefix, predicting the mean over the same end window):
-- ``forecast``: grpo_dynamics.forecast (candidate curves weighted by rolling-origin validation).
+- ``forecast``: grpo_dynamics.forecast (candidate curves weighted by rolling-origin validation)
+  called as a user does, on the run read from its log with ``upto`` the prefix's last step: its
+  default ``reward_range="auto"`` bounds the plateau to [0, 1] when the log's own mean and std
+  up to there prove a 0/1 reward (12 of the 30 runs; docs/io.md, "Reward range").
+- ``forecast_norange``: the same forecast on the prefix's bare (step, reward) arrays, without
+  a reward range (what the forecast did before the range was read from the log).
 - ``exp``: scipy curve_fit of a - b exp(-k x), band from pcov (delta method) plus the window
   mean's noise.
+- ``exp_range``: the same exponential with its limit bounded to the reward range the forecast
+  used (identical to ``exp`` on runs whose log proves no range): how much of the forecast's
+  gain the range alone gives a plain fit.
 - ``logistic``: scipy curve_fit of L + (U - L) / (1 + exp(-k (x - x0))), same band.
 - ``last_ma``: the mean of the prefix's last 10 % of points, band +-1.645 sd / sqrt(k).
 - ``domhan``: a Domhan et al. (IJCAI 2015) style ensemble: pow3, exponential, logistic,
@@ -49,7 +57,7 @@ from machine import describe_machine, machine_line
 from scipy.optimize import curve_fit
 
 from grpo_dynamics._forecast import forecast
-from grpo_dynamics.io import as_run, read_log
+from grpo_dynamics.io import Run, as_run, read_log
 
 RESULTS = Path(__file__).parent / "results"
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real-grpo-logs"
@@ -59,11 +67,11 @@ SHAPES = ("learn_plateau", "learn_rising", "weak")
 PREFIXES = (0.3, 0.5)
 LEVEL = 0.9
 Z90 = 1.6448536269514722
-METHODS = ("forecast", "exp", "logistic", "last_ma", "domhan")
+METHODS = ("forecast", "forecast_norange", "exp", "exp_range", "logistic", "last_ma", "domhan")
 
 
-def load_runs() -> list[tuple[str, str, str, np.ndarray, np.ndarray]]:
-    """(name, repository, shape, steps, reward) of every run with a learning signal."""
+def load_runs() -> list[tuple[str, str, str, np.ndarray, np.ndarray, Run]]:
+    """(name, repository, shape, steps, reward, run) of every run with a learning signal."""
     out = []
     for line in (DATA / "LABELS.md").read_text().splitlines():
         m = re.match(r"\| (\S+?)(?: \[(.*?)\])? \| (\w+) \|", line)
@@ -87,7 +95,7 @@ def load_runs() -> list[tuple[str, str, str, np.ndarray, np.ndarray]]:
                 label = name
         t, y = run.series("reward")
         repo = name.split("__")[0]
-        out.append((label, repo, shape, t, y))
+        out.append((label, repo, shape, t, y, run))
     return out
 
 
@@ -143,9 +151,13 @@ def _fit(f, x, y, p0, bounds=(-np.inf, np.inf)):  # noqa: ANN001, ANN202
 
 
 def baselines(
-    t: np.ndarray, y: np.ndarray, t_end: np.ndarray
+    t: np.ndarray,
+    y: np.ndarray,
+    t_end: np.ndarray,
+    reward_range: tuple[float, float] | None = None,
 ) -> dict[str, tuple[float, float, float]]:
-    """(estimate, lower, upper) of the end-window mean by each baseline."""
+    """(estimate, lower, upper) of the end-window mean by each baseline; ``exp_range`` is the
+    scipy exponential with its limit bounded to ``reward_range`` (the plain one without it)."""
     span = float(t[-1] - t[0]) or 1.0
     x = (t - t[0]) / span
     xe = (t_end - t[0]) / span
@@ -165,12 +177,20 @@ def baselines(
         loglik = -0.5 * n * math.log(max(float(resid @ resid) / n, 1e-300))
         return pred, var, loglik
 
-    for name, f, p0 in (
-        ("exp", _exp, [last, last - first, 2.0]),
-        ("logistic", _logistic, [first, last, 8.0, 0.3]),
+    lo_a, hi_a = reward_range if reward_range is not None else (-np.inf, np.inf)
+    a0 = float(np.clip(last, lo_a + 1e-6, hi_a - 1e-6)) if reward_range is not None else last
+    for name, f, p0, bnd in (
+        ("exp", _exp, [last, last - first, 2.0], (-np.inf, np.inf)),
+        (
+            "exp_range",
+            _exp,
+            [a0, a0 - first, 2.0],
+            ([lo_a, -np.inf, -np.inf], [hi_a, np.inf, np.inf]),
+        ),
+        ("logistic", _logistic, [first, last, 8.0, 0.3], (-np.inf, np.inf)),
     ):
         try:
-            pred, var, _ = member(f, p0)
+            pred, var, _ = member(f, p0, bnd)
             half = Z90 * math.sqrt(var)
             out[name] = (pred, pred - half, pred + half)
         except (RuntimeError, ValueError):
@@ -226,7 +246,7 @@ def main() -> None:
     runs = load_runs()
     rows = []
     times = []
-    for label, repo, shape, t, y in runs:
+    for label, repo, shape, t, y, run in runs:
         n = t.size
         k = max(1, int(math.ceil(0.1 * n)))
         end_mean = float(np.mean(y[-k:]))
@@ -237,10 +257,16 @@ def main() -> None:
             m = max(int(math.ceil(frac * n)), 4)
             tp, yp = t[:m], y[:m]
             t0 = time.perf_counter()
-            fc = forecast(tp, yp, horizon=float(t[-1]), window=window, level=LEVEL)
+            # as a user calls it: the run read from its log, fitted up to the prefix's last
+            # step; the reward range is what the log's own numbers prove up to there
+            fc = forecast(run, upto=float(tp[-1]), horizon=float(t[-1]), window=window, level=LEVEL)
             times.append(time.perf_counter() - t0)
-            est = {"forecast": (fc.end.estimate, fc.end.lower, fc.end.upper)}
-            est |= baselines(tp, yp, t_end)
+            bare = forecast(tp, yp, horizon=float(t[-1]), window=window, reward_range=None)
+            est = {
+                "forecast": (fc.end.estimate, fc.end.lower, fc.end.upper),
+                "forecast_norange": (bare.end.estimate, bare.end.lower, bare.end.upper),
+            }
+            est |= baselines(tp, yp, t_end, fc.reward_range)
             row = {
                 "run": label,
                 "repo": repo,
@@ -253,6 +279,7 @@ def main() -> None:
                 "progress": fc.progress,
                 "plateau_identified": fc.plateau_identified,
                 "top_model": max(fc.weights, key=fc.weights.__getitem__),
+                "reward_range": fc.reward_range,
             }
             for meth, (e, lo, hi) in est.items():
                 row[f"{meth}_err"] = abs(e - end_mean) / gain
