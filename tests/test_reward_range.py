@@ -207,3 +207,22 @@ def test_shared_logs_a_01_accuracy_log_is_found_and_a_continuous_one_is_not() ->
         infer_reward_range(read_shared_log("CYCLOP5__metascaler-hack__training_metrics.json"))
         is None
     )
+
+
+def test_the_monitor_forecasts_within_the_range_trl_logs_prove() -> None:
+    from grpo_dynamics.monitor import Monitor, _make_forecast
+
+    rng = np.random.default_rng(5)
+    monitor = Monitor(refit_every=10_000)
+    for step, p in enumerate(np.linspace(0.1, 0.85, 60), start=1):
+        x = (rng.random(64) < p).astype(float)
+        monitor.update(
+            step,
+            {
+                "reward": float(np.mean(x)),
+                "rewards/accuracy/mean": float(np.mean(x)),
+                "rewards/accuracy/std": float(np.std(x, ddof=1)),
+            },
+        )
+    assert _make_forecast(monitor.run(), None).reward_range == (0.0, 1.0)
+    assert _make_forecast(monitor.run(), (0.0, 2.0)).reward_range == (0.0, 2.0)
