@@ -226,3 +226,13 @@ def test_the_monitor_forecasts_within_the_range_trl_logs_prove() -> None:
         )
     assert _make_forecast(monitor.run(), None).reward_range == (0.0, 1.0)
     assert _make_forecast(monitor.run(), (0.0, 2.0)).reward_range == (0.0, 2.0)
+
+
+def test_the_precision_a_log_was_written_with_is_read_from_its_numbers() -> None:
+    from grpo_dynamics.io.reward_range import _decimals
+
+    x = np.random.default_rng(6).random(50)
+    assert _decimals(x) is None  # full precision: no rounding slack
+    assert _decimals(np.round(x, 4)) == 4
+    assert _decimals(np.round(x, 7)) == 7
+    assert _decimals(np.arange(256) / 256) == 8  # k / 256 needs eight decimals exactly

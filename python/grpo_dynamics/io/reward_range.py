@@ -48,7 +48,9 @@ def _decimals(values: np.ndarray) -> int | None:
     """Number of decimals every value was rounded to (None: full precision, above 12)."""
     for d in range(1, 13):
         scaled = values * 10.0**d
-        if np.all(np.abs(scaled - np.round(scaled)) <= 1e-6 * np.maximum(1.0, np.abs(scaled))):
+        # integral up to the float error of the scaling (a full-precision value is not)
+        slack = 1e-6 + 8.0 * np.finfo(float).eps * np.abs(scaled)
+        if np.all(np.abs(scaled - np.round(scaled)) <= slack):
             return d
     return None
 
