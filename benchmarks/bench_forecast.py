@@ -15,7 +15,7 @@ Methods (all on the same prefix, predicting the mean over the same end window):
 - ``forecast``: grpo_dynamics.forecast (candidate curves weighted by rolling-origin validation)
   called as a user does, on the run read from its log with ``upto`` the prefix's last step: its
   default ``reward_range="auto"`` bounds the plateau to [0, 1] when the log's own mean and std
-  up to there prove a 0/1 reward (12 of the 30 runs; docs/io.md, "Reward range").
+  up to there show a 0/1 reward (13 of the 30 runs; docs/io.md, "Reward range").
 - ``forecast_norange``: the same forecast on the prefix's bare (step, reward) arrays, without
   a reward range (what the forecast did before the range was read from the log).
 - ``exp``: scipy curve_fit of a - b exp(-k x), band from pcov (delta method) plus the window

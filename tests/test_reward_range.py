@@ -224,8 +224,10 @@ def test_the_monitor_forecasts_within_the_range_trl_logs_prove() -> None:
                 "rewards/accuracy/std": float(np.std(x, ddof=1)),
             },
         )
-    assert _make_forecast(monitor.run(), None).reward_range == (0.0, 1.0)
+    assert _make_forecast(monitor.run(), "auto").reward_range == (0.0, 1.0)
     assert _make_forecast(monitor.run(), (0.0, 2.0)).reward_range == (0.0, 2.0)
+    assert _make_forecast(monitor.run(), None).reward_range is None
+    assert monitor.reward_range == "auto"  # the default
 
 
 def test_the_precision_a_log_was_written_with_is_read_from_its_numbers() -> None:
@@ -236,3 +238,160 @@ def test_the_precision_a_log_was_written_with_is_read_from_its_numbers() -> None
     assert _decimals(np.round(x, 4)) == 4
     assert _decimals(np.round(x, 7)) == 7
     assert _decimals(np.arange(256) / 256) == 8  # k / 256 needs eight decimals exactly
+
+
+# ---------------------------------------------------------------------------------------------
+# rewards that are not 0/1 but come close (found by review): none may pass
+
+
+def _stats(values: np.ndarray, probs: list[np.ndarray], n: int, seed: int):  # noqa: ANN202
+    rng = np.random.default_rng(seed)
+    xs = [rng.choice(values, size=n, p=pr) for pr in probs]
+    return np.array([x.mean() for x in xs]), np.array([x.std(ddof=1) for x in xs])
+
+
+@pytest.mark.parametrize("decimals", [None, 4, 2])
+@pytest.mark.parametrize(
+    ("values", "n"),
+    [
+        ((0.0, 1.05), 256),  # a 0/1 score a little above 1
+        ((0.0, 1.2), 40),  # exact means b k / N with few decimals at full precision
+        ((0.0, 1.5), 25),
+        ((0.2, 1.2), 256),  # a 0/1 score plus an always-on 0.2 format bonus
+    ],
+)
+def test_two_valued_rewards_other_than_01_never_pass(
+    values: tuple[float, float], n: int, decimals: int | None
+) -> None:
+    lo, hi = values
+    probs = []
+    for mean in np.linspace(lo + 0.02, lo + 0.12, 30):  # an early, low-mean prefix
+        q = (mean - lo) / (hi - lo)
+        probs.append(np.array([1.0 - q, q]))
+    for seed in range(5):
+        m, s = _stats(np.array(values), probs, n, seed)
+        if decimals is not None:
+            m, s = np.round(m, decimals), np.round(s, decimals)
+        run = gd.Run.from_arrays(np.arange(30), m, reward_std=s)
+        assert infer_reward_range(run) is None, (values, n, decimals, seed)
+
+
+def test_a_step_whose_spread_no_01_sample_can_have_fails_the_log() -> None:
+    rng = np.random.default_rng(8)
+    x = [(rng.random(256) < p).astype(float) for p in np.linspace(0.2, 0.7, 20)]
+    m = [float(np.mean(v)) for v in x] + [1.0]  # then samples 0 and 2: mean 1, std 1
+    s = [float(np.std(v, ddof=1)) for v in x] + [1.0]
+    assert infer_reward_range(gd.Run.from_arrays(np.arange(20), m[:20], reward_std=s[:20]))
+    assert infer_reward_range(gd.Run.from_arrays(np.arange(21), m, reward_std=s)) is None
+
+
+def test_two_01_functions_logged_to_four_decimals_give_0_2(tmp_path: Path) -> None:
+    path = _trl_log(tmp_path / "t.json", {"acc": "binary", "fmt": "binary"}, n=256, decimals=4)
+    found = infer_reward_range(_read(path))
+    assert found is not None and (found.low, found.high) == (0.0, 2.0)
+
+
+def test_a_forecast_reads_the_range_of_its_prefix_only(tmp_path: Path) -> None:
+    run = _read(_own_std_log(tmp_path / "m.jsonl", "binary"))
+    frame = run.frame
+    late = frame.index > 30
+    std = frame["reward_std"].to_numpy().copy()
+    std[late] *= 1.3  # after step 30 the std is not 0/1's
+    broken = gd.Run.from_arrays(frame.index.to_numpy(), frame["reward"].to_numpy(), reward_std=std)
+    assert gd.forecast(broken, upto=30).reward_range == (0.0, 1.0)
+    assert gd.forecast(broken).reward_range is None
+    std2 = frame["reward_std"].to_numpy().copy()
+    std2[~late] *= 1.3  # the reverse: the prefix does not show it, the whole log neither
+    early_broken = gd.Run.from_arrays(
+        frame.index.to_numpy(), frame["reward"].to_numpy(), reward_std=std2
+    )
+    assert gd.forecast(early_broken, upto=30).reward_range is None
+
+
+def _accuracy_monitor(reward_range: object) -> object:
+    from grpo_dynamics.monitor import Monitor
+
+    rng = np.random.default_rng(5)
+    monitor = Monitor(refit_every=25, confirm=1, reward_range=reward_range)  # type: ignore[arg-type]
+    for step, p in enumerate(0.97 - 0.8 * np.exp(-np.arange(1, 301) / 30), start=1):
+        x = (rng.random(256) < p).astype(float)
+        monitor.update(step, {"reward": float(x.mean()), "reward_std": float(x.std(ddof=1))})
+    return monitor
+
+
+def test_the_monitor_states_an_accuracy_plateau_inside_the_range_the_log_shows() -> None:
+    # an accuracy approaching 0.97 (N = 256 per step): the forecast the monitor makes uses the
+    # range [0, 1] the log shows and judges its band against that range; the plateau it states
+    # covers 0.97 and stays below 1
+    from grpo_dynamics.monitor import _make_forecast
+
+    auto = _accuracy_monitor("auto")
+    assert _make_forecast(auto.run(), "auto").reward_range == (0.0, 1.0)  # type: ignore[attr-defined]
+    stated = auto.forecast  # type: ignore[attr-defined]
+    assert stated is not None
+    assert stated.plateau_lo <= 0.97 <= stated.plateau_hi < 1.0
+    assert stated.plateau_hi - stated.plateau_lo < 0.05
+    with pytest.raises(ValueError, match="reward_range"):
+        _accuracy_monitor("guess")
+
+
+def test_cli_forecast_reads_the_range_unless_told_not_to(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    import json as _json
+
+    from grpo_dynamics.cli import main
+
+    path = _own_std_log(tmp_path / "m.jsonl", "binary")
+    for flags, expected in (([], [0.0, 1.0]), (["--no-reward-range"], None)):
+        assert main(["forecast", str(path), "--fraction", "0.5", "--json", *flags]) == 0
+        doc = _json.loads(capsys.readouterr().out)
+        item = doc[0] if isinstance(doc, list) else doc
+        assert item["reward_range"] == expected
+
+
+def _binary_log(n_steps: int, n: int = 256, seed: int = 9, lo: float = 0.2, hi: float = 0.7):  # noqa: ANN202
+    rng = np.random.default_rng(seed)
+    x = [(rng.random(n) < p).astype(float) for p in np.linspace(lo, hi, n_steps)]
+    return np.array([v.mean() for v in x]), np.array([v.std(ddof=1) for v in x])
+
+
+def test_a_01_log_with_one_odd_step_fails() -> None:
+    m, s = _binary_log(20)
+    assert infer_reward_range(gd.Run.from_arrays(np.arange(20), m, reward_std=s))
+    for odd_mean, odd_std in ((0.5, 0.0), (1.02, 0.0), (1.02, 0.1), (-0.01, 0.05)):
+        # 0.5 with no spread: every sample 0.5 (partial credit); outside [0, 1]: not 0/1
+        run = gd.Run.from_arrays(np.arange(21), [*m, odd_mean], reward_std=[*s, odd_std])
+        assert infer_reward_range(run) is None, (odd_mean, odd_std)
+
+
+def test_a_std_column_that_is_not_the_samples_std_proves_nothing() -> None:
+    m, s = _binary_log(20)
+    # the standard error of the mean (std / sqrt(N)): its ratio is constant but far below 1
+    run = gd.Run.from_arrays(np.arange(20), m, reward_std=s / 16.0)
+    assert infer_reward_range(run) is None
+
+
+def test_a_score_one_percent_above_1_is_told_apart_at_full_precision() -> None:
+    # {0, 1.01}: std^2 / (p (1 - p)) = (1.01 - p) / (1 - p) moves by ~1 % over p in 0.1-0.6
+    m, s = _stats(
+        np.array([0.0, 1.01]),
+        [np.array([1 - q, q]) for q in np.linspace(0.1, 0.6, 30) / 1.01],
+        4096,
+        seed=10,
+    )
+    assert infer_reward_range(gd.Run.from_arrays(np.arange(30), m, reward_std=s)) is None
+
+
+def test_a_few_steps_prove_nothing() -> None:
+    m, s = _binary_log(4, lo=0.2, hi=0.6)  # four resolvable steps, below MIN_STEPS
+    assert infer_reward_range(gd.Run.from_arrays(np.arange(4), m, reward_std=s)) is None
+    m, s = _binary_log(6, lo=0.2, hi=0.6)
+    assert infer_reward_range(gd.Run.from_arrays(np.arange(6), m, reward_std=s))
+
+
+def test_one_column_at_full_precision_means_the_log_was_not_rounded() -> None:
+    from grpo_dynamics.io.reward_range import _precision
+
+    exact = np.arange(1, 40) / 40  # means k / 40: few decimals, yet written at full precision
+    full = np.random.default_rng(11).random(39)
+    assert _precision(exact, full) == 0.0
+    assert _precision(np.round(full, 3), np.round(full, 4)) == 0.5e-4

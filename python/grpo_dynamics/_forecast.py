@@ -505,14 +505,9 @@ def forecast(
         raise ValueError(f"t0: must be finite, got {t0}")
     if not (isinstance(level, (int, float)) and 0.0 < float(level) < 1.0):
         raise ValueError(f"level: must be in (0, 1), got {level!r}")
-    auto_range = isinstance(reward_range, str)
-    if auto_range and reward_range != "auto":
-        raise ValueError(f"reward_range: must be (lo, hi), 'auto' or None, got {reward_range!r}")
-    rng_range = (
-        None
-        if reward_range is None or auto_range
-        else _v.interval("reward_range", reward_range)
-    )
+    checked = _v.range_or_auto("reward_range", reward_range)
+    auto_range = checked == "auto"
+    rng_range = None if isinstance(checked, str) else checked
     names = [c for c in CANDIDATES if c in set(candidates)]
     unknown = set(candidates) - set(CANDIDATES)
     if unknown or not names:

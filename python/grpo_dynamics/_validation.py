@@ -19,7 +19,7 @@ import math
 import numbers
 import operator
 from collections.abc import Iterable
-from typing import SupportsIndex
+from typing import Literal, SupportsIndex
 
 import numpy as np
 
@@ -32,6 +32,7 @@ __all__ = [
     "integer",
     "interval",
     "paired",
+    "range_or_auto",
     "nonnegative",
     "positive",
     "show",
@@ -181,6 +182,18 @@ def interval(name: str, value: object) -> tuple[float, float]:
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise ValueError(f"{name}: must be finite with lo < hi, got {value!r}")
     return lo, hi
+
+
+def range_or_auto(name: str, value: object) -> tuple[float, float] | Literal["auto"] | None:
+    """A reward range argument: (lo, hi) as :func:`interval` checks it, ``"auto"`` (read it
+    from the log, docs/io.md "Reward range") or None (no range)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value == "auto":
+            return "auto"
+        raise ValueError(f"{name}: must be (lo, hi), 'auto' or None, got {value!r}")
+    return interval(name, value)
 
 
 def paired(steps: object, values: object, name: str = "reward") -> tuple[np.ndarray, np.ndarray]:

@@ -277,7 +277,13 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
             fraction=args.fraction,
             horizon=args.horizon,
             level=args.level,
-            reward_range=tuple(args.reward_range) if args.reward_range else "auto",
+            reward_range=(
+                tuple(args.reward_range)
+                if args.reward_range
+                else None
+                if args.no_reward_range
+                else "auto"
+            ),
             seed=args.seed,
             t0=args.t0,
         )
@@ -766,14 +772,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fraction", type=float, help="share of the logged steps used for the fit")
     p.add_argument("--horizon", type=float, help="step to forecast to (default: the last step)")
     p.add_argument("--level", type=float, default=0.9, help="band probability (default 0.9)")
-    p.add_argument(
+    ranges = p.add_mutually_exclusive_group()
+    ranges.add_argument(
         "--reward-range",
         dest="reward_range",
         type=float,
         nargs=2,
         metavar=("LO", "HI"),
         help="the reward's possible range (bounds the plateau), e.g. 0 1 "
-        "(default: the range the log's own numbers prove, if any: a 0/1 reward)",
+        "(default: the range the log's own numbers show, if any: a 0/1 reward)",
+    )
+    ranges.add_argument(
+        "--no-reward-range",
+        dest="no_reward_range",
+        action="store_true",
+        help="no reward range, whatever the log shows",
     )
     p.add_argument("--seed", type=int, default=0)
 

@@ -27,6 +27,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -81,11 +82,13 @@ def _finding_summaries(diagnosis: Diagnosis) -> dict[str, str]:
     return out
 
 
-def _make_forecast(run: Run, reward_range: tuple[float, float] | None) -> Forecast:
+def _make_forecast(
+    run: Run, reward_range: tuple[float, float] | Literal["auto"] | None
+) -> Forecast:
     """The ensemble forecast of the whole log so far (docs/forecast.md), kept inside the
-    reward's possible range when it is known: given, or proved by the log's own numbers
-    (``reward_range="auto"``, docs/io.md "Reward range")."""
-    return forecast(run, reward_range="auto" if reward_range is None else reward_range)
+    reward's possible range when it is known: given, or shown by the log's own numbers
+    (``"auto"``, docs/io.md "Reward range")."""
+    return forecast(run, reward_range=reward_range)
 
 
 def _forecast_fields(fc: Forecast, reward_range: tuple[float, float] | None) -> dict[str, float]:
@@ -244,8 +247,9 @@ class Monitor:
     confirm: consecutive refits that must show a warning/critical finding before it is
       announced (and miss it before it clears).
     reward_range: the reward's possible (low, high), when known: a forecast plateau band
-      outside it is not identified. None: the range the log's own numbers prove, if any
-      (a 0/1 reward shows in its logged mean and std; docs/io.md, "Reward range").
+      that reaches an end of it is not identified (the range, not the data, bounds it).
+      ``"auto"`` (default): the range the log's own numbers show, if any (a 0/1 reward shows
+      in its logged mean and std; docs/io.md, "Reward range"); None: no range.
     metadata: run facts in ``Run.metadata``'s canonical keys (``group_size``,
       ``learning_rate``, ...), used by ``diagnose``.
     forecast: False skips forecasting (findings and trend only).
@@ -261,7 +265,7 @@ class Monitor:
         refit_every: int = 10,
         refit_growth: float = 0.1,
         confirm: int = 2,
-        reward_range: tuple[float, float] | None = None,
+        reward_range: tuple[float, float] | Literal["auto"] | None = "auto",
         metadata: Mapping[str, object] | None = None,
         forecast: bool = True,
         name: str | None = None,
@@ -273,10 +277,8 @@ class Monitor:
         self.refit_every = _v.integer("refit_every", refit_every, minimum=1)
         self.refit_growth = _v.in_range("refit_growth", refit_growth, 0.0, 10.0)
         self.confirm = _v.integer("confirm", confirm, minimum=1)
-        if reward_range is not None:
-            reward_range = _v.interval("reward_range", reward_range)
         self.reward_key = reward_key
-        self.reward_range = reward_range
+        self.reward_range = _v.range_or_auto("reward_range", reward_range)
         self.metadata: dict[str, object] = dict(metadata or {})
         self.forecasting = bool(forecast)
         self.name = name
