@@ -395,3 +395,15 @@ def test_one_column_at_full_precision_means_the_log_was_not_rounded() -> None:
     full = np.random.default_rng(11).random(39)
     assert _precision(exact, full) == 0.0
     assert _precision(np.round(full, 3), np.round(full, 4)) == 0.5e-4
+
+
+def test_a_given_range_the_data_contradict_is_said_out_loud() -> None:
+    t = np.arange(1.0, 81.0)
+    y = 0.5 + 0.3 * (1 - np.exp(-t / 20)) + 0.01 * np.random.default_rng(12).standard_normal(80)
+    fc = gd.forecast(t, y, reward_range=(0.9, 1.0))
+    assert any("lie outside it" in w and "80 of 80" in w for w in fc.warnings)
+    assert not any("lie outside" in w for w in gd.forecast(t, y, reward_range=(0, 1)).warnings)
+    with pytest.raises(ValueError, match=r"reward_range: must be \(lo, hi\), 'auto' or None"):
+        gd.forecast(t, y, reward_range=5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="lo < hi"):
+        gd.forecast(t, y, reward_range=(1.0, 0.0))

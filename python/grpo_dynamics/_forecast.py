@@ -536,6 +536,16 @@ def forecast(
         )
     t, y = t_all[seen], y_all[seen]
     notes: list[str] = []
+    if rng_range is not None:
+        slack = 1e-9 * max(1.0, abs(rng_range[0]), abs(rng_range[1]))
+        outside = int(np.sum((y < rng_range[0] - slack) | (y > rng_range[1] + slack)))
+        if outside:
+            notes.append(
+                f"reward_range [{rng_range[0]:g}, {rng_range[1]:g}]: {outside} of {y.size} "
+                f"logged rewards in the fitted part lie outside it (from {float(y.min()):.4g} "
+                f"to {float(y.max()):.4g}); a mean of rewards in the range cannot, so the range "
+                "is probably not the reward's (it still bounds the plateau and the bands)"
+            )
     if auto_range:
         proved = infer_reward_range(the_run, column, upto=upto)
         if proved is not None:
@@ -693,18 +703,10 @@ def forecast(
     asym = np.array([c.asymptote for c in comps])
     lead_inf = max(lead_e, 1.0)
     var_a = np.array([c.asymptote_var for c in comps])
-    # a limit held at its bound is not identified (docs/model.md, "Fitting"): a slow power law
-    # whose limit runs to the bound says nothing about where the run levels off. It counts as
-    # disagreement when the data have to show the candidates agree on a limit (below), but the
-    # plateau stated is combined from the candidates whose limits the data place, their
-    # weights renormalised
-    pinned = (asym <= a_lo + 1e-6 * (a_hi - a_lo)) | (asym >= a_hi - 1e-6 * (a_hi - a_lo))
-    at_edge = float(np.sum(w[pinned]))
-    band_a = _band(asym, var_a, drift * lead_inf, w, z_band)[1:]
-    w_limit = np.where(pinned, 0.0, w) if np.any(~pinned) else w
-    plateau_est, lo_a, hi_a = (
-        float(v)
-        for v in _band(asym, var_a, drift * lead_inf, w_limit / np.sum(w_limit), z_band)
+    plateau_est, lo_a, hi_a = (float(v) for v in _band(asym, var_a, drift * lead_inf, w, z_band))
+    band_a = (lo_a, hi_a)
+    at_edge = float(
+        np.sum(w[(asym <= a_lo + 1e-6 * (a_hi - a_lo)) | (asym >= a_hi - 1e-6 * (a_hi - a_lo))])
     )
     k_recent = max(3, int(math.ceil(LEVEL_FRACTION * n)))
     recent = float(np.mean(z[-k_recent:]))
@@ -713,13 +715,13 @@ def forecast(
     state = prog.state
     # identified: a plateau reached, or a run slowing / without trend whose candidates agree on
     # a limit (most weight off the bounds, band narrower than the range the prefix covers)
-    agree = at_edge < 0.5 and float(band_a[1] - band_a[0]) < max(zr, 1e-12)
+    agree = at_edge < 0.5 and (band_a[1] - band_a[0]) < max(zr, 1e-12)
     identified = state == "plateau" or (state in ("slowing", "flat") and agree)
     direction = trend_dir if state == "slowing" else state
     plateau: Interval | None = None
     bound: tuple[str, float] | None = None
     if identified:
-        plateau = Interval(float(back(plateau_est)), float(back(lo_a)), float(back(hi_a)))
+        plateau = Interval(float(back(plateau_est)), float(back(band_a[0])), float(back(band_a[1])))
     elif direction in ("rising", "falling"):
         # "at least the current level" holds for a monotone approach; with momentum the
         # reward can overshoot its plateau and come back (docs/model.md): when the oscillator

@@ -193,7 +193,12 @@ def range_or_auto(name: str, value: object) -> tuple[float, float] | Literal["au
         if value == "auto":
             return "auto"
         raise ValueError(f"{name}: must be (lo, hi), 'auto' or None, got {value!r}")
-    return interval(name, value)
+    try:
+        return interval(name, value)
+    except ValueError as exc:
+        if "lo < hi" in str(exc):
+            raise
+        raise ValueError(f"{name}: must be (lo, hi), 'auto' or None, got {value!r}") from None
 
 
 def paired(steps: object, values: object, name: str = "reward") -> tuple[np.ndarray, np.ndarray]:

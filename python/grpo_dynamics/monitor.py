@@ -24,7 +24,7 @@ Calibration (docs/monitor.md, "Early warnings"):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
@@ -83,7 +83,7 @@ def _finding_summaries(diagnosis: Diagnosis) -> dict[str, str]:
 
 
 def _make_forecast(
-    run: Run, reward_range: tuple[float, float] | Literal["auto"] | None
+    run: Run, reward_range: Sequence[float] | Literal["auto"] | None
 ) -> Forecast:
     """The ensemble forecast of the whole log so far (docs/forecast.md), kept inside the
     reward's possible range when it is known: given, or shown by the log's own numbers
@@ -265,7 +265,7 @@ class Monitor:
         refit_every: int = 10,
         refit_growth: float = 0.1,
         confirm: int = 2,
-        reward_range: tuple[float, float] | Literal["auto"] | None = "auto",
+        reward_range: Sequence[float] | Literal["auto"] | None = "auto",
         metadata: Mapping[str, object] | None = None,
         forecast: bool = True,
         name: str | None = None,
