@@ -407,3 +407,22 @@ def test_a_given_range_the_data_contradict_is_said_out_loud() -> None:
         gd.forecast(t, y, reward_range=5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="lo < hi"):
         gd.forecast(t, y, reward_range=(1.0, 0.0))
+
+
+def test_watch_passes_the_range_choice_to_its_monitor(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    import io
+
+    from grpo_dynamics.cli import main
+    from grpo_dynamics.watch import watch
+
+    path = _own_std_log(tmp_path / "m.jsonl", "binary")
+    assert watch(path, once=True, out=io.StringIO()).reward_range == "auto"
+    assert watch(path, once=True, out=io.StringIO(), reward_range=None).reward_range is None
+    given = watch(path, once=True, out=io.StringIO(), reward_range=(0, 2))
+    assert given.reward_range == (0.0, 2.0)
+    with pytest.raises(ValueError, match="reward_range"):
+        watch(path, once=True, out=io.StringIO(), reward_range="guess")  # type: ignore[arg-type]
+    assert main(["watch", str(path), "--once", "--no-reward-range"]) == 0
+    with pytest.raises(SystemExit):
+        main(["watch", str(path), "--once", "--no-reward-range", "--reward-range", "0", "1"])
+    capsys.readouterr()

@@ -18,7 +18,7 @@ import typing
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -277,13 +277,7 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
             fraction=args.fraction,
             horizon=args.horizon,
             level=args.level,
-            reward_range=(
-                tuple(args.reward_range)
-                if args.reward_range
-                else None
-                if args.no_reward_range
-                else "auto"
-            ),
+            reward_range=_reward_range(args),
             seed=args.seed,
             t0=args.t0,
         )
@@ -405,6 +399,32 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     return code
 
 
+def _add_reward_range_options(p: argparse.ArgumentParser) -> None:
+    ranges = p.add_mutually_exclusive_group()
+    ranges.add_argument(
+        "--reward-range",
+        dest="reward_range",
+        type=float,
+        nargs=2,
+        metavar=("LO", "HI"),
+        help="the reward's possible range (bounds the plateau), e.g. 0 1 "
+        "(default: the range the log's own numbers show, if any: a 0/1 reward)",
+    )
+    ranges.add_argument(
+        "--no-reward-range",
+        dest="no_reward_range",
+        action="store_true",
+        help="no reward range, whatever the log shows",
+    )
+
+
+def _reward_range(args: argparse.Namespace) -> tuple[float, ...] | Literal["auto"] | None:
+    """--reward-range LO HI, --no-reward-range (None) or neither ("auto": read from the log)."""
+    if args.reward_range:
+        return tuple(args.reward_range)
+    return None if args.no_reward_range else "auto"
+
+
 def _cmd_watch(args: argparse.Namespace) -> int:
     from .watch import watch
 
@@ -415,6 +435,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
             interval=args.interval,
             idle_timeout=args.idle_timeout,
             reward_key=args.reward_key,
+            reward_range=_reward_range(args),
         )
     except (ValueError, OSError) as exc:
         print(f"grpo-dynamics watch: {exc}", file=sys.stderr)
@@ -772,22 +793,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fraction", type=float, help="share of the logged steps used for the fit")
     p.add_argument("--horizon", type=float, help="step to forecast to (default: the last step)")
     p.add_argument("--level", type=float, default=0.9, help="band probability (default 0.9)")
-    ranges = p.add_mutually_exclusive_group()
-    ranges.add_argument(
-        "--reward-range",
-        dest="reward_range",
-        type=float,
-        nargs=2,
-        metavar=("LO", "HI"),
-        help="the reward's possible range (bounds the plateau), e.g. 0 1 "
-        "(default: the range the log's own numbers show, if any: a 0/1 reward)",
-    )
-    ranges.add_argument(
-        "--no-reward-range",
-        dest="no_reward_range",
-        action="store_true",
-        help="no reward range, whatever the log shows",
-    )
+    _add_reward_range_options(p)
     p.add_argument("--seed", type=int, default=0)
 
     p = _add_log_command(
@@ -824,6 +830,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit once the file has not changed for this many seconds (default 300)",
     )
     p.add_argument("--reward-key", dest="reward_key", help="the logged metric that is the reward")
+    _add_reward_range_options(p)
     p.set_defaults(func=_cmd_watch)
 
     p = sub.add_parser(

@@ -20,9 +20,9 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Literal, TextIO
 
 import numpy as np
 
@@ -96,6 +96,7 @@ def watch(
     out: TextIO | None = None,
     reward_key: str | None = None,
     format: str | None = None,
+    reward_range: Sequence[float] | Literal["auto"] | None = "auto",
 ) -> Monitor:
     """Follow the log at ``path``; return the :class:`Monitor` with everything fed (named
     after the file, so ``monitor.report()`` is labelled as ``diagnose(read_log(path))`` is).
@@ -104,7 +105,8 @@ def watch(
     interval: seconds between polls. idle_timeout: return when the file has not changed for
       this long (a file that does not exist yet counts as unchanged). out: where the status
       goes (default sys.stdout; redrawn in place when it is a terminal). reward_key, format:
-      passed to Monitor / read_log.
+      passed to Monitor / read_log. reward_range: passed to Monitor (default "auto": the range
+      the log's own numbers show, docs/io.md "Reward range"; None: none).
     """
     if not (isinstance(interval, int | float) and math.isfinite(interval) and interval > 0):
         raise ValueError(f"interval: must be > 0, got {interval!r}")
@@ -113,7 +115,8 @@ def watch(
     file = Path(path)
     stream = out if out is not None else sys.stdout
     screen = _Screen(stream)
-    monitor = Monitor(reward_key, name=file.name)  # reports labelled as read_log labels the file
+    # reports labelled as read_log labels the file
+    monitor = Monitor(reward_key, name=file.name, reward_range=reward_range)
     header = f"grpo-dynamics watch {file.name}"
     note = ""
 
