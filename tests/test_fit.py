@@ -64,19 +64,7 @@ def test_reaches_least_squares_optimum_from_truth(noise):
     truth, R, batch = _make_batch(noise, seed, nested_mu0=False, n=500)
     ok = 0
     for i in range(len(truth)):
-        lo, hi = batch.lower[i], batch.upper[i]
-        x0 = np.clip(truth[i], lo, hi)
-        ref = optimize.least_squares(
-            lambda p, y=R[i]: _oscillator(T, p) - y,
-            x0,
-            jac=lambda p, y=R[i]: _oscillator_jac(T, p),
-            bounds=(lo, hi),
-            method="trf",
-            x_scale="jac",
-            ftol=1e-15,
-            xtol=1e-15,
-            gtol=1e-15,
-        )
+        ref = _scipy_oscillator_fit(T, R[i], truth[i], batch.lower[i], batch.upper[i])
         rss_ref = 2.0 * ref.cost
         # our RSS, recomputed independently from the returned parameters
         rss_ours = float(np.sum((_oscillator(T, batch.params[i]) - R[i]) ** 2))
