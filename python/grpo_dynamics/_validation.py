@@ -173,12 +173,13 @@ def threads(value: object, name: str = "threads") -> int | None:
     return int(number)
 
 
-def interval(name: str, value: object) -> tuple[float, float]:
-    """value as a finite (lo, hi) pair of floats with lo < hi (e.g. a reward's range)."""
+def interval(name: str, value: object, what: str = "(lo, hi)") -> tuple[float, float]:
+    """value as a finite (lo, hi) pair of floats with lo < hi (e.g. a reward's range);
+    ``what`` is how the message names the accepted values."""
     try:
         lo, hi = (float(v) for v in value)  # type: ignore[attr-defined]
     except (TypeError, ValueError):
-        raise ValueError(f"{name}: must be (lo, hi), got {value!r}") from None
+        raise ValueError(f"{name}: must be {what}, got {value!r}") from None
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise ValueError(f"{name}: must be finite with lo < hi, got {value!r}")
     return lo, hi
@@ -193,12 +194,7 @@ def range_or_auto(name: str, value: object) -> tuple[float, float] | Literal["au
         if value == "auto":
             return "auto"
         raise ValueError(f"{name}: must be (lo, hi), 'auto' or None, got {value!r}")
-    try:
-        return interval(name, value)
-    except ValueError as exc:
-        if "lo < hi" in str(exc):
-            raise
-        raise ValueError(f"{name}: must be (lo, hi), 'auto' or None, got {value!r}") from None
+    return interval(name, value, what="(lo, hi), 'auto' or None")
 
 
 def paired(steps: object, values: object, name: str = "reward") -> tuple[np.ndarray, np.ndarray]:
